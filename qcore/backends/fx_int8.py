@@ -1,0 +1,158 @@
+"""INT8 on CPU through torch.ao FX graph mode: real fbgemm / oneDNN (x86) or qnnpack kernels.
+
+Static mode: FX traces the model, fuses conv-bn-relu, inserts an observer per activation
+(the user's calibration method, via :func:`qcore.observers.observer_class`) and per weight
+(min-max, per tensor or per output channel), runs the calibration batches, and converts to
+quantized modules whose arithmetic is int8 x int8 -> int32.
+
+Dynamic mode: Linear layers only; weights are quantized ahead of time, activations per batch
+at run time. Convolutions stay FP32 and the result says how many layers were quantized.
+
+On CPUs without VNNI (AVX2 only), fbgemm multiplies uint8 x int8 pairs into int16 with
+saturation, so activations use 7 bits (``reduce_range``), as torch's own x86 defaults do.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from .. import hardware
+from ..measure import stopwatch
+from ..observers import observer_class
+from ..spec import QuantSpec
+from . import Backend, Quantized, count_layers, register_backend
+
+
+def _quantized_layer_count(model: nn.Module) -> int:
+    """Modules whose weights are int8 (static or dynamic quantized Conv/Linear)."""
+    n = 0
+    for m in model.modules():
+        mod = type(m).__module__
+        if mod.startswith("torch.ao.nn.quantized") or mod.startswith("torch.ao.nn.intrinsic.quantized"):
+            if hasattr(m, "weight") and callable(m.weight):
+                n += 1
+    return n
+
+
+def weight_observer(spec: QuantSpec):
+    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+
+    # int8 weights are symmetric (zero point 0): the only kind oneDNN's and PT2E's kernels take.
+    if spec.granularity == "per-channel":
+        return PerChannelMinMaxObserver.with_args(
+            dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-128, quant_max=127
+        )
+    return MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=-128, quant_max=127)
+
+
+def activation_range() -> tuple[int, int]:
+    """uint8 activations: 0..255 with VNNI, 0..127 (reduce_range) without."""
+    return (0, 255) if hardware.detect().has_vnni else (0, 127)
+
+
+def static_qconfig_mapping(spec: QuantSpec, engine: str):
+    from torch.ao.quantization import QConfig, get_default_qconfig_mapping
+    from torch.ao.quantization.observer import HistogramObserver
+
+    qmin, qmax = activation_range()
+    act = observer_class().with_args(
+        method=spec.calibration,
+        percentile=spec.percentile or 99.99,
+        dtype=torch.quint8,
+        qscheme=torch.per_tensor_symmetric if spec.symmetric else torch.per_tensor_affine,
+        quant_min=qmin,
+        quant_max=qmax,
+    )
+    qconfig = QConfig(activation=act, weight=weight_observer(spec))
+    mapping = get_default_qconfig_mapping(engine).set_global(qconfig)
+    # Ops with fixed output ranges (sigmoid, tanh, ...) keep their fixed qparams; every entry
+    # that used the default histogram observer gets the user's method instead.
+    for key, qc in list(mapping.object_type_qconfigs.items()):
+        if qc is not None and getattr(qc.activation, "func", qc.activation) is HistogramObserver:
+            mapping.set_object_type(key, qconfig)
+    return mapping
+
+
+class FXInt8(Backend):
+    name = "fx"
+
+    def unsupported(self, spec, device):
+        if spec.is_float or spec.precision != "int8":
+            return f"the fx backend runs INT8 only, not {spec.precision}"
+        if spec.mode not in ("static", "dynamic"):
+            return f"the fx backend runs static and dynamic INT8, not {spec.mode}"
+        if device != "cpu":
+            return (
+                "torch.ao int8 kernels (fbgemm, oneDNN, qnnpack) run on the CPU only; torch has no "
+                "CUDA kernel for int8 convolutions"
+            )
+        return None
+
+    def quantize(self, model, spec, calib, example, device):
+        engine = hardware.quantized_engine()
+        torch.backends.quantized.engine = engine
+        model = copy.deepcopy(model).eval().cpu()
+        total = count_layers(model)
+        notes: list[str] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao FX warns that it is deprecated in favour of PT2E
+            if spec.mode == "dynamic":
+                q, seconds = self._dynamic(model, spec)
+                calib_s = 0.0
+                notes.append(
+                    "dynamic: Linear layers hold int8 weights and quantize activations per batch; "
+                    "convolutions stay FP32"
+                )
+            else:
+                q, calib_s, seconds = self._static(model, spec, calib, example, engine)
+        nq = _quantized_layer_count(q)
+        if not hardware.detect().has_vnni and spec.mode == "static":
+            notes.append("no VNNI on this CPU: activations use 7 bits (reduce_range) to avoid int16 overflow")
+        if nq == 0:
+            notes.append("no layer was quantized (no Linear layer for dynamic mode?)")
+        return Quantized(
+            model=q,
+            backend=self.name,
+            kernel="native" if nq else "simulated",
+            device="cpu",
+            artifact=q.state_dict(),
+            quantized_layers=nq,
+            total_layers=total,
+            calib_seconds=calib_s,
+            quantize_seconds=seconds,
+            engine=engine,
+            notes=notes,
+        )
+
+    def _static(self, model, spec, calib, example, engine):
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+        mapping = static_qconfig_mapping(spec, engine)
+        with stopwatch() as t_prep:
+            prepared = prepare_fx(model, mapping, example_inputs=(example,))
+        with stopwatch() as t_cal, torch.inference_mode():
+            for x in calib:
+                prepared(x)
+            for m in prepared.modules():  # solve the ranges now, so calibration time includes it
+                if hasattr(m, "calibrator"):
+                    m.calculate_qparams()
+        with stopwatch() as t_conv:
+            q = convert_fx(prepared)
+        return q, t_cal[0], t_prep[0] + t_conv[0]
+
+    def _dynamic(self, model, spec):
+        from torch.ao.quantization import QConfig, quantize_dynamic
+        from torch.ao.quantization.observer import PlaceholderObserver
+
+        act = PlaceholderObserver.with_args(dtype=torch.quint8, is_dynamic=True)
+        qconfig = QConfig(activation=act, weight=weight_observer(spec))
+        with stopwatch() as t:
+            q = quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8)
+        return q, t[0]
+
+
+register_backend(FXInt8())

@@ -1,0 +1,42 @@
+"""Where qcore keeps what it makes: baselines, the run database, unpacked uploads.
+
+Everything lives under one data directory, ``$QCORE_HOME`` if set, else
+``$XDG_DATA_HOME/qcore`` (usually ``~/.local/share/qcore``). Nothing is written into
+the source tree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_home() -> Path:
+    """The user's qcore data directory (created on first use)."""
+    env = os.environ.get("QCORE_HOME")
+    if env:
+        home = Path(env).expanduser()
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        home = Path(xdg) / "qcore"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def subdir(name: str) -> Path:
+    """A named folder inside :func:`data_home` (``baselines``, ``uploads``, ...)."""
+    path = data_home() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

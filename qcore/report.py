@@ -1,0 +1,133 @@
+"""Export results: CSV, JSON and a self-contained HTML report (charts and manifest inline).
+
+Files are written atomically (a temporary file, then a rename): a crash never leaves half a
+report. Plotly is imported only inside :func:`html_report`, so ``import qcore`` stays lean.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .paths import atomic_write_bytes
+from .result import COLUMNS, Result
+
+
+def _fmt(v) -> str | float | int:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return round(v, 6)
+    return v
+
+
+def csv_text(results: Sequence[Result]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in results:
+        w.writerow({k: _fmt(v) for k, v in r.row().items()})
+    return buf.getvalue()
+
+
+def json_text(results: Sequence[Result]) -> str:
+    return json.dumps([r.to_dict() for r in results], indent=1)
+
+
+def write_csv(results: Sequence[Result], path: Path | str) -> None:
+    atomic_write_bytes(Path(path), csv_text(results).encode())
+
+
+def write_json(results: Sequence[Result], path: Path | str) -> None:
+    atomic_write_bytes(Path(path), json_text(results).encode())
+
+
+def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
+    """Plotly figure: top-1 against latency (or size), marker size by size, colour by precision,
+    the 2-D frontier as a step line. Only ok rows are plotted."""
+    import plotly.graph_objects as go
+
+    from .pareto import frontier_2d
+
+    ok = [r for r in results if r.ok and r.top1 is not None and getattr(r, x) is not None]
+    fig = go.Figure()
+    max_size = max((r.size_bytes or 1) for r in ok) if ok else 1
+    for precision in sorted({r.spec.precision for r in ok}):
+        rows = [r for r in ok if r.spec.precision == precision]
+        fig.add_trace(go.Scatter(
+            x=[getattr(r, x) for r in rows], y=[r.top1 for r in rows], mode="markers", name=precision.upper(),
+            marker=dict(size=[10 + 30 * (r.size_bytes or 0) / max_size for r in rows], line=dict(width=1)),
+            customdata=[[r.run_id] for r in rows],
+            text=[hover_text(r) for r in rows], hovertemplate="%{text}<extra></extra>",
+        ))  # fmt: skip
+    pts = [(getattr(r, x), r.top1) for r in ok]
+    front = [ok[i] for i in frontier_2d(pts)]
+    if front:
+        fig.add_trace(go.Scatter(
+            x=[getattr(r, x) for r in front], y=[r.top1 for r in front], mode="lines", name="frontier",
+            line=dict(shape="hv", dash="dot", color="gray"), hoverinfo="skip",
+        ))  # fmt: skip
+    xlabel = {"latency_ms_p50": "latency p50 (ms, lower is better)", "size_bytes": "size (bytes, lower is better)"}
+    fig.update_layout(
+        xaxis_title=xlabel.get(x, x), yaxis_title="top-1 accuracy (%)", legend_title="precision",
+        margin=dict(l=40, r=20, t=30, b=40), height=480,
+    )  # fmt: skip
+    if x == "size_bytes":
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def hover_text(r: Result) -> str:
+    s = r.spec
+    lines = [
+        f"<b>{html.escape(r.label)}</b>",
+        f"backend {r.backend}, kernel {r.kernel}, device {r.device}",
+        f"top-1 {r.top1:.2f}% ({r.top1_delta:+.2f} pts), agreement {r.agreement:.1f}%",
+        f"latency p50 {r.latency_ms_p50:.2f} ms, speed-up {r.speedup:.2f}x vs FP32 eager",
+        f"size {r.size_bytes / 1e6:.2f} MB ({r.size_ratio:.3f}x)",
+    ]
+    if not s.is_float:
+        lines.append(f"{s.granularity} {s.calibration} {s.scheme} {s.mode}")
+    return "<br>".join(lines)
+
+
+def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
+    """One self-contained HTML page: both charts (plotly.js inline), the table, the manifest."""
+    import plotly.io as pio
+
+    figs = [pareto_figure(results, "latency_ms_p50"), pareto_figure(results, "size_bytes")]
+    charts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
+    cols = ["label", "model", "dataset", "backend", "kernel", "top1", "top1_delta", "agreement",
+            "latency_ms_p50", "speedup", "speedup_vs_best_fp32", "size_bytes", "size_ratio", "pareto", "status", "error"]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = []
+    for r in results:
+        row = r.row()
+        body.append("<tr>" + "".join(f"<td>{html.escape(str(_fmt(row[c])))}</td>" for c in cols) + "</tr>")
+    manifests = {}
+    for r in results:
+        manifests.setdefault(json.dumps(r.manifest, sort_keys=True), r.manifest)
+    manifest_html = "".join(f"<pre>{html.escape(json.dumps(m, indent=1))}</pre>" for m in manifests.values())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #999;padding:3px 6px;text-align:right}} td:first-child{{text-align:left}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p>{len(results)} results. Speed-ups are relative to FP32 eager measured interleaved in the same process;
+<code>speedup_vs_best_fp32</code> is relative to the fastest FP32 way measured. Units: accuracy in %,
+latency in ms, size in bytes.</p>
+<h2>Accuracy against latency</h2>{charts[0]}
+<h2>Accuracy against size</h2>{charts[1]}
+<h2>Results</h2><table><tr>{head}</tr>{"".join(body)}</table>
+<h2>Manifest</h2>{manifest_html}
+</body></html>"""
+
+
+def write_html(results: Sequence[Result], path: Path | str, title: str = "qcore report") -> None:
+    atomic_write_bytes(Path(path), html_report(results, title).encode())

@@ -1,0 +1,241 @@
+"""QuantSpec: one frozen, self-validating description of how to quantize a model.
+
+Every combination lives in the fields of this one object (never in class names). An
+impossible combination raises :class:`SpecError` (a ``ValueError``) naming the field, the
+value and what is allowed, before any work is done. ``CHOICES`` lists the allowed values
+of each field; the CLI and the app build their choices from it.
+
+``scheme`` applies to activations in static and dynamic INT8 (weights there are always
+symmetric int8, the only kind the CPU int8 kernels take) and to the weights in weight-only
+mode (there are no quantized activations).
+
+Float precisions (fp32, fp16, bf16) ignore the integer settings: they are normalised to
+``"n/a"`` so that a grid over calibrations does not produce ten identical FP16 runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, fields
+from typing import Any
+
+FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
+INT_PRECISIONS = ("int8", "int4")
+NA = "n/a"
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "precision": FLOAT_PRECISIONS + INT_PRECISIONS,
+    "granularity": ("per-tensor", "per-channel", "per-group"),
+    "calibration": ("minmax", "moving-average", "percentile", "entropy", "mse"),
+    "scheme": ("symmetric", "asymmetric"),
+    "mode": ("static", "dynamic", "weight-only"),
+    "backend": ("auto", "fx", "pt2e", "float", "weight-only", "ort", "openvino"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+# Human labels for select boxes and reports.
+LABELS = {
+    "fp32": "FP32",
+    "fp16": "FP16",
+    "bf16": "BF16",
+    "int8": "INT8",
+    "int4": "INT4",
+    "minmax": "min-max",
+    "moving-average": "moving-average min-max",
+    "percentile": "percentile",
+    "entropy": "entropy (KL)",
+    "mse": "MSE",
+}
+
+GROUP_SIZES = (16, 32, 64, 128, 256)
+# Weights are static: their range is known exactly, so only these methods make sense for them.
+WEIGHT_CALIBRATIONS = ("minmax", "percentile", "mse")
+
+
+class SpecError(ValueError):
+    """An impossible or malformed QuantSpec; the message names the field and the allowed values."""
+
+
+def _allowed(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How to quantize: precision, granularity, calibration, scheme, mode, backend, device.
+
+    >>> QuantSpec("int8", granularity="per-channel", calibration="entropy").mode
+    'static'
+    """
+
+    precision: str = "int8"
+    granularity: str = "per-channel"
+    group_size: int = 64
+    calibration: str = "minmax"
+    percentile: float = 99.99
+    scheme: str = "asymmetric"
+    mode: str = "static"
+    backend: str = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("precision", "backend", "device"):
+            self._check_choice(name)
+        if self.precision in FLOAT_PRECISIONS:
+            # Integer settings mean nothing for a float cast: normalise them.
+            for name in ("granularity", "calibration", "scheme", "mode"):
+                object.__setattr__(self, name, NA)
+            object.__setattr__(self, "group_size", 0)
+            object.__setattr__(self, "percentile", 0.0)
+            if self.backend not in ("auto", "float", "ort", "openvino"):
+                raise SpecError(
+                    f"backend={self.backend!r} does not run {self.precision}; "
+                    "allowed for float precisions: auto, float, ort, openvino"
+                )
+            return
+        for name in ("granularity", "calibration", "scheme", "mode"):
+            self._check_choice(name)
+        self._check_numbers()
+        self._check_combination()
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def _check_choice(self, name: str) -> None:
+        value = getattr(self, name)
+        if value not in CHOICES[name]:
+            raise SpecError(f"{name}={value!r} is not allowed; allowed: {_allowed(CHOICES[name])}")
+
+    def _check_numbers(self) -> None:
+        if self.granularity == "per-group":
+            if not isinstance(self.group_size, int) or self.group_size not in GROUP_SIZES:
+                raise SpecError(
+                    f"group_size={self.group_size!r} is not allowed; allowed: {_allowed(GROUP_SIZES)}"
+                )
+        else:
+            object.__setattr__(self, "group_size", 0)
+        if self.calibration == "percentile":
+            if not isinstance(self.percentile, (int, float)) or not 50.0 < float(self.percentile) <= 100.0:
+                raise SpecError(
+                    f"percentile={self.percentile!r} is not allowed; allowed: a number in (50, 100]"
+                )
+            object.__setattr__(self, "percentile", float(self.percentile))
+        else:
+            object.__setattr__(self, "percentile", 0.0)
+
+    def _check_combination(self) -> None:
+        p, g, c, m = self.precision, self.granularity, self.calibration, self.mode
+        if p == "int4" and m != "weight-only":
+            raise SpecError(
+                f"mode={m!r} is not allowed with precision='int4': no INT4 activation kernels exist "
+                "here; allowed: weight-only"
+            )
+        if m == "static" and g == "per-group":
+            raise SpecError(
+                "granularity='per-group' is not allowed in static INT8: activations and the int8 "
+                "kernels take one scale per tensor or per output channel; allowed: per-tensor, "
+                "per-channel (or mode='weight-only' for per-group weights)"
+            )
+        if m == "dynamic":
+            if g == "per-group":
+                raise SpecError(
+                    "granularity='per-group' is not allowed in dynamic INT8; allowed: per-tensor, per-channel"
+                )
+            if self.scheme != "asymmetric":
+                raise SpecError(
+                    "scheme='symmetric' is not allowed in dynamic mode: the kernels quantize "
+                    "activations asymmetrically (uint8) at run time; allowed: asymmetric"
+                )
+            if c != "minmax":
+                raise SpecError(
+                    f"calibration={c!r} is not allowed in dynamic mode: activation ranges are taken "
+                    "from each batch at run time (min-max), so there is nothing to calibrate; "
+                    "allowed: minmax"
+                )
+        if m == "weight-only" and c not in WEIGHT_CALIBRATIONS:
+            raise SpecError(
+                f"calibration={c!r} is not allowed in weight-only mode: weights are fixed, so their "
+                f"clipping range is chosen once; allowed: {_allowed(WEIGHT_CALIBRATIONS)}"
+            )
+        b = self.backend
+        allowed_backends = {
+            "static": ("auto", "fx", "pt2e", "ort", "openvino"),
+            "dynamic": ("auto", "fx", "pt2e"),
+            "weight-only": ("auto", "weight-only"),
+        }[m]
+        if b not in allowed_backends:
+            raise SpecError(
+                f"backend={b!r} does not run mode={m!r}; allowed: {_allowed(allowed_backends)}"
+            )
+
+    # -- conveniences ----------------------------------------------------------------------------
+
+    @property
+    def is_float(self) -> bool:
+        return self.precision in FLOAT_PRECISIONS
+
+    @property
+    def bits(self) -> int:
+        return {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4}[self.precision]
+
+    @property
+    def symmetric(self) -> bool:
+        return self.scheme == "symmetric"
+
+    def label(self) -> str:
+        """A short human name: ``INT8 per-channel entropy sym static``."""
+        if self.is_float:
+            return LABELS[self.precision]
+        parts = [LABELS[self.precision], self.granularity]
+        if self.granularity == "per-group":
+            parts[-1] += f"({self.group_size})"
+        cal = LABELS[self.calibration]
+        if self.calibration == "percentile":
+            cal += f"({self.percentile:g})"
+        parts += [cal, "sym" if self.symmetric else "asym", self.mode]
+        if self.backend != "auto":
+            parts.append(f"[{self.backend}]")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QuantSpec:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise SpecError(f"unknown QuantSpec field(s): {', '.join(unknown)}; allowed: {_allowed(sorted(names))}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> QuantSpec:
+        return dataclasses.replace(self, **changes)
+
+
+FP32 = QuantSpec("fp32")
+
+
+def expand_grid(**options: list[Any]) -> tuple[list[QuantSpec], list[tuple[dict[str, Any], str]]]:
+    """Every combination of the given field values.
+
+    Returns the valid specs (duplicates removed, order kept) and the skipped combinations,
+    each with the reason. ``expand_grid(precision=["int8", "int4"], mode=["static"])`` gives one
+    spec and skips INT4 static.
+    """
+    names = list(options)
+    specs: list[QuantSpec] = []
+    skipped: list[tuple[dict[str, Any], str]] = []
+    seen: set[QuantSpec] = set()
+    for values in itertools.product(*(options[n] for n in names)):
+        combo = dict(zip(names, values))
+        try:
+            spec = QuantSpec(**combo)
+        except SpecError as exc:
+            skipped.append((combo, str(exc)))
+            continue
+        except TypeError as exc:
+            raise SpecError(str(exc)) from exc
+        if spec not in seen:
+            seen.add(spec)
+            specs.append(spec)
+    return specs, skipped

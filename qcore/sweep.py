@@ -1,0 +1,263 @@
+"""Run many specs against one FP32 baseline: progress, cancellation, one error row per failure.
+
+The model and data are loaded once. The FP32 baseline is evaluated first (its logits are
+the reference for agreement and KL) and its latency measured in two ways, eager and
+channels-last, so a speed-up can also be quoted against the faster FP32. Then each spec is
+quantized from a copy of the FP32 model, evaluated on the same images, and timed
+interleaved with FP32 eager in this process. A spec that raises becomes an ``error`` row
+and the sweep goes on; a spec no backend can run here becomes a ``skipped`` row with the
+reason; a cancel request stops between specs and leaves ``cancelled`` rows.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from . import data, hardware, models
+from .backends import BackendUnavailable, resolve_backend
+from .measure import accuracy, predict, size_bytes, time_interleaved
+from .pareto import mark_pareto
+from .result import Result, manifest
+from .spec import FP32, QuantSpec
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything about a sweep except the specs. The CLI's and the app's defaults come from here."""
+
+    model: str = "resnet18"
+    dataset: str = "fashion-mnist"
+    weights: str = "auto"
+    device: str = "auto"
+    batch_size: int = 1
+    input_size: int | None = None  # latency input side; None: the dataset's image size
+    calib_size: int = 256
+    eval_limit: int | None = 2000
+    seed: int = 0
+    eval_batch_size: int = 250
+    calib_batch_size: int = 32
+    latency_budget_s: float = 6.0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "calib_size", "eval_batch_size", "calib_batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}={v!r} is not allowed; allowed: a positive integer")
+        if self.input_size is not None and (not isinstance(self.input_size, int) or not 8 <= self.input_size <= 1024):
+            raise ValueError(f"input_size={self.input_size!r} is not allowed; allowed: 8..1024 or None (dataset's)")
+        if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit < 1):
+            raise ValueError(f"eval_limit={self.eval_limit!r} is not allowed; allowed: a positive integer or None (all)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device={self.device!r} is not allowed; allowed: auto, cpu, cuda")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SweepConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class Prepared:
+    """What every spec of a sweep shares: data, the FP32 model and its reference numbers."""
+
+    config: SweepConfig
+    device: str
+    loaded: models.LoadedModel
+    calib: list[torch.Tensor]
+    eval_batches: list[tuple[torch.Tensor, torch.Tensor]]
+    example: torch.Tensor
+    ref_logits: torch.Tensor
+    labels: torch.Tensor
+    fp32_size: int
+    manifest: dict
+    best_fp32: str = "fp32 eager"
+    best_fp32_ratio: float = 1.0  # eager p50 / best FP32 p50, measured in the baseline block
+
+
+def prepare(config: SweepConfig, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> Prepared:
+    device = hardware.resolve_device(config.device)
+    bundle = data.load_dataset(config.dataset)
+    input_size = config.input_size or bundle.image_size
+    models.check_input_size(config.model, input_size)
+
+    def train_progress(done, total, msg):
+        if progress:
+            progress(0, 1, f"training the {config.model} baseline: {msg}")
+
+    loaded = models.load_model(config.model, bundle, config.weights, progress=train_progress, cancel=cancel)
+    calib_set, eval_set = data.split_calib_eval(bundle, config.calib_size, config.eval_limit, config.seed)
+    calib = [x for x, _ in data.batches(calib_set, config.calib_batch_size)]
+    eval_batches = list(data.batches(eval_set, config.eval_batch_size))
+    gen = torch.Generator().manual_seed(config.seed)
+    example = torch.randn(config.batch_size, 3, input_size, input_size, generator=gen)
+    fp32 = loaded.model.to(device)
+    ref_logits, labels = predict(fp32, eval_batches, device)
+    fp32.cpu()
+    m = manifest(
+        seed=config.seed,
+        dataset=config.dataset,
+        dataset_source=bundle.source,
+        calib_size=len(calib_set),
+        eval_size=len(eval_set),
+        weights=loaded.weights,
+        device=device,
+        batch_size=config.batch_size,
+        input_shape=list(example.shape),
+    )
+    return Prepared(config, device, loaded, calib, eval_batches, example, ref_logits, labels,
+                    size_bytes(loaded.model.state_dict()), m)
+
+
+def _base_result(p: Prepared, spec: QuantSpec) -> Result:
+    c = p.config
+    return Result(
+        spec=spec,
+        model=c.model,
+        dataset=c.dataset,
+        weights=p.loaded.weights,
+        backend=spec.backend,
+        device=p.device,
+        batch_size=c.batch_size,
+        input_shape="x".join(str(s) for s in p.example.shape),
+        threads=torch.get_num_threads(),
+        manifest=p.manifest,
+        best_fp32=p.best_fp32,
+    )
+
+
+def measure_baseline(p: Prepared) -> Result:
+    """The FP32 row: accuracy, eager and channels-last latency, size."""
+    model = p.loaded.model.to(p.device)
+    x = p.example.to(p.device)
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    lat = time_interleaved(
+        {"eager": lambda: model(x), "channels_last": lambda: cl_model(x_cl)},
+        device=p.device,
+        budget_s=p.config.latency_budget_s,
+    )
+    eager, cl = lat["eager"], lat["channels_last"]
+    if cl.p50 < eager.p50:
+        p.best_fp32, p.best_fp32_ratio = "fp32 channels-last", eager.p50 / cl.p50
+    r = _base_result(p, FP32)
+    acc = accuracy(p.ref_logits, p.labels, p.ref_logits)
+    r.backend, r.kernel = "float", "native"
+    r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = acc.top1, acc.top5, 0.0, 100.0, 0.0
+    r.latency_ms_p50, r.latency_ms_p90 = eager.p50, eager.p90
+    r.fp32_latency_ms_p50 = eager.p50
+    r.latency_samples_ms = eager.samples_ms
+    r.speedup, r.speedup_vs_best_fp32, r.best_fp32 = 1.0, 1.0 / p.best_fp32_ratio, p.best_fp32
+    r.size_bytes, r.size_ratio = p.fp32_size, 1.0
+    r.calib_seconds = r.quantize_seconds = 0.0
+    r.notes = [f"FP32 eager p50 {eager.p50:.2f} ms, channels-last p50 {cl.p50:.2f} ms"] + p.loaded.notes
+    model.cpu()
+    return r
+
+
+def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
+    """Quantize, evaluate and time one spec; raises on failure (the sweep turns that into a row)."""
+    r = _base_result(p, spec)
+    try:
+        backend = resolve_backend(spec, p.device)
+    except BackendUnavailable as exc:
+        r.status, r.error = "skipped", str(exc)
+        return r
+    fp32 = p.loaded.model
+    calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
+    q = backend.quantize(fp32, spec, calib, p.example, p.device)
+    logits, _ = predict(q, p.eval_batches, q.device)
+    acc = accuracy(logits, p.labels, p.ref_logits)
+    fp32_dev = fp32.to(p.device)
+    x = p.example.to(p.device)
+    lat = time_interleaved(
+        {"fp32": lambda: fp32_dev(x), "variant": lambda: q(x)}, device=p.device, budget_s=p.config.latency_budget_s
+    )
+    fp32.cpu()
+    r.backend, r.kernel, r.engine = q.backend, q.kernel, q.engine
+    r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = acc.top1, acc.top5, acc.top1_delta, acc.agreement, acc.logit_kl
+    r.latency_ms_p50, r.latency_ms_p90 = lat["variant"].p50, lat["variant"].p90
+    r.fp32_latency_ms_p50 = lat["fp32"].p50
+    r.latency_samples_ms = lat["variant"].samples_ms
+    r.speedup = lat["fp32"].p50 / lat["variant"].p50
+    r.speedup_vs_best_fp32 = r.speedup / p.best_fp32_ratio
+    r.size_bytes = size_bytes(q.artifact)
+    r.size_ratio = r.size_bytes / p.fp32_size
+    r.calib_seconds, r.quantize_seconds = q.calib_seconds, q.quantize_seconds
+    r.quantized_layers, r.total_layers = q.quantized_layers, q.total_layers
+    r.notes = list(q.notes)
+    if q.kernel == "simulated":
+        r.notes.append("latency is of a simulated kernel: it does not show what real low-bit kernels would do")
+    del q
+    gc.collect()
+    return r
+
+
+def run_sweep(
+    config: SweepConfig,
+    specs: list[QuantSpec],
+    *,
+    progress: ProgressFn | None = None,
+    cancel: Callable[[], bool] | None = None,
+    on_result: Callable[[Result], None] | None = None,
+    sweep_id: str = "",
+    include_baseline: bool = True,
+) -> list[Result]:
+    """Measure the FP32 baseline and every spec; return one Result per spec (baseline first).
+
+    ``progress(done, total, message)`` is called before and after each spec; ``cancel()`` is
+    checked between specs; ``on_result`` receives each Result the moment it is measured (the
+    app commits it to the database there). Pareto flags are set at the end.
+    """
+    progress = progress or (lambda d, t, m: None)
+    cancel = cancel or (lambda: False)
+    todo = [s for s in specs if s != FP32]
+    total = len(todo) + (1 if include_baseline else 0)
+    results: list[Result] = []
+
+    def emit(r: Result) -> None:
+        r.sweep_id = sweep_id
+        results.append(r)
+        if on_result:
+            on_result(r)
+
+    progress(0, total, f"loading {config.model} and {config.dataset}")
+    p = prepare(config, progress, cancel)
+    done = 0
+    progress(done, total, "FP32 baseline")
+    baseline = measure_baseline(p)  # always: it sets the best-FP32 reference for the speed-ups
+    if include_baseline:
+        emit(baseline)
+        done += 1
+    for spec in todo:
+        if cancel():
+            for rest in todo[done - (1 if include_baseline else 0):]:
+                r = _base_result(p, rest)
+                r.status, r.error = "cancelled", "the sweep was cancelled before this spec ran"
+                emit(r)
+            break
+        progress(done, total, spec.label())
+        start = time.perf_counter()
+        try:
+            r = measure_spec(p, spec)
+        except Exception as exc:  # one failing spec must not end the sweep
+            r = _base_result(p, spec)
+            r.status, r.error = "error", f"{type(exc).__name__}: {exc}"
+        r.notes.append(f"measured in {time.perf_counter() - start:.1f} s")
+        emit(r)
+        done += 1
+        progress(done, total, spec.label())
+    mark_pareto(results)
+    return results
+
+

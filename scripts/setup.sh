@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Linux machine: venv, Python packages, the offline dataset
+# and (with --test) the test-only packages and Debian's Chromium for the browser tests.
+# A second run with unchanged requirement files installs nothing and takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+PY=${PYTHON:-python3}
+VENV=.venv
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"; else return 1; fi
+}
+
+apt_install() {  # apt_install PACKAGE...: Debian only; returns non-zero where it cannot
+  command -v apt-get >/dev/null 2>&1 || return 1
+  if [ ! -f "$VENV/.apt-updated" ] || [ -z "$(find "$VENV/.apt-updated" -mmin -1440 2>/dev/null)" ]; then
+    as_root apt-get update -qq || return 1
+    touch "$VENV/.apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# 1. The virtual environment.
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+
+# 2. Python packages, only when the requirement files changed since the last install.
+reqs=(requirements.txt)
+[ $want_test = 1 ] && reqs+=(requirements-test.txt)
+stamp="$VENV/.installed-$(cat "${reqs[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  say "installing ${reqs[*]} (the first time: ~6 GB, a few minutes)"
+  args=()
+  for r in "${reqs[@]}"; do args+=(-r "$r"); done
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${args[@]}"
+  touch "$stamp"
+else
+  say "python packages up to date ($stamp)"
+fi
+
+# 3. The offline dataset (Fashion-MNIST): $QCORE_DATA, Debian's package, or torchvision's download.
+fm_ok() {
+  "$VENV/bin/python" -c 'import sys, qcore.data as d; sys.exit(0 if d.find_fashion_mnist() else 1)' 2>/dev/null
+}
+if ! fm_ok; then
+  say "Fashion-MNIST not found; trying Debian's dataset-fashion-mnist package"
+  apt_install dataset-fashion-mnist || true
+fi
+if ! fm_ok; then
+  say "trying torchvision's download of Fashion-MNIST"
+  "$VENV/bin/python" -m qcore fetch-data fashion-mnist || true
+fi
+if ! fm_ok; then
+  say "ERROR: Fashion-MNIST is not available. Install it with 'apt-get install dataset-fashion-mnist'"
+  say "(Debian), or put the four IDX .gz files in a folder and set QCORE_DATA to it, or go online once."
+  exit 1
+fi
+
+# 4. Test-only: Debian's Chromium for the Playwright browser tests (never 'playwright install').
+if [ $want_test = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  say "installing Debian's chromium for the browser tests"
+  apt_install chromium || say "WARNING: could not install chromium; the browser tests will be skipped"
+fi
+say "ready"

@@ -1,0 +1,40 @@
+"""Shared fixtures. Every test runs with QCORE_HOME in a temporary folder, so the user's
+run database, baselines and uploads are never touched."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("qcore-home")
+    monkeypatch.setenv("QCORE_HOME", str(home))
+    monkeypatch.delenv("QCORE_DB", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def resnet18_checkpoint(tmp_path_factory):
+    """A random-init resnet18 with a 10-class head, saved as a plain state dict (no training)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "resnet18-random.pt"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    from qcore.data import find_fashion_mnist
+
+    folder = find_fashion_mnist()
+    if folder is None:
+        pytest.skip("Fashion-MNIST not found (apt-get install dataset-fashion-mnist, or set QCORE_DATA)")
+    return folder

@@ -1,0 +1,80 @@
+import pytest
+
+from qcore.spec import CHOICES, FP32, QuantSpec, SpecError, expand_grid
+
+
+@pytest.mark.parametrize(
+    "kwargs, field, allowed",
+    [
+        (dict(precision="int3"), "precision='int3'", "fp32, fp16, bf16, int8, int4"),
+        (dict(granularity="per-row"), "granularity='per-row'", "per-tensor, per-channel, per-group"),
+        (dict(calibration="kl"), "calibration='kl'", "minmax, moving-average, percentile, entropy, mse"),
+        (dict(granularity="per-group", mode="static"), "granularity='per-group'", "per-tensor, per-channel"),
+        (dict(precision="int4", mode="static"), "mode='static'", "weight-only"),
+        (dict(mode="dynamic", calibration="entropy"), "calibration='entropy'", "minmax"),
+        (dict(mode="dynamic", scheme="symmetric"), "scheme='symmetric'", "asymmetric"),
+        (dict(mode="weight-only", calibration="entropy"), "calibration='entropy'", "minmax, percentile, mse"),
+        (dict(mode="weight-only", granularity="per-group", group_size=48), "group_size=48", "16, 32, 64, 128, 256"),
+        (dict(calibration="percentile", percentile=101), "percentile=101", "(50, 100]"),
+        (dict(backend="float"), "backend='float'", "auto, fx, pt2e"),
+        (dict(precision="fp16", backend="fx"), "backend='fx'", "auto, float"),
+        (dict(device="tpu"), "device='tpu'", "auto, cpu, cuda"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_impossible_specs_name_the_field_and_what_is_allowed(kwargs, field, allowed):
+    with pytest.raises(SpecError) as err:
+        QuantSpec(**kwargs)
+    assert field in str(err.value) and allowed in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_defaults_are_valid_static_int8():
+    s = QuantSpec()
+    assert (s.precision, s.granularity, s.calibration, s.scheme, s.mode) == (
+        "int8", "per-channel", "minmax", "asymmetric", "static"
+    )
+    assert s.group_size == 0 and s.percentile == 0.0  # unused numbers are normalised
+
+
+def test_float_specs_are_normalised():
+    a = QuantSpec("fp16", calibration="entropy", granularity="per-group")
+    b = QuantSpec("fp16")
+    assert a == b and a.calibration == "n/a" and a.label() == "FP16"
+
+
+def test_frozen():
+    with pytest.raises(Exception):
+        QuantSpec().precision = "int4"
+
+
+@pytest.mark.parametrize("spec", [
+    QuantSpec(), FP32, QuantSpec("int4", mode="weight-only", granularity="per-group", group_size=128,
+                                 calibration="mse", scheme="symmetric"),
+    QuantSpec("int8", calibration="percentile", percentile=99.9, backend="pt2e"),
+], ids=lambda s: s.label())
+def test_dict_round_trip(spec):
+    assert QuantSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_from_dict_refuses_unknown_fields():
+    with pytest.raises(SpecError, match="unknown QuantSpec field"):
+        QuantSpec.from_dict({"precision": "int8", "bits": 3})
+
+
+def test_expand_grid_skips_with_reasons_and_dedupes():
+    specs, skipped = expand_grid(
+        precision=["fp32", "int8", "int4"], mode=["static", "weight-only"], calibration=["minmax", "entropy"]
+    )
+    labels = [s.label() for s in specs]
+    assert labels.count("FP32") == 1
+    assert "INT8 per-channel entropy (KL) asym static" in labels
+    assert all(s.precision != "int4" or s.mode == "weight-only" for s in specs)
+    reasons = [r for _, r in skipped]
+    assert any("weight-only" in r and "int4" in r for r in reasons)
+    assert any("calibration='entropy' is not allowed in weight-only" in r for r in reasons)
+
+
+def test_choices_cover_the_issue():
+    assert set(CHOICES["precision"]) == {"fp32", "fp16", "bf16", "int8", "int4"}
+    assert set(CHOICES["mode"]) == {"static", "dynamic", "weight-only"}
