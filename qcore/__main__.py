@@ -81,7 +81,7 @@ def cmd_sweep(args) -> int:
         config = SweepConfig(
             model=args.model, dataset=args.dataset, weights=args.weights, device=args.device,
             batch_size=args.batch_size, input_size=args.input_size, calib_size=args.calib_size,
-            eval_limit=args.eval_limit, seed=args.seed,
+            eval_limit=args.eval_limit, seed=args.seed, latency_budget_s=args.latency_budget,
         )  # fmt: skip
         specs, skipped = expand_grid(
             precision=args.precision, granularity=args.granularity, group_size=args.group_size,
@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--calib-size", type=int, default=d.calib_size)
     s.add_argument("--eval-limit", type=_optional_int, default=d.eval_limit, help="images to evaluate, or 'all'")
     s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--latency-budget", type=float, default=d.latency_budget_s,
+                   help="seconds of timed runs per spec (at least 7 runs each)")
     s.add_argument("--out", help="write a CSV here")
     s.add_argument("--json", help="write a JSON file here")
     s.add_argument("--no-store", action="store_true", help="do not record the results in the run database")

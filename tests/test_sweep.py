@@ -1,0 +1,94 @@
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from qcore.backends import fx_int8
+from qcore.report import csv_text, html_report
+from qcore.result import COLUMNS
+from qcore.spec import FP32, QuantSpec
+from qcore.sweep import SweepConfig, run_sweep
+
+SPECS = [
+    FP32,
+    QuantSpec("int8"),
+    QuantSpec("int8", granularity="per-tensor", calibration="entropy"),
+    QuantSpec("int4", mode="weight-only", granularity="per-group", calibration="minmax"),
+]
+
+
+@pytest.fixture
+def config(fashion_mnist, resnet18_checkpoint):
+    return SweepConfig(weights=str(resnet18_checkpoint), calib_size=32, eval_limit=64, latency_budget_s=0.2)
+
+
+def test_a_failing_spec_becomes_an_error_row_and_the_rest_go_on(config, monkeypatch):
+    real = fx_int8.FXInt8._static
+
+    def flaky(self, model, spec, *args):
+        if spec.calibration == "entropy":
+            raise RuntimeError("injected failure")
+        return real(self, model, spec, *args)
+
+    monkeypatch.setattr(fx_int8.FXInt8, "_static", flaky)
+    seen, progress = [], []
+    results = run_sweep(config, SPECS, on_result=seen.append, progress=lambda d, t, m: progress.append((d, t)))
+    assert [r.status for r in results] == ["ok", "ok", "error", "ok"]
+    assert "injected failure" in results[2].error
+    assert seen == results  # each result was handed over as soon as it was measured
+    assert progress[-1] == (4, 4)
+    base, int8, _, int4 = results
+    assert base.spec == FP32 and base.speedup == 1.0 and base.size_ratio == 1.0
+    assert int8.kernel == "native" and int8.backend == "fx" and int8.size_ratio < 0.26
+    assert int4.kernel == "simulated" and int4.size_ratio < 0.14
+    assert 0 <= int8.agreement <= 100 and int8.top1_delta == pytest.approx(int8.top1 - base.top1)
+    assert int8.manifest["calib_size"] == 32 and int8.manifest["eval_size"] == 64
+    assert {"torch", "torchvision", "cpu", "threads", "quantized_engine", "seed"} <= set(int8.manifest)
+    assert any(r.pareto for r in results)
+    rows = list(csv.DictReader(csv_text(results).splitlines()))
+    assert list(rows[0]) == list(COLUMNS)
+    assert rows[1]["device"] == "cpu" and rows[1]["input_shape"] == "1x3x32x32"
+    page = html_report(results)
+    assert "plotly" in page and "&quot;torch&quot;" in page and "injected failure" in page
+
+
+def test_cancel_between_specs_leaves_cancelled_rows(config):
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 1  # let the first spec run, then cancel
+
+    results = run_sweep(config, SPECS, cancel=cancel)
+    assert [r.status for r in results] == ["ok", "ok", "cancelled", "cancelled"]
+
+
+def test_skipped_spec_has_a_reason(config):
+    results = run_sweep(config, [QuantSpec("int8", backend="pt2e", granularity="per-tensor")])
+    assert results[1].status == "skipped" and "per channel only" in results[1].error
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="batch_size=0"):
+        SweepConfig(batch_size=0)
+
+
+def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
+    out = tmp_path / "r.csv"
+    cmd = [sys.executable, "-m", "qcore", "sweep", "--weights", str(resnet18_checkpoint), "--precision",
+           "fp32,int8,int4", "--mode", "static,weight-only", "--granularity", "per-channel", "--calib-size", "16",
+           "--eval-limit", "32", "--latency-budget", "0.2", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "skipped" in proc.stderr and "not allowed with precision='int4'" in proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [r["precision"] for r in rows] == ["fp32", "int8", "int8", "int4"]
+    assert float(rows[0]["top1"]) <= 100 and rows[3]["kernel"] == "simulated"
+    assert "FP32" in proc.stdout  # the summary table
+
+
+def test_cli_refuses_a_bad_grid_value(fashion_mnist):
+    proc = subprocess.run([sys.executable, "-m", "qcore", "sweep", "--precision", "int3"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "precision='int3' is not allowed" in proc.stderr
