@@ -167,8 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--calib-size", type=int, default=d.calib_size)
     s.add_argument("--eval-limit", type=_optional_int, default=d.eval_limit, help="images to evaluate, or 'all'")
     s.add_argument("--seed", type=int, default=d.seed)
-    s.add_argument("--latency-budget", type=float, default=d.latency_budget_s,
-                   help="seconds of timed runs per spec (at least 7 runs each)")
+    s.add_argument(
+        "--latency-budget",
+        type=float,
+        default=d.latency_budget_s,
+        help="seconds of timed runs per spec (at least 7 runs each)",
+    )
     s.add_argument("--out", help="write a CSV here")
     s.add_argument("--json", help="write a JSON file here")
     s.add_argument("--no-store", action="store_true", help="do not record the results in the run database")

@@ -34,7 +34,9 @@ def stopwatch() -> Iterator[list[float]]:
 
 @torch.inference_mode()
 def predict(
-    model: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: str = "cpu"
+    model: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (float32, on CPU) and labels for every image of ``batches``."""
     logits, labels = [], []

@@ -251,9 +251,7 @@ class MSE(_Histogram):
         return float(lo[best]), float(hi[best])
 
 
-CALIBRATIONS: dict[str, type[Calibrator]] = {
-    c.name: c for c in (MinMax, MovingAverageMinMax, Percentile, Entropy, MSE)
-}
+CALIBRATIONS: dict[str, type[Calibrator]] = {c.name: c for c in (MinMax, MovingAverageMinMax, Percentile, Entropy, MSE)}
 
 
 def list_calibrations() -> list[str]:

@@ -77,9 +77,7 @@ def _along(t: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
     return t.reshape(shape)
 
 
-def quantize(
-    x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, axis: int | None = None
-) -> torch.Tensor:
+def quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, axis: int | None = None) -> torch.Tensor:
     """Real values to integers (returned as int32)."""
     scale = _along(torch.as_tensor(scale, dtype=torch.float32), x, axis)
     zero_point = _along(torch.as_tensor(zero_point), x, axis)
@@ -94,9 +92,7 @@ def dequantize(q: torch.Tensor, scale, zero_point, axis: int | None = None) -> t
     return (q.to(torch.float32) - zero_point) * scale
 
 
-def fake_quantize(
-    x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, axis: int | None = None
-) -> torch.Tensor:
+def fake_quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, axis: int | None = None) -> torch.Tensor:
     """Quantize then dequantize: the float tensor the integer kernel effectively sees."""
     return dequantize(quantize(x, scale, zero_point, qmin, qmax, axis), scale, zero_point, axis)
 

@@ -103,8 +103,24 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
 
     figs = [pareto_figure(results, "latency_ms_p50"), pareto_figure(results, "size_bytes")]
     charts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
-    cols = ["label", "model", "dataset", "backend", "kernel", "top1", "top1_delta", "agreement",
-            "latency_ms_p50", "speedup", "speedup_vs_best_fp32", "size_bytes", "size_ratio", "pareto", "status", "error"]
+    cols = [
+        "label",
+        "model",
+        "dataset",
+        "backend",
+        "kernel",
+        "top1",
+        "top1_delta",
+        "agreement",
+        "latency_ms_p50",
+        "speedup",
+        "speedup_vs_best_fp32",
+        "size_bytes",
+        "size_ratio",
+        "pareto",
+        "status",
+        "error",
+    ]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
     for r in results:

@@ -80,7 +80,9 @@ class Result:
     def row(self) -> dict[str, Any]:
         """The flat CSV row (see COLUMNS)."""
         d = self.spec.to_dict()  # backend and device: the ones that ran (below) win over "auto"
-        d.update({k: v for k, v in dataclasses.asdict(self).items() if k not in ("spec", "manifest", "latency_samples_ms")})
+        d.update(
+            {k: v for k, v in dataclasses.asdict(self).items() if k not in ("spec", "manifest", "latency_samples_ms")}
+        )
         d["notes"] = " | ".join(self.notes)
         d["label"] = self.label
         return {k: d.get(k) for k in COLUMNS}

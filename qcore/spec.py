@@ -30,7 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "calibration": ("minmax", "moving-average", "percentile", "entropy", "mse"),
     "scheme": ("symmetric", "asymmetric"),
     "mode": ("static", "dynamic", "weight-only"),
-    "backend": ("auto", "fx", "pt2e", "float", "weight-only", "ort", "openvino"),
+    "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino"),
     "device": ("auto", "cpu", "cuda"),
 }
 
@@ -109,16 +109,12 @@ class QuantSpec:
     def _check_numbers(self) -> None:
         if self.granularity == "per-group":
             if not isinstance(self.group_size, int) or self.group_size not in GROUP_SIZES:
-                raise SpecError(
-                    f"group_size={self.group_size!r} is not allowed; allowed: {_allowed(GROUP_SIZES)}"
-                )
+                raise SpecError(f"group_size={self.group_size!r} is not allowed; allowed: {_allowed(GROUP_SIZES)}")
         else:
             object.__setattr__(self, "group_size", 0)
         if self.calibration == "percentile":
             if not isinstance(self.percentile, (int, float)) or not 50.0 < float(self.percentile) <= 100.0:
-                raise SpecError(
-                    f"percentile={self.percentile!r} is not allowed; allowed: a number in (50, 100]"
-                )
+                raise SpecError(f"percentile={self.percentile!r} is not allowed; allowed: a number in (50, 100]")
             object.__setattr__(self, "percentile", float(self.percentile))
         else:
             object.__setattr__(self, "percentile", 0.0)
@@ -141,11 +137,6 @@ class QuantSpec:
                 raise SpecError(
                     "granularity='per-group' is not allowed in dynamic INT8; allowed: per-tensor, per-channel"
                 )
-            if self.scheme != "asymmetric":
-                raise SpecError(
-                    "scheme='symmetric' is not allowed in dynamic mode: the kernels quantize "
-                    "activations asymmetrically (uint8) at run time; allowed: asymmetric"
-                )
             if c != "minmax":
                 raise SpecError(
                     f"calibration={c!r} is not allowed in dynamic mode: activation ranges are taken "
@@ -160,13 +151,11 @@ class QuantSpec:
         b = self.backend
         allowed_backends = {
             "static": ("auto", "fx", "pt2e", "ort", "openvino"),
-            "dynamic": ("auto", "fx", "pt2e"),
-            "weight-only": ("auto", "weight-only"),
+            "dynamic": ("auto", "fx", "pt2e", "torchao"),
+            "weight-only": ("auto", "weight-only", "torchao"),
         }[m]
         if b not in allowed_backends:
-            raise SpecError(
-                f"backend={b!r} does not run mode={m!r}; allowed: {_allowed(allowed_backends)}"
-            )
+            raise SpecError(f"backend={b!r} does not run mode={m!r}; allowed: {_allowed(allowed_backends)}")
 
     # -- conveniences ----------------------------------------------------------------------------
 

@@ -125,8 +125,20 @@ class Store:
         with self._conn() as c:
             c.execute(
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (r.run_id, r.sweep_id, r.created_at, r.model, r.dataset, r.label, r.spec.precision, r.backend,
-                 r.status, int(r.pareto), spec_key(r.spec.to_dict()), r.to_json()),
+                (
+                    r.run_id,
+                    r.sweep_id,
+                    r.created_at,
+                    r.model,
+                    r.dataset,
+                    r.label,
+                    r.spec.precision,
+                    r.backend,
+                    r.status,
+                    int(r.pareto),
+                    spec_key(r.spec.to_dict()),
+                    r.to_json(),
+                ),
             )
 
     def set_pareto(self, flags: dict[str, bool]) -> None:

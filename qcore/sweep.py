@@ -54,7 +54,9 @@ class SweepConfig:
         if self.input_size is not None and (not isinstance(self.input_size, int) or not 8 <= self.input_size <= 1024):
             raise ValueError(f"input_size={self.input_size!r} is not allowed; allowed: 8..1024 or None (dataset's)")
         if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit < 1):
-            raise ValueError(f"eval_limit={self.eval_limit!r} is not allowed; allowed: a positive integer or None (all)")
+            raise ValueError(
+                f"eval_limit={self.eval_limit!r} is not allowed; allowed: a positive integer or None (all)"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r} is not allowed; allowed: auto, cpu, cuda")
 
@@ -85,7 +87,9 @@ class Prepared:
     best_fp32_ratio: float = 1.0  # eager p50 / best FP32 p50, measured in the baseline block
 
 
-def prepare(config: SweepConfig, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> Prepared:
+def prepare(
+    config: SweepConfig, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None
+) -> Prepared:
     device = hardware.resolve_device(config.device)
     bundle = data.load_dataset(config.dataset)
     input_size = config.input_size or bundle.image_size
@@ -115,8 +119,18 @@ def prepare(config: SweepConfig, progress: ProgressFn | None = None, cancel: Cal
         batch_size=config.batch_size,
         input_shape=list(example.shape),
     )
-    return Prepared(config, device, loaded, calib, eval_batches, example, ref_logits, labels,
-                    size_bytes(loaded.model.state_dict()), m)
+    return Prepared(
+        config,
+        device,
+        loaded,
+        calib,
+        eval_batches,
+        example,
+        ref_logits,
+        labels,
+        size_bytes(loaded.model.state_dict()),
+        m,
+    )
 
 
 def _base_result(p: Prepared, spec: QuantSpec) -> Result:
@@ -185,7 +199,13 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
     )
     fp32.cpu()
     r.backend, r.kernel, r.engine = q.backend, q.kernel, q.engine
-    r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = acc.top1, acc.top5, acc.top1_delta, acc.agreement, acc.logit_kl
+    r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = (
+        acc.top1,
+        acc.top5,
+        acc.top1_delta,
+        acc.agreement,
+        acc.logit_kl,
+    )
     r.latency_ms_p50, r.latency_ms_p90 = lat["variant"].p50, lat["variant"].p90
     r.fp32_latency_ms_p50 = lat["fp32"].p50
     r.latency_samples_ms = lat["variant"].samples_ms
@@ -198,8 +218,6 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
     r.notes = list(q.notes)
     if q.kernel == "simulated":
         r.notes.append("latency is of a simulated kernel: it does not show what real low-bit kernels would do")
-    del q
-    gc.collect()
     return r
 
 
@@ -241,7 +259,7 @@ def run_sweep(
         done += 1
     for spec in todo:
         if cancel():
-            for rest in todo[done - (1 if include_baseline else 0):]:
+            for rest in todo[done - (1 if include_baseline else 0) :]:
                 r = _base_result(p, rest)
                 r.status, r.error = "cancelled", "the sweep was cancelled before this spec ran"
                 emit(r)
@@ -253,11 +271,10 @@ def run_sweep(
         except Exception as exc:  # one failing spec must not end the sweep
             r = _base_result(p, spec)
             r.status, r.error = "error", f"{type(exc).__name__}: {exc}"
+        gc.collect()  # free the quantized copy before the next spec
         r.notes.append(f"measured in {time.perf_counter() - start:.1f} s")
         emit(r)
         done += 1
         progress(done, total, spec.label())
     mark_pareto(results)
     return results
-
-

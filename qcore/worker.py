@@ -47,7 +47,12 @@ def ensure_worker(db: Path | None = None) -> bool:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     subprocess.Popen(
         [sys.executable, "-m", "qcore", "worker"],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, cwd=str(root), start_new_session=True,
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=str(root),
+        start_new_session=True,
     )
     return True
 
@@ -70,20 +75,28 @@ def run_job(store: Store, job: Job) -> None:
             store.update_job(job.job_id, done=offset + done, total=offset + total, message=message)
 
         run_sweep(
-            config, todo, progress=progress, cancel=lambda: store.cancel_requested(job.job_id),
-            on_result=store.add_result, sweep_id=job.job_id, include_baseline=include_baseline,
+            config,
+            todo,
+            progress=progress,
+            cancel=lambda: store.cancel_requested(job.job_id),
+            on_result=store.add_result,
+            sweep_id=job.job_id,
+            include_baseline=include_baseline,
         )
         rows = store.results(sweep_id=job.job_id)
         mark_pareto(rows)
         store.set_pareto({r.run_id: r.pareto for r in rows})
         cancelled = store.cancel_requested(job.job_id)
         store.update_job(
-            job.job_id, state="cancelled" if cancelled else "done", finished_at=time.time(),
+            job.job_id,
+            state="cancelled" if cancelled else "done",
+            finished_at=time.time(),
             message="cancelled" if cancelled else "finished",
         )
     except Exception as exc:  # the job fails, the worker goes on with the next one
-        store.update_job(job.job_id, state="error", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}",
-                         message="failed")
+        store.update_job(
+            job.job_id, state="error", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}", message="failed"
+        )
 
 
 def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = None) -> int:

@@ -40,15 +40,26 @@ def test_cuda_int8_conv_is_refused_with_a_reason():
         resolve_backend(QuantSpec("int8", backend="fx"), "cuda")
 
 
-@pytest.mark.parametrize("granularity,calibration", [
-    ("per-tensor", "minmax"), ("per-channel", "minmax"), ("per-channel", "moving-average"),
-    ("per-channel", "percentile"), ("per-channel", "entropy"), ("per-tensor", "mse"),
-])
+@pytest.mark.parametrize(
+    "granularity,calibration",
+    [
+        ("per-tensor", "minmax"),
+        ("per-channel", "minmax"),
+        ("per-channel", "moving-average"),
+        ("per-channel", "percentile"),
+        ("per-channel", "entropy"),
+        ("per-tensor", "mse"),
+    ],
+)
 def test_int8_static_is_really_quantized(resnet, calib, granularity, calibration):
     spec = QuantSpec("int8", granularity=granularity, calibration=calibration)
     q = quantize(resnet, spec, calib, EXAMPLE)
-    convs = [m for m in q.model.modules() if type(m).__module__.startswith("torch.ao.nn.intrinsic.quantized")
-             or type(m).__module__.startswith("torch.ao.nn.quantized.modules.conv")]
+    convs = [
+        m
+        for m in q.model.modules()
+        if type(m).__module__.startswith("torch.ao.nn.intrinsic.quantized")
+        or type(m).__module__.startswith("torch.ao.nn.quantized.modules.conv")
+    ]
     assert convs, "no quantized conv module in the converted model"
     w = convs[0].weight()
     assert w.dtype == torch.qint8
@@ -72,8 +83,9 @@ def test_int8_dynamic_quantizes_linear_only(resnet):
 
 
 def test_int4_per_group_size_and_reference(resnet):
-    spec = QuantSpec("int4", mode="weight-only", granularity="per-group", group_size=64, calibration="minmax",
-                     scheme="symmetric")
+    spec = QuantSpec(
+        "int4", mode="weight-only", granularity="per-group", group_size=64, calibration="minmax", scheme="symmetric"
+    )
     q = quantize(resnet, spec, [], EXAMPLE)
     assert q.kernel == "simulated"
     assert size_bytes(q.artifact) <= 0.14 * size_bytes(resnet.state_dict())
@@ -112,8 +124,10 @@ def test_mse_clipping_beats_minmax_on_int4_error(resnet):
 @pytest.mark.parametrize("precision,ratio", [("fp16", 0.5), ("bf16", 0.5), ("fp32", 1.0)])
 def test_float_casts(resnet, precision, ratio):
     q = quantize(resnet, QuantSpec(precision), [], EXAMPLE)
-    assert next(q.model.parameters()).dtype == {"fp16": torch.float16, "bf16": torch.bfloat16,
-                                                "fp32": torch.float32}[precision]
+    assert (
+        next(q.model.parameters()).dtype
+        == {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    )
     assert size_bytes(q.artifact) / size_bytes(resnet.state_dict()) == pytest.approx(ratio, abs=0.01)
     with torch.no_grad():
         assert q(EXAMPLE).shape == (1, 10)
@@ -122,8 +136,14 @@ def test_float_casts(resnet, precision, ratio):
 def test_pt2e_int8_on_a_small_cnn(calib):
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
     ).eval()
     q = quantize(model, QuantSpec("int8", backend="pt2e"), calib, EXAMPLE)
     assert q.backend == "pt2e" and q.kernel == "native"
@@ -137,3 +157,33 @@ def test_pt2e_int8_on_a_small_cnn(calib):
 def test_pt2e_refuses_per_tensor_with_reason():
     with pytest.raises(BackendUnavailable, match="per channel only"):
         resolve_backend(QuantSpec("int8", granularity="per-tensor", backend="pt2e"), "cpu")
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 10)).eval()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        QuantSpec("int8", mode="dynamic", backend="torchao"),
+        QuantSpec("int8", mode="dynamic", scheme="symmetric"),  # auto: fx refuses symmetric, torchao runs it
+        QuantSpec("int8", mode="weight-only", scheme="symmetric", backend="torchao"),
+        QuantSpec("int8", mode="weight-only", scheme="symmetric", granularity="per-group", backend="torchao"),
+    ],
+    ids=lambda s: s.label(),
+)
+def test_torchao_linear(spec):
+    model, x = _mlp(), torch.randn(4, 64)
+    q = quantize(model, spec, [], x)
+    assert q.backend == "torchao" and q.quantized_layers == 2 and q.kernel == "native"
+    assert size_bytes(q.artifact) < 0.4 * size_bytes(model.state_dict())
+    with torch.no_grad():
+        assert _rel_err(q(x), model(x)) < 0.05
+
+
+def test_torchao_int4_needs_cuda():
+    spec = QuantSpec("int4", mode="weight-only", granularity="per-group", backend="torchao")
+    with pytest.raises(BackendUnavailable, match="CUDA only"):
+        resolve_backend(spec, "cpu")

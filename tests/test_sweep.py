@@ -76,9 +76,28 @@ def test_bad_config_is_refused():
 
 def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
     out = tmp_path / "r.csv"
-    cmd = [sys.executable, "-m", "qcore", "sweep", "--weights", str(resnet18_checkpoint), "--precision",
-           "fp32,int8,int4", "--mode", "static,weight-only", "--granularity", "per-channel", "--calib-size", "16",
-           "--eval-limit", "32", "--latency-budget", "0.2", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qcore",
+        "sweep",
+        "--weights",
+        str(resnet18_checkpoint),
+        "--precision",
+        "fp32,int8,int4",
+        "--mode",
+        "static,weight-only",
+        "--granularity",
+        "per-channel",
+        "--calib-size",
+        "16",
+        "--eval-limit",
+        "32",
+        "--latency-budget",
+        "0.2",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped" in proc.stderr and "not allowed with precision='int4'" in proc.stderr
@@ -89,6 +108,7 @@ def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
 
 
 def test_cli_refuses_a_bad_grid_value(fashion_mnist):
-    proc = subprocess.run([sys.executable, "-m", "qcore", "sweep", "--precision", "int3"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qcore", "sweep", "--precision", "int3"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "precision='int3' is not allowed" in proc.stderr

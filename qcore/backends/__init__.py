@@ -81,7 +81,12 @@ def get_backend(name: str) -> Backend:
 
 
 # The backend "auto" picks, in order of preference, for each mode.
-_AUTO = {"float": ("float",), "static": ("fx", "pt2e"), "dynamic": ("fx",), "weight-only": ("weight-only",)}
+_AUTO = {
+    "float": ("float",),
+    "static": ("fx", "pt2e"),
+    "dynamic": ("fx", "torchao"),
+    "weight-only": ("weight-only", "torchao"),
+}
 
 
 def resolve_backend(spec: QuantSpec, device: str) -> Backend:
@@ -131,4 +136,4 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import float_cast, fx_int8, pt2e_int8, weight_only  # noqa: F401  (register themselves)
+    from . import float_cast, fx_int8, pt2e_int8, torchao_linear, weight_only  # noqa: F401  (register themselves)

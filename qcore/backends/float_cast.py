@@ -42,8 +42,7 @@ class FloatCast(Backend):
         if device == "cpu" and spec.precision == "bf16" and not hw.has_native_bf16:
             kernel = "simulated"
             notes.append(
-                "no native BF16 arithmetic on this CPU (no AVX512-BF16/AMX-BF16): BF16 ops are "
-                "emulated through FP32"
+                "no native BF16 arithmetic on this CPU (no AVX512-BF16/AMX-BF16): BF16 ops are emulated through FP32"
             )
         n = count_layers(m)
         return Quantized(

@@ -46,7 +46,9 @@ def weight_observer(spec: QuantSpec):
         return PerChannelMinMaxObserver.with_args(
             dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-128, quant_max=127
         )
-    return MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=-128, quant_max=127)
+    return MinMaxObserver.with_args(
+        dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=-128, quant_max=127
+    )
 
 
 def activation_range() -> tuple[int, int]:
@@ -85,6 +87,8 @@ class FXInt8(Backend):
             return f"the fx backend runs INT8 only, not {spec.precision}"
         if spec.mode not in ("static", "dynamic"):
             return f"the fx backend runs static and dynamic INT8, not {spec.mode}"
+        if spec.mode == "dynamic" and spec.symmetric:
+            return "torch.ao quantizes dynamic activations asymmetrically (uint8); allowed: asymmetric"
         if device != "cpu":
             return (
                 "torch.ao int8 kernels (fbgemm, oneDNN, qnnpack) run on the CPU only; torch has no "

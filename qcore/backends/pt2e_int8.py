@@ -14,7 +14,6 @@ import warnings
 
 import torch
 
-from .. import hardware
 from ..measure import stopwatch
 from ..observers import observer_class
 from . import Backend, Quantized, count_layers, register_backend

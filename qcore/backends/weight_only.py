@@ -38,16 +38,25 @@ FP16_TINY = 2.0**-24
 class WeightOnlyLayer(nn.Module):
     """A Conv or Linear whose weight lives packed in ``bits`` and is dequantized per forward."""
 
-    def __init__(self, layer: nn.Module, bits: int, granularity: str, group_size: int, method: str,
-                 symmetric: bool, percentile: float) -> None:
+    def __init__(
+        self,
+        layer: nn.Module,
+        bits: int,
+        granularity: str,
+        group_size: int,
+        method: str,
+        symmetric: bool,
+        percentile: float,
+    ) -> None:
         super().__init__()
         w = layer.weight.detach().float()
         self.kind = "linear" if isinstance(layer, nn.Linear) else "conv"
         self.shape = tuple(w.shape)
         self.bits, self.symmetric = bits, symmetric
         if isinstance(layer, nn.Conv2d):
-            self.conv_args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                                  groups=layer.groups)
+            self.conv_args = dict(
+                stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups
+            )
             if layer.padding_mode != "zeros":
                 raise ValueError(f"padding_mode={layer.padding_mode!r} is not supported; allowed: zeros")
         if granularity == "per-group":
@@ -124,9 +133,18 @@ class WeightOnly(Backend):
         bits = spec.bits
         with stopwatch() as t:
             m = copy.deepcopy(model).eval().cpu()
-            n = _replace(m, lambda layer: WeightOnlyLayer(
-                layer, bits, spec.granularity, spec.group_size, spec.calibration, spec.symmetric,
-                spec.percentile or 99.99))
+            n = _replace(
+                m,
+                lambda layer: WeightOnlyLayer(
+                    layer,
+                    bits,
+                    spec.granularity,
+                    spec.group_size,
+                    spec.calibration,
+                    spec.symmetric,
+                    spec.percentile or 99.99,
+                ),
+            )
             m = m.to(device)
         return Quantized(
             model=m,

@@ -1,0 +1,91 @@
+"""torchao's ``quantize_`` on Linear layers: INT8 dynamic, INT8 weight-only, INT4 weight-only.
+
+These are torchao's own tensor subclasses and kernels (int8 weight matmuls on CPU and CUDA;
+tinygemm INT4 on CUDA, which needs the ``mslk`` kernels). Only ``nn.Linear`` layers are
+quantized: for transformers (vit_b_16, swin_t) that is most of the weights, for CNNs just the
+classifier; the result says how many layers were quantized. torchao chooses its own ranges
+(min-max), so only ``calibration=minmax`` is accepted here.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from ..measure import stopwatch
+from . import Backend, Quantized, count_layers, register_backend
+
+
+def _config(spec):
+    from torchao.quantization import (
+        Int4WeightOnlyConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+    )
+    from torchao.quantization.granularity import PerGroup, PerRow, PerTensor
+    from torchao.quantization.quant_primitives import MappingType
+
+    gran = PerRow() if spec.granularity == "per-channel" else PerTensor()
+    if spec.mode == "dynamic":
+        act = MappingType.SYMMETRIC if spec.symmetric else MappingType.ASYMMETRIC
+        return Int8DynamicActivationInt8WeightConfig(act_mapping_type=act, granularity=gran)
+    if spec.precision == "int8":
+        if spec.granularity == "per-group":
+            gran = PerGroup(spec.group_size)
+        return Int8WeightOnlyConfig(granularity=gran)
+    return Int4WeightOnlyConfig(group_size=spec.group_size)
+
+
+class TorchAOLinear(Backend):
+    name = "torchao"
+
+    def unsupported(self, spec, device):
+        if spec.is_float or spec.mode == "static":
+            return "the torchao backend runs dynamic INT8 and weight-only INT8/INT4 on Linear layers"
+        if spec.calibration != "minmax":
+            return f"torchao chooses weight ranges by min-max itself; calibration={spec.calibration!r} cannot apply"
+        if spec.mode == "weight-only" and spec.precision == "int8" and not spec.symmetric:
+            return "torchao's INT8 weight-only is symmetric; allowed: scheme=symmetric"
+        if spec.precision == "int4":
+            if device != "cuda":
+                return "torchao's INT4 weight-only kernel (tinygemm) runs on CUDA only"
+            if spec.granularity != "per-group" or spec.symmetric:
+                return "torchao's INT4 weight-only is per-group and asymmetric; allowed: per-group, asymmetric"
+        try:
+            import torchao.quantization  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - torchao is in requirements.txt
+            return f"torchao is not importable: {exc}"
+        return None
+
+    def quantize(self, model, spec, calib, example, device):
+        from torchao.quantization import quantize_
+
+        with stopwatch() as t:
+            m = copy.deepcopy(model).eval().to(device)
+            n = sum(isinstance(x, nn.Linear) for x in m.modules())
+            quantize_(m, _config(spec), filter_fn=lambda mod, fqn: isinstance(mod, nn.Linear))
+        notes = [f"torchao quantized {n} Linear layer(s); convolutions stay FP32"]
+        if n == 0:
+            notes.append("this model has no Linear layer: nothing was quantized")
+        return Quantized(
+            model=m,
+            backend=self.name,
+            kernel="native" if n else "simulated",
+            device=device,
+            artifact=m.state_dict(),
+            quantized_layers=n,
+            total_layers=count_layers(model),
+            quantize_seconds=t[0],
+            engine=f"torchao {_version()}",
+            notes=notes,
+        )
+
+
+def _version() -> str:
+    import torchao
+
+    return torchao.__version__
+
+
+register_backend(TorchAOLinear())
