@@ -60,7 +60,7 @@ class WeightOnlyLayer(nn.Module):
             if layer.padding_mode != "zeros":
                 raise ValueError(f"padding_mode={layer.padding_mode!r} is not supported; allowed: zeros")
         if granularity == "per-group":
-            rows, self.pad = to_groups(w, group_size)
+            rows, self.pad = to_groups(w, min(group_size, w[0].numel()))  # short rows: one group each
         elif granularity == "per-channel":
             rows, self.pad = to_groups(w, w[0].numel())
         else:
