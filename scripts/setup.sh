@@ -32,22 +32,30 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
 fi
 
-# 2. Python packages, only when the requirement files changed since the last install.
-reqs=(requirements.txt)
+# 2. Python packages: each requirement file is installed once per content (a stamp per file and hash),
+#    so a second run, or `make run` after `make test`, installs nothing.
+reqs=(requirements.txt requirements-peers.txt)
 [ $want_test = 1 ] && reqs+=(requirements-test.txt)
-stamp="$VENV/.installed-$(cat "${reqs[@]}" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  say "installing ${reqs[*]} (the first time: ~6 GB, a few minutes)"
+missing=()
+for r in "${reqs[@]}"; do
+  [ -f "$VENV/.installed-$r-$(sha256sum < "$r" | cut -c1-16)" ] || missing+=("$r")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (the first time: ~6.5 GB, a few minutes)"
   args=()
-  for r in "${reqs[@]}"; do args+=(-r "$r"); done
+  for r in "${missing[@]}"; do args+=(-r "$r"); done
   "$VENV/bin/pip" install -q --disable-pip-version-check "${args[@]}"
-  touch "$stamp"
+  for r in "${missing[@]}"; do touch "$VENV/.installed-$r-$(sha256sum < "$r" | cut -c1-16)"; done
 else
-  say "python packages up to date ($stamp)"
+  say "python packages up to date"
 fi
 
 # 3. The offline dataset (Fashion-MNIST): $QCORE_DATA, Debian's package, or torchvision's download.
 fm_ok() {
+  # the common cases without starting Python (importing torch takes seconds)
+  for d in "${QCORE_DATA:-}" /usr/share/datasets/fashion-mnist; do
+    [ -n "$d" ] && [ -f "$d/train-images-idx3-ubyte.gz" ] && [ -f "$d/t10k-labels-idx1-ubyte.gz" ] && return 0
+  done
   "$VENV/bin/python" -c 'import sys, qcore.data as d; sys.exit(0 if d.find_fashion_mnist() else 1)' 2>/dev/null
 }
 if ! fm_ok; then
