@@ -190,10 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--html")
     r.set_defaults(func=cmd_runs)
 
-    try:
-        from . import cli_data
-    except ImportError:  # TEMP
-        return parser
+    from . import cli_data
 
     cli_data.add_subcommands(sub)
     return parser
