@@ -36,8 +36,8 @@ class FloatCast(Backend):
         if device == "cpu" and spec.precision == "fp16" and not hw.has_native_fp16:
             kernel = "simulated"
             notes.append(
-                "no native FP16 arithmetic on this CPU (no AVX512-FP16/AMX-FP16): each op converts "
-                "FP16 to FP32 and back, so FP16 is slower than FP32 here"
+                "no native FP16 arithmetic on this CPU (no AVX512-FP16/AMX-FP16): the kernels convert "
+                "FP16 to FP32 and back, so the latency measured is that of an emulation, not of FP16 math"
             )
         if device == "cpu" and spec.precision == "bf16" and not hw.has_native_bf16:
             kernel = "simulated"

@@ -1,0 +1,111 @@
+"""qcore's app: the Home page (Streamlit's entry point; the other pages are in ``pages/``).
+
+Run with ``streamlit run app.py``. Pages: Home (here), Explore (one spec in detail), Sweep & Pareto
+(many specs, the trade-off chart) and Runs (everything measured, kept in SQLite). Long work runs
+in a background worker process (``python -m qcore worker``), never in this script.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from qcore.spec import QuantSpec
+from qcore.sweep import SweepConfig
+from ui import jobs
+from ui.common import baseline_status, hardware, prewarm, store
+from ui.nav import SWEEP_PAGE, setup
+
+# The offline default: a small model on Fashion-MNIST (no download), three kinds of quantization.
+DEFAULT_SPECS = [
+    QuantSpec("fp32"),
+    QuantSpec("int8", granularity="per-channel", calibration="minmax", mode="static"),
+    QuantSpec("int4", granularity="per-group", group_size=64, calibration="mse", mode="weight-only"),
+]
+INFO = dict(delta_color="off", delta_arrow="off", border=True)
+
+
+def _flag(ok: bool, yes: str, no: str) -> str:
+    return f":green-badge[{yes}]" if ok else f":gray-badge[{no}]"
+
+
+def home() -> None:
+    st.title("qcore: what quantization costs and saves")
+    st.markdown(
+        "qcore quantizes a torchvision image classifier in many ways (FP16, BF16, INT8 static or dynamic, "
+        "INT4 weights) and measures each against the FP32 model on the same images and the same CPU. "
+        "It shows what you gain in latency and size and what you lose in accuracy, and says when a number "
+        "comes from a simulated kernel rather than real low-precision arithmetic. "
+        "Sweeps run in the background, every result is kept, and a Pareto chart shows which settings pay off."
+    )
+    prewarm()
+    hw, engine = hardware()
+    st.subheader("This machine")
+    c = st.columns(4)
+    c[0].metric("CPU", hw.cpu if len(hw.cpu) <= 24 else hw.cpu[:22] + "…", delta=hw.machine, **INFO, help=hw.cpu)
+    c[1].metric(
+        "Threads",
+        hw.threads,
+        delta=f"of {hw.cores} logical cores",
+        **INFO,
+        help="torch's intra-op threads: latency is measured with these",
+    )
+    c[2].metric("GPU", "yes" if hw.gpu else "none", delta=hw.gpu or "CPU only", **INFO)
+    c[3].metric(
+        "INT8 engine",
+        engine,
+        delta="torch.ao quantized",
+        **INFO,
+        help="the torch.ao quantized engine that runs the int8 kernels",
+    )
+    st.markdown(
+        f"**{hw.cpu}** · "
+        + " ".join(
+            [
+                _flag(hw.has_vnni, "VNNI: int8 dot products", "no VNNI: int8 activations use 7 bits"),
+                _flag(hw.has_native_bf16, "native BF16", "BF16 emulated"),
+                _flag(hw.has_native_fp16, "native FP16", "FP16 emulated"),
+            ]
+        )
+    )
+    st.caption(
+        f"CPU flags that matter here: {', '.join(hw.flags) or 'none of note'}. "
+        "Emulated formats are smaller but not faster on this CPU; the results say so."
+    )
+
+    st.subheader("Start")
+    cfg = SweepConfig()
+    st.markdown(
+        f"The offline default: **{cfg.model}** on **Fashion-MNIST** (weights: {cfg.weights}, which trains "
+        "and caches a baseline the first time), measured as "
+        + ", ".join(f"**{s.label()}**" for s in DEFAULT_SPECS)
+        + "."
+    )
+    if note := baseline_status(cfg.model, cfg.dataset):
+        st.caption(f"Baseline for {cfg.model} on Fashion-MNIST: {note}.")
+    b1, b2 = st.columns([1, 2])
+    if b1.button("Start the offline default", type="primary", icon=":material/play_arrow:"):
+        try:
+            jid = jobs.submit(cfg, DEFAULT_SPECS, "sweep_job")
+        except (ValueError, OSError) as exc:
+            st.error(f"Could not start: {exc}")
+        else:
+            st.switch_page(SWEEP_PAGE, query_params={"job": jid})
+    b2.page_link("pages/explore.py", label="or explore one setting in detail", icon=":material/tune:")
+
+    s = store()
+    recent = s.jobs(limit=5)
+    if recent:
+        st.subheader("Recent jobs")
+        for job in recent:
+            st.page_link(
+                SWEEP_PAGE,
+                label=f"{job.job_id} · {job.state} · {job.done}/{job.total} · "
+                f"{job.config.get('model')} on {job.config.get('dataset')}",
+                query_params={"job": job.job_id},
+                icon=":material/history:",
+            )
+    st.caption(f"Results are kept in {s.path}.")
+
+
+setup("Home")
+home()

@@ -1,0 +1,89 @@
+"""Explore: one model, one quantization spec, measured against FP32 and explained."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from qcore.result import Result
+from qcore.spec import FP32, QuantSpec
+from qcore.store import Job
+from qcore.sweep import SweepConfig
+from ui import jobs, results, settings
+from ui.common import baseline_of, baseline_status
+from ui.nav import setup
+
+SESSION_KEY = "explore_job"
+
+setup("Explore")
+st.title("Explore one setting")
+st.caption(
+    "Pick a model and one way to quantize it; the run measures it against FP32 on the same images. "
+    "Every setting is kept in the URL: copy the address to share this exact setup."
+)
+
+config_kwargs, problems = settings.config_widgets()
+st.markdown("##### Quantization")
+spec_kwargs = settings.spec_single()
+
+config = spec = None
+try:
+    config = SweepConfig(**config_kwargs)
+except ValueError as exc:
+    problems.append(str(exc))
+try:
+    spec = QuantSpec(device=config_kwargs["device"], **spec_kwargs)
+except ValueError as exc:
+    problems.append(f"This spec is impossible: {exc}")
+for p in problems:
+    st.error(p, icon=":material/block:")
+
+
+if config_kwargs["weights"] in ("baseline", "auto") and not problems:
+    if note := baseline_status(config_kwargs["model"], config_kwargs["dataset"]):
+        st.caption(f"Baseline for {config_kwargs['model']} on {config_kwargs['dataset']}: {note}.")
+
+c1, c2, _ = st.columns([1, 1, 3])
+run = c1.button(
+    "Run",
+    type="primary",
+    disabled=bool(problems),
+    icon=":material/play_arrow:",
+    help="measures FP32 first, then this spec, in the background worker",
+)
+train = c2.button(
+    "Train baseline only",
+    disabled=bool(problems) or config_kwargs["weights"] != "baseline",
+    icon=":material/model_training:",
+    help="an FP32-only job with weights = baseline",
+)
+if (run or train) and config is not None and spec is not None:
+    try:
+        jobs.submit(config, [] if train else [spec], SESSION_KEY)
+    except (ValueError, OSError) as exc:
+        st.error(f"Could not start the run: {exc}")
+
+
+def render(job: Job, rows: list[Result]) -> None:
+    if not rows:
+        return
+    base = baseline_of(rows)
+    wanted = QuantSpec.from_dict(job.specs[0]) if job.specs else FP32
+    main = next((r for r in rows if r.spec == wanted), None) or base
+    if main is None:
+        st.warning("The FP32 baseline did not produce a result; see the job's message.")
+        return
+    cfg = job.config
+    st.caption(
+        f"Job settings: calibration on {cfg.get('calib_size')} images, evaluation on "
+        f"{cfg.get('eval_limit') or 'all'} images, seed {cfg.get('seed')}, timing budget "
+        f"{cfg.get('latency_budget_s')} s per spec."
+    )
+    results.details(main, base, key=f"explore-{job.job_id}")
+    results.table(rows, key=f"explore-table-{job.job_id}", hide=("model", "dataset", "sweep", "error"))
+    results.downloads(rows, f"qcore-explore-{job.job_id}", key=f"explore-dl-{job.job_id}", html=not job.active)
+
+
+jid = jobs.current(SESSION_KEY)
+if jid:
+    st.divider()
+    jobs.panel(jid, key=f"explore-{jid}", render=render)

@@ -1,0 +1,363 @@
+"""The app through Streamlit's AppTest: every page renders, a small run gives metric cards and a table,
+bad input gives a message and leaves earlier results in place; and qcore.explain's sentences.
+
+Jobs run in this process (``qcore.worker.run_job``) instead of a worker process, so the tests are
+deterministic; ``QCORE_APP_NO_WORKER`` keeps the pages from starting one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from qcore.explain import explain
+from qcore.result import Result
+from qcore.spec import QuantSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGES = {"home": None, "explore": "pages/explore.py", "sweep": "pages/sweep.py", "runs": "pages/runs.py"}
+TITLES = {"home": "qcore: what quantization costs and saves", "explore": "Explore one setting",
+          "sweep": "Sweep & Pareto", "runs": "Runs"}  # fmt: skip
+# A small, fast run: few images, a short timing budget, INT8 dynamic (no calibration pass).
+SMALL = {"calib": "32", "eval": "100", "budget": "0.5", "weights": "upload"}
+
+
+def _app(page: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params.update(query)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def _store():
+    from qcore.store import Store
+
+    return Store()
+
+
+def _run_queued_job() -> str:
+    from qcore.worker import run_job
+
+    store = _store()
+    job = store.claim_next_job(os.getpid())
+    assert job is not None, "the page did not queue a job"
+    run_job(store, job)
+    assert store.job(job.job_id).state == "done", store.job(job.job_id).error
+    return job.job_id
+
+
+@pytest.fixture(autouse=True)
+def _no_worker(monkeypatch):
+    monkeypatch.setenv("QCORE_APP_NO_WORKER", "1")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _full_errors():
+    """The app redacts unexpected errors (client.showErrorDetails = none); a failing test shows them."""
+    from streamlit import config
+
+    before = config.get_option("client.showErrorDetails")
+    config.set_option("client.showErrorDetails", "full")
+    yield
+    config.set_option("client.showErrorDetails", before)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, resnet18_checkpoint, fashion_mnist):
+    """One Explore run (FP32 + INT8 dynamic) on the random resnet18, driven through the page."""
+    home = tmp_path_factory.mktemp("app-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QCORE_HOME", str(home))
+        mp.delenv("QCORE_DB", raising=False)
+        mp.setenv("QCORE_APP_NO_WORKER", "1")
+        at = _app("pages/explore.py", mode="dynamic", **SMALL)
+        at.file_uploader(key="ckpt_upload").set_value(
+            ("any-name.bin", resnet18_checkpoint.read_bytes(), "application/octet-stream")
+        ).run()  # checked by content, not by name
+        assert not _errors(at), _errors(at)
+        next(b for b in at.button if b.label == "Run").click().run()
+        ckpt = at.query_params["ckpt"]
+        jid = _run_queued_job()
+    return {"home": home, "job": jid, "ckpt": ckpt}
+
+
+@pytest.fixture
+def in_finished_run(finished_run, monkeypatch):
+    monkeypatch.setenv("QCORE_HOME", str(finished_run["home"]))
+    return finished_run
+
+
+# -- every page renders ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_renders_without_exception(name):
+    at = _app(PAGES[name])
+    assert [t.value for t in at.title] == [TITLES[name]]
+    assert not _errors(at)
+
+
+def test_home_shows_the_hardware_and_starts_the_offline_default():
+    at = _app()
+    labels = [m.label for m in at.metric]
+    assert {"CPU", "Threads", "GPU", "INT8 engine"} <= set(labels)
+    next(b for b in at.button if b.label == "Start the offline default").click().run()
+    jobs = _store().jobs()
+    assert len(jobs) == 1 and jobs[0].state == "queued"
+    assert jobs[0].config["model"] == "resnet18" and jobs[0].config["dataset"] == "fashion-mnist"
+    assert [s["precision"] for s in jobs[0].specs] == ["int8", "int4"]  # FP32 is the baseline, always run
+
+
+# -- a small run ----------------------------------------------------------------------------------
+
+
+def test_explore_run_shows_metric_cards_explanation_and_table(in_finished_run):
+    at = _app("pages/explore.py", job=in_finished_run["job"], ckpt=in_finished_run["ckpt"], mode="dynamic", **SMALL)
+    labels = [m.label for m in at.metric]
+    assert ["Top-1", "Agreement with FP32", "Speed-up vs FP32", "Size vs FP32"] == labels[:4]
+    assert at.metric[0].value.endswith("%") and "pts vs FP32" in at.metric[0].delta
+    assert any("dynamic mode only quantizes Linear layers" in i.value for i in at.info)
+    df = at.dataframe[0].value
+    assert list(df["spec"]) == ["FP32", "INT8 per-channel min-max asym dynamic"]
+    assert set(df["status"]) == {"ok"}
+
+
+def test_impossible_spec_shows_the_message_and_keeps_the_results(in_finished_run):
+    at = _app("pages/explore.py", job=in_finished_run["job"], ckpt=in_finished_run["ckpt"], **SMALL)
+    at.selectbox(key="precision").select("int4").run()
+    at.selectbox(key="mode").select("static").run()
+    assert any("not allowed with precision='int4'" in e for e in _errors(at)), _errors(at)
+    assert next(b for b in at.button if b.label == "Run").disabled
+    assert [m.label for m in at.metric][:1] == ["Top-1"]  # the earlier result is still shown
+
+
+def test_sweep_page_shows_table_chart_and_details(in_finished_run):
+    at = _app("pages/sweep.py", job=in_finished_run["job"])
+    assert any("finished" in s.value for s in at.success)
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 2
+    run_id = at.dataframe[0].value["run_id"].iloc[1]
+    at.selectbox(key=f"detail-{in_finished_run['job']}").select(run_id).run()
+    assert [m.label for m in at.metric][:2] == ["Top-1", "Agreement with FP32"]
+    assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSON", "Download HTML report"]
+
+
+def test_impossible_grid_shows_the_reasons():
+    at = _app("pages/sweep.py", g_precision="INT4", g_mode="static")
+    assert any("no combination of these values is a valid spec" in e for e in _errors(at)), _errors(at)
+    assert any("not allowed with precision='int4'" in m.value for m in at.markdown)
+    assert next(b for b in at.button if b.label == "Run sweep").disabled
+
+
+def test_runs_page_lists_compares_and_survives_a_restart(in_finished_run):
+    at = _app("pages/runs.py")  # a fresh AppTest: a new session, as after a server restart
+    assert len(at.dataframe[0].value) == 2
+    ids = list(at.dataframe[0].value["run_id"])
+    at.selectbox(key="cmp_a").select(ids[0]).run()
+    at.selectbox(key="cmp_b").select(ids[1]).run()
+    assert [m.label for m in at.metric][:2] == ["Top-1 %", "Agreement %"]
+    at.multiselect(key="f_precision").select("int8").run()
+    assert list(at.dataframe[0].value["run_id"]) == [ids[1]]
+
+
+def test_runs_page_deletes_selected_rows(in_finished_run, tmp_path, monkeypatch):
+    copy = tmp_path / "copy"
+    shutil.copytree(in_finished_run["home"], copy)  # the shared run stays intact for the other tests
+    monkeypatch.setenv("QCORE_HOME", str(copy))
+    at = _app("pages/runs.py")
+    at.session_state["runs-table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    at.checkbox(key="delete_sure").check().run()
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert len(_store().results()) == 1
+    assert len(at.dataframe[0].value) == 1
+
+
+# -- jobs: queue, cancel, interrupted -------------------------------------------------------------------
+
+
+def _submit(store, n: int = 1) -> list[str]:
+    from qcore.sweep import SweepConfig
+
+    return [store.submit_job(SweepConfig().to_dict(), [QuantSpec("int8").to_dict()]) for _ in range(n)]
+
+
+def test_second_session_sees_the_queue_position():
+    store = _store()
+    first, second = _submit(store, 2)
+    store.claim_next_job(os.getpid())  # the first one runs (in a process that is alive: this one)
+    at = _app("pages/sweep.py", job=second)
+    assert any("Position 1 in the queue (it runs next)" in i.value for i in at.info), [i.value for i in at.info]
+    at = _app("pages/sweep.py", job=first)
+    assert "running" in at.get("progress")[0].proto.text
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert store.job(first).cancel
+
+
+def test_interrupted_job_offers_resume():
+    store = _store()
+    (jid,) = _submit(store)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    store.claim_next_job(gone.pid)  # "running" under a process that no longer exists
+    at = _app("pages/sweep.py", job=jid)
+    assert any("interrupted" in w.value for w in at.warning)
+    next(b for b in at.button if b.label == "Resume the rest").click().run()
+    assert store.job(jid).state == "queued"
+
+
+def test_settings_come_from_and_stay_in_the_url():
+    at = _app("pages/explore.py", model="mobilenet_v3_small", precision="FP16", batch="4", calib="64")
+    assert at.selectbox(key="model").value == "mobilenet_v3_small"
+    assert at.selectbox(key="precision").value == "fp16"
+    assert at.number_input(key="batch").value == 4 and at.number_input(key="calib").value == 64
+    assert at.selectbox(key="granularity").disabled  # integer settings mean nothing for FP16
+
+
+# -- bad input --------------------------------------------------------------------------------------
+
+
+def test_upload_that_is_not_a_checkpoint_is_refused():
+    at = _app("pages/explore.py", weights="upload")
+    at.file_uploader(key="ckpt_upload").set_value(("weights.pt", b"<html>not weights</html>", "text/html")).run()
+    assert any("not a checkpoint" in e for e in _errors(at)), _errors(at)
+    assert "ckpt" not in at.query_params
+
+
+def test_pickle_that_needs_code_is_refused(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo never",))
+
+    at = _app("pages/explore.py", weights="upload")
+    at.file_uploader(key="ckpt_upload").set_value(("w.pt", pickle.dumps(Evil(), protocol=2), "")).run()
+    assert any("needs arbitrary code" in e or "could not be read" in e for e in _errors(at)), _errors(at)
+
+
+def test_zip_with_a_path_outside_its_folder_is_refused():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("cats/1.png", b"x")
+        zf.writestr("../../evil.txt", b"x")
+    at = _app("pages/explore.py", dataset="upload a zip of class folders ...")
+    at.file_uploader(key="dataset_upload").set_value(("data.zip", buf.getvalue(), "application/zip")).run()
+    assert any("refused" in e and "'..'" in e for e in _errors(at)), _errors(at)
+
+
+def test_zip_of_class_folders_becomes_the_dataset():
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, cls in enumerate(["cats", "dogs"]):
+            png = io.BytesIO()
+            Image.new("RGB", (8, 8), (80 * i, 0, 0)).save(png, format="PNG")
+            zf.writestr(f"pets/{cls}/{i}.png", png.getvalue())
+    at = _app("pages/explore.py", dataset="upload a zip of class folders ...")
+    at.file_uploader(key="dataset_upload").set_value(("anything.bin", buf.getvalue(), "")).run()
+    assert not _errors(at), _errors(at)
+    name = at.selectbox(key="dataset").value
+    assert name.startswith("imagefolder:") and name.endswith("/pets")
+    assert sorted(p.name for p in Path(name.split(":", 1)[1]).iterdir()) == ["cats", "dogs"]
+
+
+def test_model_that_cannot_take_the_input_size_is_refused():
+    at = _app("pages/explore.py", model="inception_v3")
+    assert any("inception_v3 cannot run on Fashion-MNIST" in e for e in _errors(at)), _errors(at)
+    assert next(b for b in at.button if b.label == "Run").disabled
+
+
+def test_checkpoint_name_in_the_url_cannot_point_outside_the_uploads(tmp_path):
+    from ui import uploads
+
+    outside = tmp_path / "a.pt"
+    outside.write_bytes(b"PK\x03\x04")
+    assert uploads.checkpoint_path(str(outside)) is None
+    assert uploads.checkpoint_path("../" + "0" * 16 + ".pt") is None
+    at = _app("pages/explore.py", weights="upload", ckpt=str(outside))
+    assert any("upload a checkpoint" in e for e in _errors(at))
+
+
+# -- explain ------------------------------------------------------------------------------------------
+
+
+def _result(spec: QuantSpec, **kw) -> Result:
+    base = dict(kernel="native", top1=90.0, top1_delta=-0.5, agreement=98.0, speedup=2.0, speedup_vs_best_fp32=1.5,
+                best_fp32="fp32 channels-last", size_bytes=11_000_000, size_ratio=0.25, latency_ms_p50=5.0,
+                fp32_latency_ms_p50=10.0)  # fmt: skip
+    base.update(kw)
+    return Result(spec, "resnet18", "fashion-mnist", **base)
+
+
+def test_explain_int4_simulated_is_smaller_but_not_faster():
+    spec = QuantSpec("int4", granularity="per-group", calibration="minmax", mode="weight-only")
+    text = explain(_result(spec, kernel="simulated", speedup=0.3, size_ratio=0.14))
+    assert text.startswith("INT4 here is simulated: the weights are stored in 4 bits but computed in FP32")
+    assert "so it is smaller but not faster" in text
+    assert "slower than FP32 (0.30x the speed)" in text
+
+
+def test_explain_int8_static_native_with_accuracy_points_and_best_fp32():
+    text = explain(_result(QuantSpec("int8"), engine="x86"))
+    assert "real int8 kernels (x86 engine)" in text
+    assert "fell by 0.50 points (90.50% to 90.00%)" in text
+    assert "2.00x as fast as FP32" in text and "(FP32 channels-last) it is 1.50x" in text
+    assert "0.250x the FP32 size (44.0 MB to 11.0 MB" in text
+
+
+def test_explain_fp16_emulated_and_dynamic_layers():
+    fp16 = explain(_result(QuantSpec("fp16"), kernel="simulated", speedup=1.0))
+    assert "FP16 here is emulated" in fp16 and "about as fast as FP32" in fp16
+    dyn = explain(_result(QuantSpec("int8", mode="dynamic"), quantized_layers=1, total_layers=21, top1_delta=0.0))
+    assert "only quantizes Linear layers (here 1 of 21 layers)" in dyn and "unchanged at 90.00%" in dyn
+
+
+def test_explain_failed_skipped_cancelled_and_baseline_rows():
+    spec = QuantSpec("int8")
+    assert "failed: RuntimeError: boom" in explain(Result(spec, "m", "d", status="error", error="RuntimeError: boom"))
+    assert "was skipped: no ORT" in explain(Result(spec, "m", "d", status="skipped", error="no ORT"))
+    assert "Resume the job" in explain(Result(spec, "m", "d", status="cancelled"))
+    assert "FP32 reference" in explain(_result(QuantSpec("fp32"), top1_delta=0.0))
+    assert explain(Result(spec, "m", "d"))  # no numbers at all: still a sentence, no exception
+
+
+def test_explain_is_torch_free():
+    code = "import sys, qcore.explain; assert 'torch' not in sys.modules and 'streamlit' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_upload_dir_is_clean_after_a_refused_checkpoint():
+    from qcore.paths import subdir
+
+    at = _app("pages/explore.py", weights="upload")
+    bad_header = b"\x10" + b"\0" * 7 + b"{not json}xxxxxx"  # a length, then no JSON object
+    at.file_uploader(key="ckpt_upload").set_value(("w.safetensors", bad_header, "")).run()
+    assert _errors(at)
+    assert not [p for p in subdir("uploads").iterdir() if p.is_file()]
+    shutil.rmtree(subdir("uploads"))
+
+
+def test_config_keeps_xsrf_and_cors_on_and_limits_uploads():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    server = config["server"]
+    assert server.get("enableXsrfProtection", True) is True and server.get("enableCORS", True) is True
+    assert 0 < server["maxUploadSize"] <= 1000  # MB

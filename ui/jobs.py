@@ -1,0 +1,130 @@
+"""Jobs from the pages' side: submit one, follow it, cancel or resume it.
+
+The work itself runs in the worker process (:mod:`qcore.worker`), which calls no ``st.*``. A page
+submits a job to the store, puts its id in the URL (``?job=``) and in the session, and an
+``st.fragment`` polls the store every second while the job is queued or running: progress, ETA,
+the queue position, Cancel, and the results as they are committed. A reload or a second browser
+on the same URL finds the same job; a job whose worker died shows as interrupted, with Resume.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import streamlit as st
+
+from qcore.result import Result
+from qcore.spec import QuantSpec
+from qcore.store import Job
+from qcore.sweep import SweepConfig
+
+from .common import query_job, start_worker, store
+
+POLL_S = 1.0
+STATE_TEXT = {
+    "queued": "queued", "running": "running", "done": "finished", "cancelled": "cancelled",
+    "error": "failed", "interrupted": "interrupted: its worker stopped before it finished",
+}  # fmt: skip
+
+
+def submit(config: SweepConfig, specs: list[QuantSpec], session_key: str) -> str:
+    """Queue a job, start the worker if none runs, and remember the job in the URL and the session.
+
+    The FP32 baseline is always measured first, so a plain FP32 spec is not queued twice.
+    """
+    specs = [s for s in specs if not (s.precision == "fp32" and s.backend in ("auto", "float"))]
+    jid = store().submit_job(config.to_dict(), [s.to_dict() for s in specs])
+    start_worker()
+    remember(jid, session_key)
+    return jid
+
+
+def remember(jid: str, session_key: str) -> None:
+    st.session_state[session_key] = jid
+    st.query_params["job"] = jid
+
+
+def current(session_key: str) -> str | None:
+    """The job this page shows: the URL's ``?job=``, else the last one of this session."""
+    jid = query_job() or st.session_state.get(session_key)
+    if not jid:
+        return None
+    if store().job(jid) is None:
+        st.warning(f"There is no job {jid} in {store().path}; it may have been made on another machine.")
+        st.session_state.pop(session_key, None)
+        return None
+    remember(jid, session_key)
+    return jid
+
+
+def eta_text(job: Job) -> str:
+    if job.state != "running" or not job.started_at:
+        return ""
+    elapsed = time.time() - job.started_at
+    if job.done <= 0 or job.total <= 0:
+        return f"{elapsed:.0f} s elapsed, estimating the time left after the first result"
+    left = elapsed / job.done * (job.total - job.done)
+    return f"{elapsed:.0f} s elapsed, about {left:.0f} s left"
+
+
+def status(job: Job, key: str) -> None:
+    """Progress bar, message, ETA, queue position; Cancel while active, Resume when interrupted."""
+    s = store()
+    frac = job.done / job.total if job.total else 0.0
+    head = f"Job {job.job_id}: {STATE_TEXT.get(job.state, job.state)} · {job.done}/{job.total} measured"
+    if job.state == "queued":
+        pos = s.queue_position(job.job_id)
+        ahead = "it runs next" if pos == 1 else f"{(pos or 1) - 1} job(s) ahead of it"
+        st.info(
+            f"{head}. Position {pos} in the queue ({ahead}); one job runs at a time so that timings "
+            "are not distorted by another sweep.",
+            icon=":material/hourglass_top:",
+        )
+        start_worker()  # a queued job needs a live worker (e.g. after a restart)
+    elif job.state == "running":
+        st.progress(min(1.0, frac), text=f"{head} · {job.message} · {eta_text(job)}")
+    elif job.state == "done":
+        took = f" in {job.finished_at - job.started_at:.0f} s" if job.finished_at and job.started_at else ""
+        st.success(f"{head}{took}.", icon=":material/check_circle:")
+    elif job.state == "error":
+        st.error(f"{head}. {job.error}", icon=":material/error:")
+    else:
+        st.warning(f"{head}. {job.message}", icon=":material/pause_circle:")
+    if job.active:
+        if job.cancel:
+            st.caption("Cancelling: the spec being measured finishes first.")
+        elif st.button("Cancel", key=f"{key}-cancel", icon=":material/stop_circle:"):
+            s.request_cancel(job.job_id)
+            st.rerun()
+    elif job.state in ("interrupted", "cancelled", "error") and job.done < job.total:
+        if st.button(
+            "Resume the rest",
+            key=f"{key}-resume",
+            icon=":material/play_circle:",
+            help="finished specs keep their rows; only the rest are measured",
+        ):
+            s.resume_job(job.job_id)
+            start_worker()
+            st.rerun()
+
+
+def panel(jid: str, key: str, render: Callable[[Job, list[Result]], None]) -> None:
+    """Follow job ``jid``: a fragment that reruns every second while the job is queued or running."""
+    first = store().job(jid)
+    if first is None:
+        return
+    was_active = first.active
+
+    @st.fragment(run_every=POLL_S if was_active else None)
+    def follow() -> None:
+        job = store().job(jid)
+        if job is None:
+            st.warning(f"Job {jid} was deleted.")
+            return
+        status(job, key)
+        render(job, store().results(sweep_id=jid))
+        if was_active and not job.active:
+            st.rerun()  # the whole page once more, and the polling stops
+
+    follow()

@@ -1,0 +1,236 @@
+"""How a Result is shown: the table, metric cards against FP32, the latency spread, the Pareto chart,
+the details of one run and the downloads. Every number carries its unit and a tooltip saying what
+it is measured against."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from qcore import report
+from qcore.explain import explain
+from qcore.result import Result
+
+from .common import fmt
+
+# Distinct in both themes; FP32, the reference, in neutral grey.
+PRECISION_COLORS = {"FP32": "#8c8c8c", "FP16": "#1f77b4", "BF16": "#17becf", "INT8": "#d62728", "INT4": "#ff7f0e"}
+TIPS = {
+    "top1": "share of the evaluation images whose highest-scoring class is the true one",
+    "delta": "change in percentage points against the FP32 model, on the same images",
+    "agreement": "share of images where this model picks the same class as FP32 (right or wrong)",
+    "speedup": "FP32 eager median latency / this median latency, timed in turns in one process (> 1: faster)",
+    "size": "bytes of the saved weights and quantization parameters / the FP32 weights' bytes",
+    "p50": "median latency of one forward pass over the latency batch, in milliseconds",
+    "kernel": "native: real low-precision arithmetic; simulated: stored low-precision, computed in float",
+    "pareto": "no other run of the sweep is at least as good on accuracy, latency and size",
+}
+
+
+def frame(results: Sequence[Result]) -> pd.DataFrame:
+    """One row per result, oldest first (so rows keep their places while a sweep streams in)."""
+    rows = []
+    for r in sorted(results, key=lambda r: r.created_at):
+        rows.append({
+            "spec": r.label, "status": r.status, "top-1 %": r.top1, "Δ top-1 pts": r.top1_delta,
+            "agreement %": r.agreement, "p50 ms": r.latency_ms_p50, "speed-up ×": r.speedup,
+            "size MB": None if r.size_bytes is None else r.size_bytes / 1e6, "size ×": r.size_ratio,
+            "kernel": r.kernel, "backend": r.backend, "pareto": bool(r.pareto), "model": r.model,
+            "dataset": r.dataset, "sweep": r.sweep_id, "run_id": r.run_id, "error": r.error,
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+COLUMNS = ["spec", "status", "top-1 %", "Δ top-1 pts", "agreement %", "p50 ms", "speed-up ×", "size MB", "size ×",
+           "kernel", "backend", "pareto", "model", "dataset", "sweep", "run_id", "error"]  # fmt: skip
+COLUMN_CONFIG = {
+    "top-1 %": st.column_config.NumberColumn(format="%.2f", help=TIPS["top1"]),
+    "Δ top-1 pts": st.column_config.NumberColumn(format="%+.2f", help=TIPS["delta"]),
+    "agreement %": st.column_config.NumberColumn(format="%.1f", help=TIPS["agreement"]),
+    "p50 ms": st.column_config.NumberColumn(format="%.2f", help=TIPS["p50"]),
+    "speed-up ×": st.column_config.NumberColumn(format="%.2f", help=TIPS["speedup"]),
+    "size MB": st.column_config.NumberColumn(format="%.2f"),
+    "size ×": st.column_config.NumberColumn(format="%.3f", help=TIPS["size"]),
+    "kernel": st.column_config.TextColumn(help=TIPS["kernel"]),
+    "pareto": st.column_config.CheckboxColumn(help=TIPS["pareto"]),
+}
+
+
+def table(results: Sequence[Result], key: str, *, multi: bool = False, hide: Sequence[str] = ()) -> list[str]:
+    """The results table; returns the run ids of the selected rows."""
+    df = frame(results)
+    event = st.dataframe(
+        df, key=key, hide_index=True, on_select="rerun", selection_mode="multi-row" if multi else "single-row",
+        column_order=[c for c in COLUMNS if c not in hide], column_config=COLUMN_CONFIG,
+    )  # fmt: skip
+    rows = event.selection.rows if event is not None else []
+    return [df["run_id"].iloc[i] for i in rows if i < len(df)]
+
+
+def metric_cards(r: Result) -> None:
+    """Top-1 (and its change), agreement, speed-up and size ratio against FP32."""
+    c = st.columns(4)
+    c[0].metric(
+        "Top-1",
+        fmt(r.top1, ".2f", " %"),
+        delta=fmt(r.top1_delta, "+.2f", " pts vs FP32"),
+        help=f"{TIPS['top1']}; the change: {TIPS['delta']}",
+        border=True,
+    )
+    c[1].metric("Agreement with FP32", fmt(r.agreement, ".1f", " %"), help=TIPS["agreement"], border=True)
+    best = ""
+    if r.speedup_vs_best_fp32 is not None and (r.best_fp32 or "fp32 eager") != "fp32 eager":
+        best = f"{r.speedup_vs_best_fp32:.2f}× vs {r.best_fp32.replace('fp32', 'FP32')}"
+    c[2].metric(
+        "Speed-up vs FP32",
+        fmt(r.speedup, ".2f", "×"),
+        delta=best or f"{fmt(r.latency_ms_p50, '.2f')} ms p50",
+        delta_color="off",
+        delta_arrow="off",
+        help=f"{TIPS['speedup']}; {fmt(r.latency_ms_p50, '.2f')} ms against "
+        f"{fmt(r.fp32_latency_ms_p50, '.2f')} ms for FP32",
+        border=True,
+    )
+    mb = fmt(None if r.size_bytes is None else r.size_bytes / 1e6, ".2f", " MB")
+    c[3].metric(
+        "Size vs FP32",
+        fmt(r.size_ratio, ".3f", "×"),
+        delta=mb,
+        delta_color="off",
+        delta_arrow="off",
+        help=TIPS["size"],
+        border=True,
+    )
+
+
+def latency_chart(r: Result, base: Result | None, key: str) -> None:
+    """Histogram of the timed forward passes, with the FP32 baseline's for comparison."""
+    fig = go.Figure()
+    series = [(r.label, r)] + ([("FP32 (baseline block)", base)] if base and base.run_id != r.run_id else [])
+    for name, row in series:
+        if row.latency_samples_ms:
+            color = "#8c8c8c" if row is not r else PRECISION_COLORS.get(r.spec.precision.upper(), "#1f77b4")
+            fig.add_trace(go.Histogram(x=row.latency_samples_ms, name=name, opacity=0.7, nbinsx=40,
+                                       marker_color=color))  # fmt: skip
+    if not fig.data:
+        st.caption("No latency samples were kept for this run.")
+        return
+    fig.update_layout(barmode="overlay", height=260, margin=dict(l=40, r=20, t=10, b=40),
+                      xaxis_title="latency of one forward pass (ms)", yaxis_title="passes",
+                      legend=dict(orientation="h", y=1.12))  # fmt: skip
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    st.caption(
+        f"{len(r.latency_samples_ms)} timed passes after warm-up; p50 {fmt(r.latency_ms_p50, '.2f')} ms, "
+        f"p90 {fmt(r.latency_ms_p90, '.2f')} ms. The FP32 spread is from the baseline measurement; the "
+        "speed-up itself comes from FP32 timed in turns with this run."
+    )
+
+
+def details(r: Result, base: Result | None, key: str) -> None:
+    """Everything about one run: cards, the explanation, the latency spread, notes, spec, manifest."""
+    st.markdown(f"#### {r.label}")
+    st.caption(
+        f"run {r.run_id} · {r.model} on {r.dataset} · backend {r.backend or '–'} · kernel "
+        f"{r.kernel or '–'} · {r.device} · batch {r.batch_size} · input {r.input_shape} · "
+        f"{r.threads} threads · weights {r.weights or '–'}"
+    )
+    if r.ok:
+        metric_cards(r)
+        st.info(explain(r), icon=":material/lightbulb:")
+        latency_chart(r, base, key=f"{key}-lat")
+    elif r.status == "error":
+        st.error(explain(r))
+    else:
+        st.warning(explain(r))
+    if r.notes:
+        st.markdown("\n".join(f"- {n}" for n in r.notes))
+    with st.expander("Full spec and manifest"):
+        st.json({"spec": r.spec.to_dict(), "manifest": r.manifest}, expanded=False)
+
+
+def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
+    """The accuracy/latency (or size) chart; returns the run id of a clicked point."""
+    ok = [r for r in results if r.ok and r.top1 is not None]
+    if not ok:
+        return None
+    fig = report.pareto_figure(ok, x=x)
+    fig.update_layout(height=440, legend=dict(orientation="h", y=1.1), clickmode="event+select")
+    for trace in fig.data:  # one colour per precision, the same while a sweep streams in
+        if trace.name in PRECISION_COLORS:
+            trace.marker.color = PRECISION_COLORS[trace.name]
+    # Readable on light and dark backgrounds: a mid-grey outline, and points not clicked stay visible.
+    fig.update_traces(
+        marker_line=dict(width=1, color="rgba(128,128,128,0.9)"),
+        unselected=dict(marker=dict(opacity=0.55)),
+        selector=dict(mode="markers"),
+    )
+    event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points",
+                            config={"displaylogo": False})  # fmt: skip
+    points = event.selection.points if event is not None else []
+    for p in points:
+        cd = p.get("customdata")
+        if cd:
+            return cd[0] if isinstance(cd, list) else cd
+    return None
+
+
+@st.cache_data(max_entries=8, show_spinner="Writing the HTML report ...")
+def _html_report(_rows: list[Result], key: tuple, title: str) -> str:
+    return report.html_report(_rows, title=title)
+
+
+def downloads(results: Sequence[Result], name: str, key: str, *, html: bool = True) -> None:
+    """CSV, JSON and the self-contained HTML report (both charts, plotly.js inline, the manifest).
+
+    The files are made here rather than when clicked: Streamlit forgets a deferred download when the
+    page reruns, which a polling page does all the time. The report is cached per set of rows, and
+    offered once the job has finished (``html=False`` until then).
+    """
+    rows = list(results)
+    c = st.columns(3)
+    c[0].download_button("Download CSV", report.csv_text(rows), file_name=f"{name}.csv", mime="text/csv",
+                         key=f"{key}-csv", on_click="ignore", icon=":material/table:")  # fmt: skip
+    c[1].download_button("Download JSON", report.json_text(rows), file_name=f"{name}.json",
+                         mime="application/json", key=f"{key}-json", on_click="ignore",
+                         icon=":material/data_object:")  # fmt: skip
+    if not html:
+        c[2].caption("The HTML report is offered when the job has finished.")
+        return
+    ident = tuple((r.run_id, r.pareto, r.status) for r in rows)
+    c[2].download_button("Download HTML report", _html_report(rows, ident, f"qcore: {name}"),
+                         file_name=f"{name}.html", mime="text/html", key=f"{key}-html", on_click="ignore",
+                         icon=":material/description:")  # fmt: skip
+
+
+def compare(a: Result, b: Result) -> None:
+    """Two runs side by side; the deltas are B minus A."""
+    st.markdown(f"**A** {a.label} ({a.run_id}) · **B** {b.label} ({b.run_id})")
+    fields = [("Top-1 %", "top1", ".2f", "normal"), ("Agreement %", "agreement", ".1f", "normal"),
+              ("Latency p50 ms", "latency_ms_p50", ".2f", "inverse"), ("Speed-up ×", "speedup", ".2f", "normal"),
+              ("Size MB", "size_bytes", ".2f", "inverse"), ("Size ×", "size_ratio", ".3f", "inverse")]  # fmt: skip
+    cols = st.columns(len(fields))
+    for col, (title, attr, spec, colour) in zip(cols, fields):
+        va, vb = getattr(a, attr), getattr(b, attr)
+        if attr == "size_bytes":
+            va, vb = (None if v is None else v / 1e6 for v in (va, vb))
+        delta = None if va is None or vb is None else format(vb - va, "+" + spec)
+        col.metric(
+            title,
+            fmt(vb, spec),
+            delta=delta,
+            delta_color=colour,
+            border=True,
+            help=f"B; A was {fmt(va, spec)}. The change is B minus A.",
+        )
+    same = {k: v for k, v in a.manifest.items() if b.manifest.get(k) == v}
+    diff = {k: (a.manifest.get(k), b.manifest.get(k)) for k in set(a.manifest) | set(b.manifest) if k not in same}
+    diff.pop("created_at", None)
+    if a.model != b.model or a.dataset != b.dataset:
+        st.warning("A and B differ in model or dataset: their accuracies are not on the same images.")
+    if diff:
+        with st.expander(f"Where their manifests differ ({len(diff)})"):
+            st.code(json.dumps(diff, indent=1, default=str), language="json")

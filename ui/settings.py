@@ -1,0 +1,309 @@
+"""The setting widgets of the Explore and Sweep pages, each bound to a URL query parameter.
+
+``bind="query-params"`` keeps every value in the URL (a value equal to its default is left out),
+so a link reproduces the setup. Defaults come from :class:`qcore.sweep.SweepConfig` and
+:class:`qcore.spec.QuantSpec`, the same ones the CLI uses.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from qcore.spec import CHOICES, GROUP_SIZES, LABELS, QuantSpec
+from qcore.sweep import SweepConfig
+
+from . import uploads
+from .common import dataset_image_size, dataset_label, hardware, input_problem, model_info, model_names
+
+D = SweepConfig()  # the CLI's defaults
+S = QuantSpec()
+CLI_GRID = {
+    "precision": ["fp32", "int8"],
+    "granularity": ["per-channel"],
+    "group_size": [64],
+    "calibration": ["minmax"],
+    "percentile": [99.99],
+    "scheme": ["asymmetric"],
+    "mode": ["static"],
+    "backend": ["auto"],
+}  # fmt: skip  (python -m qcore sweep's defaults)
+PERCENTILES = [99.0, 99.9, 99.99, 99.999]
+UPLOAD = "__upload__"
+UPLOAD_LABEL = "upload a zip of class folders ..."
+WEIGHTS = {  # option (as in the URL): caption
+    "auto": "pretrained if the classes are ImageNet's, else the baseline",
+    "pretrained": "torchvision's ImageNet weights",
+    "baseline": "trained on the dataset by qcore, cached",
+    "upload": "a checkpoint of your own",
+}
+HELP = {
+    "precision": "number format of the weights (and activations in static/dynamic INT8)",
+    "granularity": "how many scales: one per tensor, one per output channel, or one per group of weights",
+    "calibration": "how the clipping range is chosen from calibration images (or from the weights)",
+    "scheme": "symmetric: zero-point 0; asymmetric: a zero-point shifts the range to fit the data",
+    "mode": "static: weights and activations int8, ranges calibrated ahead; dynamic: Linear layers only, "
+    "activation ranges taken per batch; weight-only: weights stored low-bit, computed in FP32",
+    "backend": "which implementation runs the spec; auto picks the first that can",
+}
+
+
+def _label(v) -> str:
+    return LABELS.get(v, str(v)) if isinstance(v, str) else str(v)
+
+
+def _on_checkpoint() -> None:
+    f = st.session_state.get("ckpt_upload")
+    st.session_state.pop("ckpt_error", None)
+    if f is None:
+        return
+    try:
+        path, n, values = uploads.save_checkpoint(f.getvalue())
+    except ValueError as exc:
+        st.session_state["ckpt_error"] = f"{f.name}: {exc}"
+        return
+    st.query_params["ckpt"] = path.name
+    st.session_state["ckpt_note"] = f"{f.name}: {n} tensors, {values / 1e6:.2f} M values, stored as {path.name}"
+
+
+def _on_dataset() -> None:
+    f = st.session_state.get("dataset_upload")
+    st.session_state.pop("dataset_error", None)
+    if f is None:
+        return
+    try:
+        name = uploads.save_dataset(f.getvalue())
+    except ValueError as exc:
+        st.session_state["dataset_error"] = f"{f.name}: {exc}"
+        return
+    st.session_state["dataset"] = name
+
+
+def config_widgets() -> tuple[dict, list[str]]:
+    """Model, data, weights, device and timing settings: ``(SweepConfig kwargs, problems)``."""
+    problems: list[str] = []
+    names = model_names()
+    c1, c2, c3 = st.columns(3)
+    model = c1.selectbox(
+        "Model",
+        names,
+        index=names.index(D.model),
+        key="model",
+        bind="query-params",
+        help="any torchvision image classifier; its head is sized to the dataset's classes",
+    )
+    info = model_info(model)
+    if info and info["params"]:
+        c1.caption(
+            f"{info['params'] / 1e6:.1f} M parameters · {info['gflops'] or 0:.2f} GFLOPs at "
+            f"{info['default_input_size']} px (ImageNet head)"
+        )
+    datasets = ["fashion-mnist", "cifar10", *uploads.uploaded_datasets(), UPLOAD]
+    dataset = c2.selectbox(
+        "Dataset",
+        datasets,
+        key="dataset",
+        bind="query-params",
+        format_func=lambda d: UPLOAD_LABEL if d == UPLOAD else dataset_label(d),
+        help="Fashion-MNIST works offline; CIFAR-10 downloads once; a zip holds <class>/<image>",
+    )
+    if dataset == UPLOAD:
+        c2.file_uploader(
+            "Zip of class folders",
+            key="dataset_upload",
+            on_change=_on_dataset,
+            help="checked by content: a zip archive, paths inside its folder, size limited",
+        )
+        if err := st.session_state.get("dataset_error"):
+            c2.error(err)
+        problems.append("choose a dataset, or upload a zip of class folders")
+    weights = c3.radio(
+        "Weights",
+        list(WEIGHTS),
+        captions=list(WEIGHTS.values()),
+        key="weights",
+        bind="query-params",
+        help="auto is the CLI's default; a baseline is trained once and cached",
+    )
+    weights_value = weights
+    if weights == "upload":
+        c3.file_uploader(
+            "Checkpoint (.safetensors, .pt, .pth)",
+            key="ckpt_upload",
+            on_change=_on_checkpoint,
+            help="a state dict; read with weights_only=True, pickles that need code are refused",
+        )
+        if err := st.session_state.get("ckpt_error"):
+            c3.error(err)
+        path = uploads.checkpoint_path(st.query_params.get("ckpt"))
+        if path is None:
+            problems.append("upload a checkpoint, or choose other weights")
+        else:
+            weights_value = str(path)
+            c3.caption(st.session_state.get("ckpt_note") or f"checkpoint {path.name}")
+
+    c4, c5, c6 = st.columns(3)
+    device = c4.selectbox(
+        "Device",
+        CHOICES["device"],
+        key="device",
+        bind="query-params",
+        help="auto: the GPU when there is one, else the CPU",
+    )
+    hw, _ = hardware()
+    if device == "cuda" and not hw.gpu:
+        problems.append("device 'cuda' was chosen but this machine has no CUDA GPU; choose cpu or auto")
+    batch = c5.number_input(
+        "Batch size (latency)",
+        1,
+        1024,
+        D.batch_size,
+        key="batch",
+        bind="query-params",
+        help="images per forward pass when timing; accuracy uses batches of 250",
+    )
+    native = dataset_image_size(dataset) if dataset != UPLOAD else None
+    size = c6.number_input(
+        "Latency input size (px)",
+        8,
+        1024,
+        D.input_size,
+        key="size",
+        bind="query-params",
+        placeholder=f"the dataset's ({native} px)" if native else "the dataset's",
+        help="side of the random images timed; empty: the dataset's image size",
+    )
+    if native and (why := input_problem(model, native)):
+        problems.append(f"{model} cannot run on {dataset_label(dataset)} images ({native} px): {why}")
+    elif size and size != native and (why := input_problem(model, int(size))):
+        problems.append(f"latency input size {size} px does not fit: {why}")
+
+    with st.expander("Advanced: calibration and evaluation sizes, seed, timing budget"):
+        a1, a2, a3, a4 = st.columns(4)
+        calib = a1.number_input(
+            "Calibration images",
+            1,
+            60000,
+            D.calib_size,
+            key="calib",
+            bind="query-params",
+            help="drawn (seeded) from the training split",
+        )
+        evals = a2.number_input(
+            "Evaluation images (0: all)",
+            0,
+            100000,
+            D.eval_limit,
+            key="eval",
+            bind="query-params",
+            help="drawn (seeded) from the test split",
+        )
+        seed = a3.number_input("Seed", 0, 2**31 - 1, D.seed, key="seed", bind="query-params")
+        budget = a4.number_input(
+            "Timing budget per spec (s)",
+            0.1,
+            300.0,
+            D.latency_budget_s,
+            step=0.5,
+            key="budget",
+            bind="query-params",
+            help="seconds of interleaved timing",
+        )
+    config = dict(model=model, dataset=dataset, weights=weights_value, device=device, batch_size=int(batch),
+                  input_size=int(size) if size else None, calib_size=int(calib),
+                  eval_limit=int(evals) or None, seed=int(seed), latency_budget_s=float(budget))  # fmt: skip
+    return config, problems
+
+
+def spec_single() -> dict:
+    """One QuantSpec's fields (Explore)."""
+    c1, c2, c3, c4 = st.columns(4)
+    precision = c1.selectbox(
+        "Precision",
+        CHOICES["precision"],
+        index=CHOICES["precision"].index(S.precision),
+        format_func=_label,
+        key="precision",
+        bind="query-params",
+        help=HELP["precision"],
+    )
+    is_float = precision in ("fp32", "fp16", "bf16")
+    granularity = c2.selectbox(
+        "Granularity",
+        CHOICES["granularity"],
+        index=CHOICES["granularity"].index(S.granularity),
+        key="granularity",
+        bind="query-params",
+        disabled=is_float,
+        help=HELP["granularity"],
+    )
+    group = S.group_size
+    if granularity == "per-group" and not is_float:
+        group = c2.selectbox(
+            "Group size",
+            GROUP_SIZES,
+            index=GROUP_SIZES.index(S.group_size),
+            key="group",
+            bind="query-params",
+            help="weights that share one scale, along the input axis",
+        )
+    calibration = c3.selectbox(
+        "Calibration",
+        CHOICES["calibration"],
+        format_func=_label,
+        key="calibration",
+        bind="query-params",
+        disabled=is_float,
+        help=HELP["calibration"],
+    )
+    percentile = S.percentile
+    if calibration == "percentile" and not is_float:
+        percentile = c3.number_input(
+            "Percentile",
+            50.01,
+            100.0,
+            S.percentile,
+            step=0.01,
+            format="%.3f",
+            key="pct",
+            bind="query-params",
+            help="clip at this percentile of |x|",
+        )
+    scheme = c4.selectbox(
+        "Scheme",
+        CHOICES["scheme"],
+        index=CHOICES["scheme"].index(S.scheme),
+        key="scheme",
+        bind="query-params",
+        disabled=is_float,
+        help=HELP["scheme"],
+    )
+    c5, c6, _, _ = st.columns(4)
+    mode = c5.selectbox("Mode", CHOICES["mode"], key="mode", bind="query-params", disabled=is_float, help=HELP["mode"])
+    backend = c6.selectbox("Backend", CHOICES["backend"], key="backend", bind="query-params", help=HELP["backend"])
+    return dict(
+        precision=precision,
+        granularity=granularity,
+        group_size=group,
+        calibration=calibration,
+        percentile=percentile,
+        scheme=scheme,
+        mode=mode,
+        backend=backend,
+    )
+
+
+def spec_grid() -> dict:
+    """Several values per QuantSpec field (Sweep); the grid is their product."""
+    cols = st.columns(4)
+    out = {}
+    fields = [("precision", CHOICES["precision"]), ("granularity", CHOICES["granularity"]),
+              ("calibration", CHOICES["calibration"]), ("scheme", CHOICES["scheme"]),
+              ("mode", CHOICES["mode"]), ("backend", CHOICES["backend"]),
+              ("group_size", GROUP_SIZES), ("percentile", PERCENTILES)]  # fmt: skip
+    titles = {"group_size": "Group sizes (per-group)", "percentile": "Percentiles (percentile calibration)"}
+    for i, (name, options) in enumerate(fields):
+        out[name] = cols[i % 4].multiselect(
+            titles.get(name, name.capitalize() + "s"), list(options), default=CLI_GRID[name], format_func=_label,
+            key=f"g_{name}", bind="query-params", help=HELP.get(name),
+        )  # fmt: skip
+    return out
