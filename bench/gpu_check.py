@@ -60,11 +60,14 @@ def main() -> int:
             q = backend.quantize(model, spec, calib, x[:1], "cuda")
             with torch.inference_mode():
                 err = ((q(x).float() - model(x)).norm() / model(x).norm()).item()
-            lat = time_interleaved({"fp32": lambda: model(x), "q": lambda: q(x)}, device="cuda", budget_s=args.budget)
+            lat = time_interleaved(
+                {"fp32": lambda: model(x), "q": lambda q=q: q(x)}, device="cuda", budget_s=args.budget
+            )
             print(
                 f"{spec.label():58s} {q.backend:11s} {q.kernel:9s} FP32 {lat['fp32'].p50:7.2f} ms -> "
                 f"{lat['q'].p50:7.2f} ms  speedup {lat['fp32'].p50 / lat['q'].p50:5.2f}x  "
-                f"size {size_bytes(q.artifact) / fp:.3f}x  rel.err {err:.4f}  layers {q.quantized_layers}/{q.total_layers}"
+                f"size {size_bytes(q.artifact) / fp:.3f}x  rel.err {err:.4f}  "
+                f"layers {q.quantized_layers}/{q.total_layers}"
             )
         except BackendUnavailable as exc:
             print(f"{spec.label():58s} skipped: {exc}")
