@@ -60,7 +60,10 @@ def speed_and_size(sections: set[str], budget: float) -> None:
         for batch in (1, 32):
             x = torch.randn(batch, 3, 224, 224, generator=g)
             lat = time_interleaved(
-                {"fp32": lambda m=model, x=x: m(x), "int8": lambda q=q8, x=x: q(x)}, min_runs=7, max_runs=300, budget_s=budget
+                {"fp32": lambda m=model, x=x: m(x), "int8": lambda q=q8, x=x: q(x)},
+                min_runs=7,
+                max_runs=300,
+                budget_s=budget,
             )
             s = lat["fp32"].p50 / lat["int8"].p50
             print(
