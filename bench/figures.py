@@ -72,8 +72,8 @@ def speed_and_size(sections: set[str], budget: float) -> None:
             )
 
 
-def accuracy() -> None:
-    config = SweepConfig(model="resnet18", dataset="fashion-mnist", weights="baseline", eval_limit=None)
+def accuracy(weights: str) -> None:
+    config = SweepConfig(model="resnet18", dataset="fashion-mnist", weights=weights, eval_limit=None)
     p = prepare(config, progress=lambda d, t, m: print(f"  {m}", file=sys.stderr))
     from qcore.measure import accuracy as acc_of
 
@@ -88,8 +88,8 @@ def accuracy() -> None:
         )
 
 
-def calib_time() -> None:
-    config = SweepConfig(model="resnet18", dataset="fashion-mnist", weights="baseline", calib_size=256, eval_limit=10)
+def calib_time(weights: str) -> None:
+    config = SweepConfig(model="resnet18", dataset="fashion-mnist", weights=weights, calib_size=256, eval_limit=10)
     p = prepare(config)
     times = {}
     for method in ("minmax", "entropy", "mse"):
@@ -109,15 +109,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", action="append", choices=["speed", "size", "accuracy", "calib"])
     ap.add_argument("--budget", type=float, default=20.0, help="seconds of timing per (model, batch)")
+    ap.add_argument("--weights", default="baseline", help="resnet18 weights for calib/accuracy (trained if missing)")
     args = ap.parse_args()
     sections = set(args.only or ["speed", "size", "accuracy", "calib"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if sections & {"speed", "size"}:
         speed_and_size(sections, args.budget)
     if "calib" in sections:
-        calib_time()
+        calib_time(args.weights)
     if "accuracy" in sections:
-        accuracy()
+        accuracy(args.weights)
 
 
 if __name__ == "__main__":
