@@ -8,7 +8,8 @@ import time
 import streamlit as st
 
 from ui import results
-from ui.common import job_label, start_worker, store
+from ui.common import job_label, store
+from ui.jobs import resumable, resume_button
 from ui.nav import setup
 
 setup("Runs")
@@ -30,16 +31,8 @@ for job in recent:
         f"`{job.state}` {job_label(job)} · {job.done}/{job.total} · {when}" + (f" · {job.error}" if job.error else "")
     )
     c2.page_link("pages/sweep.py", label="Open", query_params={"job": job.job_id}, icon=":material/open_in_new:")
-    if job.state in ("interrupted", "cancelled", "error") and job.done < job.total:
-        if c3.button(
-            "Resume",
-            key=f"resume-{job.job_id}",
-            icon=":material/play_circle:",
-            help="queue the specs that have no row yet; finished ones are kept",
-        ):
-            s.resume_job(job.job_id)
-            start_worker()
-            st.rerun()
+    if resumable(job):
+        resume_button(c3, job, f"resume-{job.job_id}")
     elif job.active and c3.button("Cancel", key=f"cancel-{job.job_id}", icon=":material/stop_circle:"):
         s.request_cancel(job.job_id)
         st.rerun()

@@ -97,16 +97,24 @@ def status(job: Job, key: str) -> None:
         elif st.button("Cancel", key=f"{key}-cancel", icon=":material/stop_circle:"):
             s.request_cancel(job.job_id)
             st.rerun()
-    elif job.state in ("interrupted", "cancelled", "error") and job.done < job.total:
-        if st.button(
-            "Resume the rest",
-            key=f"{key}-resume",
-            icon=":material/play_circle:",
-            help="finished specs keep their rows; only the rest are measured",
-        ):
-            s.resume_job(job.job_id)
-            start_worker()
-            st.rerun()
+    else:
+        resume_button(st, job, f"{key}-resume", "Resume the rest")
+
+
+def resumable(job: Job) -> bool:
+    return job.state in ("interrupted", "cancelled", "error") and job.done < job.total
+
+
+def resume_button(where, job: Job, key: str, label: str = "Resume") -> None:
+    """A Resume button in ``where`` (st or a column) for a job that stopped before its end."""
+    if not resumable(job):
+        return
+    if where.button(
+        label, key=key, icon=":material/play_circle:", help="finished specs keep their rows; only the rest are measured"
+    ):
+        store().resume_job(job.job_id)
+        start_worker()
+        st.rerun()
 
 
 def panel(jid: str, key: str, render: Callable[[Job, list[Result]], None]) -> None:
