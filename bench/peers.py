@@ -59,8 +59,9 @@ TORCH_INT8 = (
     "qcore-fx-int8-channels-last",
     "qcore-pt2e-int8",
     "qcore-pt2e-int8+static",
-    "qcore-pt2e-int8+cpp",
-    "qcore-pt2e-int8+cpp+cl",
+    "qcore-pt2e-int8+cpp+noguard",
+    "qcore-pt2e-int8+aoti",
+    "qcore-pt2e-int8+aoti+cl",
 )
 DEFAULT_ENGINES = FP32_ENGINES[:3] + TORCH_INT8 + FP32_ENGINES[3:4] + PEER_INT8[:3] + FP32_ENGINES[4:] + PEER_INT8[3:]
 PT2E_OPTS = {"static", "cpp", "cl", "autotune", "dyn", "aoti", "noguard"}

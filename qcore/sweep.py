@@ -239,7 +239,8 @@ def run_sweep(
     """
     progress = progress or (lambda d, t, m: None)
     cancel = cancel or (lambda: False)
-    todo = [s for s in specs if s.precision != "fp32"]  # the baseline is measured once, below
+    # torch FP32 is the baseline, measured once below; FP32 on another engine (ort, openvino) is a variant
+    todo = [s for s in specs if not (s.precision == "fp32" and s.backend in ("auto", "float"))]
     total = len(todo) + (1 if include_baseline else 0)
     results: list[Result] = []
 

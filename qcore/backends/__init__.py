@@ -136,4 +136,12 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import float_cast, fx_int8, pt2e_int8, torchao_linear, weight_only  # noqa: F401  (register themselves)
+    from . import (  # noqa: F401  (each registers itself; ort and openvino import their engines lazily)
+        float_cast,
+        fx_int8,
+        openvino_backend,
+        ort,
+        pt2e_int8,
+        torchao_linear,
+        weight_only,
+    )

@@ -1,0 +1,193 @@
+"""OpenVINO as a qcore backend: FP32, and static INT8 through NNCF post-training quantization.
+
+``openvino.convert_model`` converts the FP32 torch model (batch and spatial dimensions left
+free, so one model evaluates 32x32 images and is timed at 224x224). FP32 runs that model.
+Static INT8 runs ``nncf.quantize`` on it with the same calibration images as the torch
+backends (fed one image at a time, NNCF's usual way), target device CPU; the preset follows
+the spec's scheme (asymmetric activations: MIXED, symmetric: PERFORMANCE), weights are int8
+symmetric per channel or per tensor. NNCF picks its own activation ranges (its min-max family
+of estimators plus fast bias correction), so only ``calibration="minmax"`` is accepted: any
+other method name would be a label on NNCF's choice.
+
+The compiled model uses ``INFERENCE_NUM_THREADS = torch.get_num_threads()`` and the LATENCY
+hint. The artifact is the serialized IR (``.xml`` + ``.bin``, weights not compressed to FP16).
+OpenVINO compiles one program per model; a model with dynamic dimensions runs any shape, and
+:class:`OvModel` also compiles a static-shape copy for each new input shape it meets (up to
+a few), which is what OpenVINO runs fastest.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+
+from ..measure import stopwatch
+from . import Backend, Quantized, count_layers, register_backend
+
+
+def ov_config(threads: int | None = None) -> dict:
+    return {"INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()), "PERFORMANCE_HINT": "LATENCY"}
+
+
+class OvModel:
+    """A callable over an OpenVINO model: float32 torch tensor in, float32 torch logits out.
+
+    ``static_shapes``: compile a fixed-shape copy per input shape (at most ``max_shapes``;
+    beyond that the dynamic program runs).
+    """
+
+    def __init__(self, model, threads: int | None = None, static_shapes: bool = True, max_shapes: int = 4) -> None:
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.model = model
+        self.config = ov_config(threads)
+        self.dynamic = None
+        self.static_shapes = static_shapes
+        self.max_shapes = max_shapes
+        self.compiled: dict[tuple[int, ...], object] = {}
+
+    def _program(self, shape: tuple[int, ...]):
+        prog = self.compiled.get(shape)
+        if prog is None and self.static_shapes and len(self.compiled) < self.max_shapes:
+            m = self.model.clone()
+            m.reshape({m.inputs[0]: list(shape)})
+            prog = self.compiled[shape] = self.core.compile_model(m, "CPU", self.config).create_infer_request()
+        if prog is None:
+            if self.dynamic is None:
+                self.dynamic = self.core.compile_model(self.model, "CPU", self.config).create_infer_request()
+            prog = self.dynamic
+        return prog
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        arr = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        prog = self._program(tuple(arr.shape))
+        out = prog.infer({0: arr}, share_inputs=True)
+        return torch.from_numpy(np.array(next(iter(out.values())), dtype=np.float32, copy=True))
+
+
+def convert(model: torch.nn.Module, example: torch.Tensor):
+    """The OpenVINO model of ``model`` with input [N, C, H, W], N, H and W dynamic."""
+    import openvino as ov
+
+    model = model.eval().cpu().float()
+    ex = example.detach().cpu().float()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convert_model traces with torch.jit, which warns that it is deprecated
+        return ov.convert_model(model, example_input=ex, input=[ov.PartialShape([-1, ex.shape[1], -1, -1])])
+
+
+def nncf_quantize(ov_model, calib, spec):
+    """NNCF static INT8 of ``ov_model`` on the calibration images in ``calib`` (batches)."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+    images = [x[i : i + 1].detach().cpu().float().numpy() for x in calib for i in range(x.shape[0])]
+    advanced = None
+    if spec.granularity != "per-channel":
+        advanced = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=False))
+    preset = nncf.QuantizationPreset.PERFORMANCE if spec.symmetric else nncf.QuantizationPreset.MIXED
+    return nncf.quantize(
+        ov_model,
+        nncf.Dataset(images),
+        preset=preset,
+        target_device=nncf.TargetDevice.CPU,
+        subset_size=len(images),
+        advanced_parameters=advanced,
+    )
+
+
+def serialize(ov_model) -> bytes:
+    """The IR as deployed: ``model.xml`` followed by ``model.bin`` (FP32 weights kept FP32)."""
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = os.path.join(tmp, "model.xml")
+        ov.save_model(ov_model, xml, compress_to_fp16=False)
+        with open(xml, "rb") as fh:
+            head = fh.read()
+        with open(xml[:-4] + ".bin", "rb") as fh:
+            return head + fh.read()
+
+
+def int8_weight_count(ov_model) -> int:
+    """Weights held as int8 (or uint8) constants of rank > 1: the layers NNCF really quantized."""
+    import openvino as ov
+
+    n = 0
+    for op in ov_model.get_ops():
+        if op.get_type_name() == "Constant" and op.get_element_type() in (ov.Type.i8, ov.Type.u8):
+            n += len(op.get_output_partial_shape(0)) > 1
+    return n
+
+
+def ov_version() -> str:
+    import openvino as ov
+
+    return ov.get_version().split("-")[0]
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+
+    def unsupported(self, spec, device):
+        if device != "cpu":
+            return "the openvino backend runs OpenVINO's CPU plugin only"
+        try:
+            import openvino  # noqa: F401
+        except ImportError as exc:
+            return f"openvino is not installed ({exc}); pip install -r requirements-peers.txt"
+        if spec.is_float:
+            if spec.precision != "fp32":
+                return f"the openvino backend runs fp32 and static int8, not {spec.precision}"
+            return None
+        if spec.precision != "int8" or spec.mode != "static":
+            return f"the openvino backend runs static INT8 only, not {spec.precision} {spec.mode}"
+        try:
+            import nncf  # noqa: F401
+        except ImportError as exc:
+            return f"nncf is not installed ({exc}); pip install -r requirements-peers.txt"
+        if spec.calibration != "minmax":
+            return (
+                f"NNCF chooses its own activation ranges (min-max estimators and bias correction), so "
+                f"calibration={spec.calibration!r} cannot be honoured; allowed: minmax"
+            )
+        return None
+
+    def quantize(self, model, spec, calib, example, device):
+        import copy
+
+        total = count_layers(model)
+        model = copy.deepcopy(model)
+        with stopwatch() as t_conv:
+            ov_model = convert(model, example)
+        notes = ["OpenVINO CPU plugin, LATENCY hint, INFERENCE_NUM_THREADS = torch threads"]
+        calib_s, nq = 0.0, 0
+        if not spec.is_float:
+            with stopwatch() as t_q:
+                ov_model = nncf_quantize(ov_model, list(calib), spec)
+            calib_s, nq = t_q[0], int8_weight_count(ov_model)
+            notes.insert(0, f"NNCF post-training quantization, preset {'PERFORMANCE' if spec.symmetric else 'MIXED'}")
+        with stopwatch() as t_compile:
+            runner = OvModel(ov_model)
+            runner(example)
+        return Quantized(
+            model=runner,
+            backend=self.name,
+            kernel="native",
+            device="cpu",
+            artifact=serialize(ov_model),
+            quantized_layers=nq,
+            total_layers=total,
+            calib_seconds=calib_s,
+            quantize_seconds=t_conv[0] + t_compile[0],
+            engine=f"openvino {ov_version()}",
+            notes=notes,
+        )
+
+
+register_backend(OpenVinoBackend())

@@ -1,0 +1,192 @@
+"""ONNX Runtime as a qcore backend: FP32, and static INT8 through ORT's own quantizer.
+
+The FP32 model is exported to ONNX once (:mod:`.onnx_export`, batch and spatial dimensions
+free). FP32 runs that graph as it is. Static INT8 calibrates it on the same calibration
+batches as the torch backends with ``onnxruntime.quantization.quantize_static`` and writes a
+QDQ model (QuantizeLinear/DequantizeLinear pairs around each Conv, Gemm, Add ...), which
+ORT's graph optimizer fuses into QLinearConv-style int8 kernels (MLAS) when the session
+loads it. Weights are int8 symmetric, per output channel or per tensor as the spec says;
+activations uint8 (asymmetric) or int8 (symmetric).
+
+Calibration methods map onto ORT's: minmax -> MinMax, moving-average -> MinMax with
+``CalibMovingAverage``, entropy -> Entropy, percentile -> Percentile (same percentile).
+ORT has no MSE search, so ``mse`` is refused with a reason.
+
+Sessions use ``torch.get_num_threads()`` intra-op threads, one inter-op thread, all graph
+optimizations, and no spinning by default: in a sweep the session is timed alternately
+with torch in one process, and spinning ORT workers would steal the cores torch needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from ..measure import stopwatch
+from . import Backend, Quantized, count_layers, register_backend
+from .onnx_export import INPUT_NAME, export_onnx
+
+CALIBRATIONS = {"minmax": "MinMax", "moving-average": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+def make_session(model_bytes: bytes, threads: int | None = None, spinning: bool = False):
+    """An ORT CPU session over ``model_bytes`` (see the module docstring for the settings)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or torch.get_num_threads()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+class OrtModel:
+    """A callable over an ORT session: float32 torch tensor in, float32 torch logits out."""
+
+    def __init__(self, model_bytes: bytes, threads: int | None = None, spinning: bool = False) -> None:
+        self.session = make_session(model_bytes, threads, spinning)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        arr = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        return torch.from_numpy(self.session.run([self.output_name], {self.input_name: arr})[0])
+
+
+def ort_version() -> str:
+    import onnxruntime as ort
+
+    return ort.__version__
+
+
+def quantize_onnx(fp32_bytes: bytes, spec, calib: Iterable[torch.Tensor], reduce_range: bool = False) -> bytes:
+    """Static QDQ INT8 of an exported FP32 ONNX model, calibrated on ``calib`` as ``spec`` says."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(calib)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {INPUT_NAME: np.ascontiguousarray(x.detach().cpu().float().numpy())}
+
+    extra = {"ActivationSymmetric": spec.symmetric, "WeightSymmetric": True}
+    if spec.calibration == "moving-average":
+        extra["CalibMovingAverage"] = True
+    if spec.calibration == "percentile":
+        extra["CalibPercentile"] = spec.percentile
+        extra["CalibTensorRangeSymmetric"] = spec.symmetric
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = (os.path.join(tmp, n) for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        with open(src, "wb") as fh:
+            fh.write(fp32_bytes)
+        try:  # shape inference + ORT's FP32 graph cleanup: better fused QDQ patterns
+            quant_pre_process(src, pre, skip_symbolic_shape=False)
+        except Exception:  # pre-processing is an optimization; quantize the raw export instead
+            pre = src
+        # ORT's entropy and percentile calibrators print their progress; keep stdout clean.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            quantize_static(
+                pre,
+                dst,
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=spec.granularity == "per-channel",
+                reduce_range=reduce_range,
+                activation_type=QuantType.QInt8 if spec.symmetric else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[spec.calibration]),
+                extra_options=extra,
+            )
+        with open(dst, "rb") as fh:
+            return fh.read()
+
+
+def quantized_weight_count(model_bytes: bytes) -> int:
+    """Weights stored as int8 in the graph (initializers of rank > 1 feeding a DequantizeLinear)."""
+    import onnx
+
+    graph = onnx.load_from_string(model_bytes).graph
+    int8 = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 1}
+    return sum(1 for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8)
+
+
+class OrtBackend(Backend):
+    name = "ort"
+
+    def unsupported(self, spec, device):
+        if device != "cpu":
+            return "the ort backend runs ONNX Runtime's CPU execution provider only"
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            return f"onnxruntime is not installed ({exc}); pip install -r requirements-peers.txt"
+        if spec.is_float:
+            return None if spec.precision == "fp32" else f"the ort backend runs fp32 and int8, not {spec.precision}"
+        if spec.precision != "int8" or spec.mode != "static":
+            return f"the ort backend runs static INT8 only, not {spec.precision} {spec.mode}"
+        if spec.calibration not in CALIBRATIONS:
+            return (
+                f"ONNX Runtime has no {spec.calibration} calibration; allowed: "
+                f"{', '.join(CALIBRATIONS)} (ORT's MinMax, Entropy, Percentile)"
+            )
+        return None
+
+    def quantize(self, model, spec, calib, example, device):
+        total = count_layers(model)
+        with stopwatch() as t_export:
+            fp32_bytes = export_onnx(model, example)
+        notes = ["ONNX Runtime CPU EP, graph optimizations ALL, intra-op threads = torch threads, no spinning"]
+        if spec.is_float:
+            artifact, calib_s, nq = fp32_bytes, 0.0, 0
+            notes.insert(0, "ONNX export of the FP32 model (TorchScript exporter, BatchNorm folded)")
+        else:
+            calib = list(calib)
+            with stopwatch() as t_q:
+                artifact = quantize_onnx(fp32_bytes, spec, calib)
+            calib_s, nq = t_q[0], quantized_weight_count(artifact)
+            notes.insert(
+                0,
+                f"ORT quantize_static: QDQ, {CALIBRATIONS[spec.calibration]} calibration, "
+                f"{'int8' if spec.symmetric else 'uint8'} activations, int8 {spec.granularity} weights "
+                "(calibration seconds include writing the QDQ model)",
+            )
+        with stopwatch() as t_sess:
+            runner = OrtModel(artifact)
+            runner(example)  # the first run allocates; keep it out of the timed calls
+        return Quantized(
+            model=runner,
+            backend=self.name,
+            kernel="native",
+            device="cpu",
+            artifact=artifact,
+            quantized_layers=nq,
+            total_layers=total,
+            calib_seconds=calib_s,
+            quantize_seconds=t_export[0] + t_sess[0],
+            engine=f"onnxruntime {ort_version()}",
+            notes=notes,
+        )
+
+
+register_backend(OrtBackend())
