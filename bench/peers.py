@@ -19,7 +19,8 @@ Engines (--engines, comma-separated; default all):
                                  OPT in: cpp (cpp_wrapper), cl (channels-last input), autotune
                                  (mode="max-autotune"), dyn (dynamic shapes, as a sweep compiles),
                                  aoti (AOTInductor: a C++ package per input shape, freezing on),
-                                 noguard (no Dynamo guards on module attributes)
+                                 noguard (no Dynamo guards on module attributes),
+                                 useaoti (torch.compile(options={"use_aoti": True}))
   ort-fp32, ort-int8-minmax, ort-int8-entropy, ort-int8-percentile  qcore backend "ort" (QDQ, per-channel)
   ov-fp32, ov-int8                                                  qcore backend "openvino" (NNCF)
 
@@ -64,7 +65,7 @@ TORCH_INT8 = (
     "qcore-pt2e-int8+aoti+cl",
 )
 DEFAULT_ENGINES = FP32_ENGINES[:3] + TORCH_INT8 + FP32_ENGINES[3:4] + PEER_INT8[:3] + FP32_ENGINES[4:] + PEER_INT8[3:]
-PT2E_OPTS = {"static", "cpp", "cl", "autotune", "dyn", "aoti", "noguard"}
+PT2E_OPTS = {"static", "cpp", "cl", "autotune", "dyn", "aoti", "noguard", "useaoti"}
 
 
 def is_torch_int8(engine: str) -> bool:
@@ -112,8 +113,12 @@ def _pt2e(model, calib, opts: set[str]):
     inductor_config.freezing = True
     inductor_config.cpp_wrapper = "cpp" in opts
     kw = {"mode": "max-autotune"} if "autotune" in opts else {}
+    options = {}
     if "noguard" in opts:  # no guards on the module's attributes: its frozen weights never change
-        kw = {"options": {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}}
+        options["guard_filter_fn"] = torch.compiler.skip_guard_on_all_nn_modules_unsafe
+    if "useaoti" in opts:  # torch.compile with AOTInductor as its backend (Dynamo still in front)
+        options["use_aoti"] = True
+    kw = {"options": options} if options else kw
     compiled = torch.compile(converted, dynamic=None if "dyn" in opts else False, **kw)
     return compiled, _graph_constants(converted)
 

@@ -8,7 +8,6 @@ A speed-up is the FP32 median over the variant median *from the same run*.
 
 from __future__ import annotations
 
-import io
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -141,9 +140,7 @@ def time_interleaved(
 
 
 def size_bytes(artifact: dict | bytes) -> int:
-    """Bytes of the serialized deployable artifact: a state dict as ``torch.save`` writes it."""
-    if isinstance(artifact, (bytes, bytearray)):
-        return len(artifact)
-    buf = io.BytesIO()
-    torch.save(artifact, buf)
-    return buf.tell()
+    """Bytes of the serialized deployable artifact (``qcore.artifact.to_bytes``: safetensors, no pickle)."""
+    from .artifact import to_bytes
+
+    return len(to_bytes(artifact))

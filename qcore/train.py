@@ -7,8 +7,10 @@ instead of reusing a model trained another way.
 Known-good recipes per family (one-cycle schedule, no augmentation: runs are short, a few epochs at
 most, and augmentation only pays off over longer ones):
 
-- ResNet / ResNeXt / Wide ResNet: SGD with Nesterov momentum, peak learning rate 0.2;
-- MobileNet / EfficientNet / MNASNet / ShuffleNet: AdamW, peak 3e-3, and BatchNorm momentum 0.1:
+- ResNet / ResNeXt / Wide ResNet: AdamW, peak 2e-3, weight decay 0.05, batch 64 (on Fashion-MNIST,
+  SGD with Nesterov momentum diverged at peak rates of 0.05 and above, and reached 89.9% at 0.04
+  where AdamW reached 90.0%; batch 64 gives more steps for the same CPU time);
+- MobileNet / EfficientNet / MNASNet / ShuffleNet: AdamW, peak 5e-3, channels-last, and BatchNorm momentum 0.1:
   torchvision's MobileNetV3 keeps 0.01 (MNASNet 0.0003), so after a short run the running statistics
   still describe the random initial weights and evaluation sits at chance;
 - ViT / Swin / MaxViT / ConvNeXt: AdamW, peak 1e-3, weight decay 0.05, label smoothing 0.1;
@@ -30,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qcore.data import DatasetBundle, batches, canonical_name, default_image_size, folder_key, load_dataset
+from qcore.data import DatasetBundle, batches, canonical_name, default_image_size, load_dataset
+from qcore.imagefolder import folder_key
 from qcore.models import build_model, check_input_size
 from qcore.paths import atomic_write_bytes, subdir
 
@@ -93,15 +96,15 @@ class Recipe:
 
 
 _FAMILIES: list[tuple[tuple[str, ...], dict]] = [
-    (("resnet", "resnext", "wide_resnet"), {"optimizer": "sgd", "lr": 0.2, "weight_decay": 5e-4}),
+    (("resnet", "resnext", "wide_resnet"), {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "batch_size": 64}),
     (("mobilenet", "efficientnet", "mnasnet", "shufflenet"),
-     {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.01}),
+     {"optimizer": "adamw", "lr": 5e-3, "weight_decay": 0.01, "channels_last": True}),
     (("vit", "swin", "maxvit", "convnext"),
      {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "label_smoothing": 0.1}),
 ]
 _GENERIC = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4}
 # Default epochs, tuned on Fashion-MNIST at 32x32 to the 2-core CPU budget (see README).
-_EPOCHS = {"resnet18": 1.0, "mobilenet_v3_small": 2.0}
+_EPOCHS = {"resnet18": 1.1, "mobilenet_v3_small": 2.0}
 _DEFAULT_EPOCHS = 2.0
 
 
@@ -193,7 +196,7 @@ def _optimizer(model: nn.Module, recipe: Recipe, total_steps: int):
     if recipe.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
     else:
-        opt = torch.optim.AdamW(groups, lr=recipe.lr)
+        opt = torch.optim.AdamW(groups, lr=recipe.lr, fused=True)  # one kernel: 4x faster steps on CPU
     if recipe.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total_steps,
                                                     pct_start=0.25, cycle_momentum=False)

@@ -1,10 +1,12 @@
+import copy
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 from qcore.backends import BackendUnavailable, get_backend, list_backends, quantize, resolve_backend
-from qcore.backends.weight_only import WeightOnlyLayer
+from qcore.backends.weight_only import WeightOnlyLayer, fold_batchnorm
 from qcore.measure import size_bytes
 from qcore.primitives import choose_qparams, fake_quantize, qrange, to_groups
 from qcore.spec import QuantSpec
@@ -89,11 +91,13 @@ def test_int4_per_group_size_and_reference(resnet):
     q = quantize(resnet, spec, [], EXAMPLE)
     assert q.kernel == "simulated"
     assert size_bytes(q.artifact) <= 0.14 * size_bytes(resnet.state_dict())
-    layer = q.model.layer1[0].conv1
+    layer = q.model.get_submodule("layer1.0.conv1")
     assert isinstance(layer, WeightOnlyLayer) and layer.qweight.dtype == torch.uint8
     assert layer.qweight.numel() == resnet.layer1[0].conv1.weight.numel() // 2  # two values per byte
-    # reference: fake-quantize each group of 64 with its own symmetric scale (stored as FP16)
-    w = resnet.layer1[0].conv1.weight.detach()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in q.model.modules())  # folded, not left in FP32
+    assert any("20 of 20 BatchNorm layers folded" in n for n in q.notes)
+    # reference: fake-quantize each group of 64 of the folded weight with its own symmetric scale (FP16)
+    w = fold_batchnorm(copy.deepcopy(resnet))[0].get_submodule("layer1.0.conv1").weight.detach()
     rows, pad = to_groups(w, 64)
     flat = rows.reshape(-1, 64)
     qmin, qmax = qrange(4, True)
@@ -187,3 +191,15 @@ def test_torchao_int4_needs_cuda():
     spec = QuantSpec("int4", mode="weight-only", granularity="per-group", backend="torchao")
     with pytest.raises(BackendUnavailable, match="CUDA only"):
         resolve_backend(spec, "cpu")
+
+
+def test_weight_only_keeps_attention_working():
+    """nn.MultiheadAttention reads out_proj.weight directly: the packed layer must still answer it."""
+    torch.manual_seed(0)
+    model = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True).eval()
+    x = torch.randn(2, 5, 32)
+    q = quantize(model, QuantSpec("int4", mode="weight-only", granularity="per-group", group_size=32), [], x)
+    assert isinstance(q.model.self_attn.out_proj, WeightOnlyLayer) and q.quantized_layers == 3
+    assert q.model.self_attn.out_proj.weight.shape == (32, 32)
+    with torch.no_grad():
+        assert _rel_err(q(x), model(x)) < 0.2

@@ -11,8 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from qcore import data
+from qcore import data, imagefolder
 from qcore.data import DatasetBundle, DatasetError, TensorImages
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on busy shared cores, two threads mostly wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _bundle(n_train=100, n_test=40, size=8) -> DatasetBundle:
@@ -43,7 +52,7 @@ def test_fashion_mnist_other_sizes(fashion_mnist):
     x, _ = b.train[0]
     back = (x[0] * 0.3530 + 0.2860) * 255  # at 28 the pixels are the file's, untouched
     assert torch.allclose(back, raw.float(), atol=1e-3)
-    assert data.load_dataset("fashion-mnist", image_size=64).test[5][0].shape == (3, 64, 64)
+    assert b.test[5][0].shape == (3, 28, 28)
 
 
 def test_find_fashion_mnist_prefers_qcore_data(tmp_path, monkeypatch):
@@ -76,6 +85,16 @@ def test_split_calib_eval_is_seeded_disjoint_and_deterministic():
         data.split_calib_eval(b, 101, None, seed=0)
     with pytest.raises(DatasetError, match="eval_limit"):
         data.split_calib_eval(b, 10, 0, seed=0)
+
+
+def test_big_sizes_are_resized_per_batch(monkeypatch):
+    monkeypatch.setattr(data, "_RESIZED_BYTES", 0)
+    images = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
+    ds = data._tensor_set(images, torch.arange(6), 64, (0.5,) * 3, (0.25,) * 3)
+    assert ds.images.shape[-1] == 28  # kept small in memory
+    eager = data.TensorImages(data._resize_u8(images, 64), torch.arange(6), 64, (0.5,) * 3, (0.25,) * 3)
+    x, _ = next(data.batches(ds, 6))
+    assert x.shape == (6, 3, 64, 64) and torch.equal(x, next(data.batches(eager, 6))[0])
 
 
 def test_batches_fast_path_equals_items():
@@ -128,7 +147,7 @@ def test_image_folder_converts_modes_and_skips_unreadable(messy_folder):
 
 def test_image_folder_split_is_disjoint_and_stable(messy_folder):
     a = data.load_dataset(f"imagefolder:{messy_folder}", image_size=16)
-    data._folder_sets.cache_clear()
+    imagefolder._folder_sets.cache_clear()
     b = data.load_dataset(f"imagefolder:{messy_folder}", image_size=16)
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.images, b.test.images)
     train_rows = {bytes(t.numpy()) for t in a.train.images}
@@ -136,13 +155,13 @@ def test_image_folder_split_is_disjoint_and_stable(messy_folder):
 
 
 def test_large_image_folders_are_decoded_on_access(messy_folder, monkeypatch):
-    monkeypatch.setattr(data, "_EAGER_BYTES", 0)
-    data._folder_sets.cache_clear()
+    monkeypatch.setattr(imagefolder, "_EAGER_BYTES", 0)
+    imagefolder._folder_sets.cache_clear()
     b = data.load_dataset(f"imagefolder:{messy_folder}", image_size=24)
-    assert isinstance(b.train, data.FileImages) and b.skipped_files == 1
+    assert isinstance(b.train, imagefolder.FileImages) and b.skipped_files == 1
     x, y = next(data.batches(b.train, 4))
     assert x.shape == (4, 3, 24, 24) and y.dtype == torch.int64
-    data._folder_sets.cache_clear()
+    imagefolder._folder_sets.cache_clear()
 
 
 def test_empty_and_single_class_folders_are_clear_errors(tmp_path):
@@ -161,7 +180,7 @@ def test_imagenet_folders_map_to_class_indices(tmp_path):
     assert data.load_dataset(f"imagefolder:{synsets}", 16).imagenet_indices == [0, 1, 999]
     names = _write_folder(tmp_path / "n", per_class=2, classes=("goldfish", "tench"))
     assert data.load_dataset(f"imagefolder:{names}", 16).imagenet_indices == [1, 0]
-    assert len(data._imagenet_wnids()) == 1000 and data._imagenet_wnids()[134] == "n02012849"
+    assert len(imagefolder._imagenet_wnids()) == 1000 and imagefolder._imagenet_wnids()[134] == "n02012849"
 
 
 # --- uploaded zips ---
@@ -182,7 +201,7 @@ def _png() -> bytes:
 
 def test_unpack_zip_returns_the_class_root(tmp_path):
     blob = _zip({f"upload/{c}/{i}.png": _png() for c in ("a", "b") for i in range(3)})
-    root = data.unpack_zip(blob, tmp_path / "dest")
+    root = imagefolder.unpack_zip(blob, tmp_path / "dest")
     assert root == tmp_path / "dest" / "upload"
     assert data.load_dataset(f"imagefolder:{root}", 16).classes == ["a", "b"]
     assert [p.name for p in tmp_path.iterdir()] == ["dest"]  # no temporary folder left behind
@@ -193,7 +212,7 @@ def test_unpack_zip_returns_the_class_root(tmp_path):
 def test_unpack_zip_refuses_paths_outside(tmp_path, evil):
     blob = _zip({"a/1.png": _png(), evil: b"owned"})
     with pytest.raises(DatasetError, match="refused"):
-        data.unpack_zip(blob, tmp_path / "up" / "dest")
+        imagefolder.unpack_zip(blob, tmp_path / "up" / "dest")
     assert [p.name for p in tmp_path.iterdir()] == []  # nothing written, not even the destination
     assert not Path("/tmp/qcore-test-evil.png").exists()
 
@@ -205,22 +224,22 @@ def test_unpack_zip_refuses_symlinks_bombs_and_non_zips(tmp_path):
         link.external_attr = 0o120777 << 16
         zf.writestr(link, "/etc/passwd")
     with pytest.raises(DatasetError, match="symbolic link"):
-        data.unpack_zip(buf.getvalue(), tmp_path / "d1")
+        imagefolder.unpack_zip(buf.getvalue(), tmp_path / "d1")
     many = _zip({f"a/{i}.png": b"x" for i in range(5)})
     with pytest.raises(DatasetError, match="5 files; at most 4"):
-        data.unpack_zip(many, tmp_path / "d2", max_files=4)
+        imagefolder.unpack_zip(many, tmp_path / "d2", max_files=4)
     bomb = _zip({"a/zeros.png": b"\0" * 100_000})
     assert len(bomb) < 2_000
     with pytest.raises(DatasetError, match="100,000 bytes; at most 50,000"):
-        data.unpack_zip(bomb, tmp_path / "d3", max_bytes=50_000)
+        imagefolder.unpack_zip(bomb, tmp_path / "d3", max_bytes=50_000)
     # a directory that under-declares the size: zipfile stops at the declared size, the CRC fails
     lying = bytearray(bomb)
     central = lying.rfind(b"PK\x01\x02")
     lying[central + 24:central + 28] = (1000).to_bytes(4, "little")
     with pytest.raises(DatasetError):
-        data.unpack_zip(bytes(lying), tmp_path / "d4", max_bytes=50_000)
+        imagefolder.unpack_zip(bytes(lying), tmp_path / "d4", max_bytes=50_000)
     not_zip = tmp_path / "photo.zip"
     not_zip.write_bytes(_png())  # the name says zip, the content does not
     with pytest.raises(DatasetError, match="not a zip"):
-        data.unpack_zip(not_zip, tmp_path / "d5")
+        imagefolder.unpack_zip(not_zip, tmp_path / "d5")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.zip"]

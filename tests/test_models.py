@@ -15,6 +15,15 @@ from qcore.data import DatasetBundle, TensorImages
 from qcore.models import ModelInputError, WeightsError
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on busy shared cores, two threads mostly wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _bundle(classes=None, imagenet=None, size=32) -> DatasetBundle:
     classes = classes or [str(i) for i in range(10)]
     g = torch.Generator().manual_seed(0)

@@ -112,3 +112,22 @@ def test_cli_refuses_a_bad_grid_value(fashion_mnist):
         [sys.executable, "-m", "qcore", "sweep", "--precision", "int3"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "precision='int3' is not allowed" in proc.stderr
+
+
+def test_other_engines_are_timed_in_their_own_block(config, monkeypatch):
+    """ONNX Runtime's threads and torch's must not alternate in one loop (they slow each other down)."""
+    pytest.importorskip("onnxruntime")
+    from qcore import measure, sweep
+
+    blocks = []
+
+    def recording(fns, **kw):
+        blocks.append(sorted(fns))
+        return measure.time_interleaved(fns, **kw)
+
+    monkeypatch.setattr(sweep, "time_interleaved", recording)
+    ort_row, fx_row = run_sweep(config, [QuantSpec("fp32", backend="ort"), QuantSpec("int8")])[1:]
+    assert blocks == [["channels_last", "eager"], ["variant"], ["fp32"], ["fp32", "variant"]]
+    assert ort_row.status == "ok" and ort_row.backend == "ort" and any("own block" in n for n in ort_row.notes)
+    assert ort_row.speedup == pytest.approx(ort_row.fp32_latency_ms_p50 / ort_row.latency_ms_p50)
+    assert fx_row.backend == "fx" and not any("own block" in n for n in fx_row.notes)

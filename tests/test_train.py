@@ -16,10 +16,19 @@ from qcore import cli_data, data, models, train
 from qcore.train import Cancelled, Recipe
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on busy shared cores, two threads mostly wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _tiny(model="resnet18", **changes) -> Recipe:
     """Real Fashion-MNIST, but a few steps on a small subset: a test, not a baseline."""
     base = train.recipe_for(model, "fashion-mnist")
-    return dataclasses.replace(base, train_limit=256, eval_limit=128, max_steps=3, batch_size=64, **changes)
+    return dataclasses.replace(base, train_limit=128, eval_limit=64, max_steps=2, batch_size=32, **changes)
 
 
 @pytest.fixture
@@ -37,17 +46,17 @@ def folder(tmp_path):
 def test_recipe_key_is_stable_and_changes_with_every_field():
     r = train.recipe_for("resnet18", "fashion-mnist")
     assert r.key() == train.recipe_for("resnet18", "fashion-mnist").key() and len(r.key()) == 12
-    changed = {"epochs": 7.0, "lr": 0.01, "seed": 1, "image_size": 28, "batch_size": 64, "augment": "flip",
+    changed = {"epochs": 7.0, "lr": 0.01, "seed": 1, "image_size": 28, "batch_size": 96, "augment": "flip",
                "model": "resnet34", "dataset": "cifar10", "bn_momentum": 0.2, "weight_decay": 0.0}
     keys = {dataclasses.replace(r, **{k: v}).key() for k, v in changed.items()}
     assert len(keys) == len(changed) and r.key() not in keys
 
 
 def test_recipes_per_family():
-    assert (train.recipe_for("resnet50", "cifar10").optimizer, train.recipe_for("resnet50", "cifar10").lr) \
-        == ("sgd", 0.2)
+    assert (train.recipe_for("resnet50", "cifar10").optimizer, train.recipe_for("resnet50", "cifar10").batch_size) \
+        == ("adamw", 64)
     mb = train.recipe_for("mobilenet_v3_small", "fashion-mnist")
-    assert mb.optimizer == "adamw" and mb.bn_momentum == 0.1
+    assert mb.optimizer == "adamw" and mb.bn_momentum == 0.1 and mb.channels_last
     assert train.recipe_for("vit_b_16", "fashion-mnist").label_smoothing == 0.1
     assert train.recipe_for("resnet18", "fashion-mnist", epochs=3).epochs == 3
     assert train.recipe_for("resnet18", "imagefolder:/x").image_size == 224
@@ -75,9 +84,11 @@ def test_train_a_few_steps_on_real_fashion_mnist(fashion_mnist):
     path = train.train_baseline("resnet18", "fashion-mnist", recipe=recipe,
                                 progress=lambda d, t, m: calls.append((d, t, m)))
     meta = train.baseline_meta(path)
-    assert meta["steps"] == 3 and meta["train_images"] == 256 and meta["test_images"] == 128
+    assert meta["steps"] == 2 and meta["train_images"] == 128 and meta["test_images"] == 64
     assert 0.0 <= meta["test_accuracy"] <= 1.0 and meta["recipe_key"] == recipe.key()
     assert meta["classes"] == data.FASHION_CLASSES and meta["torch"] == torch.__version__
+    assert meta["seed"] == 0 and meta["recipe"]["max_steps"] == 2 and meta["train_seconds"] > 0
+    assert json.loads(path.with_suffix(".json").read_text()) == meta
     assert [d for d, _, _ in calls] == list(range(1, len(calls) + 1)) and calls[-1][0] == calls[-1][1]
     assert "ETA" in calls[0][2] and "loss" in calls[0][2]
     assert train.find_baseline("resnet18", "fashion-mnist", recipe) == path
@@ -111,11 +122,11 @@ def test_cancel_saves_nothing(fashion_mnist):
 
 
 def test_load_model_trains_the_missing_baseline_then_reuses_it(folder):
-    bundle = data.load_dataset(folder, image_size=32)
+    bundle = data.load_dataset(folder, image_size=16)
     calls = []
     loaded = models.load_model("resnet18", bundle, "auto", progress=lambda *a: calls.append(a))
     assert loaded.weights.startswith("baseline:") and calls and loaded.classes == ["c0", "c1", "c2"]
-    assert not loaded.model.training and loaded.input_size == 32
+    assert not loaded.model.training and loaded.input_size == 16
     assert any("trained one now" in n for n in loaded.notes)
     again = models.load_model("resnet18", bundle, "baseline", progress=lambda *a: calls.append("again"))
     assert again.weights == loaded.weights and "again" not in calls
@@ -158,8 +169,3 @@ def test_cli_fetch_offline_says_how(monkeypatch, capsys):
     assert _cli("fetch-data", "fashion-mnist") == 1
     assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
 
-
-def test_baseline_json_is_readable(fashion_mnist):
-    path = train.train_baseline("resnet18", "fashion-mnist", recipe=_tiny(seed=5))
-    meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["seed"] == 5 and meta["recipe"]["max_steps"] == 3 and meta["train_seconds"] > 0

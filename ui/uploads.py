@@ -3,7 +3,7 @@
 Nothing trusts a file name. A checkpoint must look like safetensors (an 8-byte little-endian
 header length, then a JSON object) or like a PyTorch file (a zip archive or a pickle), and is
 then read by :func:`qcore.models.read_state_dict`, which loads with ``weights_only=True`` and
-refuses pickles that need code. A dataset must be a zip archive; :func:`qcore.data.unpack_zip`
+refuses pickles that need code. A dataset must be a zip archive; :func:`qcore.imagefolder.unpack_zip`
 refuses entries that leave its folder, links, and archives that inflate past the limit.
 Files live in ``<data home>/uploads`` so that a URL can name them (``?ckpt=<hash>.pt``) without
 naming any other file of the server.
@@ -97,7 +97,7 @@ def _class_root(folder: Path) -> Path:
 
 def save_dataset(data: bytes) -> str:
     """Unpack a zip of class folders into ``uploads/datasets/<hash>``; return ``imagefolder:<root>``."""
-    from qcore.data import unpack_zip
+    from qcore.imagefolder import unpack_zip
 
     if data[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
         raise UploadError(

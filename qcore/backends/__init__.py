@@ -47,6 +47,9 @@ class Backend:
     """Base class: ``name``, ``unsupported(spec, device)`` and ``quantize(...)``."""
 
     name = ""
+    # True for engines with their own thread pool (ONNX Runtime, OpenVINO): timed in a block of their own,
+    # never alternated with torch in one loop (their idle workers spin on the cores torch needs, and back)
+    own_threads = False
 
     def unsupported(self, spec: QuantSpec, device: str) -> str | None:
         """None when this backend can run ``spec`` on ``device``; else the reason it cannot."""
@@ -106,7 +109,8 @@ def resolve_backend(spec: QuantSpec, device: str) -> Backend:
         if reason is None:
             return _REGISTRY[name]
         reasons.append(reason)
-    raise BackendUnavailable("; ".join(reasons) or f"no backend runs {spec.label()} on {device}")
+    parts = list(dict.fromkeys(part for reason in reasons for part in reason.split("; ")))  # each reason once
+    raise BackendUnavailable("; ".join(parts) or f"no backend runs {spec.label()} on {device}")
 
 
 def quantize(

@@ -133,6 +133,7 @@ def ov_version() -> str:
 
 class OpenVinoBackend(Backend):
     name = "openvino"
+    own_threads = True
 
     def unsupported(self, spec, device):
         if device != "cpu":

@@ -13,8 +13,9 @@ Calibration methods map onto ORT's: minmax -> MinMax, moving-average -> MinMax w
 ORT has no MSE search, so ``mse`` is refused with a reason.
 
 Sessions use ``torch.get_num_threads()`` intra-op threads, one inter-op thread, all graph
-optimizations, and no spinning by default: in a sweep the session is timed alternately
-with torch in one process, and spinning ORT workers would steal the cores torch needs.
+optimizations, and no spinning by default: a sweep times the session in a block of its own and
+torch FP32 in the next, in one process, and spinning ORT workers would still hold the cores when
+torch's block starts.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def quantized_weight_count(model_bytes: bytes) -> int:
 
 class OrtBackend(Backend):
     name = "ort"
+    own_threads = True
 
     def unsupported(self, spec, device):
         if device != "cpu":

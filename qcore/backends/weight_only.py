@@ -102,6 +102,11 @@ class WeightOnlyLayer(nn.Module):
         w = (q - zp[:, None]).to(dtype) * self.scale.to(dtype)[:, None]
         return from_groups(w.reshape(self.rows_shape), self.shape, self.pad)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight, for code that reads ``layer.weight`` (nn.MultiheadAttention's out_proj)."""
+        return self.dequantized_weight()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.dequantized_weight(x.dtype)
         bias = None if self.bias is None else self.bias.to(x.dtype)
@@ -121,6 +126,26 @@ def _replace(model: nn.Module, make) -> int:
     return count
 
 
+def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, str]:
+    """``model`` with each BatchNorm that follows a conv folded into that conv's weight and bias.
+
+    What a deployed model does anyway (torch.ao's FX flow fuses the same way); here it also means the
+    BatchNorm parameters are not left in FP32 beside the packed weights. Models that torch.fx cannot
+    trace keep their BatchNorms; the note says so.
+    """
+    if not any(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in model.modules()):
+        return model, ""
+    from torch.fx.experimental.optimization import fuse
+
+    before = sum(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in model.modules())
+    try:
+        fused = fuse(model)
+    except Exception as exc:  # torch.fx cannot trace every model (data-dependent control flow)
+        return model, f"BatchNorm not folded ({type(exc).__name__}: torch.fx could not trace the model)"
+    after = sum(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in fused.modules())
+    return fused, f"{before - after} of {before} BatchNorm layers folded into the preceding convolution"
+
+
 class WeightOnly(Backend):
     name = "weight-only"
 
@@ -132,7 +157,7 @@ class WeightOnly(Backend):
     def quantize(self, model, spec, calib, example, device):
         bits = spec.bits
         with stopwatch() as t:
-            m = copy.deepcopy(model).eval().cpu()
+            m, folded = fold_batchnorm(copy.deepcopy(model).eval().cpu())
             n = _replace(
                 m,
                 lambda layer: WeightOnlyLayer(
@@ -158,7 +183,8 @@ class WeightOnly(Backend):
             notes=[
                 f"INT{bits} weights are stored packed and dequantized to float before each layer: "
                 "the size is real, the arithmetic is float (simulated), so it is smaller but not faster"
-            ],
+            ]
+            + ([folded] if folded else []),
         )
 
 
