@@ -4,8 +4,9 @@
     .venv/bin/python bench/figures.py --only speed    # one section: speed, size, accuracy, calib
 
 Sections:
-  speed     INT8 static per-channel (torch.ao FX, x86) vs FP32 eager, resnet18 and mobilenet_v2,
-            224x224, batch 1 and 32, interleaved in one process, medians. Target >= 2.5x.
+  speed     INT8 static per-channel vs FP32 eager, both torch backends (fx: torch.ao FX, x86; pt2e:
+            torchao PT2E, Inductor with freezing), resnet18 and mobilenet_v2, 224x224, batch 1 and 32,
+            FP32 and both INT8 models interleaved in one process, medians. Target >= 2.5x.
             (Latency does not depend on the weights' values; the models are random-init and
             calibrated on random images here. Accuracy is measured in the accuracy section.)
   size      serialized artifact / FP32: INT8 <= 0.26x, INT4 per-group(64) <= 0.14x.
@@ -19,6 +20,7 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import warnings
@@ -53,22 +55,32 @@ def speed_and_size(sections: set[str], budget: float) -> None:
         if "size" in sections:
             fp = size_bytes(model.state_dict())
             q4 = quantize(model, INT4, [], calib[0][:1])
-            r8, r4 = size_bytes(q8.artifact) / fp, size_bytes(q4.artifact) / fp
-            print(f"size  {name:13s} INT8 {r8:.3f}x {verdict(r8 <= 0.26)}   INT4 pg64 {r4:.3f}x {verdict(r4 <= 0.14)}")
+            q4s = quantize(model, dataclasses.replace(INT4, scheme="symmetric"), [], calib[0][:1])
+            r8, r4, r4s = (size_bytes(q.artifact) / fp for q in (q8, q4, q4s))
+            print(f"size  {name:13s} INT8 {r8:.3f}x {verdict(r8 <= 0.26)}   INT4 pg64 {r4:.3f}x {verdict(r4 <= 0.14)}"
+                  f"   (INT4 pg64 symmetric, no zero points: {r4s:.3f}x)")
         if "speed" not in sections:
             continue
+        q8p = quantize(model, dataclasses.replace(INT8, backend="pt2e"), calib, calib[0][:1])
         for batch in (1, 32):
             x = torch.randn(batch, 3, 224, 224, generator=g)
+            q8p(x)  # compile for this shape before timing
             lat = time_interleaved(
-                {"fp32": lambda m=model, x=x: m(x), "int8": lambda q=q8, x=x: q(x)},
+                {
+                    "fp32": lambda m=model, x=x: m(x),
+                    "fx": lambda q=q8, x=x: q(x),
+                    "pt2e": lambda q=q8p, x=x: q(x),
+                },
                 min_runs=7,
                 max_runs=300,
                 budget_s=budget,
             )
-            s = lat["fp32"].p50 / lat["int8"].p50
+            fp32 = lat["fp32"].p50
+            best = max(fp32 / lat["fx"].p50, fp32 / lat["pt2e"].p50)
             print(
-                f"speed {name:13s} batch {batch:2d}: FP32 {lat['fp32'].p50:8.2f} ms  INT8 {lat['int8'].p50:8.2f} ms"
-                f"  ({len(lat['int8'].samples_ms)} runs)  speedup {s:.2f}x {verdict(s >= 2.5)}"
+                f"speed {name:13s} batch {batch:2d}: FP32 {fp32:8.2f} ms  FX INT8 {lat['fx'].p50:8.2f} ms "
+                f"({fp32 / lat['fx'].p50:.2f}x)  PT2E INT8 {lat['pt2e'].p50:8.2f} ms ({fp32 / lat['pt2e'].p50:.2f}x)"
+                f"  ({len(lat['fp32'].samples_ms)} runs)  best {best:.2f}x {verdict(best >= 2.5)}"
             )
 
 

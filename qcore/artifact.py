@@ -4,8 +4,8 @@ A state dict is written as safetensors, the format qcore itself loads (no pickle
 
 - a plain tensor as it is;
 - a torch quantized tensor (torch.ao's int8 weights) as its integer values, its scales in float32
-  and its zero points in the smallest integer type that holds them, with the scheme and axis in
-  the header, and no zero points where all are 0 (symmetric weights); ``torch.save`` would add
+  and its zero points in the smallest integer type that holds them (none where all are 0:
+  symmetric weights), its channel axis in the header's ``quantized`` entry; ``torch.save`` would add
   float64 scales and int64 zero points, 12 more bytes per output channel, 3% of an INT8 mobilenet_v2;
 - a tensor subclass (torchao's ``Int8Tensor``, ...) as the plain tensors it is made of
   (``key.qdata``, ``key.scale``, ...), its type and settings in the header;
@@ -40,20 +40,21 @@ def flatten(state: Mapping) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``(tensors, metadata)`` for safetensors; see the module docstring."""
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, str] = {}
+    quantized: dict[str, int] = {}  # quantized tensor -> its channel axis, -1 when it has one scale
 
     def put(key: str, value) -> None:
         if isinstance(value, torch.Tensor) and value.is_quantized:
-            tensors[key] = value.int_repr()
+            tensors[key] = value.int_repr()  # int8 / uint8 / int32: also says qint8 / quint8 / qint32
             if value.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
                 scale, zp = value.q_per_channel_scales().float(), value.q_per_channel_zero_points()
-                meta[key + ".axis"] = str(value.q_per_channel_axis())
+                quantized[key] = value.q_per_channel_axis()
             else:
                 scale = torch.tensor([value.q_scale()], dtype=torch.float32)
                 zp = torch.tensor([value.q_zero_point()])
+                quantized[key] = -1
             tensors[key + ".scale"] = scale
             if zp.any():  # symmetric weights: all zero points are 0, and none are written
                 tensors[key + ".zero_point"] = _smallest_int(zp)
-            meta[key + ".qtype"] = str(value.dtype)
         elif isinstance(value, torch.Tensor) and hasattr(value, "__tensor_flatten__"):
             names, ctx = value.__tensor_flatten__()  # a tensor subclass (torchao's Int8Tensor, ...): its parts
             meta[key + ".type"] = f"{type(value).__module__}.{type(value).__qualname__}"
@@ -70,6 +71,8 @@ def flatten(state: Mapping) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
     for key, value in state.items():
         put(str(key), value)
+    if quantized:
+        meta["quantized"] = json.dumps(quantized, separators=(",", ":"))
     # safetensors refuses tensors that share memory (tied weights, views): give each its own copy
     return {k: v.contiguous().clone() for k, v in tensors.items()}, meta
 
@@ -95,19 +98,18 @@ def load_quantized(blob: bytes) -> dict[str, torch.Tensor]:
     are in :func:`metadata`.
     """
     tensors, meta = st_load(blob), metadata(blob)
+    quantized = json.loads(meta.get("quantized", "{}"))
     out: dict[str, torch.Tensor] = {}
     for key, value in tensors.items():
-        owner = key.rsplit(".", 1)[0]
-        if key.endswith((".scale", ".zero_point")) and owner + ".qtype" in meta:
+        if key.endswith((".scale", ".zero_point")) and key.rsplit(".", 1)[0] in quantized:
             continue  # read with its values below
-        if key + ".qtype" not in meta:
+        if key not in quantized:
             out[key] = value
             continue
         scale = tensors[key + ".scale"]
         zp = tensors.get(key + ".zero_point", torch.zeros(scale.shape, dtype=torch.long))
-        if key + ".axis" in meta:
-            axis = int(meta[key + ".axis"])
-            out[key] = torch._make_per_channel_quantized_tensor(value, scale.double(), zp.long(), axis)
+        if quantized[key] >= 0:
+            out[key] = torch._make_per_channel_quantized_tensor(value, scale.double(), zp.long(), quantized[key])
         else:
             out[key] = torch._make_per_tensor_quantized_tensor(value, float(scale[0]), int(zp[0]))
     return out

@@ -1,4 +1,5 @@
 import io
+import json
 
 import torch
 
@@ -20,7 +21,8 @@ def test_quantized_tensors_round_trip_with_compact_scales():
     assert tensors["conv.weight"].dtype == torch.int8 and tensors["conv.weight.scale"].dtype == torch.float32
     assert "conv.weight.zero_point" not in tensors  # symmetric: all 0, not written
     assert tensors["fc._packed_params.0.zero_point"].dtype == torch.int8  # the smallest type that holds 3
-    assert meta["conv.weight.axis"] == "0" and meta["fc.dtype"] == "torch.qint8"
+    assert json.loads(meta["quantized"]) == {"conv.weight": 0, "fc._packed_params.0": -1}
+    assert meta["fc.dtype"] == "torch.qint8"
     assert "fc._packed_params.1" not in tensors  # None is not written
     blob = to_bytes(state)
     back = load_quantized(blob)

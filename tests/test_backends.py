@@ -203,3 +203,15 @@ def test_weight_only_keeps_attention_working():
     assert q.model.self_attn.out_proj.weight.shape == (32, 32)
     with torch.no_grad():
         assert _rel_err(q(x), model(x)) < 0.2
+
+
+def test_int4_rows_are_stored_without_group_padding():
+    torch.manual_seed(0)
+    lin = nn.Linear(100, 8)  # rows of 100: groups of 64 and 36
+    layer = WeightOnlyLayer(lin, 4, "per-group", 64, "minmax", symmetric=False, percentile=99.99)
+    assert layer.qweight.numel() == 8 * 100 // 2 and layer.scale.numel() == 8 * 2
+    w = lin.weight.detach()
+    for g, cols in enumerate((slice(0, 64), slice(64, 100))):
+        part = w[:, cols]
+        step = (part.amax(1) - part.amin(1)) / 15
+        assert ((layer.dequantized_weight()[:, cols] - part).abs() <= step[:, None] * 0.51 + 1e-3).all(), g

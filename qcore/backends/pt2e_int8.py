@@ -102,7 +102,12 @@ class PT2EInt8(Backend):
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True  # process-wide: recompiles for new batch sizes need it too
-            compiled = torch.compile(converted)
+            # cpp_wrapper: the graph's kernels called from generated C++, not Python (mobilenet_v2, batch 1:
+            # 12.3 -> 9.9 ms here); no guards on the module's attributes: its frozen weights never change
+            compiled = torch.compile(
+                converted,
+                options={"cpp_wrapper": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe},
+            )
             compiled(example)  # compile now, so that the first timed call is not the compile
         nq = sum(1 for t in artifact.values() if t.dtype == torch.int8 and t.dim() > 1)
         return Quantized(
@@ -116,7 +121,7 @@ class PT2EInt8(Backend):
             calib_seconds=t_cal[0],
             quantize_seconds=t_prep[0] + t_conv[0],
             engine="onednn (inductor)",
-            notes=["torchao PT2E: X86InductorQuantizer, torch.compile with freezing"],
+            notes=["torchao PT2E: X86InductorQuantizer, torch.compile with freezing and the C++ wrapper"],
         )
 
 

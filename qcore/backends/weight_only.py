@@ -73,7 +73,8 @@ class WeightOnlyLayer(nn.Module):
         scale = scale.clamp(min=FP16_TINY).half()  # stored in FP16; quantize with the stored value
         q = quantize(flat, scale.float(), zp, qmin, qmax, axis=0)
         offset = 0 if not symmetric else -qmin  # store unsigned
-        qu = (q + offset).to(torch.uint8)
+        # stored without the zero padding of the last group of each row (a 96-wide row is 96 values, not 128)
+        qu = from_groups((q + offset).to(torch.uint8).reshape(self.rows_shape), (w.shape[0], -1), self.pad)
         self.register_buffer("scale", scale)
         if bits == 4:
             self.register_buffer("qweight", pack_int4(qu))
@@ -88,10 +89,11 @@ class WeightOnlyLayer(nn.Module):
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         n_rows = self.scale.numel()
         numel = n_rows * self.rows_shape[-1]
-        if self.bits == 4:
-            q = unpack_int4(self.qweight, numel).to(torch.int32)
-        else:
-            q = self.qweight.to(torch.int32)
+        stored = numel - self.shape[0] * self.pad
+        q = unpack_int4(self.qweight, stored) if self.bits == 4 else self.qweight
+        q = q.to(torch.int32)
+        if self.pad:  # re-insert the padding (its values are cut off again below)
+            q = to_groups(q.reshape(self.shape[0], -1), self.rows_shape[-1])[0]
         q = q.reshape(n_rows, -1) - self.offset
         if self.symmetric:
             zp = torch.zeros(n_rows, dtype=torch.int32, device=q.device)
