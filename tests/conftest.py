@@ -38,3 +38,14 @@ def fashion_mnist():
     if folder is None:
         pytest.skip("Fashion-MNIST not found (apt-get install dataset-fashion-mnist, or set QCORE_DATA)")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's small models: on busy shared cores two mostly wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

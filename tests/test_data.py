@@ -14,14 +14,7 @@ from PIL import Image
 from qcore import data, imagefolder
 from qcore.data import DatasetBundle, DatasetError, TensorImages
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on busy shared cores, two threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bundle(n_train=100, n_test=40, size=8) -> DatasetBundle:

@@ -14,14 +14,7 @@ from qcore import models
 from qcore.data import DatasetBundle, TensorImages
 from qcore.models import ModelInputError, WeightsError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on busy shared cores, two threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bundle(classes=None, imagenet=None, size=32) -> DatasetBundle:

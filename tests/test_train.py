@@ -15,14 +15,7 @@ from safetensors.torch import load_file
 from qcore import cli_data, data, models, train
 from qcore.train import Cancelled, Recipe
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on busy shared cores, two threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(model="resnet18", **changes) -> Recipe:
