@@ -85,20 +85,12 @@ def _int8_spec(backend: str, calibration: str = "minmax"):
     return QuantSpec("int8", granularity="per-channel", calibration=calibration, backend=backend)
 
 
-def _drop_export_guards(gm: torch.fx.GraphModule) -> None:
-    """torch.export's ``_guards_fn`` pins H and W to the export size; the quantized ops do not need it."""
-    for node in list(gm.graph.nodes):
-        if node.op == "call_module" and node.target == "_guards_fn" and not node.users:
-            gm.graph.erase_node(node)
-    gm.recompile()
-
-
 def _pt2e(model, calib, opts: set[str]):
     """qcore's PT2E recipe (its quantizer, calibration, freezing), compiled the way ``opts`` says."""
     import torch._inductor.config as inductor_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from qcore.backends.pt2e_int8 import _graph_constants, _quantizer
+    from qcore.backends.pt2e_int8 import _graph_constants, _quantizer, drop_export_guards
 
     batch = torch.export.Dim("batch", min=1, max=65536)
     exported = torch.export.export(model, (calib[0][:2],), dynamic_shapes=({0: batch},), strict=True).module()
@@ -107,7 +99,7 @@ def _pt2e(model, calib, opts: set[str]):
         for x in calib:
             prepared(x)
     converted = convert_pt2e(prepared)
-    _drop_export_guards(converted)
+    drop_export_guards(converted)
     if "aoti" in opts:
         return _AotiPerShape(converted), _graph_constants(converted)
     inductor_config.freezing = True
@@ -162,8 +154,7 @@ def build(engine: str, model, calib, threads: int):
         return q, q.artifact, (cl if engine.endswith("channels-last") else None), q.notes
     if engine == "qcore-pt2e-int8":
         q = get_backend("pt2e").quantize(model, _int8_spec("pt2e"), calib, example, "cpu")
-        _drop_export_guards(q.model._orig_mod)  # else it runs at the export's 32x32 only
-        return q, q.artifact, None, q.notes + ["export guards dropped so one model runs 32x32 and 224x224"]
+        return q, q.artifact, None, q.notes
     if engine.startswith("qcore-pt2e-int8+"):
         opts = set(engine.split("+")[1:])
         if not opts <= PT2E_OPTS:

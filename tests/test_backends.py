@@ -6,7 +6,8 @@ import torchvision
 from torch import nn
 
 from qcore.backends import BackendUnavailable, get_backend, list_backends, quantize, resolve_backend
-from qcore.backends.weight_only import WeightOnlyLayer, fold_batchnorm
+from qcore.backends.pt2e_int8 import ChannelsLastInput
+from qcore.backends.weight_only import WeightOnlyLayer, decode_scales, encode_scales, fold_batchnorm
 from qcore.measure import size_bytes
 from qcore.primitives import choose_qparams, fake_quantize, qrange, to_groups
 from qcore.spec import QuantSpec
@@ -102,8 +103,21 @@ def test_int4_per_group_size_and_reference(resnet):
     flat = rows.reshape(-1, 64)
     qmin, qmax = qrange(4, True)
     scale, zp = choose_qparams(flat.amin(1), flat.amax(1), qmin, qmax, True)
-    ref = fake_quantize(flat, scale.half().float(), zp, qmin, qmax, axis=0).reshape(w.shape)
+    stored = decode_scales(*encode_scales(scale))  # per-group scales are stored in 8 bits
+    assert ((stored - scale).abs() / scale).max() < 0.01
+    assert "scale" not in layer.state_dict() and layer.state_dict()["scale_code"].dtype == torch.uint8
+    ref = fake_quantize(flat, stored, zp, qmin, qmax, axis=0).reshape(w.shape)
     assert torch.allclose(layer.dequantized_weight(), ref, atol=1e-6)
+
+
+def test_scale_double_quantization_round_trip():
+    g = torch.Generator().manual_seed(0)
+    scale = torch.exp2(torch.rand(1000, generator=g) * 6 - 10)  # 2^-10 .. 2^-4, 4 blocks, the last short
+    code, span = encode_scales(scale)
+    assert code.dtype == torch.uint8 and code.numel() == 1000 and span.shape == (4, 2)
+    back = decode_scales(code, span)
+    assert ((back - scale).abs() / scale).max() <= 2 ** (6 / 510) - 1 + 1e-6  # half a step of log2 range / 255
+    assert torch.equal(decode_scales(*encode_scales(torch.full((3,), 0.5))), torch.full((3,), 0.5))
 
 
 @pytest.mark.parametrize("bits,gran", [(8, "per-channel"), (4, "per-channel"), (4, "per-tensor"), (8, "per-group")])
@@ -156,6 +170,8 @@ def test_pt2e_int8_on_a_small_cnn(calib):
     with torch.no_grad():
         assert _rel_err(q(calib[0]), model(calib[0])) < 0.2
         assert q(torch.randn(5, 3, 32, 32)).shape == (5, 10)  # the batch dimension is dynamic
+        assert q(torch.randn(2, 3, 48, 48)).shape == (2, 10)  # so are H and W (latency 224, evaluation 32)
+    assert isinstance(q.model, ChannelsLastInput)
 
 
 def test_pt2e_refuses_per_tensor_with_reason():

@@ -13,6 +13,7 @@ import copy
 import warnings
 
 import torch
+from torch import nn
 
 from ..measure import stopwatch
 from ..observers import observer_class
@@ -60,6 +61,29 @@ def _graph_constants(gm: torch.fx.GraphModule) -> dict[str, torch.Tensor]:
     return out
 
 
+def drop_export_guards(gm: torch.fx.GraphModule) -> None:
+    """torch.export's ``_guards_fn`` pins H and W to the export's size; the quantized graph does not need it.
+
+    Without this, a model exported at the latency input (224x224) refuses the evaluation images (32x32).
+    """
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and node.target == "_guards_fn" and not node.users:
+            gm.graph.erase_node(node)
+    gm.recompile()
+
+
+class ChannelsLastInput(nn.Module):
+    """Feeds the compiled graph NHWC images: oneDNN's int8 convolutions work in that layout, so an NCHW
+    input costs a reorder before the first one (mobilenet_v2, batch 32: 276 -> 143 ms here)."""
+
+    def __init__(self, compiled) -> None:
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.compiled(x.contiguous(memory_format=torch.channels_last))
+
+
 class PT2EInt8(Backend):
     name = "pt2e"
 
@@ -98,6 +122,7 @@ class PT2EInt8(Backend):
                     m.calculate_qparams()
         with stopwatch() as t_conv, torch.no_grad():
             converted = convert_pt2e(prepared)
+            drop_export_guards(converted)
             artifact = _graph_constants(converted)
             import torch._inductor.config as inductor_config
 
@@ -108,6 +133,7 @@ class PT2EInt8(Backend):
                 converted,
                 options={"cpp_wrapper": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe},
             )
+            compiled = ChannelsLastInput(compiled)
             compiled(example)  # compile now, so that the first timed call is not the compile
         nq = sum(1 for t in artifact.values() if t.dtype == torch.int8 and t.dim() > 1)
         return Quantized(
@@ -121,7 +147,8 @@ class PT2EInt8(Backend):
             calib_seconds=t_cal[0],
             quantize_seconds=t_prep[0] + t_conv[0],
             engine="onednn (inductor)",
-            notes=["torchao PT2E: X86InductorQuantizer, torch.compile with freezing and the C++ wrapper"],
+            notes=["torchao PT2E: X86InductorQuantizer, torch.compile with freezing and the C++ wrapper, "
+                   "channels-last input"],
         )
 
 
