@@ -10,7 +10,8 @@ most, and augmentation only pays off over longer ones):
 - ResNet / ResNeXt / Wide ResNet: AdamW, peak 2e-3, weight decay 0.05, batch 64 (on Fashion-MNIST,
   SGD with Nesterov momentum diverged at peak rates of 0.05 and above, and reached 89.9% at 0.04
   where AdamW reached 90.0%; batch 64 gives more steps for the same CPU time);
-- MobileNet / EfficientNet / MNASNet / ShuffleNet: AdamW, peak 5e-3, channels-last, and BatchNorm momentum 0.1:
+- MobileNet / EfficientNet / MNASNet / ShuffleNet: AdamW, peak 5e-3, channels-last, label smoothing 0.1
+  (mobilenet_v3_small on Fashion-MNIST, 2 epochs: 88.86% with it, 87.79% without), and BatchNorm momentum 0.1:
   torchvision's MobileNetV3 keeps 0.01 (MNASNet 0.0003), so after a short run the running statistics
   still describe the random initial weights and evaluation sits at chance;
 - ViT / Swin / MaxViT / ConvNeXt: AdamW, peak 1e-3, weight decay 0.05, label smoothing 0.1;
@@ -98,7 +99,7 @@ class Recipe:
 _FAMILIES: list[tuple[tuple[str, ...], dict]] = [
     (("resnet", "resnext", "wide_resnet"), {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "batch_size": 64}),
     (("mobilenet", "efficientnet", "mnasnet", "shufflenet"),
-     {"optimizer": "adamw", "lr": 5e-3, "weight_decay": 0.01, "channels_last": True}),
+     {"optimizer": "adamw", "lr": 5e-3, "weight_decay": 0.01, "channels_last": True, "label_smoothing": 0.1}),
     (("vit", "swin", "maxvit", "convnext"),
      {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "label_smoothing": 0.1}),
 ]
