@@ -73,8 +73,16 @@ def flatten(state: Mapping) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         put(str(key), value)
     if quantized:
         meta["quantized"] = json.dumps(quantized, separators=(",", ":"))
-    # safetensors refuses tensors that share memory (tied weights, views): give each its own copy
-    return {k: v.contiguous().clone() for k, v in tensors.items()}, meta
+    # safetensors refuses tensors that share memory (tied weights, views of one storage): copy those
+    # only, not the whole model (a second copy of a 300 MB state dict just to measure it)
+    seen: set[int] = set()
+    out = {}
+    for k, v in tensors.items():
+        ptr = v.untyped_storage().data_ptr()
+        whole = v.is_contiguous() and v.storage_offset() == 0 and v.nbytes == v.untyped_storage().nbytes()
+        out[k] = v if whole and ptr not in seen else v.contiguous().clone()
+        seen.add(ptr)
+    return out, meta
 
 
 def to_bytes(artifact: Mapping | bytes) -> bytes:

@@ -174,16 +174,19 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, str]:
     BatchNorm parameters are not left in FP32 beside the packed weights. Models that torch.fx cannot
     trace keep their BatchNorms; the note says so.
     """
-    if not any(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in model.modules()):
+    def batchnorms(m: nn.Module) -> int:
+        return sum(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in m.modules())
+
+    before = batchnorms(model)
+    if not before:
         return model, ""
     from torch.fx.experimental.optimization import fuse
 
-    before = sum(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in model.modules())
     try:
         fused = fuse(model)
     except Exception as exc:  # torch.fx cannot trace every model (data-dependent control flow)
         return model, f"BatchNorm not folded ({type(exc).__name__}: torch.fx could not trace the model)"
-    after = sum(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in fused.modules())
+    after = batchnorms(fused)
     return fused, f"{before - after} of {before} BatchNorm layers folded into the preceding convolution"
 
 
