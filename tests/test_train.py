@@ -46,8 +46,8 @@ def test_recipe_key_is_stable_and_changes_with_every_field():
 
 
 def test_recipes_per_family():
-    assert (train.recipe_for("resnet50", "cifar10").optimizer, train.recipe_for("resnet50", "cifar10").batch_size) \
-        == ("adamw", 64)
+    rn = train.recipe_for("resnet50", "cifar10")
+    assert (rn.optimizer, rn.batch_size, rn.channels_last) == ("adamw", 128, True)
     mb = train.recipe_for("mobilenet_v3_small", "fashion-mnist")
     assert mb.optimizer == "adamw" and mb.bn_momentum == 0.1 and mb.channels_last
     assert train.recipe_for("vit_b_16", "fashion-mnist").label_smoothing == 0.1
