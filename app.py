@@ -80,7 +80,7 @@ def home() -> None:
         + ", ".join(f"**{s.label()}**" for s in DEFAULT_SPECS)
         + "."
     )
-    if note := baseline_status(cfg.model, cfg.dataset):
+    if note := baseline_status(cfg.model, cfg.dataset, cfg.image_size):
         st.caption(f"Baseline for {cfg.model} on Fashion-MNIST: {note}.")
     b1, b2 = st.columns([1, 2])
     if b1.button("Start the offline default", type="primary", icon=":material/play_arrow:"):

@@ -39,7 +39,7 @@ for p in problems:
 
 
 if config_kwargs["weights"] in ("baseline", "auto") and not problems:
-    if note := baseline_status(config_kwargs["model"], config_kwargs["dataset"]):
+    if note := baseline_status(config_kwargs["model"], config_kwargs["dataset"], config_kwargs["image_size"]):
         st.caption(f"Baseline for {config_kwargs['model']} on {config_kwargs['dataset']}: {note}.")
 
 c1, c2, _ = st.columns([1, 1, 3])

@@ -80,7 +80,8 @@ def cmd_sweep(args) -> int:
     try:
         config = SweepConfig(
             model=args.model, dataset=args.dataset, weights=args.weights, device=args.device,
-            batch_size=args.batch_size, input_size=args.input_size, calib_size=args.calib_size,
+            batch_size=args.batch_size, image_size=args.image_size, input_size=args.input_size,
+            calib_size=args.calib_size,
             eval_limit=args.eval_limit, seed=args.seed, latency_budget_s=args.latency_budget,
         )  # fmt: skip
         specs, skipped = expand_grid(
@@ -163,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", type=_list(), default=["auto"], help=",".join(CHOICES["backend"]))
     s.add_argument("--device", default=d.device, choices=CHOICES["device"])
     s.add_argument("--batch-size", type=int, default=d.batch_size, help="latency batch size")
-    s.add_argument("--input-size", type=int, default=d.input_size, help="latency input side (default: dataset's)")
+    s.add_argument("--image-size", type=int, default=d.image_size,
+                   help="side the images are loaded and a baseline trained at (default: the dataset's, 32 for "
+                        "Fashion-MNIST and CIFAR-10, 224 for folders)")
+    s.add_argument("--input-size", type=int, default=d.input_size, help="latency input side (default: image size)")
     s.add_argument("--calib-size", type=int, default=d.calib_size)
     s.add_argument("--eval-limit", type=_optional_int, default=d.eval_limit, help="images to evaluate, or 'all'")
     s.add_argument("--seed", type=int, default=d.seed)

@@ -38,7 +38,8 @@ class SweepConfig:
     weights: str = "auto"
     device: str = "auto"
     batch_size: int = 1
-    input_size: int | None = None  # latency input side; None: the dataset's image size
+    image_size: int | None = None  # side the images are loaded (and a baseline trained) at; None: the dataset's
+    input_size: int | None = None  # latency input side; None: the image size
     calib_size: int = 256
     eval_limit: int | None = 2000
     seed: int = 0
@@ -51,8 +52,10 @@ class SweepConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}={v!r} is not allowed; allowed: a positive integer")
-        if self.input_size is not None and (not isinstance(self.input_size, int) or not 8 <= self.input_size <= 1024):
-            raise ValueError(f"input_size={self.input_size!r} is not allowed; allowed: 8..1024 or None (dataset's)")
+        for name in ("image_size", "input_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 8 <= v <= 1024):
+                raise ValueError(f"{name}={v!r} is not allowed; allowed: 8..1024 or None (the dataset's)")
         if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit < 1):
             raise ValueError(
                 f"eval_limit={self.eval_limit!r} is not allowed; allowed: a positive integer or None (all)"
@@ -91,9 +94,11 @@ def prepare(
     config: SweepConfig, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None
 ) -> Prepared:
     device = hardware.resolve_device(config.device)
-    bundle = data.load_dataset(config.dataset)
+    models.check_input_size(config.model, config.image_size or data.default_image_size(config.dataset))
+    if config.input_size:
+        models.check_input_size(config.model, config.input_size)
+    bundle = data.load_dataset(config.dataset, config.image_size)
     input_size = config.input_size or bundle.image_size
-    models.check_input_size(config.model, input_size)
 
     def train_progress(done, total, msg):
         if progress:
@@ -112,6 +117,7 @@ def prepare(
         seed=config.seed,
         dataset=config.dataset,
         dataset_source=bundle.source,
+        image_size=bundle.image_size,
         calib_size=len(calib_set),
         eval_size=len(eval_set),
         weights=loaded.weights,

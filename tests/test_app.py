@@ -280,8 +280,12 @@ def test_zip_of_class_folders_becomes_the_dataset():
 
 def test_model_that_cannot_take_the_input_size_is_refused():
     at = _app("pages/explore.py", model="inception_v3")
-    assert any("inception_v3 cannot run on Fashion-MNIST" in e for e in _errors(at)), _errors(at)
+    assert any(e.startswith("Fashion-MNIST images at 32 px: inception_v3 cannot take 32x32") and "is 96" in e
+               and "Set 'Image size (px)'" in e for e in _errors(at)), _errors(at)
     assert next(b for b in at.button if b.label == "Run").disabled
+    at = _app("pages/explore.py", model="inception_v3", imgsize="96")  # the size the message suggests
+    assert not any("inception_v3" in e for e in _errors(at)), _errors(at)
+    assert not next(b for b in at.button if b.label == "Run").disabled
 
 
 def test_checkpoint_name_in_the_url_cannot_point_outside_the_uploads(tmp_path):

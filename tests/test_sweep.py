@@ -1,14 +1,16 @@
 import csv
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 from qcore.backends import fx_int8
+from qcore.models import ModelInputError
 from qcore.report import csv_text, html_report
 from qcore.result import COLUMNS
 from qcore.spec import FP32, QuantSpec
-from qcore.sweep import SweepConfig, run_sweep
+from qcore.sweep import SweepConfig, prepare, run_sweep
 
 SPECS = [
     FP32,
@@ -72,6 +74,22 @@ def test_skipped_spec_has_a_reason(config):
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="batch_size=0"):
         SweepConfig(batch_size=0)
+    with pytest.raises(ValueError, match=r"image_size=7 is not allowed; allowed: 8\.\.1024 or None"):
+        SweepConfig(image_size=7)
+
+
+def test_image_size_sets_the_size_data_is_loaded_and_timed_at(config):
+    prep = prepare(dataclasses.replace(config, image_size=40))
+    assert prep.calib[0].shape[-2:] == prep.eval_batches[0][0].shape[-2:] == (40, 40)
+    assert prep.example.shape[-2:] == (40, 40) and prep.manifest["image_size"] == 40
+    assert prep.loaded.input_size == 40
+
+
+def test_a_model_that_cannot_take_the_image_size_is_refused_first(fashion_mnist):
+    with pytest.raises(ModelInputError, match=r"inception_v3 cannot take 32x32 inputs .* is (\d+)"):
+        prepare(SweepConfig(model="inception_v3"))
+    with pytest.raises(ModelInputError, match="inception_v3 cannot take 64x64"):
+        prepare(SweepConfig(model="inception_v3", image_size=96, input_size=64))
 
 
 def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
@@ -112,6 +130,10 @@ def test_cli_refuses_a_bad_grid_value(fashion_mnist):
         [sys.executable, "-m", "qcore", "sweep", "--precision", "int3"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "precision='int3' is not allowed" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "qcore", "sweep", "--image-size", "4"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "image_size=4 is not allowed; allowed: 8..1024" in proc.stderr
 
 
 def test_other_engines_are_timed_in_their_own_block(config, monkeypatch):

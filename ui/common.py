@@ -102,12 +102,13 @@ def dataset_image_size(dataset: str) -> int:
     return data.default_image_size(dataset)
 
 
-def baseline_status(model: str, dataset: str) -> str:
-    """Whether qcore has a trained baseline of ``model`` on ``dataset`` cached ("" when unknown)."""
+def baseline_status(model: str, dataset: str, image_size: int | None = None) -> str:
+    """Whether qcore has a trained baseline of ``model`` on ``dataset`` (at ``image_size``, None: the
+    dataset's) cached ("" when unknown)."""
     try:
         from qcore import train
 
-        found = train.find_baseline(model, dataset)
+        found = train.find_baseline(model, dataset, train.recipe_for(model, dataset, image_size=image_size))
     except Exception:  # an unknown pair or an unreadable folder: the run itself will say more
         return ""
     return "a trained baseline is cached" if found else "no baseline yet: the first run trains one (minutes)"

@@ -141,7 +141,7 @@ def config_widgets() -> tuple[dict, list[str]]:
             weights_value = str(path)
             c3.caption(st.session_state.get("ckpt_note") or f"checkpoint {path.name}")
 
-    c4, c5, c6 = st.columns(3)
+    c4, c5, c7, c6 = st.columns(4)
     device = c4.selectbox(
         "Device",
         CHOICES["device"],
@@ -162,6 +162,18 @@ def config_widgets() -> tuple[dict, list[str]]:
         help="images per forward pass when timing; accuracy uses batches of 250",
     )
     native = dataset_image_size(dataset) if dataset != UPLOAD else None
+    image = c7.number_input(
+        "Image size (px)",
+        8,
+        1024,
+        D.image_size,
+        key="imgsize",
+        bind="query-params",
+        placeholder=f"the dataset's ({native} px)" if native else "the dataset's",
+        help="side the images are resized to for calibration, accuracy and a baseline's training "
+        "(a new size trains its own baseline); empty: the dataset's",
+    )
+    images = int(image) if image else native
     size = c6.number_input(
         "Latency input size (px)",
         8,
@@ -169,12 +181,13 @@ def config_widgets() -> tuple[dict, list[str]]:
         D.input_size,
         key="size",
         bind="query-params",
-        placeholder=f"the dataset's ({native} px)" if native else "the dataset's",
-        help="side of the random images timed; empty: the dataset's image size",
+        placeholder=f"the image size ({images} px)" if images else "the image size",
+        help="side of the random images timed; empty: the image size",
     )
-    if native and (why := input_problem(model, native)):
-        problems.append(f"{model} cannot run on {dataset_label(dataset)} images ({native} px): {why}")
-    elif size and size != native and (why := input_problem(model, int(size))):
+    if images and (why := input_problem(model, images)):
+        problems.append(f"{dataset_label(dataset)} images at {images} px: {why}. "
+                        "Set 'Image size (px)' to a size it accepts")
+    elif size and size != images and (why := input_problem(model, int(size))):
         problems.append(f"latency input size {size} px does not fit: {why}")
 
     with st.expander("Advanced: calibration and evaluation sizes, seed, timing budget"):
@@ -209,7 +222,8 @@ def config_widgets() -> tuple[dict, list[str]]:
             help="seconds of interleaved timing",
         )
     config = dict(model=model, dataset=dataset, weights=weights_value, device=device, batch_size=int(batch),
-                  input_size=int(size) if size else None, calib_size=int(calib),
+                  image_size=int(image) if image else None, input_size=int(size) if size else None,
+                  calib_size=int(calib),
                   eval_limit=int(evals) or None, seed=int(seed), latency_budget_s=float(budget))  # fmt: skip
     return config, problems
 
