@@ -62,7 +62,7 @@ def _forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     if out is None:
         return nn.Conv2d.forward(self, x)
     (n, c, h, w), o, (oh, ow) = x.shape, self.out_channels, out
-    sel = _selection(h, w, self.kernel_size, self.stride, self.padding, out).to(self.weight.dtype)
+    sel = _selection(h, w, self.kernel_size, self.stride, self.padding, out).to(self.weight.device, self.weight.dtype)
     # (o, taps, c): a view of a channels-last weight; the dense matrix comes out as (o, oh*ow*h*w, c)
     taps = self.weight.permute(0, 2, 3, 1).reshape(o, -1, c)
     dense = torch.matmul(sel.T, taps).view(o * oh * ow, h * w * c)
