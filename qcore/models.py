@@ -300,7 +300,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            # torch names the refused global in one sentence (and then suggests allowing it: not here)
+            first = next((line for line in lines if "GLOBAL" in line.upper()), lines[0] if lines else
+                         type(exc).__name__).split(". ")[0][:200]
             raise WeightsError(f"{path} needs arbitrary code to load (it pickles more than tensors: "
                                f"{first}); qcore refused it. Save only the weights instead: "
                                "torch.save(model.state_dict(), path), or use .safetensors") from exc
@@ -369,7 +372,8 @@ def _baseline(name: str, dataset: DatasetBundle, notes: list[str], progress: Pro
     meta = train.baseline_meta(path)
     if meta.get("classes") != dataset.classes:
         raise WeightsError(f"baseline {path} was trained on classes {meta.get('classes')}, but "
-                           f"{dataset.name} has {dataset.classes}; retrain it with force=True")
+                           f"{dataset.name} has {dataset.classes}; delete that file (and its .json) to "
+                           "train a new one")
     model = build_model(name, dataset.num_classes, dataset.image_size)
     _load_strict(model, load_file(str(path), device="cpu"), f"baseline {path}")
     notes.append(f"baseline trained by qcore: {meta.get('test_accuracy', float('nan')):.1%} test accuracy "

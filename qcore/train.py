@@ -93,6 +93,8 @@ class Recipe:
         if not 0 <= self.label_smoothing < 1 or self.weight_decay < 0 or not 0 < self.bn_momentum <= 1:
             raise ValueError("Recipe: label_smoothing must be in [0, 1), weight_decay >= 0, "
                              "bn_momentum in (0, 1]")
+        for name in ("epochs", "lr", "weight_decay", "momentum", "bn_momentum", "label_smoothing"):
+            object.__setattr__(self, name, float(getattr(self, name)))  # 3 and 3.0: one recipe, one key
 
     def key(self) -> str:
         """A stable 12-hex-digit hash of every field (model and dataset included)."""

@@ -43,6 +43,8 @@ def test_recipe_key_is_stable_and_changes_with_every_field():
                "model": "resnet34", "dataset": "cifar10", "bn_momentum": 0.2, "weight_decay": 0.0}
     keys = {dataclasses.replace(r, **{k: v}).key() for k, v in changed.items()}
     assert len(keys) == len(changed) and r.key() not in keys
+    assert train.recipe_for("resnet18", "fashion-mnist", epochs=3).key() == \
+        train.recipe_for("resnet18", "fashion-mnist", epochs=3.0).key()
 
 
 def test_recipes_per_family():
