@@ -157,10 +157,32 @@ def _extract(zf: zipfile.ZipFile, files: list[zipfile.ZipInfo], tmp: Path, max_b
 
 
 def folder_key(path: Path) -> str:
-    """A short, file-name-safe name for a folder: its last part and a hash of its absolute path."""
+    """A short, file-name-safe name for a folder's current contents: its last part and a hash of its
+    absolute path and :func:`folder_signature` (so a baseline trained on it retrains when images change)."""
     path = Path(path).expanduser().resolve()
     slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.name)[:32] or "root"
-    return f"{slug}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    return f"{slug}-{hashlib.sha1(f'{path}|{folder_signature(path)}'.encode()).hexdigest()[:8]}"
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
+
+
+def _image_files(folder: Path, class_dir: Path) -> list[Path]:
+    return sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def folder_signature(root: Path) -> str:
+    """A hash of every image file's path, size and modification time under ``root``'s class folders:
+    it changes when an image is added, removed, renamed or rewritten."""
+    h = hashlib.sha1()
+    if root.is_dir():
+        for d in _class_dirs(root):
+            for f in _image_files(root, d):
+                st = f.stat()
+                h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _to_rgb(im):
@@ -233,30 +255,25 @@ def _imagenet_map(classes: list[str]) -> list[int] | None:
     return [names[k] for k in keys] if all(k in names for k in keys) else None
 
 
-def _folder_signature(root: Path) -> tuple:
-    return tuple((p.name, p.stat().st_mtime_ns) for p in sorted(root.iterdir()) if p.is_dir())
-
-
 def load_folder(root: Path, size: int) -> DatasetBundle:
     """The bundle for ``imagefolder:<root>``: a seeded, stratified 80/20 train/test split."""
     root = root.expanduser().resolve()
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist or is not a folder; "
                            "expected <folder>/<class name>/<image files>")
-    train, test, classes, skipped, notes = _folder_sets(str(root), size, _folder_signature(root))
+    train, test, classes, skipped, notes = _folder_sets(str(root), size, folder_signature(root))
     return DatasetBundle(f"imagefolder:{root}", list(classes), train, test, size, IMAGENET_MEAN,
                          IMAGENET_STD, source=str(root), skipped_files=skipped,
                          imagenet_indices=_imagenet_map(list(classes)), notes=list(notes))
 
 
 @lru_cache(maxsize=4)
-def _folder_sets(root: str, size: int, _signature: tuple):
+def _folder_sets(root: str, size: int, _signature: str):
     folder = Path(root)
-    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
+    dirs = _class_dirs(folder)
     found, notes = {}, []
     for d in dirs:
-        files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        files = _image_files(folder, d)
         if files:
             found[d.name] = files
         else:

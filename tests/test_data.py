@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -145,6 +146,23 @@ def test_image_folder_split_is_disjoint_and_stable(messy_folder):
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.images, b.test.images)
     train_rows = {bytes(t.numpy()) for t in a.train.images}
     assert not any(bytes(t.numpy()) in train_rows for t in a.test.images)
+
+
+def test_a_changed_image_is_seen_and_changes_the_folder_key(messy_folder):
+    name = f"imagefolder:{messy_folder}"
+    before, key = data.load_dataset(name, image_size=16), imagefolder.folder_key(messy_folder)
+    assert data.load_dataset(name, image_size=16).train is before.train  # unchanged: cached
+    assert imagefolder.folder_key(messy_folder) == key
+    target = messy_folder / "cat" / "0.jpg"
+    stat = target.stat()
+    Image.new("RGB", (40, 50), (255, 255, 255)).save(target)  # rewritten in place, same name
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # even within one mtime tick
+    after = data.load_dataset(name, image_size=16)
+    assert after.train is not before.train and imagefolder.folder_key(messy_folder) != key
+    def white(b):
+        return sum(int(t.min()) == 255 for t in torch.cat([b.train.images, b.test.images]))
+
+    assert white(after) == white(before) + 1  # the rewritten, all-white image is what was loaded
 
 
 def test_large_image_folders_are_decoded_on_access(messy_folder, monkeypatch):
