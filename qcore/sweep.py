@@ -102,7 +102,7 @@ def prepare(
 
     def train_progress(done, total, msg):
         if progress:
-            progress(0, 1, f"training the {config.model} baseline: {msg}")
+            progress(0, 1, f"training the {config.model} baseline, {done / max(total, 1):.0%}: {msg}")
 
     loaded = models.load_model(config.model, bundle, config.weights, progress=train_progress, cancel=cancel)
     calib_set, eval_set = data.split_calib_eval(bundle, config.calib_size, config.eval_limit, config.seed)

@@ -85,6 +85,21 @@ def test_image_size_sets_the_size_data_is_loaded_and_timed_at(config):
     assert prep.loaded.input_size == 40
 
 
+def test_a_missing_baseline_is_trained_with_its_progress_shown(fashion_mnist, monkeypatch):
+    from qcore import train
+
+    real = train.recipe_for
+    monkeypatch.setattr(train, "recipe_for", lambda *a, **k: dataclasses.replace(
+        real(*a, **k), train_limit=96, eval_limit=32, max_steps=3, batch_size=32))
+    messages = []
+    prep = prepare(SweepConfig(weights="baseline", calib_size=8, eval_limit=16),
+                   progress=lambda d, t, m: messages.append(m))
+    assert prep.loaded.weights.startswith("baseline:")
+    training = [m for m in messages if m.startswith("training the resnet18 baseline, ")]
+    assert training[0].startswith("training the resnet18 baseline, 25%: epoch 1/1")  # 1 of 3 steps + 1 eval batch
+    assert training[-1].startswith("training the resnet18 baseline, 100%: evaluating on the test split")
+
+
 def test_a_model_that_cannot_take_the_image_size_is_refused_first(fashion_mnist):
     with pytest.raises(ModelInputError, match=r"inception_v3 cannot take 32x32 inputs .* is (\d+)"):
         prepare(SweepConfig(model="inception_v3"))
