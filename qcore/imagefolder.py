@@ -4,9 +4,10 @@ Any class-per-folder tree (``<folder>/<class>/<image>``). Grayscale, RGBA, 16-bi
 are converted to RGB; unreadable files are skipped and counted; a folder with fewer than two
 classes is a clear error. Folders named by ImageNet synset (``n01440764``) or ImageNet class name
 map onto the pretrained models' class indices. Images are resized and centre-cropped as torchvision's
-ImageNet evaluation transform does, decoded once and kept as ``uint8`` when they fit in memory,
-else decoded on access. :func:`unpack_zip` unpacks an upload and refuses anything that would
-write outside its folder.
+ImageNet evaluation transform does (short side ``size / 0.875``, bilinear, by default; a sweep passes
+the model's own weights' resize and interpolation for ImageNet folders), decoded once and kept as
+``uint8`` when they fit in memory, else decoded on access. :func:`unpack_zip` unpacks an upload and
+refuses anything that would write outside its folder.
 """
 
 from __future__ import annotations
@@ -201,16 +202,17 @@ def _to_rgb(im):
     return im.convert("RGB")
 
 
-def _decode(path: Path, size: int, keep: bool) -> Tensor | None:
+def _decode(path: Path, size: int, keep: bool, resize: int | None = None,
+            interpolation: str = "bilinear") -> Tensor | None:
     """Decode ``path`` fully (so a damaged file fails here, not mid-evaluation).
 
-    With ``keep``: resize the short side to ``size / 0.875`` and centre-crop ``size`` (torchvision's
-    ImageNet evaluation transform, 256 then 224) and return ``uint8 3 x size x size``.
+    With ``keep``: resize the short side to ``resize`` (default ``size / 0.875``: torchvision's ImageNet
+    evaluation transform, 256 then 224) and centre-crop ``size``; return ``uint8 3 x size x size``.
     """
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
-        short = round(size / 0.875)
+        short = resize or round(size / 0.875)
         im.draft("RGB", (short, short) if keep else (32, 32))  # JPEG: decode at a reduced scale, fast
         im.load()
         if not keep:
@@ -218,7 +220,8 @@ def _decode(path: Path, size: int, keep: bool) -> Tensor | None:
         im = _to_rgb(ImageOps.exif_transpose(im))
     w, h = im.size
     scale = short / min(w, h)
-    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[interpolation]
+    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), resample)
     left, top = (im.size[0] - size) // 2, (im.size[1] - size) // 2
     im = im.crop((left, top, left + size, top + size))
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -227,8 +230,10 @@ def _decode(path: Path, size: int, keep: bool) -> Tensor | None:
 class FileImages(Dataset):
     """Image files decoded on access (for folders too big to keep decoded in memory)."""
 
-    def __init__(self, files: list[Path], labels: list[int], size: int):
+    def __init__(self, files: list[Path], labels: list[int], size: int, resize: int | None = None,
+                 interpolation: str = "bilinear"):
         self.files, self.labels, self.size = files, labels, size
+        self.resize, self.interpolation = resize, interpolation
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
@@ -237,7 +242,7 @@ class FileImages(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         try:
-            x = _decode(self.files[i], self.size, keep=True)
+            x = _decode(self.files[i], self.size, True, self.resize, self.interpolation)
         except Exception as exc:
             raise DatasetError(f"{self.files[i]} was readable when the folder was loaded, "
                                f"but not now: {exc}") from exc
@@ -255,20 +260,30 @@ def _imagenet_map(classes: list[str]) -> list[int] | None:
     return [names[k] for k in keys] if all(k in names for k in keys) else None
 
 
-def load_folder(root: Path, size: int) -> DatasetBundle:
+def imagenet_folder(root: Path) -> bool:
+    """Whether ``root``'s class folders (those holding images) are ImageNet classes, by synset or name."""
+    root = Path(root).expanduser().resolve()
+    classes = [d.name for d in _class_dirs(root) if _image_files(root, d)] if root.is_dir() else []
+    return len(classes) >= 2 and _imagenet_map(classes) is not None
+
+
+def load_folder(root: Path, size: int, resize: int | None = None, interpolation: str = "bilinear") -> DatasetBundle:
     """The bundle for ``imagefolder:<root>``: a seeded, stratified 80/20 train/test split."""
     root = root.expanduser().resolve()
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist or is not a folder; "
                            "expected <folder>/<class name>/<image files>")
-    train, test, classes, skipped, notes = _folder_sets(str(root), size, folder_signature(root))
+    resize = resize or round(size / 0.875)
+    train, test, classes, skipped, notes = _folder_sets(str(root), size, resize, interpolation,
+                                                        folder_signature(root))
     return DatasetBundle(f"imagefolder:{root}", list(classes), train, test, size, IMAGENET_MEAN,
                          IMAGENET_STD, source=str(root), skipped_files=skipped,
-                         imagenet_indices=_imagenet_map(list(classes)), notes=list(notes))
+                         imagenet_indices=_imagenet_map(list(classes)), notes=list(notes), resize=resize,
+                         interpolation=interpolation)
 
 
 @lru_cache(maxsize=4)
-def _folder_sets(root: str, size: int, _signature: str):
+def _folder_sets(root: str, size: int, resize: int, interpolation: str, _signature: str):
     folder = Path(root)
     dirs = _class_dirs(folder)
     found, notes = {}, []
@@ -288,7 +303,7 @@ def _folder_sets(root: str, size: int, _signature: str):
     kept, skipped = [], 0
     for f, c in all_files:
         try:
-            kept.append((f, c, _decode(f, size, keep)))
+            kept.append((f, c, _decode(f, size, keep, resize, interpolation)))
         except Exception:  # PIL raises many kinds (OSError, SyntaxError, DecompressionBombError, ...)
             skipped += 1
     if skipped:
@@ -312,6 +327,6 @@ def _folder_sets(root: str, size: int, _signature: str):
                       else torch.empty(0, 3, size, size, dtype=torch.uint8))
             return TensorImages(images, torch.tensor([kept[i][1] for i in idx], dtype=torch.long), size,
                                 IMAGENET_MEAN, IMAGENET_STD)
-        return FileImages([kept[i][0] for i in idx], [kept[i][1] for i in idx], size)
+        return FileImages([kept[i][0] for i in idx], [kept[i][1] for i in idx], size, resize, interpolation)
 
     return make(train_idx), make(test_idx), tuple(found), skipped, tuple(notes)

@@ -56,6 +56,26 @@ def _default_weights(name: str):
     return tvm.get_model_weights(name).DEFAULT
 
 
+def _eval_transform(weights) -> tuple[int, int, str]:
+    """``(crop, resize, interpolation)`` of the ImageNet evaluation transform that goes with ``weights``."""
+    tf = getattr(weights.transforms, "keywords", {})
+    crop, resize = tf.get("crop_size", 224), tf.get("resize_size", 256)
+    crop, resize = (v[0] if isinstance(v, (list, tuple)) else v for v in (crop, resize))
+    mode = tf.get("interpolation", "bilinear")
+    return int(crop), int(resize), str(getattr(mode, "value", mode)).lower()
+
+
+def pretrained_transform(name: str, size: int) -> tuple[int, str] | None:
+    """How torchvision's default weights for ``name`` want images prepared for ``size``-pixel crops:
+    ``(short side to resize to, interpolation)``, scaled from their evaluation transform (resnet50:
+    232 then 224, bilinear; efficientnet_b0: 256 then 224, bicubic). None when the model has no weights."""
+    try:
+        crop, resize, interpolation = _eval_transform(_default_weights(name))
+    except (ValueError, AttributeError, KeyError):
+        return None
+    return max(size, round(resize * size / crop)), interpolation
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What torchvision's weights metadata says about a model, known without building it."""
@@ -246,11 +266,13 @@ def _pretrained(name: str, dataset: DatasetBundle, notes: list[str]) -> LoadedMo
     elif name == "inception_v3":
         model.aux_logits, model.AuxLogits = False, None
     restrict_head(model, dataset.imagenet_indices)
-    tf = getattr(w.transforms, "keywords", {})
-    want = (tf.get("crop_size", 224), tf.get("resize_size", 256), str(tf.get("interpolation", "bilinear")))
-    if want[0] != size or round(want[0] / 0.875) != want[1] or "BILINEAR" not in want[2].upper():
-        notes.append(f"{w} was evaluated with resize {want[1]}, crop {want[0]}, {want[2]}; this dataset is "
-                     f"resized to {round(size / 0.875)}, cropped to {size}, bilinear: accuracy may differ")
+    crop, resize, interpolation = _eval_transform(w)
+    if crop != size:
+        notes.append(f"{w} was evaluated on {crop}-pixel crops; these images are {size} pixels: accuracy may differ")
+    want = pretrained_transform(name, size)
+    if want is not None and dataset.resize is not None and want != (dataset.resize, dataset.interpolation):
+        notes.append(f"{w} was evaluated on images resized to {resize} ({interpolation}) and cropped to {crop}; "
+                     f"these were resized to {dataset.resize} ({dataset.interpolation}): accuracy may differ")
     classes = [w.meta["categories"][i] for i in dataset.imagenet_indices]
     return _finish(model, name, f"pretrained:{type(w).__name__}.{w.name}", classes, dataset, notes)
 

@@ -16,6 +16,7 @@ import gc
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 
@@ -90,6 +91,21 @@ class Prepared:
     best_fp32_ratio: float = 1.0  # eager p50 / best FP32 p50, measured in the baseline block
 
 
+def load_data(config: SweepConfig) -> data.DatasetBundle:
+    """``config``'s dataset at its image size. A folder of ImageNet classes is prepared as the model's
+    torchvision weights were evaluated (resnet50: short side 232, efficientnet_b0: bicubic), whatever
+    the weights setting, so a baseline, a checkpoint and the pretrained weights see the same images."""
+    kind = data.canonical_name(config.dataset)
+    if kind.startswith("imagefolder:"):
+        from qcore.imagefolder import imagenet_folder
+
+        size = config.image_size or data.default_image_size(kind)
+        if imagenet_folder(Path(kind[len("imagefolder:"):])) and (
+                want := models.pretrained_transform(config.model, size)):
+            return data.load_dataset(config.dataset, size, resize=want[0], interpolation=want[1])
+    return data.load_dataset(config.dataset, config.image_size)
+
+
 def prepare(
     config: SweepConfig, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None
 ) -> Prepared:
@@ -97,7 +113,7 @@ def prepare(
     models.check_input_size(config.model, config.image_size or data.default_image_size(config.dataset))
     if config.input_size:
         models.check_input_size(config.model, config.input_size)
-    bundle = data.load_dataset(config.dataset, config.image_size)
+    bundle = load_data(config)
     input_size = config.input_size or bundle.image_size
 
     def train_progress(done, total, msg):
@@ -118,6 +134,7 @@ def prepare(
         dataset=config.dataset,
         dataset_source=bundle.source,
         image_size=bundle.image_size,
+        **({"resize": bundle.resize, "interpolation": bundle.interpolation} if bundle.resize else {}),
         calib_size=len(calib_set),
         eval_size=len(eval_set),
         weights=loaded.weights,

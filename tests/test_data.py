@@ -194,6 +194,24 @@ def test_imagenet_folders_map_to_class_indices(tmp_path):
     assert len(imagefolder._imagenet_wnids()) == 1000 and imagefolder._imagenet_wnids()[134] == "n02012849"
 
 
+def test_folders_resize_as_asked_and_refuse_bad_preprocessing(tmp_path):
+    root = _write_folder(tmp_path / "p", per_class=3)
+    name = f"imagefolder:{root}"
+    plain = data.load_dataset(name, 16)
+    assert (plain.resize, plain.interpolation) == (18, "bilinear")  # 16 / 0.875, torchvision's ratio
+    bicubic = data.load_dataset(name, 16, resize=20, interpolation="bicubic")
+    assert (bicubic.resize, bicubic.interpolation) == (20, "bicubic")
+    assert not torch.equal(plain.train.images, bicubic.train.images)
+    assert imagefolder.imagenet_folder(root) is False
+    assert imagefolder.imagenet_folder(_write_folder(tmp_path / "s", 1, ("n01440764", "n01443537")))
+    with pytest.raises(DatasetError, match=r"interpolation must be one of \('bilinear', 'bicubic', 'nearest'\)"):
+        data.load_dataset(name, 16, interpolation="lanczos")
+    with pytest.raises(DatasetError, match=r"resize must be an integer >= image_size \(16\), not 8"):
+        data.load_dataset(name, 16, resize=8)
+    with pytest.raises(DatasetError, match="apply to image folders, not to fashion-mnist"):
+        data.load_dataset("fashion-mnist", 32, interpolation="bicubic")
+
+
 # --- uploaded zips ---
 
 def _zip(entries: dict[str, bytes]) -> bytes:

@@ -167,6 +167,13 @@ def test_pretrained_from_torch_home_cut_to_the_folder_classes(tmp_path, monkeypa
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded.model(x), full(x)[:, [1, 0]], atol=1e-5)
+    assert "ResNet18_Weights.IMAGENET1K_V1 was evaluated on 224-pixel crops; these images are 32 pixels" in \
+        " ".join(loaded.notes)
+    bundle.resize = 37  # as the weights want for 32-pixel crops (256 / 224 * 32, bilinear): no note
+    assert not any("resized to" in n for n in models.load_model("resnet18", bundle, "auto").notes)
+    bundle.resize, bundle.interpolation = 40, "bicubic"
+    assert any("resized to 256 (bilinear) and cropped to 224; these were resized to 40 (bicubic)" in n
+               for n in models.load_model("resnet18", bundle, "auto").notes)
 
 
 def test_pretrained_offline_is_a_clear_error(tmp_path, monkeypatch):
@@ -178,3 +185,11 @@ def test_pretrained_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsError, match="could not get ResNet18_Weights.IMAGENET1K_V1.*hub/checkpoints"):
         models.load_model("resnet18", _bundle(["n01440764", "n01443537"], imagenet=[0, 1]), "pretrained")
+
+
+def test_pretrained_transform_follows_the_weights_evaluation_transform():
+    assert models.pretrained_transform("resnet18", 224) == (256, "bilinear")
+    assert models.pretrained_transform("resnet50", 224) == (232, "bilinear")  # IMAGENET1K_V2
+    assert models.pretrained_transform("efficientnet_b0", 224) == (256, "bicubic")
+    assert models.pretrained_transform("inception_v3", 299) == (342, "bilinear")
+    assert models.pretrained_transform("resnet18", 112) == (128, "bilinear")  # scaled with the crop

@@ -10,7 +10,7 @@ from qcore.models import ModelInputError
 from qcore.report import csv_text, html_report
 from qcore.result import COLUMNS
 from qcore.spec import FP32, QuantSpec
-from qcore.sweep import SweepConfig, prepare, run_sweep
+from qcore.sweep import SweepConfig, load_data, prepare, run_sweep
 
 SPECS = [
     FP32,
@@ -98,6 +98,26 @@ def test_a_missing_baseline_is_trained_with_its_progress_shown(fashion_mnist, mo
     training = [m for m in messages if m.startswith("training the resnet18 baseline, ")]
     assert training[0].startswith("training the resnet18 baseline, 25%: epoch 1/1")  # 1 of 3 steps + 1 eval batch
     assert training[-1].startswith("training the resnet18 baseline, 100%: evaluating on the test split")
+
+
+def test_imagenet_folders_are_prepared_as_the_models_weights_were_evaluated(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    def folder(name, classes):
+        for c in classes:
+            (tmp_path / name / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((30, 40, 3), 40 * i, dtype=np.uint8)).save(tmp_path / name / c / f"{i}.png")
+        return f"imagefolder:{tmp_path / name}"
+
+    synsets, pets = folder("s", ("n01440764", "n01443537")), folder("p", ("cat", "dog"))
+    effnet = load_data(SweepConfig(model="efficientnet_b0", dataset=synsets, image_size=64))
+    assert (effnet.resize, effnet.interpolation) == (73, "bicubic")  # 256 -> 224, bicubic, scaled to 64
+    resnet50 = load_data(SweepConfig(model="resnet50", dataset=synsets, image_size=64))
+    assert (resnet50.resize, resnet50.interpolation) == (66, "bilinear")  # 232 -> 224, scaled to 64
+    other = load_data(SweepConfig(model="efficientnet_b0", dataset=pets, image_size=64))
+    assert (other.resize, other.interpolation) == (73, "bilinear")  # not ImageNet classes: the default
 
 
 def test_a_model_that_cannot_take_the_image_size_is_refused_first(fashion_mnist):
