@@ -187,6 +187,22 @@ def check_input_size(name: str, input_size: int) -> None:
                           "Load the dataset at a size the model accepts: load_dataset(name, image_size=...)")
 
 
+def load_dataset_for(name: str, dataset: str, image_size: int | None = None) -> DatasetBundle:
+    """``dataset`` at ``image_size`` as model ``name`` is fed it. A folder of ImageNet classes is
+    prepared as the model's torchvision weights were evaluated (resnet50: short side 232 for 224,
+    efficientnet_b0: bicubic), whatever weights are then loaded, so the pretrained weights, a
+    checkpoint and a baseline (trained by a sweep or by ``qcore train``) all see the same images."""
+    from qcore import data
+    from qcore.imagefolder import imagenet_folder
+
+    kind = data.canonical_name(dataset)
+    if kind.startswith("imagefolder:"):
+        size = image_size or data.default_image_size(kind)
+        if imagenet_folder(Path(kind[len("imagefolder:"):])) and (want := pretrained_transform(name, size)):
+            return data.load_dataset(dataset, size, resize=want[0], interpolation=want[1])
+    return data.load_dataset(dataset, image_size)
+
+
 @dataclass
 class LoadedModel:
     """A ready fp32 CPU model in eval mode, and where its weights came from."""

@@ -16,7 +16,6 @@ import gc
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 
@@ -91,21 +90,6 @@ class Prepared:
     best_fp32_ratio: float = 1.0  # eager p50 / best FP32 p50, measured in the baseline block
 
 
-def load_data(config: SweepConfig) -> data.DatasetBundle:
-    """``config``'s dataset at its image size. A folder of ImageNet classes is prepared as the model's
-    torchvision weights were evaluated (resnet50: short side 232, efficientnet_b0: bicubic), whatever
-    the weights setting, so a baseline, a checkpoint and the pretrained weights see the same images."""
-    kind = data.canonical_name(config.dataset)
-    if kind.startswith("imagefolder:"):
-        from qcore.imagefolder import imagenet_folder
-
-        size = config.image_size or data.default_image_size(kind)
-        if imagenet_folder(Path(kind[len("imagefolder:"):])) and (
-                want := models.pretrained_transform(config.model, size)):
-            return data.load_dataset(config.dataset, size, resize=want[0], interpolation=want[1])
-    return data.load_dataset(config.dataset, config.image_size)
-
-
 def prepare(
     config: SweepConfig, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None
 ) -> Prepared:
@@ -113,7 +97,7 @@ def prepare(
     models.check_input_size(config.model, config.image_size or data.default_image_size(config.dataset))
     if config.input_size:
         models.check_input_size(config.model, config.input_size)
-    bundle = load_data(config)
+    bundle = models.load_dataset_for(config.model, config.dataset, config.image_size)
     input_size = config.input_size or bundle.image_size
 
     def train_progress(done, total, msg):

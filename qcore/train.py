@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qcore.data import DatasetBundle, batches, canonical_name, default_image_size, load_dataset
+from qcore.data import DatasetBundle, batches, canonical_name, default_image_size
 from qcore.fastconv import tiny_map_convs
 from qcore.imagefolder import folder_key
-from qcore.models import build_model, check_input_size
+from qcore.models import build_model, check_input_size, load_dataset_for
 from qcore.paths import atomic_write_bytes, subdir
 
 RECIPE_VERSION = 2  # 2: convolutions over tiny maps trained as dense matrix products (qcore.fastconv)
@@ -234,7 +234,7 @@ def train_baseline(model_name: str, dataset_name: str, *, epochs: float | None =
         return path
     check_input_size(model_name, recipe.image_size)
     if bundle is None or bundle.image_size != recipe.image_size or bundle.name != dataset_name:
-        bundle = load_dataset(dataset_name, recipe.image_size)
+        bundle = load_dataset_for(model_name, dataset_name, recipe.image_size)  # as a sweep prepares it
     g = torch.Generator().manual_seed(recipe.seed)
     train_set, test_set = bundle.train, bundle.test
     if recipe.train_limit and recipe.train_limit < len(train_set):

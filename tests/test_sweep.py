@@ -6,11 +6,11 @@ import sys
 import pytest
 
 from qcore.backends import fx_int8
-from qcore.models import ModelInputError
+from qcore.models import ModelInputError, load_dataset_for
 from qcore.report import csv_text, html_report
 from qcore.result import COLUMNS
 from qcore.spec import FP32, QuantSpec
-from qcore.sweep import SweepConfig, load_data, prepare, run_sweep
+from qcore.sweep import SweepConfig, prepare, run_sweep
 
 SPECS = [
     FP32,
@@ -112,11 +112,11 @@ def test_imagenet_folders_are_prepared_as_the_models_weights_were_evaluated(tmp_
         return f"imagefolder:{tmp_path / name}"
 
     synsets, pets = folder("s", ("n01440764", "n01443537")), folder("p", ("cat", "dog"))
-    effnet = load_data(SweepConfig(model="efficientnet_b0", dataset=synsets, image_size=64))
+    effnet = load_dataset_for("efficientnet_b0", synsets, 64)
     assert (effnet.resize, effnet.interpolation) == (73, "bicubic")  # 256 -> 224, bicubic, scaled to 64
-    resnet50 = load_data(SweepConfig(model="resnet50", dataset=synsets, image_size=64))
+    resnet50 = load_dataset_for("resnet50", synsets, 64)
     assert (resnet50.resize, resnet50.interpolation) == (66, "bilinear")  # 232 -> 224, scaled to 64
-    other = load_data(SweepConfig(model="efficientnet_b0", dataset=pets, image_size=64))
+    other = load_dataset_for("efficientnet_b0", pets, 64)
     assert (other.resize, other.interpolation) == (73, "bilinear")  # not ImageNet classes: the default
 
 
