@@ -184,7 +184,8 @@ def check_input_size(name: str, input_size: int) -> None:
                and _input_problem(name, s) is None), None)
     hint = f"; the smallest size that works among 32, 64, 96, ..., 518 is {ok}" if ok else ""
     raise ModelInputError(f"{name} cannot take {input_size}x{input_size} inputs ({problem}){hint}. "
-                          "Load the dataset at a size the model accepts: load_dataset(name, image_size=...)")
+                          "Load the dataset at a size the model accepts: --image-size N on the command "
+                          "line, 'Image size (px)' in the app, load_dataset(name, image_size=N) in Python")
 
 
 def load_dataset_for(name: str, dataset: str, image_size: int | None = None) -> DatasetBundle:
