@@ -202,24 +202,22 @@ def _to_rgb(im):
     return im.convert("RGB")
 
 
-def _decode(path: Path, size: int, keep: bool, resize: int | None = None,
-            interpolation: str = "bilinear") -> Tensor | None:
+def _decode(path: Path, size: int, keep: bool, resize: int, interpolation: str) -> Tensor | None:
     """Decode ``path`` fully (so a damaged file fails here, not mid-evaluation).
 
-    With ``keep``: resize the short side to ``resize`` (default ``size / 0.875``: torchvision's ImageNet
-    evaluation transform, 256 then 224) and centre-crop ``size``; return ``uint8 3 x size x size``.
+    With ``keep``: resize the short side to ``resize`` with ``interpolation`` and centre-crop ``size``;
+    return ``uint8 3 x size x size``.
     """
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
-        short = resize or round(size / 0.875)
-        im.draft("RGB", (short, short) if keep else (32, 32))  # JPEG: decode at a reduced scale, fast
+        im.draft("RGB", (resize, resize) if keep else (32, 32))  # JPEG: decode at a reduced scale, fast
         im.load()
         if not keep:
             return None
         im = _to_rgb(ImageOps.exif_transpose(im))
     w, h = im.size
-    scale = short / min(w, h)
+    scale = resize / min(w, h)
     resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[interpolation]
     im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), resample)
     left, top = (im.size[0] - size) // 2, (im.size[1] - size) // 2
@@ -230,8 +228,7 @@ def _decode(path: Path, size: int, keep: bool, resize: int | None = None,
 class FileImages(Dataset):
     """Image files decoded on access (for folders too big to keep decoded in memory)."""
 
-    def __init__(self, files: list[Path], labels: list[int], size: int, resize: int | None = None,
-                 interpolation: str = "bilinear"):
+    def __init__(self, files: list[Path], labels: list[int], size: int, resize: int, interpolation: str):
         self.files, self.labels, self.size = files, labels, size
         self.resize, self.interpolation = resize, interpolation
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -273,7 +270,7 @@ def load_folder(root: Path, size: int, resize: int | None = None, interpolation:
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist or is not a folder; "
                            "expected <folder>/<class name>/<image files>")
-    resize = resize or round(size / 0.875)
+    resize = resize or round(size / 0.875)  # torchvision's ImageNet evaluation: 256 then 224
     train, test, classes, skipped, notes = _folder_sets(str(root), size, resize, interpolation,
                                                         folder_signature(root))
     return DatasetBundle(f"imagefolder:{root}", list(classes), train, test, size, IMAGENET_MEAN,
