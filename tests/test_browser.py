@@ -210,7 +210,7 @@ def drive(page, url: str, ckpt: str) -> None:
 
     wait_idle(page)
     page.get_by_role("link", name="Runs", exact=True).click()
-    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
     wait_idle(page)
     page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
     page.get_by_role("link", name="Sweep & Pareto", exact=True).click()
