@@ -36,11 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qcore.data import DatasetBundle, batches, canonical_name, default_image_size
+from qcore.data.base import DatasetBundle, batches
+from qcore.data.imagefolder import folder_key
+from qcore.data.registry import canonical_name, default_image_size, folder_path
 from qcore.fastconv import tiny_map_convs
-from qcore.imagefolder import folder_key
-from qcore.models import build_model, check_input_size, load_dataset_for
+from qcore.models import build_model, check_input_size
 from qcore.paths import atomic_write_bytes, subdir
+
+__all__ = ["RECIPE_VERSION", "OPTIMIZERS", "SCHEDULES", "AUGMENTS", "Cancelled", "Recipe", "family_settings",
+           "recipe_for", "baseline_path", "baseline_meta", "find_baseline", "evaluate", "train_baseline",
+           "with_overrides"]
 
 RECIPE_VERSION = 2  # 2: convolutions over tiny maps trained as dense matrix products (qcore.fastconv)
 OPTIMIZERS = ("sgd", "adamw")
@@ -131,7 +136,7 @@ def recipe_for(model_name: str, dataset_name: str, epochs: float | None = None, 
     size = default_image_size(dataset_name) if image_size is None else image_size
     if epochs is None:
         epochs = _EPOCHS.get(model_name, _DEFAULT_EPOCHS)
-        if dataset_name.startswith("imagefolder:"):
+        if folder_path(dataset_name) is not None:
             epochs = max(epochs, 5.0)  # folders are small: more passes for the same number of steps
     return Recipe(model=model_name, dataset=dataset_name, image_size=size, epochs=epochs, seed=seed,
                   **family_settings(model_name))
@@ -143,9 +148,9 @@ def baseline_path(model_name: str, dataset_name: str, recipe: Recipe) -> Path:
     if (recipe.model, recipe.dataset) != (model_name, dataset_name):
         raise ValueError(f"recipe is for {recipe.model} on {recipe.dataset}, "
                          f"not {model_name} on {dataset_name}")
-    data = dataset_name
-    if dataset_name.startswith("imagefolder:"):
-        data = "imagefolder-" + folder_key(Path(dataset_name[len("imagefolder:"):]))
+    data, folder = dataset_name, folder_path(dataset_name)
+    if folder is not None:
+        data = "imagefolder-" + folder_key(folder)
     return subdir("baselines") / f"{model_name}__{data}__{recipe.key()}.safetensors"
 
 
@@ -215,26 +220,27 @@ def _optimizer(model: nn.Module, recipe: Recipe, total_steps: int):
     return opt, sched
 
 
-def train_baseline(model_name: str, dataset_name: str, *, epochs: float | None = None, seed: int = 0,
+def train_baseline(model_name: str, dataset: DatasetBundle, *, epochs: float | None = None, seed: int = 0,
                    progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
-                   force: bool = False, recipe: Recipe | None = None,
-                   bundle: DatasetBundle | None = None) -> Path:
-    """Train ``model_name`` on ``dataset_name``, cache it, return the ``.safetensors`` path.
+                   force: bool = False, recipe: Recipe | None = None) -> Path:
+    """Train ``model_name`` on ``dataset`` (loaded as a sweep feeds it: :func:`qcore.weights.load_dataset_for`),
+    cache it, return the ``.safetensors`` path.
 
     Returns the cached file at once when it exists (unless ``force``). ``progress(done, total, message)``
     is called after every step and evaluation batch; ``cancel()`` is checked every few steps and
     raises :class:`Cancelled`. The same seed gives the same weights (same torch build and thread count).
     """
+    dataset_name = dataset.name
     if recipe is None:
-        size = bundle.image_size if bundle is not None else None
-        recipe = recipe_for(model_name, dataset_name, epochs, image_size=size, seed=seed)
-    dataset_name = canonical_name(dataset_name)
+        recipe = recipe_for(model_name, dataset_name, epochs, image_size=dataset.image_size, seed=seed)
+    if (recipe.dataset, recipe.image_size) != (canonical_name(dataset_name), dataset.image_size):
+        raise ValueError(f"the recipe is for {recipe.dataset} at {recipe.image_size} px, the dataset given is "
+                         f"{dataset_name} at {dataset.image_size} px")
     path = baseline_path(model_name, dataset_name, recipe)
     if not force and find_baseline(model_name, dataset_name, recipe) is not None:
         return path
     check_input_size(model_name, recipe.image_size)
-    if bundle is None or bundle.image_size != recipe.image_size or bundle.name != dataset_name:
-        bundle = load_dataset_for(model_name, dataset_name, recipe.image_size)  # as a sweep prepares it
+    bundle = dataset
     g = torch.Generator().manual_seed(recipe.seed)
     train_set, test_set = bundle.train, bundle.test
     if recipe.train_limit and recipe.train_limit < len(train_set):

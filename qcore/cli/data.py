@@ -8,40 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from typing import TextIO
 
+from qcore.cli.progress import ProgressBar
 
-class ProgressBar:
-    """``[#####.....]  45%  epoch 2/3, loss 0.410, ETA 3m10s`` on one refreshed line of a terminal; on a
-    pipe or a log file, one plain line every 10% or 30 seconds instead."""
-
-    def __init__(self, stream: TextIO | None = None, width: int = 30):
-        self.stream = stream or sys.stderr
-        self.width, self.tty = width, self.stream.isatty()
-        self.last_draw, self.last_pct, self.shown = 0.0, -10, False
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        now, frac = time.monotonic(), done / max(total, 1)
-        pct = int(frac * 100)
-        if self.tty:
-            if now - self.last_draw < 0.2 and done < total:
-                return
-            filled = int(frac * self.width)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {pct:3d}%  {message}\033[K")
-            self.shown = True
-        else:
-            if pct < self.last_pct + 10 and now - self.last_draw < 30 and done < total:
-                return
-            self.stream.write(f"{pct:3d}%  {message}\n")
-            self.last_pct = pct
-        self.stream.flush()
-        self.last_draw = now
-
-    def close(self) -> None:
-        if self.tty and self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
+__all__ = ["cmd_train", "cmd_fetch", "cmd_models", "cmd_datasets", "dataset_help", "add_subcommands"]
 
 
 def _fail(message: str, code: int) -> int:
@@ -50,7 +20,8 @@ def _fail(message: str, code: int) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from qcore import data, models, train
+    """``train``: the cached baseline of a model on a dataset, trained now (with a progress bar) if missing."""
+    from qcore import data, models, train, weights
 
     try:
         recipe = train.recipe_for(args.model, args.dataset, args.epochs, image_size=args.image_size,
@@ -61,12 +32,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"training {args.model} on {args.dataset}: {recipe.epochs:g} epoch(s), {recipe.optimizer} "
                   f"lr {recipe.lr:g}, batch {recipe.batch_size}, {recipe.image_size}px, seed {recipe.seed} "
                   f"(recipe {recipe.key()})", file=sys.stderr)
-        bar = ProgressBar()
-        try:
-            path = train.train_baseline(args.model, args.dataset, recipe=recipe, progress=bar,
-                                        force=args.force)
-        finally:
-            bar.close()
+            bundle = weights.load_dataset_for(args.model, args.dataset, recipe.image_size)  # as a sweep loads it
+            bar = ProgressBar(eta=False)  # the training's messages carry their own ETA
+            try:
+                path = train.train_baseline(args.model, bundle, recipe=recipe, progress=bar, force=args.force)
+            finally:
+                bar.close()
+        else:
+            path = cached
     except KeyboardInterrupt:
         return _fail("interrupted; nothing was saved", 130)
     except (data.DatasetError, models.ModelInputError) as exc:
@@ -82,6 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    """``fetch-data``: download a built-in dataset through torchvision."""
     from qcore import data
 
     try:
@@ -92,6 +66,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """``models``: every torchvision classifier with its parameters, GFLOPs and input sizes."""
     from qcore import models
 
     names = [n for n in models.list_models() if not args.filter or args.filter in n]
@@ -107,24 +82,30 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    """``datasets``: the built-in datasets (from the registry) and where each is found."""
     from qcore import data
 
-    folder = data.find_fashion_mnist()
-    fm = f"found in {folder}" if folder else "not found. " + data.how_to_get("fashion-mnist")
-    cifar = data.subdir("datasets") / "cifar-10-batches-py"
-    cf = f"found in {cifar}" if cifar.is_dir() else "downloaded through torchvision on first use (online)"
-    print(f"fashion-mnist          70,000 28x28 grey images, 10 classes: {fm}")
-    print(f"cifar10                60,000 32x32 colour images, 10 classes: {cf}")
-    print("imagefolder:<path>     any <path>/<class>/<image> tree; ImageNet synset folders map to pretrained "
-          "models' classes")
+    for name in data.list_datasets():
+        info = data.get_dataset(name)
+        folder = info.find()
+        print(f"{name:<22} {info.summary}: {f'found in {folder}' if folder else info.missing}")
+    print(f"{data.folder_name('<path>'):<22} any <path>/<class>/<image> tree; ImageNet synset folders map to "
+          "pretrained models' classes")
     return 0
+
+
+def dataset_help() -> str:
+    """The ``--dataset`` help: the registry's names, then the folder form."""
+    from qcore.data.registry import list_datasets
+
+    return ", ".join(list_datasets()) + " or imagefolder:<path>"
 
 
 def add_subcommands(subparsers) -> None:
     """Add ``train``, ``fetch-data``, ``models`` and ``datasets`` to an argparse subparsers object."""
     p = subparsers.add_parser("train", help="train (or find cached) the baseline of a model on a dataset")
     p.add_argument("--model", required=True, help="a torchvision classifier, e.g. resnet18 (see 'models')")
-    p.add_argument("--dataset", required=True, help="fashion-mnist, cifar10 or imagefolder:<path>")
+    p.add_argument("--dataset", required=True, help=dataset_help())
     p.add_argument("--epochs", type=float, default=None, help="default: the model family's recipe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=None,
@@ -133,7 +114,9 @@ def add_subcommands(subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("fetch-data", help="download a dataset through torchvision (needs internet)")
-    p.add_argument("name", choices=["fashion-mnist", "cifar10"])
+    from qcore.data.registry import list_datasets
+
+    p.add_argument("name", choices=list_datasets())
     p.set_defaults(func=cmd_fetch)
 
     p = subparsers.add_parser("models", help="list torchvision classifiers with parameters and GFLOPs")

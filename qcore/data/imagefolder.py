@@ -6,19 +6,14 @@ classes is a clear error. Folders named by ImageNet synset (``n01440764``) or Im
 map onto the pretrained models' class indices. Images are resized and centre-cropped as torchvision's
 ImageNet evaluation transform does (short side ``size / 0.875``, bilinear, by default; a sweep passes
 the model's own weights' resize and interpolation for ImageNet folders), decoded once and kept as
-``uint8`` when they fit in memory, else decoded on access. :func:`unpack_zip` unpacks an upload and
-refuses anything that would write outside its folder.
+``uint8`` when they fit in memory, else decoded on access. Uploaded zips are unpacked (and checked) by
+:mod:`qcore.uploads`; callers name a folder ``imagefolder:<path>`` through :mod:`qcore.data.registry`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
-import os
-import shutil
-import tempfile
-import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,8 +22,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from qcore.data import IMAGENET_MEAN, IMAGENET_STD, DatasetBundle, DatasetError, TensorImages
+from qcore.data.base import DatasetBundle, DatasetError, TensorImages, folder_name
 
+__all__ = ["IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "FileImages", "folder_key", "folder_signature",
+           "imagenet_folder", "load_folder"]
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 _EAGER_BYTES = 768 * 2**20  # decoded image folders up to this size are kept in memory
 
@@ -75,86 +74,6 @@ def _imagenet_wnids() -> list[str]:
             out.append(f"n{prev:08d}")
             value = shift = 0
     return out
-
-
-def _bad_member(info: zipfile.ZipInfo) -> str | None:
-    name = info.filename.replace("\\", "/")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return "an absolute path"
-    if ".." in name.split("/"):
-        return "a '..' component"
-    if (info.external_attr >> 16) & 0o170000 == 0o120000:
-        return "a symbolic link"
-    return None
-
-
-def unpack_zip(src: Path | bytes, dest: Path, *, max_bytes: int = 500_000_000,
-               max_files: int = 50_000) -> Path:
-    """Unpack a zip of class folders into ``dest``; return the folder whose subfolders are the classes.
-
-    Refuses (with :class:`DatasetError`, leaving nothing behind) content that is not a zip, entries with
-    absolute paths, ``..`` or symbolic links, more than ``max_files`` files, and more than ``max_bytes``
-    uncompressed bytes, whether declared in the directory or found while inflating. Everything is
-    extracted into a temporary folder that is renamed to ``dest`` only when complete.
-    """
-    dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise DatasetError(f"{dest} already exists and is not an empty folder; choose a new destination")
-    fh = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
-    with fh:
-        if fh.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
-            raise DatasetError("the upload is not a zip archive (its content does not start with 'PK')")
-        fh.seek(0)
-        try:
-            zf = zipfile.ZipFile(fh)
-        except zipfile.BadZipFile as exc:
-            raise DatasetError(f"the upload is a damaged zip archive: {exc}") from exc
-        with zf:
-            infos = zf.infolist()
-            for info in infos:
-                if (why := _bad_member(info)) is not None:
-                    raise DatasetError(f"zip entry {info.filename!r} is refused: it has {why}; "
-                                       "only relative paths inside the archive are allowed")
-            files = [i for i in infos if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-            if not files:
-                raise DatasetError("the zip archive holds no files; expected <class>/<image> entries")
-            if len(files) > max_files:
-                raise DatasetError(f"the zip archive holds {len(files)} files; "
-                                   f"at most {max_files} are allowed")
-            if (declared := sum(i.file_size for i in files)) > max_bytes:
-                raise DatasetError(f"the zip archive would unpack to {declared:,} bytes; "
-                                   f"at most {max_bytes:,} are allowed")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
-            try:
-                _extract(zf, files, tmp, max_bytes)
-                if dest.exists():
-                    dest.rmdir()
-                os.replace(tmp, dest)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-    inner = [p for p in dest.iterdir() if not p.name.startswith(".")]
-    return inner[0] if len(inner) == 1 and inner[0].is_dir() else dest
-
-
-def _extract(zf: zipfile.ZipFile, files: list[zipfile.ZipInfo], tmp: Path, max_bytes: int) -> None:
-    written, root = 0, tmp.resolve()
-    for info in files:
-        target = tmp.joinpath(*[p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")])
-        if root not in target.resolve().parents:
-            raise DatasetError(f"zip entry {info.filename!r} points outside the destination; refused")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with zf.open(info) as src, open(target, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise DatasetError(f"the zip archive inflates past {max_bytes:,} bytes "
-                                           "(more than its directory declares); refused")
-                    out.write(chunk)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError) as exc:
-            raise DatasetError(f"zip entry {info.filename!r} cannot be extracted: {exc}") from exc
 
 
 def folder_key(path: Path) -> str:
@@ -273,7 +192,7 @@ def load_folder(root: Path, size: int, resize: int | None = None, interpolation:
     resize = resize or round(size / 0.875)  # torchvision's ImageNet evaluation: 256 then 224
     train, test, classes, skipped, notes = _folder_sets(str(root), size, resize, interpolation,
                                                         folder_signature(root))
-    return DatasetBundle(f"imagefolder:{root}", list(classes), train, test, size, IMAGENET_MEAN,
+    return DatasetBundle(folder_name(root), list(classes), train, test, size, IMAGENET_MEAN,
                          IMAGENET_STD, source=str(root), skipped_files=skipped,
                          imagenet_indices=_imagenet_map(list(classes)), notes=list(notes), resize=resize,
                          interpolation=interpolation)

@@ -1,0 +1,46 @@
+"""``python -m qcore runs`` (stored results, exported) and ``python -m qcore worker`` (the job runner)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["cmd_runs", "cmd_worker", "add_subcommands"]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """``worker``: run queued sweep jobs until idle (the app starts one itself)."""
+    from qcore.worker import serve
+
+    return serve(idle_exit_s=args.idle_exit)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """``runs``: the stored results as a table, and as CSV / JSON / HTML files."""
+    from qcore.report import text_table, write_csv, write_html, write_json
+    from qcore.store import Store
+
+    store = Store()
+    results = store.results(sweep_id=args.sweep, limit=args.limit)
+    print(text_table(results))
+    for path, writer in ((args.csv, write_csv), (args.json, write_json), (args.html, write_html)):
+        if path:
+            writer(results, path)
+            print(f"wrote {path}", file=sys.stderr)
+    print(f"{len(results)} result(s) in {store.path}", file=sys.stderr)
+    return 0
+
+
+def add_subcommands(subparsers) -> None:
+    """Add ``worker`` and ``runs`` to an argparse subparsers object."""
+    w = subparsers.add_parser("worker", help="run queued sweep jobs (the app starts this itself)")
+    w.add_argument("--idle-exit", type=float, default=600.0, help="exit after this many idle seconds")
+    w.set_defaults(func=cmd_worker)
+
+    r = subparsers.add_parser("runs", help="list stored results; export CSV/JSON/HTML")
+    r.add_argument("--sweep", help="only this sweep id")
+    r.add_argument("--limit", type=int, default=None)
+    r.add_argument("--csv")
+    r.add_argument("--json")
+    r.add_argument("--html")
+    r.set_defaults(func=cmd_runs)
