@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from qcore.result import Result
+from qcore.result import Result, baseline_of
 from qcore.spec import FP32, QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
 from ui import jobs, results, settings
-from ui.common import baseline_of, baseline_status
+from ui.common import baseline_status, spec_problem
 from ui.nav import setup
 
 SESSION_KEY = "explore_job"
@@ -34,6 +34,9 @@ try:
     spec = QuantSpec(device=config_kwargs["device"], **spec_kwargs)
 except ValueError as exc:
     problems.append(f"This spec is impossible: {exc}")
+else:
+    if why := spec_problem(spec.to_dict()):
+        problems.append(f"This spec is impossible: {why}")
 for p in problems:
     st.error(p, icon=":material/block:")
 
@@ -66,9 +69,8 @@ if (run or train) and config is not None and spec is not None:
 def render(job: Job, rows: list[Result]) -> None:
     if not rows:
         return
-    base = baseline_of(rows)
     wanted = QuantSpec.from_dict(job.specs[0]) if job.specs else FP32
-    main = next((r for r in rows if r.spec == wanted), None) or base
+    main = next((r for r in rows if r.spec == wanted), None) or baseline_of(rows)
     if main is None:
         st.warning("The FP32 baseline did not produce a result; see the job's message.")
         return
@@ -78,7 +80,7 @@ def render(job: Job, rows: list[Result]) -> None:
         f"{cfg.get('eval_limit') or 'all'} images, seed {cfg.get('seed')}, timing budget "
         f"{cfg.get('latency_budget_s')} s per spec."
     )
-    results.details(main, base, key=f"explore-{job.job_id}")
+    results.details(main, baseline_of(rows, main), key=f"explore-{job.job_id}")
     results.table(rows, key=f"explore-table-{job.job_id}", hide=("model", "dataset", "sweep", "error"))
     results.downloads(rows, f"qcore-explore-{job.job_id}", key=f"explore-dl-{job.job_id}", html=not job.active)
 

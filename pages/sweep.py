@@ -6,12 +6,13 @@ from collections import Counter
 
 import streamlit as st
 
-from qcore.result import Result
-from qcore.spec import expand_grid
+from qcore.backends import runnable_grid
+from qcore.result import Result, baseline_of
+from qcore.spec import DEFAULT_GRID
 from qcore.store import Job
 from qcore.sweep import SweepConfig
 from ui import jobs, results, settings
-from ui.common import baseline_of, job_label, store
+from ui.common import job_label, store
 from ui.nav import setup
 
 SESSION_KEY = "sweep_job"
@@ -34,10 +35,10 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
     if empty:
         problems.append(f"choose at least one value for: {', '.join(empty)}")
     else:
-        grid["group_size"] = grid["group_size"] or [64]
-        grid["percentile"] = grid["percentile"] or [99.99]
+        grid["group_size"] = grid["group_size"] or list(DEFAULT_GRID["group_size"])
+        grid["percentile"] = grid["percentile"] or list(DEFAULT_GRID["percentile"])
         try:
-            specs, skipped = expand_grid(**grid, device=[config_kwargs["device"]])
+            specs, skipped = runnable_grid(**grid, device=[config_kwargs["device"]])
         except ValueError as exc:
             problems.append(str(exc))
     config = None
@@ -45,7 +46,7 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
         config = SweepConfig(**config_kwargs)
     except ValueError as exc:
         problems.append(str(exc))
-    measured = [s for s in specs if s.precision != "fp32" or s.backend not in ("auto", "float")]
+    measured = [s for s in specs if not s.is_reference]
     if not empty and not specs:
         problems.append("no combination of these values is a valid spec; see the reasons below")
     st.markdown(
@@ -120,7 +121,7 @@ def render(job: Job, rows: list[Result]) -> None:
         format_func=lambda i: f"{by_id[i].label} ({by_id[i].status})",
     )
     if run_id:
-        results.details(by_id[run_id], baseline_of(rows), key=f"details-{run_id}")
+        results.details(by_id[run_id], baseline_of(rows, by_id[run_id]), key=f"details-{run_id}")
     results.downloads(rows, f"qcore-sweep-{job.job_id}", key=f"dl-{job.job_id}", html=not job.active)
 
 

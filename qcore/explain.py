@@ -14,15 +14,14 @@ INT8 here runs real int8 kernels
 
 from __future__ import annotations
 
+from .report import fmt
 from .result import Result
 from .spec import LABELS
 
+__all__ = ["SAME_SPEED", "explain"]
+
 # Below this change in speed a timing is "about as fast": CPU noise on a shared machine is a few percent.
 SAME_SPEED = 0.05
-
-
-def _num(v: float | None, fmt: str) -> str:
-    return "?" if v is None else format(v, fmt)
 
 
 def _points(delta: float) -> str:
@@ -31,7 +30,7 @@ def _points(delta: float) -> str:
 
 
 def _size_mb(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1e6:.1f} MB"
+    return fmt(None if n is None else n / 1e6, ".1f", " MB")
 
 
 def _speed_phrase(speedup: float | None) -> str:
@@ -56,6 +55,9 @@ def _what_ran(r: Result) -> str:
         )
     if s.precision in ("fp16", "bf16"):
         return f"{name} here runs natively: weights and arithmetic are both {s.bits}-bit floats"
+    if s.is_float:  # FP32 on another engine (ONNX Runtime, OpenVINO): a variant, not the reference
+        return (f"{name} here runs on {r.engine or r.backend}: the same FP32 weights and arithmetic, that "
+                "engine's kernels and graph optimizations instead of torch's")
     if s.mode == "weight-only" and r.kernel == "simulated":
         tail = "so it is smaller but not faster" if smaller and not faster else "so its speed says little"
         return (
@@ -101,8 +103,8 @@ def _speed(r: Result) -> str:
     if r.speedup is None:
         return ""
     text = (
-        f"It is {_speed_phrase(r.speedup)}: {_num(r.latency_ms_p50, '.2f')} ms against "
-        f"{_num(r.fp32_latency_ms_p50, '.2f')} ms median per batch of {r.batch_size}, FP32 eager timed "
+        f"It is {_speed_phrase(r.speedup)}: {fmt(r.latency_ms_p50, '.2f')} ms against "
+        f"{fmt(r.fp32_latency_ms_p50, '.2f')} ms median per batch of {r.batch_size}, FP32 eager timed "
         "in turns with it in the same process"
     )
     best = (r.best_fp32 or "fp32 eager").replace("fp32", "FP32")
@@ -130,10 +132,10 @@ def explain(result: Result) -> str:
         return f"{r.label} was skipped: {r.error or 'no backend can run it here'}."
     if r.status == "cancelled":
         return f"{r.label} did not run: the sweep was cancelled first. Resume the job to measure it."
-    if r.spec.precision == "fp32":
+    if r.spec.is_reference:
         parts = [
             "This is the FP32 reference: every other row of its sweep is compared with it, on the same "
-            f"images and in the same process. Top-1 accuracy is {_num(r.top1, '.2f')}%"
+            f"images and in the same process. Top-1 accuracy is {fmt(r.top1, '.2f')}%"
         ]
         if r.latency_ms_p50 is not None:
             parts.append(f"the median latency is {r.latency_ms_p50:.2f} ms per batch of {r.batch_size} (eager)")

@@ -14,7 +14,34 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .paths import atomic_write_bytes
-from .result import COLUMNS, Result
+from .result import COLUMNS, Result, baseline_of
+
+__all__ = ["DASH", "fmt", "text_table", "csv_text", "json_text", "write_csv", "write_json", "pareto_figure",
+           "html_report", "write_html"]
+
+DASH = "–"  # what a number that was not measured (None) is shown as, in the CLI, the app and the reports
+
+
+def fmt(value, spec: str = "", suffix: str = "") -> str:
+    """``value`` formatted by ``spec`` with its unit ``suffix``, or :data:`DASH` when it was not measured.
+
+    >>> fmt(2.345, ".2f", " ms"), fmt(None, ".2f", " ms")
+    ('2.35 ms', '–')
+    """
+    return DASH if value is None else format(value, spec) + suffix
+
+
+def text_table(results: Sequence[Result]) -> str:
+    """The results as a fixed-width text table (the CLI prints it after a sweep and for ``runs``)."""
+    cols = [("label", 44), ("backend", 11), ("kernel", 9), ("top1", 6), ("Δtop1", 6), ("agree", 6),
+            ("p50 ms", 8), ("speedup", 7), ("size", 6), ("pareto", 6), ("status", 8)]  # fmt: skip
+    lines = ["  ".join(f"{name:>{w}}" if i else f"{name:<{w}}" for i, (name, w) in enumerate(cols))]
+    for r in results:
+        vals = [r.label[:44], r.backend or DASH, r.kernel or DASH, fmt(r.top1, ".2f"), fmt(r.top1_delta, "+.2f"),
+                fmt(r.agreement, ".1f"), fmt(r.latency_ms_p50, ".2f"), fmt(r.speedup, ".2f"),
+                fmt(r.size_ratio, ".3f"), "*" if r.pareto else "", r.status]  # fmt: skip
+        lines.append("  ".join(f"{v:>{w}}" if i else f"{v:<{w}}" for i, (v, (_, w)) in enumerate(zip(vals, cols))))
+    return "\n".join(lines)
 
 
 def _fmt(v) -> str | float | int:
@@ -28,6 +55,7 @@ def _fmt(v) -> str | float | int:
 
 
 def csv_text(results: Sequence[Result]) -> str:
+    """The results as CSV, one row per result, the columns of :data:`qcore.result.COLUMNS`."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     w.writeheader()
@@ -37,14 +65,17 @@ def csv_text(results: Sequence[Result]) -> str:
 
 
 def json_text(results: Sequence[Result]) -> str:
+    """Every field of every result (spec, samples, manifest), as JSON that :meth:`Result.from_dict` reads."""
     return json.dumps([r.to_dict() for r in results], indent=1)
 
 
 def write_csv(results: Sequence[Result], path: Path | str) -> None:
+    """:func:`csv_text` to ``path``, atomically."""
     atomic_write_bytes(Path(path), csv_text(results).encode())
 
 
 def write_json(results: Sequence[Result], path: Path | str) -> None:
+    """:func:`json_text` to ``path``, atomically."""
     atomic_write_bytes(Path(path), json_text(results).encode())
 
 
@@ -64,7 +95,7 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
             x=[getattr(r, x) for r in rows], y=[r.top1 for r in rows], mode="markers", name=precision.upper(),
             marker=dict(size=[10 + 30 * (r.size_bytes or 0) / max_size for r in rows], line=dict(width=1)),
             customdata=[[r.run_id] for r in rows],
-            text=[hover_text(r) for r in rows], hovertemplate="%{text}<extra></extra>",
+            text=[_hover_text(r) for r in rows], hovertemplate="%{text}<extra></extra>",
         ))  # fmt: skip
     pts = [(getattr(r, x), r.top1) for r in ok]
     front = [ok[i] for i in frontier_2d(pts)]
@@ -83,7 +114,8 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
     return fig
 
 
-def hover_text(r: Result) -> str:
+def _hover_text(r: Result) -> str:
+    """What the chart shows when a point is hovered: the spec, the kernel and the numbers with their units."""
     s = r.spec
     lines = [
         f"<b>{html.escape(r.label)}</b>",
@@ -120,12 +152,21 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
         "pareto",
         "status",
         "error",
+        "baseline_run_id",
     ]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
     for r in results:
         row = r.row()
         body.append("<tr>" + "".join(f"<td>{html.escape(str(_fmt(row[c])))}</td>" for c in cols) + "</tr>")
+    rows, refs = list(results), {}
+    for r in rows:
+        if (base := baseline_of(rows, r)) is not None:
+            refs[base.run_id] = base
+    ref_html = "".join(
+        f"<li>sweep {html.escape(b.sweep_id or DASH)}: FP32 run <code>{html.escape(b.run_id)}</code>, top-1 "
+        f"{fmt(b.top1, '.2f', '%')}, latency p50 {fmt(b.latency_ms_p50, '.2f', ' ms')}, {fmt(b.size_bytes, ',')} "
+        f"bytes, weights {html.escape(b.weights or DASH)}</li>" for b in refs.values())
     manifests = {}
     for r in results:
         manifests.setdefault(json.dumps(r.manifest, sort_keys=True), r.manifest)
@@ -137,7 +178,8 @@ td,th{{border:1px solid #999;padding:3px 6px;text-align:right}} td:first-child{{
 <body><h1>{html.escape(title)}</h1>
 <p>{len(results)} results. Speed-ups are relative to FP32 eager measured interleaved in the same process;
 <code>speedup_vs_best_fp32</code> is relative to the fastest FP32 way measured. Units: accuracy in %,
-latency in ms, size in bytes.</p>
+latency in ms, size in bytes. Each row names the FP32 run it was measured against
+(<code>baseline_run_id</code>):</p><ul>{ref_html or "<li>none among these rows</li>"}</ul>
 <h2>Accuracy against latency</h2>{charts[0]}
 <h2>Accuracy against size</h2>{charts[1]}
 <h2>Results</h2><table><tr>{head}</tr>{"".join(body)}</table>
@@ -146,4 +188,5 @@ latency in ms, size in bytes.</p>
 
 
 def write_html(results: Sequence[Result], path: Path | str, title: str = "qcore report") -> None:
+    """:func:`html_report` to ``path``, atomically."""
     atomic_write_bytes(Path(path), html_report(results, title).encode())

@@ -2,6 +2,10 @@
 
 Units: top1, top5 and agreement in percent (0-100); top1_delta in percentage points;
 latencies in milliseconds; sizes in bytes; seconds for calibration and quantization.
+
+Every row of a sweep carries ``baseline_run_id``, the run id of the torch FP32 row its deltas,
+agreement and speed-up were measured against (as torchvision's quantized weights name their
+``meta["unquantized"]`` weights); :func:`baseline_of` finds that row among stored ones.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 
 from .spec import QuantSpec
 
+__all__ = ["COLUMNS", "STATUSES", "Result", "baseline_of", "manifest"]
+
 # The CSV columns, in order. Everything a row needs to be read on its own.
 COLUMNS = (
     "model", "dataset", "weights", "precision", "granularity", "group_size", "calibration", "percentile",
@@ -23,7 +29,7 @@ COLUMNS = (
     "top1", "top5", "top1_delta", "agreement", "logit_kl",
     "latency_ms_p50", "latency_ms_p90", "fp32_latency_ms_p50", "speedup", "best_fp32", "speedup_vs_best_fp32",
     "size_bytes", "size_ratio", "calib_seconds", "quantize_seconds", "quantized_layers", "total_layers",
-    "pareto", "status", "error", "notes", "label", "run_id", "sweep_id", "created_at",
+    "pareto", "status", "error", "notes", "label", "run_id", "sweep_id", "created_at", "baseline_run_id",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -68,6 +74,7 @@ class Result:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     sweep_id: str = ""
     created_at: float = field(default_factory=time.time)
+    baseline_run_id: str = ""  # the FP32 row measured against; "" in rows stored before the field existed
 
     @property
     def ok(self) -> bool:
@@ -102,6 +109,22 @@ class Result:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
+
+
+def baseline_of(results: list[Result], of: Result | None = None) -> Result | None:
+    """The torch FP32 row that ``of`` (default: the rows of ``results``) was measured against, if among them.
+
+    The row whose ``run_id`` is the ``baseline_run_id`` the rows carry. Rows stored before that field
+    existed fall back to the first ok row whose spec :attr:`~qcore.spec.QuantSpec.is_reference` (of the same
+    sweep as ``of``), so an FP32 row run on ONNX Runtime or OpenVINO is never taken for the baseline.
+    """
+    by_id = {r.run_id: r for r in results}
+    wanted = [of] if of is not None else results
+    ids = [r.baseline_run_id for r in wanted if r.baseline_run_id]
+    if ids:
+        return next((by_id[i] for i in ids if i in by_id), None)
+    sweep = of.sweep_id if of is not None else None
+    return next((r for r in results if r.ok and r.spec.is_reference and sweep in (None, r.sweep_id)), None)
 
 
 def manifest(**extra: Any) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """QuantSpec: one frozen, self-validating description of how to quantize a model.
 
-Every combination lives in the fields of this one object (never in class names). An
-impossible combination raises :class:`SpecError` (a ``ValueError``) naming the field, the
-value and what is allowed, before any work is done. ``CHOICES`` lists the allowed values
-of each field; the CLI and the app build their choices from it.
+Every combination lives in the fields of this one object (never in class names). A combination
+that cannot exist mathematically (INT4 activations, per-group activation scales) raises
+:class:`SpecError` (a ``ValueError``) naming the field, the value and what is allowed, before any
+work is done. Which backend runs which kind of spec is the backends' to say
+(:func:`qcore.backends.kind_problem`, :func:`qcore.backends.resolve_backend`), not this module's.
+``CHOICES`` lists the allowed values of each field; the CLI and the app build their choices from it.
 
 ``scheme`` applies to activations in static and dynamic INT8 (weights there are always
 symmetric int8, the only kind the CPU int8 kernels take) and to the weights in weight-only
@@ -20,7 +22,12 @@ import itertools
 from dataclasses import dataclass, fields
 from typing import Any
 
+__all__ = ["FLOAT_PRECISIONS", "INT_PRECISIONS", "KINDS", "NA", "CHOICES", "LABELS", "GROUP_SIZES", "DEFAULT_GRID",
+           "WEIGHT_CALIBRATIONS", "SpecError", "QuantSpec", "FP32", "expand_grid"]
+
 FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
+# What a spec asks of a backend (QuantSpec.kind): a float cast, or one of the three quantization modes.
+KINDS = ("float", "static", "dynamic", "weight-only")
 INT_PRECISIONS = ("int8", "int4")
 NA = "n/a"
 
@@ -49,6 +56,18 @@ LABELS = {
 }
 
 GROUP_SIZES = (16, 32, 64, 128, 256)
+# The grid a sweep measures when nothing else is asked for: ``python -m qcore sweep``'s flags and the app's
+# Sweep page start from it (one value per field but precision: the FP32 baseline and static INT8).
+DEFAULT_GRID: dict[str, tuple] = {
+    "precision": ("fp32", "int8"),
+    "granularity": ("per-channel",),
+    "group_size": (64,),
+    "calibration": ("minmax",),
+    "percentile": (99.99,),
+    "scheme": ("asymmetric",),
+    "mode": ("static",),
+    "backend": ("auto",),
+}
 # Weights are static: their range is known exactly, so only these methods make sense for them.
 WEIGHT_CALIBRATIONS = ("minmax", "percentile", "mse")
 
@@ -88,11 +107,6 @@ class QuantSpec:
                 object.__setattr__(self, name, NA)
             object.__setattr__(self, "group_size", 0)
             object.__setattr__(self, "percentile", 0.0)
-            if self.backend not in ("auto", "float", "ort", "openvino"):
-                raise SpecError(
-                    f"backend={self.backend!r} does not run {self.precision}; "
-                    "allowed for float precisions: auto, float, ort, openvino"
-                )
             return
         for name in ("granularity", "calibration", "scheme", "mode"):
             self._check_choice(name)
@@ -148,20 +162,23 @@ class QuantSpec:
                 f"calibration={c!r} is not allowed in weight-only mode: weights are fixed, so their "
                 f"clipping range is chosen once; allowed: {_allowed(WEIGHT_CALIBRATIONS)}"
             )
-        b = self.backend
-        allowed_backends = {
-            "static": ("auto", "fx", "pt2e", "ort", "openvino"),
-            "dynamic": ("auto", "fx", "pt2e", "torchao"),
-            "weight-only": ("auto", "weight-only", "torchao"),
-        }[m]
-        if b not in allowed_backends:
-            raise SpecError(f"backend={b!r} does not run mode={m!r}; allowed: {_allowed(allowed_backends)}")
 
     # -- conveniences ----------------------------------------------------------------------------
 
     @property
     def is_float(self) -> bool:
         return self.precision in FLOAT_PRECISIONS
+
+    @property
+    def kind(self) -> str:
+        """What it asks of a backend (:data:`KINDS`): ``"float"`` for a cast, else its mode."""
+        return "float" if self.is_float else self.mode
+
+    @property
+    def is_reference(self) -> bool:
+        """Torch FP32: the baseline every other spec of a sweep is measured against (FP32 on ONNX Runtime or
+        OpenVINO is a variant, measured against it like any other)."""
+        return self.precision == "fp32" and self.backend in ("auto", "float")
 
     @property
     def bits(self) -> int:

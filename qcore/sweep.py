@@ -19,12 +19,14 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from . import data, hardware, models
+from . import data, hardware, models, weights
 from .backends import BackendUnavailable, resolve_backend
 from .measure import accuracy, predict, size_bytes, time_interleaved
 from .pareto import mark_pareto
 from .result import Result, manifest
 from .spec import FP32, QuantSpec
+
+__all__ = ["ProgressFn", "SweepConfig", "Prepared", "prepare", "measure_baseline", "measure_spec", "run_sweep"]
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -78,7 +80,7 @@ class Prepared:
 
     config: SweepConfig
     device: str
-    loaded: models.LoadedModel
+    loaded: weights.LoadedModel
     calib: list[torch.Tensor]
     eval_batches: list[tuple[torch.Tensor, torch.Tensor]]
     example: torch.Tensor
@@ -88,6 +90,7 @@ class Prepared:
     manifest: dict
     best_fp32: str = "fp32 eager"
     best_fp32_ratio: float = 1.0  # eager p50 / best FP32 p50, measured in the baseline block
+    baseline_run_id: str = ""  # the stored FP32 row every result of this sweep is measured against
 
 
 def prepare(
@@ -97,14 +100,14 @@ def prepare(
     models.check_input_size(config.model, config.image_size or data.default_image_size(config.dataset))
     if config.input_size:
         models.check_input_size(config.model, config.input_size)
-    bundle = models.load_dataset_for(config.model, config.dataset, config.image_size)
+    bundle = weights.load_dataset_for(config.model, config.dataset, config.image_size)
     input_size = config.input_size or bundle.image_size
 
     def train_progress(done, total, msg):
         if progress:
             progress(0, 1, f"training the {config.model} baseline, {done / max(total, 1):.0%}: {msg}")
 
-    loaded = models.load_model(config.model, bundle, config.weights, progress=train_progress, cancel=cancel)
+    loaded = weights.load_model(config.model, bundle, config.weights, progress=train_progress, cancel=cancel)
     calib_set, eval_set = data.split_calib_eval(bundle, config.calib_size, config.eval_limit, config.seed)
     calib = [x for x, _ in data.batches(calib_set, config.calib_batch_size)]
     eval_batches = list(data.batches(eval_set, config.eval_batch_size))
@@ -154,6 +157,7 @@ def _base_result(p: Prepared, spec: QuantSpec) -> Result:
         threads=torch.get_num_threads(),
         manifest=p.manifest,
         best_fp32=p.best_fp32,
+        baseline_run_id=p.baseline_run_id,
     )
 
 
@@ -172,6 +176,7 @@ def measure_baseline(p: Prepared) -> Result:
     if cl.p50 < eager.p50:
         p.best_fp32, p.best_fp32_ratio = "fp32 channels-last", eager.p50 / cl.p50
     r = _base_result(p, FP32)
+    r.baseline_run_id = r.run_id  # measured against itself: delta 0, speed-up 1
     acc = accuracy(p.ref_logits, p.labels, p.ref_logits)
     r.backend, r.kernel = "float", "native"
     r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = acc.top1, acc.top5, 0.0, 100.0, 0.0
@@ -244,17 +249,20 @@ def run_sweep(
     on_result: Callable[[Result], None] | None = None,
     sweep_id: str = "",
     include_baseline: bool = True,
+    baseline_run_id: str = "",
 ) -> list[Result]:
     """Measure the FP32 baseline and every spec; return one Result per spec (baseline first).
 
     ``progress(done, total, message)`` is called before and after each spec; ``cancel()`` is
     checked between specs; ``on_result`` receives each Result the moment it is measured (the
-    app commits it to the database there). Pareto flags are set at the end.
+    app commits it to the database there). Pareto flags are set at the end. Every row's
+    ``baseline_run_id`` names the FP32 row: this sweep's, or ``baseline_run_id`` (the stored row of
+    the job being resumed) when ``include_baseline`` is False.
     """
     progress = progress or (lambda d, t, m: None)
     cancel = cancel or (lambda: False)
     # torch FP32 is the baseline, measured once below; FP32 on another engine (ort, openvino) is a variant
-    todo = [s for s in specs if not (s.precision == "fp32" and s.backend in ("auto", "float"))]
+    todo = [s for s in specs if not s.is_reference]
     total = len(todo) + (1 if include_baseline else 0)
     results: list[Result] = []
 
@@ -269,6 +277,7 @@ def run_sweep(
     done = 0
     progress(done, total, "FP32 baseline")
     baseline = measure_baseline(p)  # always: it sets the best-FP32 reference for the speed-ups
+    p.baseline_run_id = baseline.run_id if include_baseline else baseline_run_id
     if include_baseline:
         emit(baseline)
         done += 1

@@ -19,6 +19,8 @@ from pathlib import Path
 from .paths import data_home
 from .store import Job, Store, spec_key
 
+__all__ = ["lock_path", "worker_running", "ensure_worker", "run_job", "serve"]
+
 
 def lock_path() -> Path:
     return data_home() / "worker.lock"
@@ -43,8 +45,7 @@ def ensure_worker(db: Path | None = None) -> bool:
     if db:
         env["QCORE_DB"] = str(db)
     log = open(data_home() / "worker.log", "ab")  # noqa: SIM115  (handed to the child)
-    root = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    root = Path(__file__).resolve().parent.parent  # "-m qcore" from here: this checkout's qcore, installed or not
     subprocess.Popen(
         [sys.executable, "-m", "qcore", "worker"],
         stdout=log,
@@ -69,6 +70,8 @@ def run_job(store: Store, job: Job) -> None:
         done_keys = store.done_spec_keys(job.job_id)
         todo = [s for s in specs if spec_key(s.to_dict()) not in done_keys]
         include_baseline = spec_key(FP32.to_dict()) not in done_keys
+        stored = [] if include_baseline else store.results(sweep_id=job.job_id, status="ok")
+        base = next((r for r in stored if r.spec.is_reference), None)  # a resumed job keeps its FP32 row
         offset = len(done_keys)
 
         def progress(done: int, total: int, message: str) -> None:
@@ -82,6 +85,7 @@ def run_job(store: Store, job: Job) -> None:
             on_result=store.add_result,
             sweep_id=job.job_id,
             include_baseline=include_baseline,
+            baseline_run_id=base.run_id if base else "",
         )
         rows = store.results(sweep_id=job.job_id)
         mark_pareto(rows)

@@ -13,12 +13,16 @@ import threading
 
 import streamlit as st
 
-from qcore.result import Result
+from qcore.data.registry import dataset_label
 from qcore.store import Job, Store, default_db
+
+__all__ = ["NO_WORKER_ENV", "store", "start_worker", "hardware", "prewarm", "model_names", "model_info",
+           "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "dataset_label", "job_label",
+           "query_job"]
 
 # Set by tests that run jobs in-process: the pages then never start a worker process.
 NO_WORKER_ENV = "QCORE_APP_NO_WORKER"
-JOB_ID = re.compile(r"^[0-9a-f]{6,32}$")
+_JOB_ID = re.compile(r"^[0-9a-f]{6,32}$")
 
 
 @st.cache_resource(show_spinner=False)
@@ -96,6 +100,15 @@ def input_problem(model: str, size: int) -> str | None:
 
 
 @st.cache_data(show_spinner=False)
+def spec_problem(spec: dict) -> str | None:
+    """Why no backend can ever run this spec (``backend='fx' does not run fp16; allowed: ...``), or None."""
+    from qcore import backends
+    from qcore.spec import QuantSpec
+
+    return backends.kind_problem(QuantSpec.from_dict(spec))
+
+
+@st.cache_data(show_spinner=False)
 def dataset_image_size(dataset: str) -> int:
     from qcore import data
 
@@ -114,32 +127,12 @@ def baseline_status(model: str, dataset: str, image_size: int | None = None) -> 
     return "a trained baseline is cached" if found else "no baseline yet: the first run trains one (minutes)"
 
 
-def dataset_label(name: str) -> str:
-    if name.startswith("imagefolder:"):  # uploads/datasets/<hash>/<root>: short, unique, stable in a URL
-        parts = name.split("/")
-        digest = next((p for p in reversed(parts) if len(p) == 16 and p.isalnum()), "")
-        return f"upload {digest[:8]}/{parts[-1][:24]}"
-    return {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}.get(name, name)
-
-
 def job_label(job: Job) -> str:
     c = job.config
     return f"{job.job_id} · {c.get('model')} on {dataset_label(str(c.get('dataset')))} · {len(job.specs)} spec(s)"
 
 
-def baseline_of(results: list[Result]) -> Result | None:
-    """The FP32 row of a sweep (its reference), if measured."""
-    for r in results:
-        if r.spec.precision == "fp32" and r.ok:
-            return r
-    return None
-
-
-def fmt(v, spec: str, suffix: str = "") -> str:
-    return "–" if v is None else format(v, spec) + suffix
-
-
 def query_job() -> str | None:
     """The ``?job=`` of the URL when it looks like a job id."""
     jid = st.query_params.get("job")
-    return jid if jid and JOB_ID.match(jid) else None
+    return jid if jid and _JOB_ID.match(jid) else None

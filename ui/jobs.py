@@ -21,8 +21,10 @@ from qcore.sweep import SweepConfig
 
 from .common import query_job, start_worker, store
 
+__all__ = ["POLL_S", "submit", "remember", "current", "eta_text", "status", "resumable", "resume_button", "panel"]
+
 POLL_S = 1.0
-STATE_TEXT = {
+_STATE_TEXT = {
     "queued": "queued", "running": "running", "done": "finished", "cancelled": "cancelled",
     "error": "failed", "interrupted": "interrupted: its worker stopped before it finished",
 }  # fmt: skip
@@ -33,7 +35,7 @@ def submit(config: SweepConfig, specs: list[QuantSpec], session_key: str) -> str
 
     The FP32 baseline is always measured first, so a plain FP32 spec is not queued twice.
     """
-    specs = [s for s in specs if not (s.precision == "fp32" and s.backend in ("auto", "float"))]
+    specs = [s for s in specs if not s.is_reference]
     jid = store().submit_job(config.to_dict(), [s.to_dict() for s in specs])
     start_worker()
     remember(jid, session_key)
@@ -72,7 +74,7 @@ def status(job: Job, key: str) -> None:
     """Progress bar, message, ETA, queue position; Cancel while active, Resume when interrupted."""
     s = store()
     frac = job.done / job.total if job.total else 0.0
-    head = f"Job {job.job_id}: {STATE_TEXT.get(job.state, job.state)} · {job.done}/{job.total} measured"
+    head = f"Job {job.job_id}: {_STATE_TEXT.get(job.state, job.state)} · {job.done}/{job.total} measured"
     if job.state == "queued":
         pos = s.queue_position(job.job_id)
         ahead = "it runs next" if pos == 1 else f"{(pos or 1) - 1} job(s) ahead of it"

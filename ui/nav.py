@@ -7,6 +7,8 @@ import streamlit as st
 
 from .common import store
 
+__all__ = ["PAGES", "SWEEP_PAGE", "setup", "queue"]
+
 PAGES = [  # (script, label, icon); Streamlit's own list would call Home "app"
     ("app.py", "Home", ":material/home:"),
     ("pages/explore.py", "Explore", ":material/tune:"),

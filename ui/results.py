@@ -13,9 +13,11 @@ import streamlit as st
 
 from qcore import report
 from qcore.explain import explain
+from qcore.report import DASH, fmt
 from qcore.result import Result
 
-from .common import fmt
+__all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
+           "pareto", "downloads", "compare"]
 
 # Distinct in both themes; FP32, the reference, in neutral grey.
 PRECISION_COLORS = {"FP32": "#8c8c8c", "FP16": "#1f77b4", "BF16": "#17becf", "INT8": "#d62728", "INT4": "#ff7f0e"}
@@ -134,9 +136,10 @@ def details(r: Result, base: Result | None, key: str) -> None:
     """Everything about one run: cards, the explanation, the latency spread, notes, spec, manifest."""
     st.markdown(f"#### {r.label}")
     st.caption(
-        f"run {r.run_id} · {r.model} on {r.dataset} · backend {r.backend or '–'} · kernel "
-        f"{r.kernel or '–'} · {r.device} · batch {r.batch_size} · input {r.input_shape} · "
-        f"{r.threads} threads · weights {r.weights or '–'}"
+        f"run {r.run_id} · {r.model} on {r.dataset} · backend {r.backend or DASH} · kernel "
+        f"{r.kernel or DASH} · {r.device} · batch {r.batch_size} · input {r.input_shape} · "
+        f"{r.threads} threads · weights {r.weights or DASH}"
+        + (f" · measured against FP32 run {base.run_id}" if base is not None and base.run_id != r.run_id else "")
     )
     if r.ok:
         metric_cards(r)

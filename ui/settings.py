@@ -1,33 +1,27 @@
 """The setting widgets of the Explore and Sweep pages, each bound to a URL query parameter.
 
 ``bind="query-params"`` keeps every value in the URL (a value equal to its default is left out),
-so a link reproduces the setup. Defaults come from :class:`qcore.sweep.SweepConfig` and
-:class:`qcore.spec.QuantSpec`, the same ones the CLI uses.
+so a link reproduces the setup. Defaults come from :class:`qcore.sweep.SweepConfig`,
+:class:`qcore.spec.QuantSpec` and :data:`qcore.spec.DEFAULT_GRID`, the same ones the CLI uses; the
+datasets from :func:`qcore.data.list_datasets`; uploads are checked by :mod:`qcore.uploads`.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from qcore.spec import CHOICES, GROUP_SIZES, LABELS, QuantSpec
+from qcore import uploads
+from qcore.data.registry import list_datasets
+from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, LABELS, QuantSpec
 from qcore.sweep import SweepConfig
 
-from . import uploads
 from .common import dataset_image_size, dataset_label, hardware, input_problem, model_info, model_names
 
-D = SweepConfig()  # the CLI's defaults
-S = QuantSpec()
-CLI_GRID = {
-    "precision": ["fp32", "int8"],
-    "granularity": ["per-channel"],
-    "group_size": [64],
-    "calibration": ["minmax"],
-    "percentile": [99.99],
-    "scheme": ["asymmetric"],
-    "mode": ["static"],
-    "backend": ["auto"],
-}  # fmt: skip  (python -m qcore sweep's defaults)
-PERCENTILES = [99.0, 99.9, 99.99, 99.999]
+__all__ = ["UPLOAD", "UPLOAD_LABEL", "WEIGHTS", "HELP", "config_widgets", "spec_single", "spec_grid"]
+
+_D = SweepConfig()  # the CLI's defaults
+_S = QuantSpec()
+_PERCENTILES = [99.0, 99.9, 99.99, 99.999]
 UPLOAD = "__upload__"
 UPLOAD_LABEL = "upload a zip of class folders ..."
 WEIGHTS = {  # option (as in the URL): caption
@@ -52,6 +46,7 @@ def _label(v) -> str:
 
 
 def _on_checkpoint() -> None:
+    """Store an uploaded checkpoint (checked by :mod:`qcore.uploads`) and name it in the URL, or say why not."""
     f = st.session_state.get("ckpt_upload")
     st.session_state.pop("ckpt_error", None)
     if f is None:
@@ -66,6 +61,7 @@ def _on_checkpoint() -> None:
 
 
 def _on_dataset() -> None:
+    """Unpack an uploaded zip of class folders (checked by :mod:`qcore.uploads`) and select it, or say why not."""
     f = st.session_state.get("dataset_upload")
     st.session_state.pop("dataset_error", None)
     if f is None:
@@ -86,7 +82,7 @@ def config_widgets() -> tuple[dict, list[str]]:
     model = c1.selectbox(
         "Model",
         names,
-        index=names.index(D.model),
+        index=names.index(_D.model),
         key="model",
         bind="query-params",
         help="any torchvision image classifier; its head is sized to the dataset's classes",
@@ -97,7 +93,7 @@ def config_widgets() -> tuple[dict, list[str]]:
             f"{info['params'] / 1e6:.1f} M parameters · {info['gflops'] or 0:.2f} GFLOPs at "
             f"{info['default_input_size']} px (ImageNet head)"
         )
-    datasets = ["fashion-mnist", "cifar10", *uploads.uploaded_datasets(), UPLOAD]
+    datasets = [*list_datasets(), *uploads.uploaded_datasets(), UPLOAD]
     dataset = c2.selectbox(
         "Dataset",
         datasets,
@@ -156,7 +152,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         "Batch size (latency)",
         1,
         1024,
-        D.batch_size,
+        _D.batch_size,
         key="batch",
         bind="query-params",
         help="images per forward pass when timing; accuracy uses batches of 250",
@@ -166,7 +162,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         "Image size (px)",
         8,
         1024,
-        D.image_size,
+        _D.image_size,
         key="imgsize",
         bind="query-params",
         placeholder=f"the dataset's ({native} px)" if native else "the dataset's",
@@ -178,7 +174,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         "Latency input size (px)",
         8,
         1024,
-        D.input_size,
+        _D.input_size,
         key="size",
         bind="query-params",
         placeholder=f"the image size ({images} px)" if images else "the image size",
@@ -196,7 +192,7 @@ def config_widgets() -> tuple[dict, list[str]]:
             "Calibration images",
             1,
             60000,
-            D.calib_size,
+            _D.calib_size,
             key="calib",
             bind="query-params",
             help="drawn (seeded) from the training split",
@@ -205,17 +201,17 @@ def config_widgets() -> tuple[dict, list[str]]:
             "Evaluation images (0: all)",
             0,
             100000,
-            D.eval_limit,
+            _D.eval_limit,
             key="eval",
             bind="query-params",
             help="drawn (seeded) from the test split",
         )
-        seed = a3.number_input("Seed", 0, 2**31 - 1, D.seed, key="seed", bind="query-params")
+        seed = a3.number_input("Seed", 0, 2**31 - 1, _D.seed, key="seed", bind="query-params")
         budget = a4.number_input(
             "Timing budget per spec (s)",
             0.1,
             300.0,
-            D.latency_budget_s,
+            _D.latency_budget_s,
             step=0.5,
             key="budget",
             bind="query-params",
@@ -234,7 +230,7 @@ def spec_single() -> dict:
     precision = c1.selectbox(
         "Precision",
         CHOICES["precision"],
-        index=CHOICES["precision"].index(S.precision),
+        index=CHOICES["precision"].index(_S.precision),
         format_func=_label,
         key="precision",
         bind="query-params",
@@ -244,18 +240,18 @@ def spec_single() -> dict:
     granularity = c2.selectbox(
         "Granularity",
         CHOICES["granularity"],
-        index=CHOICES["granularity"].index(S.granularity),
+        index=CHOICES["granularity"].index(_S.granularity),
         key="granularity",
         bind="query-params",
         disabled=is_float,
         help=HELP["granularity"],
     )
-    group = S.group_size
+    group = DEFAULT_GRID["group_size"][0]  # (QuantSpec() normalises an unused group size to 0)
     if granularity == "per-group" and not is_float:
         group = c2.selectbox(
             "Group size",
             GROUP_SIZES,
-            index=GROUP_SIZES.index(S.group_size),
+            index=GROUP_SIZES.index(group),
             key="group",
             bind="query-params",
             help="weights that share one scale, along the input axis",
@@ -269,13 +265,13 @@ def spec_single() -> dict:
         disabled=is_float,
         help=HELP["calibration"],
     )
-    percentile = S.percentile
+    percentile = DEFAULT_GRID["percentile"][0]  # (and an unused percentile to 0.0)
     if calibration == "percentile" and not is_float:
         percentile = c3.number_input(
             "Percentile",
             50.01,
             100.0,
-            S.percentile,
+            percentile,
             step=0.01,
             format="%.3f",
             key="pct",
@@ -285,7 +281,7 @@ def spec_single() -> dict:
     scheme = c4.selectbox(
         "Scheme",
         CHOICES["scheme"],
-        index=CHOICES["scheme"].index(S.scheme),
+        index=CHOICES["scheme"].index(_S.scheme),
         key="scheme",
         bind="query-params",
         disabled=is_float,
@@ -313,11 +309,11 @@ def spec_grid() -> dict:
     fields = [("precision", CHOICES["precision"]), ("granularity", CHOICES["granularity"]),
               ("calibration", CHOICES["calibration"]), ("scheme", CHOICES["scheme"]),
               ("mode", CHOICES["mode"]), ("backend", CHOICES["backend"]),
-              ("group_size", GROUP_SIZES), ("percentile", PERCENTILES)]  # fmt: skip
+              ("group_size", GROUP_SIZES), ("percentile", _PERCENTILES)]  # fmt: skip
     titles = {"group_size": "Group sizes (per-group)", "percentile": "Percentiles (percentile calibration)"}
     for i, (name, options) in enumerate(fields):
         out[name] = cols[i % 4].multiselect(
-            titles.get(name, name.capitalize() + "s"), list(options), default=CLI_GRID[name], format_func=_label,
-            key=f"g_{name}", bind="query-params", help=HELP.get(name),
+            titles.get(name, name.capitalize() + "s"), list(options), default=list(DEFAULT_GRID[name]),
+            format_func=_label, key=f"g_{name}", bind="query-params", help=HELP.get(name),
         )  # fmt: skip
     return out

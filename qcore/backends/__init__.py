@@ -1,89 +1,33 @@
-"""Ways of running a QuantSpec, registered by name (``list_backends`` / ``get_backend``).
+"""Ways of running a QuantSpec, registered by name: the one answer to "which backend runs this spec".
 
-A backend turns an FP32 model, a spec and calibration batches into a :class:`Quantized`:
-the runnable model, whether its arithmetic is ``native`` (real low-precision kernels) or
-``simulated`` (fake-quantized or dequantized to float at run time), the deployable artifact
-whose serialized size is reported, and how many layers were really quantized.
+A backend turns an FP32 model, a spec and calibration batches into a :class:`Quantized`: the runnable
+model, whether its arithmetic is ``native`` (real low-precision kernels) or ``simulated`` (fake-quantized
+or dequantized to float at run time), the deployable artifact whose serialized size is reported, and
+how many layers were really quantized.
 
-Each backend module registers itself on import; importing this package registers the
-built-in ones. Backends never time anything: ``qcore.measure`` does.
+Each backend declares the kinds of spec it implements (``kinds``) and says why it cannot run a given
+spec on a given device (``unsupported``); :func:`kind_problem`, :func:`backends_for` and
+:func:`resolve_backend` read only that, and ``backend="auto"`` tries the backends of :data:`_AUTO` in its
+order of preference. ``QuantSpec`` checks the maths (INT4 activations do not exist), not the backends.
+Importing this package registers the built-in backends lazily; backends never time anything
+(``qcore.measure`` does).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-from ..spec import QuantSpec
+from ..spec import QuantSpec, expand_grid
+from .base import LAYER_TYPES, Backend, BackendUnavailable, Quantized, count_layers, register_backend, registered
 
+__all__ = ["Backend", "BackendUnavailable", "Quantized", "LAYER_TYPES", "count_layers", "register_backend",
+           "list_backends", "get_backend", "kind_problem", "backends_for", "resolve_backend", "runnable_grid",
+           "quantize"]
 
-class BackendUnavailable(RuntimeError):
-    """This backend cannot run this spec here (the message says why); the sweep records a skip."""
-
-
-@dataclass
-class Quantized:
-    model: nn.Module | Callable[[torch.Tensor], torch.Tensor]
-    backend: str
-    kernel: str  # "native" | "simulated"
-    device: str
-    artifact: dict[str, torch.Tensor] | bytes  # what would be deployed; measure.size_bytes() sizes it
-    quantized_layers: int = 0
-    total_layers: int = 0
-    input_dtype: torch.dtype = torch.float32
-    calib_seconds: float = 0.0
-    quantize_seconds: float = 0.0
-    engine: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(self.input_dtype))
-
-
-class Backend:
-    """Base class: ``name``, ``unsupported(spec, device)`` and ``quantize(...)``."""
-
-    name = ""
-    # True for engines with their own thread pool (ONNX Runtime, OpenVINO): timed in a block of their own,
-    # never alternated with torch in one loop (their idle workers spin on the cores torch needs, and back)
-    own_threads = False
-
-    def unsupported(self, spec: QuantSpec, device: str) -> str | None:
-        """None when this backend can run ``spec`` on ``device``; else the reason it cannot."""
-        raise NotImplementedError
-
-    def quantize(
-        self, model: nn.Module, spec: QuantSpec, calib: Iterable[torch.Tensor], example: torch.Tensor, device: str
-    ) -> Quantized:
-        raise NotImplementedError
-
-
-_REGISTRY: dict[str, Backend] = {}
-
-
-def register_backend(backend: Backend) -> Backend:
-    if backend.name in _REGISTRY:
-        raise ValueError(f"backend {backend.name!r} is already registered")
-    _REGISTRY[backend.name] = backend
-    return backend
-
-
-def list_backends() -> list[str]:
-    _load_builtin()
-    return list(_REGISTRY)
-
-
-def get_backend(name: str) -> Backend:
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"backend={name!r} is not available; available: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-# The backend "auto" picks, in order of preference, for each mode.
+# The backends "auto" tries, in order of preference, for each kind of spec (QuantSpec.kind).
 _AUTO = {
     "float": ("float",),
     "static": ("fx", "pt2e"),
@@ -92,25 +36,75 @@ _AUTO = {
 }
 
 
+def list_backends() -> list[str]:
+    """Every registered backend's name."""
+    return list(_table())
+
+
+def get_backend(name: str) -> Backend:
+    """The backend registered as ``name``; raises ``ValueError`` naming the available ones."""
+    table = _table()
+    if name not in table:
+        raise ValueError(f"backend={name!r} is not available; available: {', '.join(table)}")
+    return table[name]
+
+
+def _preferred(kind: str) -> list[str]:
+    """Every backend that implements ``kind``: auto's choices first, in its order, then the rest."""
+    table = _table()
+    names = [n for n in _AUTO.get(kind, ()) if n in table] + list(table)
+    return [n for n in dict.fromkeys(names) if kind in table[n].kinds]
+
+
+def kind_problem(spec: QuantSpec) -> str | None:
+    """Why ``spec.backend`` can never run a spec of this kind (None when it can, or for ``auto``):
+    ``backend='torchao' does not run mode='static'; allowed: auto, fx, pt2e, openvino, ort``."""
+    if spec.backend == "auto":
+        return None if _preferred(spec.kind) else f"no backend runs {spec.kind} specs"
+    backend = get_backend(spec.backend)
+    if spec.kind in backend.kinds:
+        return None
+    what = spec.precision if spec.is_float else f"mode={spec.mode!r}"
+    return f"backend={spec.backend!r} does not run {what}; allowed: {', '.join(['auto', *_preferred(spec.kind)])}"
+
+
+def backends_for(spec: QuantSpec, device: str) -> list[str]:
+    """The backends that can run ``spec`` on ``device`` (whatever ``spec.backend`` names), auto's first."""
+    table = _table()
+    return [n for n in _preferred(spec.kind) if table[n].unsupported(spec, device) is None]
+
+
 def resolve_backend(spec: QuantSpec, device: str) -> Backend:
     """The backend that will run ``spec`` on ``device``; raises BackendUnavailable with the reason."""
-    _load_builtin()
+    table = _table()
     if spec.backend != "auto":
-        backend = get_backend(spec.backend)
-        reason = backend.unsupported(spec, device)
+        reason = kind_problem(spec) or table[spec.backend].unsupported(spec, device)
         if reason:
             raise BackendUnavailable(reason)
-        return backend
+        return table[spec.backend]
     reasons = []
-    for name in _AUTO["float" if spec.is_float else spec.mode]:
-        if name not in _REGISTRY:
+    for name in _AUTO[spec.kind]:
+        if name not in table:
             continue
-        reason = _REGISTRY[name].unsupported(spec, device)
+        reason = table[name].unsupported(spec, device)
         if reason is None:
-            return _REGISTRY[name]
+            return table[name]
         reasons.append(reason)
     parts = list(dict.fromkeys(part for reason in reasons for part in reason.split("; ")))  # each reason once
     raise BackendUnavailable("; ".join(parts) or f"no backend runs {spec.label()} on {device}")
+
+
+def runnable_grid(**options) -> tuple[list[QuantSpec], list[tuple[dict, str]]]:
+    """:func:`qcore.spec.expand_grid`, less the specs whose backend never runs their kind (skipped with
+    the reason from :func:`kind_problem`): the grid the CLI and the app's Sweep page measure."""
+    specs, skipped = expand_grid(**options)
+    keep = []
+    for spec in specs:
+        if (why := kind_problem(spec)) is None:
+            keep.append(spec)
+        else:
+            skipped.append(({k: getattr(spec, k) for k in options if hasattr(spec, k)}, why))
+    return keep, skipped
 
 
 def quantize(
@@ -122,14 +116,6 @@ def quantize(
 ) -> Quantized:
     """One verb, one config: quantize a copy of ``model`` as ``spec`` says (``model`` is untouched)."""
     return resolve_backend(spec, device).quantize(model, spec, calib, example, device)
-
-
-LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
-
-def count_layers(model: nn.Module) -> int:
-    """Conv and Linear layers: the ones quantization is about."""
-    return sum(isinstance(m, LAYER_TYPES) for m in model.modules())
 
 
 _loaded = False
@@ -149,3 +135,9 @@ def _load_builtin() -> None:
         torchao_linear,
         weight_only,
     )
+
+
+def _table() -> dict[str, Backend]:
+    """The registry, with the built-in backends loaded (once) the first time it is read."""
+    _load_builtin()
+    return registered()

@@ -1,0 +1,94 @@
+"""What every backend shares: the :class:`Backend` base class, the :class:`Quantized` it returns, and the
+table backends register themselves in (read through :mod:`qcore.backends`).
+
+The leaf of the package: backend modules import from here, never from ``qcore.backends`` itself, so
+loading the built-in backends does not import the package that loads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..spec import KINDS, QuantSpec
+
+__all__ = ["BackendUnavailable", "Quantized", "Backend", "LAYER_TYPES", "count_layers", "register_backend",
+           "registered"]
+
+
+class BackendUnavailable(RuntimeError):
+    """This backend cannot run this spec here (the message says why); the sweep records a skip."""
+
+
+@dataclass
+class Quantized:
+    """A quantized model ready to run, and what it is: kernel, artifact, layer counts, timings, notes."""
+
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor]
+    backend: str
+    kernel: str  # "native" | "simulated"
+    device: str
+    artifact: dict[str, torch.Tensor] | bytes  # what would be deployed; measure.size_bytes() sizes it
+    quantized_layers: int = 0
+    total_layers: int = 0
+    input_dtype: torch.dtype = torch.float32
+    calib_seconds: float = 0.0
+    quantize_seconds: float = 0.0
+    engine: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.to(self.input_dtype))
+
+
+class Backend:
+    """Base class: ``name``, ``kinds``, ``unsupported(spec, device)`` and ``quantize(...)``.
+
+    ``kinds`` says which kinds of spec (:data:`qcore.spec.KINDS`: float casts, static, dynamic or weight-only
+    quantization) the backend implements at all; ``unsupported`` says why it cannot run one particular spec
+    on one device (a granularity it lacks, no CUDA kernel, an engine that is not installed).
+    """
+
+    name = ""
+    kinds: tuple[str, ...] = KINDS  # a backend that does not narrow this is offered for every kind of spec
+    # True for engines with their own thread pool (ONNX Runtime, OpenVINO): timed in a block of their own,
+    # never alternated with torch in one loop (their idle workers spin on the cores torch needs, and back)
+    own_threads = False
+
+    def unsupported(self, spec: QuantSpec, device: str) -> str | None:
+        """None when this backend can run ``spec`` on ``device``; else the reason it cannot."""
+        raise NotImplementedError
+
+    def quantize(
+        self, model: nn.Module, spec: QuantSpec, calib: Iterable[torch.Tensor], example: torch.Tensor, device: str
+    ) -> Quantized:
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Add ``backend`` to the table under its name (each backend module does this once, on import)."""
+    if backend.name in _REGISTRY:
+        raise ValueError(f"backend {backend.name!r} is already registered")
+    if not backend.kinds or not set(backend.kinds) <= set(KINDS):
+        raise ValueError(f"backend {backend.name!r} must declare kinds from {', '.join(KINDS)}; got {backend.kinds}")
+    _REGISTRY[backend.name] = backend
+    return backend
+
+
+def registered() -> dict[str, Backend]:
+    """The table itself, in registration order (:mod:`qcore.backends` loads the built-in ones first)."""
+    return _REGISTRY
+
+
+LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def count_layers(model: nn.Module) -> int:
+    """Conv and Linear layers: the ones quantization is about."""
+    return sum(isinstance(m, LAYER_TYPES) for m in model.modules())
