@@ -11,6 +11,8 @@ latency at each batch size at --input-size x --input-size (warm-up, --rounds rou
 least --runs calls each, p50/p90 over all calls). Engines never share a process: their
 thread pools would disturb each other. Every engine gets --threads threads.
 
+Run from a checkout with ``PYTHONPATH=.`` unless qcore is installed (``scripts/setup.sh`` installs it).
+
 Engines (--engines, comma-separated; default all):
   torch-fp32-eager, torch-fp32-channels-last, torch-fp32-compile    FP32 references (Inductor, freezing)
   qcore-fx-int8, qcore-fx-int8-channels-last                        qcore backend "fx" (torch.ao, x86)
@@ -49,9 +51,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from qcore.measure import accuracy, size_bytes, stopwatch, time_interleaved  # noqa: E402
+from qcore.measure import accuracy, size_bytes, stopwatch, time_interleaved
 
 FP32_ENGINES = ("torch-fp32-eager", "torch-fp32-channels-last", "torch-fp32-compile", "ort-fp32", "ov-fp32")
 PEER_INT8 = ("ort-int8-minmax", "ort-int8-entropy", "ort-int8-percentile", "ov-int8")
@@ -86,33 +86,20 @@ def _int8_spec(backend: str, calibration: str = "minmax"):
 
 
 def _pt2e(model, calib, opts: set[str]):
-    """qcore's PT2E recipe (its quantizer, calibration, freezing), compiled the way ``opts`` says."""
-    import torch._inductor.config as inductor_config
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    """qcore's PT2E graph (its quantizer and calibration: qcore.backends.pt2e_int8.build_pt2e), compiled the
+    way ``opts`` says; freezing always, passed as an option (and seen by Dynamo while it traces)."""
+    from qcore.backends.pt2e_int8 import CompiledWithFreezing, build_pt2e
 
-    from qcore.backends.pt2e_int8 import _graph_constants, _quantizer, drop_export_guards
-
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    exported = torch.export.export(model, (calib[0][:2],), dynamic_shapes=({0: batch},), strict=True).module()
-    prepared = prepare_pt2e(exported, _quantizer(_int8_spec("pt2e")))
-    with torch.no_grad():
-        for x in calib:
-            prepared(x)
-    converted = convert_pt2e(prepared)
-    drop_export_guards(converted)
+    graph = build_pt2e(model, _int8_spec("pt2e"), calib, calib[0][:2])
     if "aoti" in opts:
-        return _AotiPerShape(converted), _graph_constants(converted)
-    inductor_config.freezing = True
-    inductor_config.cpp_wrapper = "cpp" in opts
-    kw = {"mode": "max-autotune"} if "autotune" in opts else {}
-    options = {}
+        return _AotiPerShape(graph.converted), graph.artifact
+    options = {"freezing": True, "cpp_wrapper": "cpp" in opts, "max_autotune": "autotune" in opts}
     if "noguard" in opts:  # no guards on the module's attributes: its frozen weights never change
         options["guard_filter_fn"] = torch.compiler.skip_guard_on_all_nn_modules_unsafe
     if "useaoti" in opts:  # torch.compile with AOTInductor as its backend (Dynamo still in front)
         options["use_aoti"] = True
-    kw = {"options": options} if options else kw
-    compiled = torch.compile(converted, dynamic=None if "dyn" in opts else False, **kw)
-    return compiled, _graph_constants(converted)
+    compiled = torch.compile(graph.converted, dynamic=None if "dyn" in opts else False, options=options)
+    return CompiledWithFreezing(compiled), graph.artifact
 
 
 class _AotiPerShape:
@@ -145,10 +132,10 @@ def build(engine: str, model, calib, threads: int):
     if engine == "torch-fp32-channels-last":
         return model.to(memory_format=cl), model.state_dict(), cl, []
     if engine == "torch-fp32-compile":
-        import torch._inductor.config as inductor_config
+        from qcore.backends.pt2e_int8 import CompiledWithFreezing
 
-        inductor_config.freezing = True
-        return torch.compile(model, dynamic=False), model.state_dict(), None, ["Inductor, freezing, per shape"]
+        fn = CompiledWithFreezing(torch.compile(model, dynamic=False, options={"freezing": True}))
+        return fn, model.state_dict(), None, ["Inductor, freezing, per shape"]
     if engine.startswith("qcore-fx-int8"):
         q = get_backend("fx").quantize(model, _int8_spec("fx"), calib, example, "cpu")
         return q, q.artifact, (cl if engine.endswith("channels-last") else None), q.notes
@@ -224,7 +211,7 @@ def run_child(args) -> None:
 
 
 def prepare_inputs(args, work: Path) -> dict:
-    from qcore import data, models
+    from qcore import data, models, weights
 
     bundle = data.load_dataset("fashion-mnist")
     notes = []
@@ -233,7 +220,7 @@ def prepare_inputs(args, work: Path) -> dict:
         model = models.build_model(args.model, bundle.num_classes).eval()
         source = "random-init (latency only: top-1 and agreement mean nothing)"
     else:
-        loaded = models.load_model(args.model, bundle, args.weights)
+        loaded = weights.load_model(args.model, bundle, args.weights)
         model, source, notes = loaded.model, loaded.weights, loaded.notes
     calib_set, eval_set = data.split_calib_eval(bundle, args.calib_size, args.eval_limit, 0)
     calib = torch.cat([x for x, _ in data.batches(calib_set, 256)])
@@ -241,48 +228,16 @@ def prepare_inputs(args, work: Path) -> dict:
     eval_x, eval_y = torch.cat([x for x, _ in ev]), torch.cat([y for _, y in ev])
     with torch.inference_mode():
         ref = torch.cat([model(x).float() for x in eval_x.split(250)])
-    torch.save(
-        {
-            "model": args.model,
-            "num_classes": bundle.num_classes,
-            "state_dict": model.state_dict(),
-            "calib": calib,
-            "eval_x": eval_x,
-            "eval_y": eval_y,
-            "ref_logits": ref,
-        },
-        work / "inputs.pt",
-    )
-    return {
-        "weights": source,
-        "notes": notes,
-        "calib": len(calib),
-        "eval": len(eval_x),
-        "fp32_top1": accuracy(ref, eval_y).top1,
-    }
+    torch.save({"model": args.model, "num_classes": bundle.num_classes, "state_dict": model.state_dict(),
+                "calib": calib, "eval_x": eval_x, "eval_y": eval_y, "ref_logits": ref}, work / "inputs.pt")
+    return {"weights": source, "notes": notes, "calib": len(calib), "eval": len(eval_x),
+            "fp32_top1": accuracy(ref, eval_y).top1}
 
 
 def run_engine(engine: str, args, work: Path) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        engine,
-        "--work",
-        str(work),
-        "--batch-size",
-        ",".join(map(str, args.batch_sizes)),
-        "--input-size",
-        str(args.input_size),
-        "--threads",
-        str(args.threads),
-        "--rounds",
-        str(args.rounds),
-        "--runs",
-        str(args.runs),
-        "--round-budget",
-        str(args.round_budget),
-    ]
+    cmd = [sys.executable, __file__, "--child", engine, "--work", str(work), "--batch-size",
+           ",".join(map(str, args.batch_sizes)), "--input-size", str(args.input_size), "--threads", str(args.threads),
+           "--rounds", str(args.rounds), "--runs", str(args.runs), "--round-budget", str(args.round_budget)]
     path = work / f"{engine}.json"
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.engine_timeout)
@@ -311,12 +266,8 @@ def summarize(results: list[dict], batch_sizes: list[int]) -> tuple[list[dict], 
         best_fp32 = min(fp32, key=fp32.get) if fp32 else None
         best_peer = min(peers, key=peers.get) if peers else None
         best_mine = min(mine, key=mine.get) if mine else None
-        best[bs] = {
-            "fp32": best_fp32,
-            "peer": best_peer,
-            "mine": best_mine,
-            "ratio": mine[best_mine] / peers[best_peer] if best_mine and best_peer else math.nan,
-        }
+        best[bs] = {"fp32": best_fp32, "peer": best_peer, "mine": best_mine,
+                    "ratio": mine[best_mine] / peers[best_peer] if best_mine and best_peer else math.nan}
         for r in results:
             e, s = r["engine"], lat.get(r["engine"])
             v = p50.get(e, math.nan)

@@ -2,7 +2,7 @@
 
 Each method is a small class that accumulates statistics in ``update(x)`` and solves for a
 range ``(lo, hi)`` in ``solve(...)``; the mapping from range to scale and zero point is
-:func:`qcore.primitives.choose_qparams`, written once. :func:`observer_class` wraps any
+:func:`qcore.primitives.choose_qparams`, written once. :mod:`qcore.backends._observer` wraps any
 method as a torch.ao (or torchao PT2E) observer, so the real int8 kernels run with whichever
 method the user picked.
 
@@ -32,6 +32,10 @@ import math
 import torch
 
 from .primitives import choose_qparams, fake_quantize
+
+__all__ = ["HIST_BINS", "RESERVOIR", "Calibrator", "MinMax", "MovingAverageMinMax", "nearest_rank", "Percentile",
+           "Entropy", "MSE", "CALIBRATIONS", "kl_threshold_bin", "list_calibrations", "get_calibrator",
+           "weight_range"]
 
 HIST_BINS = 4096  # signed bins over [-R, R]; |x| sees the 2048 positive ones
 RESERVOIR = 262_144
@@ -301,62 +305,3 @@ def weight_range(
             best_hi = torch.where(better, chi, best_hi)
         return best_lo, best_hi
     raise ValueError(f"calibration={method!r} does not apply to weights; allowed: minmax, percentile, mse")
-
-
-# --- torch.ao / torchao observer wrappers ---------------------------------------------------------
-
-_OBSERVER_CLASSES: dict[type, type] = {}
-
-
-def observer_class(base: type | None = None) -> type:
-    """A ``base``-derived observer (default: torch.ao's ObserverBase) that runs a Calibrator.
-
-    Use as ``observer_class().with_args(method="entropy", dtype=torch.quint8, ...)`` in a QConfig.
-    """
-    if base is None:
-        from torch.ao.quantization.observer import ObserverBase as base
-    if base in _OBSERVER_CLASSES:
-        return _OBSERVER_CLASSES[base]
-
-    class CalibrationObserver(base):
-        def __init__(
-            self,
-            method: str = "minmax",
-            percentile: float = 99.99,
-            dtype=torch.quint8,
-            qscheme=torch.per_tensor_affine,
-            quant_min: int = 0,
-            quant_max: int = 255,
-            is_dynamic: bool = False,
-            **_ignored,
-        ) -> None:
-            super().__init__(dtype=dtype, is_dynamic=is_dynamic)
-            self.qscheme = qscheme
-            self.quant_min, self.quant_max = quant_min, quant_max
-            self.method = method
-            self.calibrator = get_calibrator(method, percentile)
-            self._cached: tuple[torch.Tensor, torch.Tensor] | None = None
-            self.register_buffer("min_val", torch.tensor(float("inf")))
-            self.register_buffer("max_val", torch.tensor(float("-inf")))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if x.numel() and x.is_floating_point():
-                self.calibrator.update(x)
-                self._cached = None
-                self.min_val.fill_(self.calibrator.min_val)
-                self.max_val.fill_(self.calibrator.max_val)
-            return x
-
-        def calculate_qparams(self):
-            if self._cached is None:
-                symmetric = self.qscheme in (torch.per_tensor_symmetric, torch.per_channel_symmetric)
-                self._cached = self.calibrator.qparams(self.quant_min, self.quant_max, symmetric)
-            return self._cached
-
-        def extra_repr(self) -> str:
-            return f"method={self.method}, dtype={self.dtype}, qscheme={self.qscheme}"
-
-    suffix = "" if base.__module__.startswith("torch.ao") else "PT2E"
-    CalibrationObserver.__name__ = CalibrationObserver.__qualname__ = f"CalibrationObserver{suffix}"
-    _OBSERVER_CLASSES[base] = CalibrationObserver
-    return CalibrationObserver

@@ -14,13 +14,16 @@ import torch
 
 from .. import hardware
 from ..measure import stopwatch
-from . import Backend, Quantized, count_layers, register_backend
+from .base import Backend, Quantized, count_layers, register_backend
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+__all__ = ["FloatCast"]
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class FloatCast(Backend):
     name = "float"
+    kinds = ("float",)
 
     def unsupported(self, spec, device):
         if not spec.is_float:
@@ -28,7 +31,7 @@ class FloatCast(Backend):
         return None
 
     def quantize(self, model, spec, calib, example, device):
-        dtype = DTYPES[spec.precision]
+        dtype = _DTYPES[spec.precision]
         with stopwatch() as t:
             m = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
         hw = hardware.detect()

@@ -1,7 +1,7 @@
 """INT8 on CPU through torch.ao FX graph mode: real fbgemm / oneDNN (x86) or qnnpack kernels.
 
 Static mode: FX traces the model, fuses conv-bn-relu, inserts an observer per activation
-(the user's calibration method, via :func:`qcore.observers.observer_class`) and per weight
+(the user's calibration method, a :class:`~qcore.backends._observer.CalibrationObserver`) and per weight
 (min-max, per tensor or per output channel), runs the calibration batches, and converts to
 quantized modules whose arithmetic is int8 x int8 -> int32.
 
@@ -22,9 +22,11 @@ from torch import nn
 
 from .. import hardware
 from ..measure import stopwatch
-from ..observers import observer_class
 from ..spec import QuantSpec
-from . import Backend, Quantized, count_layers, register_backend
+from ._observer import CalibrationObserver, calibrate
+from .base import Backend, Quantized, count_layers, register_backend
+
+__all__ = ["weight_observer", "activation_range", "static_qconfig_mapping", "FXInt8"]
 
 
 def _quantized_layer_count(model: nn.Module) -> int:
@@ -39,6 +41,7 @@ def _quantized_layer_count(model: nn.Module) -> int:
 
 
 def weight_observer(spec: QuantSpec):
+    """torch.ao's min-max observer for int8 symmetric weights, per tensor or per output channel."""
     from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
     # int8 weights are symmetric (zero point 0): the only kind oneDNN's and PT2E's kernels take.
@@ -57,13 +60,14 @@ def activation_range() -> tuple[int, int]:
 
 
 def static_qconfig_mapping(spec: QuantSpec, engine: str):
+    """The QConfigMapping of a static INT8 spec: the user's calibration method on every activation."""
     from torch.ao.quantization import QConfig, get_default_qconfig_mapping
     from torch.ao.quantization.observer import HistogramObserver
 
     qmin, qmax = activation_range()
-    act = observer_class().with_args(
+    act = CalibrationObserver.with_args(
         method=spec.calibration,
-        percentile=spec.percentile or 99.99,
+        percentile=spec.percentile,
         dtype=torch.quint8,
         qscheme=torch.per_tensor_symmetric if spec.symmetric else torch.per_tensor_affine,
         quant_min=qmin,
@@ -81,6 +85,7 @@ def static_qconfig_mapping(spec: QuantSpec, engine: str):
 
 class FXInt8(Backend):
     name = "fx"
+    kinds = ("static", "dynamic")
 
     def unsupported(self, spec, device):
         if spec.is_float or spec.precision != "int8":
@@ -138,15 +143,10 @@ class FXInt8(Backend):
         mapping = static_qconfig_mapping(spec, engine)
         with stopwatch() as t_prep:
             prepared = prepare_fx(model, mapping, example_inputs=(example,))
-        with stopwatch() as t_cal, torch.inference_mode():
-            for x in calib:
-                prepared(x)
-            for m in prepared.modules():  # solve the ranges now, so calibration time includes it
-                if hasattr(m, "calibrator"):
-                    m.calculate_qparams()
+        calib_s = calibrate(prepared, calib)
         with stopwatch() as t_conv:
             q = convert_fx(prepared)
-        return q, t_cal[0], t_prep[0] + t_conv[0]
+        return q, calib_s, t_prep[0] + t_conv[0]
 
     def _dynamic(self, model, spec):
         from torch.ao.quantization import QConfig, quantize_dynamic

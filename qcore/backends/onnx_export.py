@@ -21,9 +21,11 @@ from collections import Counter
 import torch
 from torch import nn
 
+__all__ = ["INPUT_NAME", "export_onnx", "op_counts"]
+
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-OPSET = 17
+_OUTPUT_NAME = "logits"
+_OPSET = 17
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
@@ -45,7 +47,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
 
 def _export_torchscript(model: nn.Module, example: torch.Tensor) -> bytes:
     buf = io.BytesIO()
-    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch"}}
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, _OUTPUT_NAME: {0: "batch"}}
     with torch.no_grad():
         torch.onnx.export(
             model,
@@ -53,9 +55,9 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor) -> bytes:
             buf,
             dynamo=False,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=[_OUTPUT_NAME],
             dynamic_axes=axes,
-            opset_version=OPSET,
+            opset_version=_OPSET,
             do_constant_folding=True,
         )
     return buf.getvalue()
@@ -70,9 +72,9 @@ def _export_dynamo(model: nn.Module, example: torch.Tensor) -> bytes:  # pragma:
             (ex2,),
             dynamo=True,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=[_OUTPUT_NAME],
             dynamic_shapes=({0: batch, 2: height, 3: width},),
-            opset_version=max(OPSET, 18),
+            opset_version=max(_OPSET, 18),
             external_data=False,
         )
     with tempfile.TemporaryDirectory() as tmp:

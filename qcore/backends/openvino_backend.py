@@ -12,7 +12,7 @@ other method name would be a label on NNCF's choice.
 The compiled model uses ``INFERENCE_NUM_THREADS = torch.get_num_threads()`` and the LATENCY
 hint. The artifact is the serialized IR (``.xml`` + ``.bin``, weights not compressed to FP16).
 OpenVINO compiles one program per model; a model with dynamic dimensions runs any shape, and
-:class:`OvModel` also compiles a static-shape copy for each new input shape it meets (up to
+:class:`_OvModel` also compiles a static-shape copy for each new input shape it meets (up to
 a few), which is what OpenVINO runs fastest.
 """
 
@@ -26,14 +26,19 @@ import numpy as np
 import torch
 
 from ..measure import stopwatch
-from . import Backend, Quantized, count_layers, register_backend
+from .base import Backend, Quantized, count_layers, register_backend
+
+__all__ = ["convert", "OpenVinoBackend"]
 
 
-def ov_config(threads: int | None = None) -> dict:
-    return {"INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()), "PERFORMANCE_HINT": "LATENCY"}
+def _ov_config(threads: int | None = None) -> dict:
+    """The CPU plugin's settings: torch's thread count, latency mode, and f32 for what is not int8 (on a CPU
+    with AVX512-BF16 the plugin would otherwise run an "FP32" model in bf16: 1e-3 off torch, not 1e-6)."""
+    return {"INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()), "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32"}
 
 
-class OvModel:
+class _OvModel:
     """A callable over an OpenVINO model: float32 torch tensor in, float32 torch logits out.
 
     ``static_shapes``: compile a fixed-shape copy per input shape (at most ``max_shapes``;
@@ -45,7 +50,7 @@ class OvModel:
 
         self.core = ov.Core()
         self.model = model
-        self.config = ov_config(threads)
+        self.config = _ov_config(threads)
         self.dynamic = None
         self.static_shapes = static_shapes
         self.max_shapes = max_shapes
@@ -81,7 +86,7 @@ def convert(model: torch.nn.Module, example: torch.Tensor):
         return ov.convert_model(model, example_input=ex, input=[ov.PartialShape([-1, ex.shape[1], -1, -1])])
 
 
-def nncf_quantize(ov_model, calib, spec):
+def _nncf_quantize(ov_model, calib, spec):
     """NNCF static INT8 of ``ov_model`` on the calibration images in ``calib`` (batches)."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
@@ -101,7 +106,7 @@ def nncf_quantize(ov_model, calib, spec):
     )
 
 
-def serialize(ov_model) -> bytes:
+def _serialize(ov_model) -> bytes:
     """The IR as deployed: ``model.xml`` followed by ``model.bin`` (FP32 weights kept FP32)."""
     import openvino as ov
 
@@ -114,7 +119,7 @@ def serialize(ov_model) -> bytes:
             return head + fh.read()
 
 
-def int8_weight_count(ov_model) -> int:
+def _int8_weight_count(ov_model) -> int:
     """Weights held as int8 (or uint8) constants of rank > 1: the layers NNCF really quantized."""
     import openvino as ov
 
@@ -125,7 +130,7 @@ def int8_weight_count(ov_model) -> int:
     return n
 
 
-def ov_version() -> str:
+def _ov_version() -> str:
     import openvino as ov
 
     return ov.get_version().split("-")[0]
@@ -133,6 +138,7 @@ def ov_version() -> str:
 
 class OpenVinoBackend(Backend):
     name = "openvino"
+    kinds = ("float", "static")
     own_threads = True
 
     def unsupported(self, spec, device):
@@ -170,23 +176,23 @@ class OpenVinoBackend(Backend):
         calib_s, nq = 0.0, 0
         if not spec.is_float:
             with stopwatch() as t_q:
-                ov_model = nncf_quantize(ov_model, list(calib), spec)
-            calib_s, nq = t_q[0], int8_weight_count(ov_model)
+                ov_model = _nncf_quantize(ov_model, list(calib), spec)
+            calib_s, nq = t_q[0], _int8_weight_count(ov_model)
             notes.insert(0, f"NNCF post-training quantization, preset {'PERFORMANCE' if spec.symmetric else 'MIXED'}")
         with stopwatch() as t_compile:
-            runner = OvModel(ov_model)
+            runner = _OvModel(ov_model)
             runner(example)
         return Quantized(
             model=runner,
             backend=self.name,
             kernel="native",
             device="cpu",
-            artifact=serialize(ov_model),
+            artifact=_serialize(ov_model),
             quantized_layers=nq,
             total_layers=total,
             calib_seconds=calib_s,
             quantize_seconds=t_conv[0] + t_compile[0],
-            engine=f"openvino {ov_version()}",
+            engine=f"openvino {_ov_version()}",
             notes=notes,
         )
 

@@ -31,13 +31,15 @@ import numpy as np
 import torch
 
 from ..measure import stopwatch
-from . import Backend, Quantized, count_layers, register_backend
+from .base import Backend, Quantized, count_layers, register_backend
 from .onnx_export import INPUT_NAME, export_onnx
 
-CALIBRATIONS = {"minmax": "MinMax", "moving-average": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+__all__ = ["OrtModel", "OrtBackend"]
+
+_CALIBRATIONS = {"minmax": "MinMax", "moving-average": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
-def make_session(model_bytes: bytes, threads: int | None = None, spinning: bool = False):
+def _make_session(model_bytes: bytes, threads: int | None = None, spinning: bool = False):
     """An ORT CPU session over ``model_bytes`` (see the module docstring for the settings)."""
     import onnxruntime as ort
 
@@ -55,7 +57,7 @@ class OrtModel:
     """A callable over an ORT session: float32 torch tensor in, float32 torch logits out."""
 
     def __init__(self, model_bytes: bytes, threads: int | None = None, spinning: bool = False) -> None:
-        self.session = make_session(model_bytes, threads, spinning)
+        self.session = _make_session(model_bytes, threads, spinning)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
@@ -64,13 +66,13 @@ class OrtModel:
         return torch.from_numpy(self.session.run([self.output_name], {self.input_name: arr})[0])
 
 
-def ort_version() -> str:
+def _ort_version() -> str:
     import onnxruntime as ort
 
     return ort.__version__
 
 
-def quantize_onnx(fp32_bytes: bytes, spec, calib: Iterable[torch.Tensor], reduce_range: bool = False) -> bytes:
+def _quantize_onnx(fp32_bytes: bytes, spec, calib: Iterable[torch.Tensor], reduce_range: bool = False) -> bytes:
     """Static QDQ INT8 of an exported FP32 ONNX model, calibrated on ``calib`` as ``spec`` says."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -115,14 +117,14 @@ def quantize_onnx(fp32_bytes: bytes, spec, calib: Iterable[torch.Tensor], reduce
                 reduce_range=reduce_range,
                 activation_type=QuantType.QInt8 if spec.symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[spec.calibration]),
+                calibrate_method=getattr(CalibrationMethod, _CALIBRATIONS[spec.calibration]),
                 extra_options=extra,
             )
         with open(dst, "rb") as fh:
             return fh.read()
 
 
-def quantized_weight_count(model_bytes: bytes) -> int:
+def _quantized_weight_count(model_bytes: bytes) -> int:
     """Weights stored as int8 in the graph (initializers of rank > 1 feeding a DequantizeLinear)."""
     import onnx
 
@@ -133,6 +135,7 @@ def quantized_weight_count(model_bytes: bytes) -> int:
 
 class OrtBackend(Backend):
     name = "ort"
+    kinds = ("float", "static")
     own_threads = True
 
     def unsupported(self, spec, device):
@@ -147,10 +150,10 @@ class OrtBackend(Backend):
             return None if spec.precision == "fp32" else f"the ort backend runs fp32 and int8, not {spec.precision}"
         if spec.precision != "int8" or spec.mode != "static":
             return f"the ort backend runs static INT8 only, not {spec.precision} {spec.mode}"
-        if spec.calibration not in CALIBRATIONS:
+        if spec.calibration not in _CALIBRATIONS:
             return (
                 f"ONNX Runtime has no {spec.calibration} calibration; allowed: "
-                f"{', '.join(CALIBRATIONS)} (ORT's MinMax, Entropy, Percentile)"
+                f"{', '.join(_CALIBRATIONS)} (ORT's MinMax, Entropy, Percentile)"
             )
         return None
 
@@ -165,11 +168,11 @@ class OrtBackend(Backend):
         else:
             calib = list(calib)
             with stopwatch() as t_q:
-                artifact = quantize_onnx(fp32_bytes, spec, calib)
-            calib_s, nq = t_q[0], quantized_weight_count(artifact)
+                artifact = _quantize_onnx(fp32_bytes, spec, calib)
+            calib_s, nq = t_q[0], _quantized_weight_count(artifact)
             notes.insert(
                 0,
-                f"ORT quantize_static: QDQ, {CALIBRATIONS[spec.calibration]} calibration, "
+                f"ORT quantize_static: QDQ, {_CALIBRATIONS[spec.calibration]} calibration, "
                 f"{'int8' if spec.symmetric else 'uint8'} activations, int8 {spec.granularity} weights "
                 "(calibration seconds include writing the QDQ model)",
             )
@@ -186,7 +189,7 @@ class OrtBackend(Backend):
             total_layers=total,
             calib_seconds=calib_s,
             quantize_seconds=t_export[0] + t_sess[0],
-            engine=f"onnxruntime {ort_version()}",
+            engine=f"onnxruntime {_ort_version()}",
             notes=notes,
         )
 

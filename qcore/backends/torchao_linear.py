@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from ..measure import stopwatch
-from . import Backend, Quantized, count_layers, register_backend
+from .base import Backend, Quantized, count_layers, register_backend
+
+__all__ = ["TorchAOLinear"]
 
 
 def _config(spec):
@@ -41,6 +43,7 @@ def _config(spec):
 
 class TorchAOLinear(Backend):
     name = "torchao"
+    kinds = ("dynamic", "weight-only")
 
     def unsupported(self, spec, device):
         if spec.is_float or spec.mode == "static":

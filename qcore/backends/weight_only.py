@@ -32,12 +32,14 @@ from ..primitives import (
     to_groups,
     unpack_int4,
 )
-from . import Backend, Quantized, count_layers, register_backend
+from .base import Backend, Quantized, count_layers, register_backend
 
-FP16_TINY = 2.0**-24
+__all__ = ["encode_scales", "decode_scales", "WeightOnlyLayer", "fold_batchnorm", "WeightOnly"]
+
+_FP16_TINY = 2.0**-24
 
 
-SCALE_BLOCK = 256  # scales per block of the double quantization
+_SCALE_BLOCK = 256  # scales per block of the double quantization
 
 
 def encode_scales(scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,8 +51,8 @@ def encode_scales(scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scales spanning a factor of 4 in a block. The same idea as QLoRA's double quantization.
     """
     logs = scale.float().log2()
-    pad = (-logs.numel()) % SCALE_BLOCK
-    blocks = torch.nn.functional.pad(logs, (0, pad), value=float(logs[-1])).reshape(-1, SCALE_BLOCK)
+    pad = (-logs.numel()) % _SCALE_BLOCK
+    blocks = torch.nn.functional.pad(logs, (0, pad), value=float(logs[-1])).reshape(-1, _SCALE_BLOCK)
     low, high = blocks.amin(1), blocks.amax(1)
     width = (high - low).clamp(min=1e-12)
     code = ((blocks - low[:, None]) / width[:, None] * 255).round().clamp(0, 255).to(torch.uint8)
@@ -60,8 +62,8 @@ def encode_scales(scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def decode_scales(code: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`encode_scales` (float32)."""
     n = code.numel()
-    pad = (-n) % SCALE_BLOCK
-    c = torch.nn.functional.pad(code.float(), (0, pad)).reshape(-1, SCALE_BLOCK)
+    pad = (-n) % _SCALE_BLOCK
+    c = torch.nn.functional.pad(code.float(), (0, pad)).reshape(-1, _SCALE_BLOCK)
     low, high = span[:, 0:1], span[:, 1:2]
     return torch.exp2(low + c / 255 * (high - low)).reshape(-1)[:n]
 
@@ -101,7 +103,7 @@ class WeightOnlyLayer(nn.Module):
         qmin, qmax = qrange(bits, signed=symmetric)
         lo, hi = weight_range(flat, method, qmin, qmax, symmetric, percentile)
         scale, zp = choose_qparams(lo, hi, qmin, qmax, symmetric)
-        scale = scale.clamp(min=FP16_TINY)
+        scale = scale.clamp(min=_FP16_TINY)
         if granularity == "per-group":  # many scales: stored in 8 bits each (double quantization)
             code, span = encode_scales(scale)
             self.register_buffer("scale_code", code)
@@ -192,6 +194,7 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, str]:
 
 class WeightOnly(Backend):
     name = "weight-only"
+    kinds = ("weight-only",)
 
     def unsupported(self, spec, device):
         if spec.is_float or spec.mode != "weight-only":
@@ -211,7 +214,7 @@ class WeightOnly(Backend):
                     spec.group_size,
                     spec.calibration,
                     spec.symmetric,
-                    spec.percentile or 99.99,
+                    spec.percentile,
                 ),
             )
             m = m.to(device)

@@ -1,0 +1,16 @@
+"""qcore's calibration methods as a torchao PT2E observer (see :mod:`qcore.backends._observer`).
+
+A module of its own because importing torchao takes seconds: only the pt2e backend, when it runs, needs it.
+"""
+
+from __future__ import annotations
+
+from torchao.quantization.pt2e.observer import ObserverBase
+
+from ._observer import CalibrationObserverMixin
+
+__all__ = ["CalibrationObserverPT2E"]
+
+
+class CalibrationObserverPT2E(CalibrationObserverMixin, ObserverBase):
+    """qcore's calibration methods as a torchao PT2E observer (the pt2e backend's quantization spec)."""
