@@ -24,17 +24,14 @@ import dataclasses
 import statistics
 import sys
 import warnings
-from pathlib import Path
 
 import torch
 import torchvision
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from qcore.backends import quantize  # noqa: E402
-from qcore.measure import size_bytes, time_interleaved  # noqa: E402
-from qcore.spec import QuantSpec  # noqa: E402
-from qcore.sweep import SweepConfig, measure_spec, prepare  # noqa: E402
+from qcore.backends import quantize
+from qcore.measure import size_bytes, time_interleaved
+from qcore.spec import QuantSpec
+from qcore.sweep import SweepConfig, measure_spec, prepare
 
 warnings.filterwarnings("ignore")
 INT8 = QuantSpec("int8", granularity="per-channel", calibration="minmax")

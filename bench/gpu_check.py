@@ -23,11 +23,9 @@ from pathlib import Path
 import torch
 import torchvision
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from qcore.backends import BackendUnavailable, resolve_backend  # noqa: E402
-from qcore.measure import size_bytes, time_interleaved  # noqa: E402
-from qcore.spec import QuantSpec  # noqa: E402
+from qcore.backends import BackendUnavailable, resolve_backend
+from qcore.measure import size_bytes, time_interleaved
+from qcore.spec import QuantSpec
 
 warnings.filterwarnings("ignore")
 
@@ -112,7 +110,8 @@ def sweep_check(args) -> int:
     from PIL import Image
     from safetensors.torch import save_file
 
-    from qcore.__main__ import main as cli
+    from qcore.cli import main as cli
+    from qcore.data import folder_name
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
@@ -124,7 +123,7 @@ def sweep_check(args) -> int:
                 Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
         ckpt = Path(tmp) / "resnet18.safetensors"
         save_file(torchvision.models.resnet18(num_classes=3).state_dict(), str(ckpt))
-        argv = ["sweep", "--model", "resnet18", "--dataset", f"imagefolder:{root}", "--weights", str(ckpt),
+        argv = ["sweep", "--model", "resnet18", "--dataset", folder_name(root), "--weights", str(ckpt),
                 "--device", "cuda", "--precision", "fp32,fp16,bf16,int8,int4", "--mode", "static,dynamic,weight-only",
                 "--granularity", "per-channel,per-group", "--group-size", "128", "--backend", "auto,torchao",
                 "--batch-size", str(args.batch_size), "--input-size", str(args.input_size), "--calib-size", "32",

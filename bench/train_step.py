@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from qcore.fastconv import tiny_map_convs  # noqa: E402
-from qcore.models import build_model  # noqa: E402
-from qcore.train import recipe_for  # noqa: E402
+from qcore.fastconv import tiny_map_convs
+from qcore.models import build_model
+from qcore.train import recipe_for
 
 
 def main() -> None:

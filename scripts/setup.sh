@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh Linux machine: venv, Python packages, the offline dataset
-# and (with --test) the test-only packages and Debian's Chromium for the browser tests.
+# Idempotent set-up for a fresh Linux machine: venv, Python packages, qcore itself (editable), the offline
+# dataset and (with --test) the test-only packages and Debian's Chromium for the browser tests.
 # A second run with unchanged requirement files installs nothing and takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +50,22 @@ else
   say "python packages up to date"
 fi
 
-# 3. The offline dataset (Fashion-MNIST): $QCORE_DATA, Debian's package, or torchvision's download.
+# 3. qcore itself, installed from this checkout in editable mode (no dependencies: step 2 pinned them), so
+#    that `import qcore` finds it from anywhere: bench scripts, the background worker. Once per checkout and
+#    pyproject.toml (a stamp like the requirement files'); the tests still import the checkout they run in.
+stamp="$VENV/.installed-qcore-$( (pwd; cat pyproject.toml) | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  say "installing this checkout's qcore in editable mode"
+  isolation=()  # setuptools already in the venv: build with it (offline too); else pip fetches it
+  "$VENV/bin/python" -c 'import setuptools' 2>/dev/null && isolation=(--no-build-isolation)
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps ${isolation[@]+"${isolation[@]}"} -e .
+  rm -f "$VENV"/.installed-qcore-*
+  touch "$stamp"
+else
+  say "qcore installed (editable)"
+fi
+
+# 4. The offline dataset (Fashion-MNIST): $QCORE_DATA, Debian's package, or torchvision's download.
 fm_ok() {
   # the common cases without starting Python (importing torch takes seconds)
   for d in "${QCORE_DATA:-}" /usr/share/datasets/fashion-mnist; do
@@ -72,7 +87,7 @@ if ! fm_ok; then
   exit 1
 fi
 
-# 4. Test-only: Debian's Chromium for the Playwright browser tests (never 'playwright install').
+# 5. Test-only: Debian's Chromium for the Playwright browser tests (never 'playwright install').
 if [ $want_test = 1 ] && [ ! -x /usr/bin/chromium ]; then
   say "installing Debian's chromium for the browser tests"
   apt_install chromium || say "WARNING: could not install chromium; the browser tests will be skipped"
