@@ -4,4 +4,6 @@
 submodule that needs it is used).
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

@@ -24,6 +24,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+__all__ = ["flatten", "to_bytes", "metadata", "load_quantized"]
+
 _INT_TYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+__all__ = ["tiny_map_output", "tiny_map_convs"]
+
 
 def tiny_map_output(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int] | None:
     """The output size when ``conv`` takes the dense path for an ``height x width`` input (the input has

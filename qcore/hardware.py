@@ -11,8 +11,10 @@ import os
 import platform
 from dataclasses import asdict, dataclass
 
+__all__ = ["Hardware", "detect", "resolve_device", "quantized_engine"]
+
 # Flags that matter for quantized and low-precision inference on x86.
-INTERESTING_FLAGS = (
+_INTERESTING_FLAGS = (
     "avx2",
     "fma",
     "f16c",
@@ -89,7 +91,7 @@ def detect() -> Hardware:
     return Hardware(
         cpu=model,
         machine=platform.machine(),
-        flags=tuple(f for f in INTERESTING_FLAGS if f in flags),
+        flags=tuple(f for f in _INTERESTING_FLAGS if f in flags),
         cores=os.cpu_count() or 1,
         threads=torch.get_num_threads(),
         gpu=gpu,

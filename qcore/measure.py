@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+__all__ = ["stopwatch", "predict", "Accuracy", "accuracy", "Latency", "time_interleaved", "size_bytes"]
+
 
 @contextmanager
 def stopwatch() -> Iterator[list[float]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+__all__ = ["dominates", "non_dominated", "frontier_2d", "mark_pareto"]
+
 
 def dominates(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool]) -> bool:
     better_somewhere = False

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["data_home", "subdir", "atomic_write_bytes"]
+
 
 def data_home() -> Path:
     """The user's qcore data directory (created on first use)."""

@@ -26,6 +26,9 @@ import math
 
 import torch
 
+__all__ = ["EPS", "qrange", "choose_qparams", "quantize", "dequantize", "fake_quantize", "to_groups", "from_groups",
+           "pack_int4", "unpack_int4", "packed_nbytes"]
+
 EPS = torch.finfo(torch.float32).eps
 
 

@@ -23,6 +23,8 @@ from typing import Any
 from .paths import data_home
 from .result import Result
 
+__all__ = ["SCHEMA", "JOB_STATES", "default_db", "spec_key", "Job", "Store"]
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     run_id TEXT PRIMARY KEY,
