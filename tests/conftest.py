@@ -49,3 +49,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def colour_folder(tmp_path):
+    """``imagefolder:`` name of three classes of 12 generated 24x24 images; a class is a colour, so a few
+    training steps learn it."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate([(220, 30, 30), (30, 220, 30), (30, 30, 220)]):
+        (tmp_path / "f" / f"c{c}").mkdir(parents=True)
+        for i in range(12):
+            img = np.clip(np.array(colour) + rng.normal(0, 20, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / "f" / f"c{c}" / f"{i}.png")
+    return f"imagefolder:{tmp_path / 'f'}"

@@ -1,5 +1,5 @@
 """The app through Streamlit's AppTest: every page renders, a small run gives metric cards and a table,
-bad input gives a message and leaves earlier results in place; and qcore.explain's sentences.
+bad input gives a message and leaves earlier results in place.
 
 Jobs run in this process (``qcore.worker.run_job``) instead of a worker process, so the tests are
 deterministic; ``QCORE_APP_NO_WORKER`` keeps the pages from starting one.
@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from qcore.explain import explain
-from qcore.result import Result
 from qcore.spec import QuantSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,6 +219,17 @@ def test_interrupted_job_offers_resume():
     assert store.job(jid).state == "queued"
 
 
+def test_every_calibration_and_granularity_of_explore_renders():
+    """Per-group granularity and percentile calibration add their own widgets (group size, percentile), whose
+    defaults come from DEFAULT_GRID (QuantSpec() normalises the unused ones to 0)."""
+    at = _app("pages/explore.py", granularity="per-group", mode="weight-only", calibration="percentile")
+    assert at.selectbox(key="group").value == 64 and at.number_input(key="pct").value == 99.99
+    assert not _errors(at)
+    at = _app("pages/explore.py", precision="FP16", backend="fx")  # the registry's refusal, before a run
+    assert any("backend='fx' does not run fp16; allowed: auto, float" in e for e in _errors(at)), _errors(at)
+    assert next(b for b in at.button if b.label == "Run").disabled
+
+
 def test_settings_come_from_and_stay_in_the_url():
     at = _app("pages/explore.py", model="mobilenet_v3_small", precision="FP16", batch="4", calib="64")
     assert at.selectbox(key="model").value == "mobilenet_v3_small"
@@ -289,62 +298,10 @@ def test_model_that_cannot_take_the_input_size_is_refused():
 
 
 def test_checkpoint_name_in_the_url_cannot_point_outside_the_uploads(tmp_path):
-    from ui import uploads
-
     outside = tmp_path / "a.pt"
     outside.write_bytes(b"PK\x03\x04")
-    assert uploads.checkpoint_path(str(outside)) is None
-    assert uploads.checkpoint_path("../" + "0" * 16 + ".pt") is None
     at = _app("pages/explore.py", weights="upload", ckpt=str(outside))
     assert any("upload a checkpoint" in e for e in _errors(at))
-
-
-# -- explain ------------------------------------------------------------------------------------------
-
-
-def _result(spec: QuantSpec, **kw) -> Result:
-    base = dict(kernel="native", top1=90.0, top1_delta=-0.5, agreement=98.0, speedup=2.0, speedup_vs_best_fp32=1.5,
-                best_fp32="fp32 channels-last", size_bytes=11_000_000, size_ratio=0.25, latency_ms_p50=5.0,
-                fp32_latency_ms_p50=10.0)  # fmt: skip
-    base.update(kw)
-    return Result(spec, "resnet18", "fashion-mnist", **base)
-
-
-def test_explain_int4_simulated_is_smaller_but_not_faster():
-    spec = QuantSpec("int4", granularity="per-group", calibration="minmax", mode="weight-only")
-    text = explain(_result(spec, kernel="simulated", speedup=0.3, size_ratio=0.14))
-    assert text.startswith("INT4 here is simulated: the weights are stored in 4 bits but computed in FP32")
-    assert "so it is smaller but not faster" in text
-    assert "slower than FP32 (0.30x the speed)" in text
-
-
-def test_explain_int8_static_native_with_accuracy_points_and_best_fp32():
-    text = explain(_result(QuantSpec("int8"), engine="x86"))
-    assert "real int8 kernels (x86 engine)" in text
-    assert "fell by 0.50 points (90.50% to 90.00%)" in text
-    assert "2.00x as fast as FP32" in text and "(FP32 channels-last) it is 1.50x" in text
-    assert "0.250x the FP32 size (44.0 MB to 11.0 MB" in text
-
-
-def test_explain_fp16_emulated_and_dynamic_layers():
-    fp16 = explain(_result(QuantSpec("fp16"), kernel="simulated", speedup=1.0))
-    assert "FP16 here is emulated" in fp16 and "about as fast as FP32" in fp16
-    dyn = explain(_result(QuantSpec("int8", mode="dynamic"), quantized_layers=1, total_layers=21, top1_delta=0.0))
-    assert "only quantizes Linear layers (here 1 of 21 layers)" in dyn and "unchanged at 90.00%" in dyn
-
-
-def test_explain_failed_skipped_cancelled_and_baseline_rows():
-    spec = QuantSpec("int8")
-    assert "failed: RuntimeError: boom" in explain(Result(spec, "m", "d", status="error", error="RuntimeError: boom"))
-    assert "was skipped: no ORT" in explain(Result(spec, "m", "d", status="skipped", error="no ORT"))
-    assert "Resume the job" in explain(Result(spec, "m", "d", status="cancelled"))
-    assert "FP32 reference" in explain(_result(QuantSpec("fp32"), top1_delta=0.0))
-    assert explain(Result(spec, "m", "d"))  # no numbers at all: still a sentence, no exception
-
-
-def test_explain_is_torch_free():
-    code = "import sys, qcore.explain; assert 'torch' not in sys.modules and 'streamlit' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def test_upload_dir_is_clean_after_a_refused_checkpoint():

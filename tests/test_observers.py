@@ -6,7 +6,6 @@ from qcore.observers import (
     kl_threshold_bin,
     list_calibrations,
     nearest_rank,
-    observer_class,
     weight_range,
 )
 
@@ -111,15 +110,3 @@ def test_weight_range_per_row(method):
 def test_weight_range_refuses_entropy():
     with pytest.raises(ValueError, match="does not apply to weights"):
         weight_range(torch.ones(1, 4), "entropy", -8, 7, True)
-
-
-def test_observer_class_is_a_torch_ao_observer():
-    from torch.ao.quantization.observer import ObserverBase
-
-    cls = observer_class()
-    obs = cls.with_args(method="percentile", percentile=99.0, quant_min=0, quant_max=255)()
-    assert isinstance(obs, ObserverBase)
-    out = obs(ONE_TO_100)
-    assert out is ONE_TO_100
-    scale, zp = obs.calculate_qparams()
-    assert scale.item() == pytest.approx(99.0 / 255) and zp.item() == 0

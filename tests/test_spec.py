@@ -1,6 +1,6 @@
 import pytest
 
-from qcore.spec import CHOICES, FP32, QuantSpec, SpecError, expand_grid
+from qcore.spec import CHOICES, DEFAULT_GRID, FP32, QuantSpec, SpecError, expand_grid
 
 
 @pytest.mark.parametrize(
@@ -15,8 +15,7 @@ from qcore.spec import CHOICES, FP32, QuantSpec, SpecError, expand_grid
         (dict(mode="weight-only", calibration="entropy"), "calibration='entropy'", "minmax, percentile, mse"),
         (dict(mode="weight-only", granularity="per-group", group_size=48), "group_size=48", "16, 32, 64, 128, 256"),
         (dict(calibration="percentile", percentile=101), "percentile=101", "(50, 100]"),
-        (dict(backend="float"), "backend='float'", "auto, fx, pt2e"),
-        (dict(precision="fp16", backend="fx"), "backend='fx'", "auto, float"),
+        (dict(backend="tensorrt"), "backend='tensorrt'", "auto, fx, pt2e, torchao, float, weight-only, ort"),
         (dict(device="tpu"), "device='tpu'", "auto, cpu, cuda"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -87,6 +86,20 @@ def test_expand_grid_skips_with_reasons_and_dedupes():
     assert any("calibration='entropy' is not allowed in weight-only" in r for r in reasons)
 
 
-def test_choices_cover_the_issue():
-    assert set(CHOICES["precision"]) == {"fp32", "fp16", "bf16", "int8", "int4"}
-    assert set(CHOICES["mode"]) == {"static", "dynamic", "weight-only"}
+def test_which_backend_runs_a_spec_is_not_the_specs_business():
+    """The maths is checked here; whether the fx backend runs FP16 is the registry's answer (tests/backends)."""
+    assert QuantSpec("fp16", backend="fx").backend == "fx"
+    assert QuantSpec("int8", mode="weight-only", backend="pt2e").kind == "weight-only"
+
+
+def test_the_reference_is_torch_fp32_only():
+    assert FP32.is_reference and QuantSpec("fp32", backend="float").is_reference
+    assert not QuantSpec("fp32", backend="ort").is_reference  # FP32 on another engine is a variant
+    assert not QuantSpec("fp32", backend="openvino").is_reference and not QuantSpec("fp16").is_reference
+    assert [QuantSpec(p).kind for p in ("fp32", "int8")] == ["float", "static"]
+
+
+def test_the_default_grid_is_the_baseline_and_static_int8():
+    specs, skipped = expand_grid(**DEFAULT_GRID)
+    assert specs == [FP32, QuantSpec()] and not skipped
+    assert set(DEFAULT_GRID) <= set(CHOICES) | {"group_size", "percentile"}

@@ -32,7 +32,7 @@ def test_killed_worker_keeps_finished_rows_and_resumes_the_rest(tmp_path, resnet
     config = SweepConfig(weights=str(resnet18_checkpoint), calib_size=32, eval_limit=64, latency_budget_s=0.2)
     jid = store.submit_job(config.to_dict(), [s.to_dict() for s in SPECS])
 
-    env = {**os.environ, "QCORE_HOME": str(tmp_path), "QCORE_DB": str(db), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "QCORE_HOME": str(tmp_path), "QCORE_DB": str(db)}
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "qcore", "worker", "--idle-exit", "60"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
@@ -68,5 +68,7 @@ def test_killed_worker_keeps_finished_rows_and_resumes_the_rest(tmp_path, resnet
     wanted = [QuantSpec("fp32")] + SPECS
     assert sorted(counts) == sorted(spec_key(s.to_dict()) for s in wanted)
     assert set(counts.values()) == {1}, counts  # every spec exactly once
+    base = next(r for r in rows if r.spec.is_reference)
+    assert {r.baseline_run_id for r in rows} == {base.run_id}  # the resumed rows name the FP32 row of before
     assert store.job(jid).state == "done"
     assert store.job(jid).done == store.job(jid).total == len(wanted)

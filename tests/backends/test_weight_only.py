@@ -1,88 +1,22 @@
+"""The weight-only backend: packed INT8/INT4 weights, scales stored in 8 bits, folded BatchNorms."""
+
 import copy
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
-from qcore.backends import BackendUnavailable, get_backend, list_backends, quantize, resolve_backend
-from qcore.backends.pt2e_int8 import ChannelsLastInput
+from qcore.backends import quantize
 from qcore.backends.weight_only import WeightOnlyLayer, decode_scales, encode_scales, fold_batchnorm
 from qcore.measure import size_bytes
 from qcore.primitives import choose_qparams, fake_quantize, qrange, to_groups
 from qcore.spec import QuantSpec
-
-
-@pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(num_classes=10).eval()
-
-
-@pytest.fixture(scope="module")
-def calib():
-    g = torch.Generator().manual_seed(0)
-    return [torch.randn(16, 3, 32, 32, generator=g) for _ in range(2)]
-
 
 EXAMPLE = torch.randn(1, 3, 32, 32)
 
 
 def _rel_err(a, b):
     return ((a - b).norm() / b.norm()).item()
-
-
-def test_registry():
-    assert {"fx", "pt2e", "float", "weight-only"} <= set(list_backends())
-    with pytest.raises(ValueError, match="available: "):
-        get_backend("tensorrt")
-
-
-def test_cuda_int8_conv_is_refused_with_a_reason():
-    with pytest.raises(BackendUnavailable, match="no CUDA kernel for int8 convolutions"):
-        resolve_backend(QuantSpec("int8", backend="fx"), "cuda")
-
-
-@pytest.mark.parametrize(
-    "granularity,calibration",
-    [
-        ("per-tensor", "minmax"),
-        ("per-channel", "minmax"),
-        ("per-channel", "moving-average"),
-        ("per-channel", "percentile"),
-        ("per-channel", "entropy"),
-        ("per-tensor", "mse"),
-    ],
-)
-def test_int8_static_is_really_quantized(resnet, calib, granularity, calibration):
-    spec = QuantSpec("int8", granularity=granularity, calibration=calibration)
-    q = quantize(resnet, spec, calib, EXAMPLE)
-    convs = [
-        m
-        for m in q.model.modules()
-        if type(m).__module__.startswith("torch.ao.nn.intrinsic.quantized")
-        or type(m).__module__.startswith("torch.ao.nn.quantized.modules.conv")
-    ]
-    assert convs, "no quantized conv module in the converted model"
-    w = convs[0].weight()
-    assert w.dtype == torch.qint8
-    if granularity == "per-channel":  # one scale per output channel, symmetric (zero points 0)
-        assert w.q_per_channel_scales().numel() == w.shape[0]
-        assert torch.all(w.q_per_channel_zero_points() == 0)
-    else:
-        assert w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric) and w.q_zero_point() == 0
-    assert q.kernel == "native" and q.quantized_layers == q.total_layers == 21
-    assert size_bytes(q.artifact) <= 0.26 * size_bytes(resnet.state_dict())
-    with torch.no_grad():
-        assert _rel_err(q(calib[0]), resnet(calib[0])) < 0.25
-    assert any(isinstance(m, nn.Conv2d) for m in resnet.modules())  # the original is untouched
-
-
-def test_int8_dynamic_quantizes_linear_only(resnet):
-    q = quantize(resnet, QuantSpec("int8", mode="dynamic"), [], EXAMPLE)
-    assert q.quantized_layers == 1 and q.total_layers == 21
-    assert any(type(m).__name__ == "Linear" and "dynamic" in type(m).__module__ for m in q.model.modules())
-    assert any("convolutions stay FP32" in n for n in q.notes)
 
 
 def test_int4_per_group_size_and_reference(resnet):
@@ -137,76 +71,6 @@ def test_mse_clipping_beats_minmax_on_int4_error(resnet):
         layer = WeightOnlyLayer(conv, 4, "per-group", 64, method, symmetric=False, percentile=99.99)
         errs[method] = ((layer.dequantized_weight() - conv.weight.detach()) ** 2).sum().item()
     assert errs["mse"] < errs["minmax"]
-
-
-@pytest.mark.parametrize("precision,ratio", [("fp16", 0.5), ("bf16", 0.5), ("fp32", 1.0)])
-def test_float_casts(resnet, precision, ratio):
-    q = quantize(resnet, QuantSpec(precision), [], EXAMPLE)
-    assert (
-        next(q.model.parameters()).dtype
-        == {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
-    )
-    assert size_bytes(q.artifact) / size_bytes(resnet.state_dict()) == pytest.approx(ratio, abs=0.01)
-    with torch.no_grad():
-        assert q(EXAMPLE).shape == (1, 10)
-
-
-def test_pt2e_int8_on_a_small_cnn(calib):
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    ).eval()
-    q = quantize(model, QuantSpec("int8", backend="pt2e"), calib, EXAMPLE)
-    assert q.backend == "pt2e" and q.kernel == "native"
-    int8 = [t for t in q.artifact.values() if t.dtype == torch.int8]
-    assert len(int8) >= 2
-    with torch.no_grad():
-        assert _rel_err(q(calib[0]), model(calib[0])) < 0.2
-        assert q(torch.randn(5, 3, 32, 32)).shape == (5, 10)  # the batch dimension is dynamic
-        assert q(torch.randn(2, 3, 48, 48)).shape == (2, 10)  # so are H and W (latency 224, evaluation 32)
-    assert isinstance(q.model, ChannelsLastInput)
-
-
-def test_pt2e_refuses_per_tensor_with_reason():
-    with pytest.raises(BackendUnavailable, match="per channel only"):
-        resolve_backend(QuantSpec("int8", granularity="per-tensor", backend="pt2e"), "cpu")
-
-
-def _mlp():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 10)).eval()
-
-
-@pytest.mark.parametrize(
-    "spec",
-    [
-        QuantSpec("int8", mode="dynamic", backend="torchao"),
-        QuantSpec("int8", mode="dynamic", scheme="symmetric"),  # auto: fx refuses symmetric, torchao runs it
-        QuantSpec("int8", mode="weight-only", scheme="symmetric", backend="torchao"),
-        QuantSpec("int8", mode="weight-only", scheme="symmetric", granularity="per-group", backend="torchao"),
-    ],
-    ids=lambda s: s.label(),
-)
-def test_torchao_linear(spec):
-    model, x = _mlp(), torch.randn(4, 64)
-    q = quantize(model, spec, [], x)
-    assert q.backend == "torchao" and q.quantized_layers == 2 and q.kernel == "native"
-    assert size_bytes(q.artifact) < 0.4 * size_bytes(model.state_dict())
-    with torch.no_grad():
-        assert _rel_err(q(x), model(x)) < 0.05
-
-
-def test_torchao_int4_needs_cuda():
-    spec = QuantSpec("int4", mode="weight-only", granularity="per-group", backend="torchao")
-    with pytest.raises(BackendUnavailable, match="CUDA only"):
-        resolve_backend(spec, "cpu")
 
 
 def test_weight_only_keeps_attention_working():

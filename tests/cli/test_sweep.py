@@ -1,0 +1,87 @@
+"""``python -m qcore sweep`` and ``runs``: a real small sweep written as CSV, bad grids refused, the progress bar."""
+
+import csv
+import io
+import subprocess
+import sys
+
+from qcore.cli.progress import ProgressBar
+from qcore.result import COLUMNS
+
+
+def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
+    out = tmp_path / "r.csv"
+    cmd = [
+        sys.executable,
+        "-m",
+        "qcore",
+        "sweep",
+        "--weights",
+        str(resnet18_checkpoint),
+        "--precision",
+        "fp32,int8,int4",
+        "--mode",
+        "static,weight-only",
+        "--granularity",
+        "per-channel",
+        "--calib-size",
+        "16",
+        "--eval-limit",
+        "32",
+        "--latency-budget",
+        "0.2",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "skipped" in proc.stderr and "not allowed with precision='int4'" in proc.stderr
+    assert "backend='weight-only'" not in proc.stderr  # auto runs every kind: nothing refused by the registry
+    with out.open() as fh:
+        assert next(csv.reader(fh)) == list(COLUMNS)  # the columns of before, then baseline_run_id
+    rows = list(csv.DictReader(out.open()))
+    assert [r["precision"] for r in rows] == ["fp32", "int8", "int8", "int4"]
+    assert float(rows[0]["top1"]) <= 100 and rows[3]["kernel"] == "simulated"
+    assert {r["baseline_run_id"] for r in rows} == {rows[0]["run_id"]}  # every row names the FP32 row
+    assert "FP32" in proc.stdout  # the summary table
+    runs = subprocess.run([sys.executable, "-m", "qcore", "runs"], capture_output=True, text=True, timeout=120)
+    assert runs.returncode == 0 and "4 result(s)" in runs.stderr and "INT4 per-channel" in runs.stdout
+
+
+def test_cli_refuses_a_bad_grid_value(fashion_mnist):
+    proc = subprocess.run(
+        [sys.executable, "-m", "qcore", "sweep", "--precision", "int3"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "precision='int3' is not allowed" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "qcore", "sweep", "--image-size", "4"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "image_size=4 is not allowed; allowed: 8..1024" in proc.stderr
+
+
+def test_cli_refuses_a_backend_that_never_runs_the_mode(fashion_mnist):
+    proc = subprocess.run([sys.executable, "-m", "qcore", "sweep", "--precision", "int8", "--backend", "torchao"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "skipped 1 combination(s): backend='torchao' does not run mode='static'; allowed: auto, fx" in proc.stderr
+
+
+class _Pipe(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_draws_one_line_with_the_time_left(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("qcore.cli.progress.time.monotonic", lambda: now[0])
+    out = _Pipe()
+    bar = ProgressBar(out, width=10)
+    now[0] = 30.0
+    bar(2, 8, "INT8 static")  # 2 of 8 after 30 s: 6 x 15 s left
+    bar.close()
+    assert out.getvalue() == "\r[##........]  25%  2/8  ETA 1m30s  INT8 static\x1b[K\n"
+    log = io.StringIO()  # not a terminal: a plain line every 10 points, and the last one
+    bar = ProgressBar(log, eta=False)
+    for done in range(1, 21):
+        bar(done, 20, f"step {done}")
+    assert log.getvalue().splitlines() == [f"{5 + 10 * i:3d}%  step {1 + 2 * i}" for i in range(10)] + ["100%  step 20"]

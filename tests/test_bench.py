@@ -1,0 +1,17 @@
+"""The bench scripts start: they are run by hand on a quiet machine, so a broken import would go unseen."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_peers_help_runs():
+    # as a script from the checkout's root, whose qcore it imports (installed or not: python -c puts the
+    # working directory first on sys.path)
+    code = ("import runpy, sys; sys.argv = ['bench/peers.py', '--help']; "
+            "runpy.run_path('bench/peers.py', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "ratio_to_best_peer_int8" in out.stdout and "--engines" in out.stdout
