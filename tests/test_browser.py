@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -58,7 +59,8 @@ def drive(page, url: str, ckpt: str) -> None:
     page.get_by_role("button", name="Run sweep").click()
     expect(page.get_by_role("button", name="Cancel")).to_be_visible()  # while it runs
     expect(page.get_by_role("progressbar")).to_be_visible()
-    expect(page.get_by_text("finished").first).to_be_visible(timeout=240_000)
+    finished = page.get_by_text(re.compile(r"^Job \w+: finished"))  # not "... offered when the job has finished"
+    expect(finished).to_be_visible(timeout=240_000)
     assert "job=" in page.url
     chart = page.locator(".js-plotly-plot")
     points = chart.first.locator(".scatterlayer path.point")
@@ -107,10 +109,10 @@ def drive(page, url: str, ckpt: str) -> None:
     wait_idle(page)
     page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
     page.get_by_role("link", name="Sweep & Pareto", exact=True).click()
-    expect(page.get_by_text("finished").first).to_be_visible()
+    expect(finished).to_be_visible()
     expect(points.first).to_be_visible()
     page.reload()
-    expect(page.get_by_text("finished").first).to_be_visible()
+    expect(finished).to_be_visible()
     assert "job=" in page.url
 
 
