@@ -310,7 +310,8 @@ def spec_grid() -> dict:
               ("calibration", CHOICES["calibration"]), ("scheme", CHOICES["scheme"]),
               ("mode", CHOICES["mode"]), ("backend", CHOICES["backend"]),
               ("group_size", GROUP_SIZES), ("percentile", _PERCENTILES)]  # fmt: skip
-    titles = {"group_size": "Group sizes (per-group)", "percentile": "Percentiles (percentile calibration)"}
+    titles = {"granularity": "Granularities", "group_size": "Group sizes (per-group)",
+              "percentile": "Percentiles (percentile calibration)"}
     for i, (name, options) in enumerate(fields):
         out[name] = cols[i % 4].multiselect(
             titles.get(name, name.capitalize() + "s"), list(options), default=list(DEFAULT_GRID[name]),
