@@ -12,30 +12,62 @@ Comma lists make a grid; combinations that cannot exist are skipped with the rea
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-import uuid
 
+from .limits import LIMITS, LimitError
 from .spec import CHOICES, GROUP_SIZES, SpecError, expand_grid
 
+# The options that make a sweep; a resumed sweep takes them from the job instead.
+SWEEP_OPTIONS = ("model", "dataset", "weights", "precision", "granularity", "group_size", "calibration", "percentile",
+                 "scheme", "mode", "backend", "device", "batch_size", "image_size", "input_size", "calib_size",
+                 "eval_limit", "seed", "latency_budget")  # fmt: skip
 
-def _list(kind=str):
+
+def _list(kind=str, choices=None, limit: str | None = None):
+    """A comma list for a grid option; each value checked against ``choices`` or the ``limit`` of that name."""
+
     def parse(text: str):
-        try:
-            return [kind(v.strip()) for v in text.split(",") if v.strip()]
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
+        values = []
+        for v in (v.strip() for v in text.split(",")):
+            if not v:
+                continue
+            if limit is not None:
+                try:
+                    values.append(LIMITS[limit].parse(v))
+                except LimitError as exc:
+                    raise argparse.ArgumentTypeError(str(exc)) from None
+                continue
+            try:
+                value = kind(v)
+            except (ValueError, OverflowError):
+                raise argparse.ArgumentTypeError(f"{v!r} is not {'an integer' if kind is int else 'valid'}; "
+                                                 f"allowed: {', '.join(map(str, choices or ()))}") from None
+            if choices is not None and value not in choices:
+                raise argparse.ArgumentTypeError(f"{v!r} is not allowed; allowed: {', '.join(map(str, choices))}")
+            values.append(value)
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r} holds no value; give at least one (comma-separated)")
+        return values
 
     return parse
 
 
-def _optional_int(text: str) -> int | None:
-    if text.lower() in ("all", "none", ""):
-        return None
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive integer or 'all'")
-    return value
+def _limited(name: str, all_word: str | None = None):
+    """An argparse type for the number ``name`` of :data:`qcore.limits.LIMITS` (and ``all_word`` for None):
+    out of range is a usage error (exit status 2) naming the option and its range."""
+
+    def parse(text: str):
+        if all_word is not None and text.strip().lower() in (all_word, "none"):
+            return None
+        try:
+            return LIMITS[name].parse(text)
+        except LimitError as exc:
+            extra = f" or '{all_word}'" if all_word else ""
+            raise argparse.ArgumentTypeError(f"{exc}{extra}") from None
+
+    return parse
 
 
 class ProgressBar:
@@ -73,10 +105,25 @@ def summary_table(results) -> str:
 
 
 def cmd_sweep(args) -> int:
-    from .report import write_csv, write_json
     from .store import Store
     from .sweep import SweepConfig, run_sweep
 
+    parser = args.parser
+    if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in SWEEP_OPTIONS
+                 if getattr(args, name) != parser.get_default(name)]  # fmt: skip
+        if given or args.no_store:
+            parser.error(f"argument --resume: the job's settings are stored with it; drop {', '.join(given)}"
+                         if given else "argument --resume: --no-store cannot resume a stored sweep")
+        store = Store()
+        try:
+            job = store.take_job(args.resume, os.getpid())
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        left = len(job.specs) + 1 - len(store.done_spec_keys(job.job_id))
+        print(f"resuming sweep {job.job_id}: {left} of {len(job.specs) + 1} spec(s) left to measure", file=sys.stderr)
+        return _run_stored(store, job, args)
     try:
         config = SweepConfig(
             model=args.model, dataset=args.dataset, weights=args.weights, device=args.device,
@@ -84,6 +131,9 @@ def cmd_sweep(args) -> int:
             calib_size=args.calib_size,
             eval_limit=args.eval_limit, seed=args.seed, latency_budget_s=args.latency_budget,
         )  # fmt: skip
+    except LimitError as exc:
+        parser.error(f"argument --batch-size/--input-size: {exc}")
+    try:
         specs, skipped = expand_grid(
             precision=args.precision, granularity=args.granularity, group_size=args.group_size,
             calibration=args.calibration, percentile=args.percentile, scheme=args.scheme, mode=args.mode,
@@ -100,26 +150,65 @@ def cmd_sweep(args) -> int:
     if not specs:
         print("error: no valid spec in this grid", file=sys.stderr)
         return 2
-    store = None if args.no_store else Store()
-    sweep_id = "cli-" + uuid.uuid4().hex[:8]
-    on_result = store.add_result if store else None
+    if args.no_store:
+        try:
+            results = run_sweep(config, specs, progress=ProgressBar())
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 2
+        _write_outputs(results, args)
+        return 0 if all(r.status in ("ok", "skipped") for r in results) else 1
+    store = Store()
+    # FP32 is the baseline, measured first in every sweep: a plain FP32 spec is not stored twice
+    stored = [s for s in specs if not (s.precision == "fp32" and s.backend in ("auto", "float"))]
+    job = store.start_job(config.to_dict(), [s.to_dict() for s in stored], os.getpid())
+    print(f"sweep {job.job_id}; if it stops, 'python -m qcore sweep --resume {job.job_id}' measures the rest",
+          file=sys.stderr)
+    return _run_stored(store, job, args)
+
+
+def _run_stored(store, job, args) -> int:
+    """Run a job recorded in the store from this process: rows committed as measured, the CSV/JSON written
+    before anything optional (the Pareto flags in the database), a Ctrl-C leaving a resumable job."""
+    from .worker import execute_job, store_pareto
+
+    bar = ProgressBar()
+    resume = f"python -m qcore sweep --resume {job.job_id}"
     try:
-        results = run_sweep(config, specs, progress=ProgressBar(), on_result=on_result, sweep_id=sweep_id)
-    except (ValueError, FileNotFoundError) as exc:
+        rows = execute_job(store, job, progress=bar)
+    except KeyboardInterrupt:
+        store.update_job(job.job_id, state="interrupted", message=f"interrupted (Ctrl-C); {resume} measures the rest")
+        print(f"\ninterrupted; every finished spec is stored: {resume} measures the rest", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        store.update_job(job.job_id, state="error", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}",
+                         message="failed")
+        if not isinstance(exc, (ValueError, FileNotFoundError)):
+            raise
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2
-    if store:
-        store.set_pareto({r.run_id: r.pareto for r in results})
+    _write_outputs(rows, args)
+    if problem := store_pareto(store, rows):
+        print(f"warning: {problem} in the CSV/JSON and in this table", file=sys.stderr)
+    cancelled = store.cancel_requested(job.job_id)
+    store.update_job(job.job_id, state="cancelled" if cancelled else "done", finished_at=time.time(),
+                     message="cancelled" if cancelled else "finished")
+    print(f"stored as sweep {job.job_id} in {store.path}", file=sys.stderr)
+    return 0 if all(r.status in ("ok", "skipped") for r in rows) else 1
+
+
+def _write_outputs(results, args) -> None:
+    """The summary, the FP32 row's notes (the data's skipped files, where the weights came from), CSV, JSON."""
+    from .report import write_csv, write_json
+
     print(summary_table(results))
-    if args.out:
-        write_csv(results, args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
-    if args.json:
-        write_json(results, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
-    if store:
-        print(f"stored as sweep {sweep_id} in {store.path}", file=sys.stderr)
-    return 0 if all(r.status in ("ok", "skipped") for r in results) else 1
+    base = next((r for r in results if r.spec.precision == "fp32" and r.backend == "float"), None)
+    for note in base.notes[1:] if base else []:
+        print(f"note: {note}", file=sys.stderr)
+    for path, writer in ((args.out, write_csv), (args.json, write_json)):
+        if path:
+            writer(results, path)
+            print(f"wrote {path}", file=sys.stderr)
 
 
 def cmd_worker(args) -> int:
@@ -133,6 +222,13 @@ def cmd_runs(args) -> int:
     from .store import Store
 
     store = Store()
+    if args.jobs:
+        print(f"{'sweep id':<14} {'state':<12} {'done':>9}  {'started':<16} model on dataset")
+        for job in store.jobs(limit=args.limit or 50):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
+            print(f"{job.job_id:<14} {job.state:<12} {f'{job.done}/{job.total}':>9}  {when:<16} "
+                  f"{job.config.get('model')} on {job.config.get('dataset')}")
+        return 0
     results = store.results(sweep_id=args.sweep, limit=args.limit)
     print(summary_table(results))
     for path, writer in ((args.csv, write_csv), (args.json, write_json), (args.html, write_html)):
@@ -154,41 +250,49 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=d.model)
     s.add_argument("--dataset", default=d.dataset, help="fashion-mnist, cifar10 or imagefolder:<path>")
     s.add_argument("--weights", default=d.weights, help="auto, pretrained, baseline, or a checkpoint path")
-    s.add_argument("--precision", type=_list(), default=["fp32", "int8"], help=",".join(CHOICES["precision"]))
-    s.add_argument("--granularity", type=_list(), default=["per-channel"], help=",".join(CHOICES["granularity"]))
-    s.add_argument("--group-size", type=_list(int), default=[64], help=",".join(map(str, GROUP_SIZES)))
-    s.add_argument("--calibration", type=_list(), default=["minmax"], help=",".join(CHOICES["calibration"]))
-    s.add_argument("--percentile", type=_list(float), default=[99.99], help="for percentile calibration")
-    s.add_argument("--scheme", type=_list(), default=["asymmetric"], help=",".join(CHOICES["scheme"]))
-    s.add_argument("--mode", type=_list(), default=["static"], help=",".join(CHOICES["mode"]))
-    s.add_argument("--backend", type=_list(), default=["auto"], help=",".join(CHOICES["backend"]))
+    for name, default in (("precision", ["fp32", "int8"]), ("granularity", ["per-channel"]),
+                          ("calibration", ["minmax"]), ("scheme", ["asymmetric"]), ("mode", ["static"]),
+                          ("backend", ["auto"])):  # fmt: skip
+        s.add_argument(f"--{name}", type=_list(choices=CHOICES[name]), default=default,
+                       help=",".join(CHOICES[name]))
+    s.add_argument("--group-size", type=_list(int, choices=GROUP_SIZES), default=[64],
+                   help=",".join(map(str, GROUP_SIZES)))
+    s.add_argument("--percentile", type=_list(limit="percentile"), default=[99.99],
+                   help=f"for percentile calibration: {LIMITS['percentile'].allowed()}")
     s.add_argument("--device", default=d.device, choices=CHOICES["device"])
-    s.add_argument("--batch-size", type=int, default=d.batch_size, help="latency batch size")
-    s.add_argument("--image-size", type=int, default=d.image_size,
+    s.add_argument("--batch-size", type=_limited("batch_size"), default=d.batch_size,
+                   help=f"latency batch size: {LIMITS['batch_size'].allowed()}")
+    s.add_argument("--image-size", type=_limited("image_size"), default=d.image_size,
                    help="side the images are loaded and a baseline trained at (default: the dataset's, 32 for "
-                        "Fashion-MNIST and CIFAR-10, 224 for folders)")
-    s.add_argument("--input-size", type=int, default=d.input_size, help="latency input side (default: image size)")
-    s.add_argument("--calib-size", type=int, default=d.calib_size)
-    s.add_argument("--eval-limit", type=_optional_int, default=d.eval_limit, help="images to evaluate, or 'all'")
-    s.add_argument("--seed", type=int, default=d.seed)
+                        f"Fashion-MNIST and CIFAR-10, 224 for folders): {LIMITS['image_size'].allowed()}")
+    s.add_argument("--input-size", type=_limited("input_size"), default=d.input_size,
+                   help="latency input side (default: image size)")
+    s.add_argument("--calib-size", type=_limited("calib_size"), default=d.calib_size,
+                   help=LIMITS["calib_size"].allowed())
+    s.add_argument("--eval-limit", type=_limited("eval_limit", "all"), default=d.eval_limit,
+                   help=f"images to evaluate, or 'all': {LIMITS['eval_limit'].allowed()}")
+    s.add_argument("--seed", type=_limited("seed"), default=d.seed, help=LIMITS["seed"].allowed())
     s.add_argument(
         "--latency-budget",
-        type=float,
+        type=_limited("latency_budget_s"),
         default=d.latency_budget_s,
-        help="seconds of timed runs per spec (at least 7 runs each)",
+        help=f"seconds of timed runs per spec (at least 7 runs each): {LIMITS['latency_budget_s'].allowed()}",
     )
     s.add_argument("--out", help="write a CSV here")
     s.add_argument("--json", help="write a JSON file here")
     s.add_argument("--no-store", action="store_true", help="do not record the results in the run database")
-    s.set_defaults(func=cmd_sweep)
+    s.add_argument("--resume", metavar="JOB", help="measure what a stopped sweep left (its id, as printed at its "
+                   "start or listed by 'runs'), with the settings stored with it")
+    s.set_defaults(func=cmd_sweep, parser=s)
 
     w = sub.add_parser("worker", help="run queued sweep jobs (the app starts this itself)")
-    w.add_argument("--idle-exit", type=float, default=600.0, help="exit after this many idle seconds")
+    w.add_argument("--idle-exit", type=_limited("idle_exit"), default=600.0, help="exit after this many idle seconds")
     w.set_defaults(func=cmd_worker)
 
     r = sub.add_parser("runs", help="list stored results; export CSV/JSON/HTML")
     r.add_argument("--sweep", help="only this sweep id")
-    r.add_argument("--limit", type=int, default=None)
+    r.add_argument("--jobs", action="store_true", help="list sweeps (ids, state, progress) instead of results")
+    r.add_argument("--limit", type=_limited("limit"), default=None, help="the newest N results")
     r.add_argument("--csv")
     r.add_argument("--json")
     r.add_argument("--html")
@@ -196,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import cli_data
 
-    cli_data.add_subcommands(sub)
+    cli_data.add_subcommands(sub, _limited)
     return parser
 
 

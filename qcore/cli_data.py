@@ -120,14 +120,15 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_subcommands(subparsers) -> None:
-    """Add ``train``, ``fetch-data``, ``models`` and ``datasets`` to an argparse subparsers object."""
+def add_subcommands(subparsers, limited) -> None:
+    """Add ``train``, ``fetch-data``, ``models`` and ``datasets`` to an argparse subparsers object;
+    ``limited(name)`` is the argparse type of a number of :data:`qcore.limits.LIMITS`."""
     p = subparsers.add_parser("train", help="train (or find cached) the baseline of a model on a dataset")
     p.add_argument("--model", required=True, help="a torchvision classifier, e.g. resnet18 (see 'models')")
     p.add_argument("--dataset", required=True, help="fashion-mnist, cifar10 or imagefolder:<path>")
-    p.add_argument("--epochs", type=float, default=None, help="default: the model family's recipe")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--epochs", type=limited("epochs"), default=None, help="default: the model family's recipe")
+    p.add_argument("--seed", type=limited("seed"), default=0)
+    p.add_argument("--image-size", type=limited("image_size"), default=None,
                    help="default: the dataset's (32, or 224 for image folders)")
     p.add_argument("--force", action="store_true", help="train again even when a cached baseline exists")
     p.set_defaults(func=cmd_train)

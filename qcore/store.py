@@ -233,8 +233,8 @@ class Store:
         with self._write() as c:
             row = c.execute("SELECT state, pid FROM jobs WHERE job_id=?", (job_id,)).fetchone()
             if row is None:
-                raise ValueError(f"there is no job {job_id!r} in {self.path}; 'python -m qcore runs' lists "
-                                 "sweep ids")
+                raise ValueError(f"there is no job {job_id!r} in {self.path}; 'python -m qcore runs --jobs' "
+                                 "lists the sweeps")
             if row["state"] in ("queued", "running"):
                 who = f"process {row['pid']}" if row["state"] == "running" else "the app's worker (queued)"
                 raise ValueError(f"job {job_id} is {row['state']}: {who} runs it; cancel it first, or wait")

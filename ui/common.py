@@ -18,7 +18,7 @@ from qcore.store import Job, Store, default_db
 
 # Set by tests that run jobs in-process: the pages then never start a worker process.
 NO_WORKER_ENV = "QCORE_APP_NO_WORKER"
-JOB_ID = re.compile(r"^[0-9a-f]{6,32}$")
+JOB_ID = re.compile(r"^(cli-)?[0-9a-f]{6,32}$")  # app jobs, and sweeps the CLI ran
 
 
 @st.cache_resource(show_spinner=False)
