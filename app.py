@@ -12,7 +12,7 @@ import streamlit as st
 from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig
 from ui import jobs
-from ui.common import baseline_status, hardware, prewarm, store
+from ui.common import baseline_status, dataset_label, hardware, prewarm, store
 from ui.nav import SWEEP_PAGE, setup
 
 # The offline default: a small model on Fashion-MNIST (no download), three kinds of quantization.
@@ -100,7 +100,7 @@ def home() -> None:
             st.page_link(
                 SWEEP_PAGE,
                 label=f"{job.job_id} · {job.state} · {job.done}/{job.total} · "
-                f"{job.config.get('model')} on {job.config.get('dataset')}",
+                f"{job.config.get('model')} on {dataset_label(str(job.config.get('dataset')))}",
                 query_params={"job": job.job_id},
                 icon=":material/history:",
             )

@@ -8,7 +8,7 @@ import time
 import streamlit as st
 
 from ui import results
-from ui.common import job_label, store
+from ui.common import dataset_label, job_label, store
 from ui.jobs import resumable, resume_button
 from ui.nav import setup
 
@@ -51,7 +51,8 @@ def _choices(attr: str) -> list[str]:
 f = st.columns(5)
 filters = {
     "model": f[0].multiselect("Model", _choices("model"), key="f_model", bind="query-params"),
-    "dataset": f[1].multiselect("Dataset", _choices("dataset"), key="f_dataset", bind="query-params"),
+    "dataset": f[1].multiselect("Dataset", _choices("dataset"), key="f_dataset", bind="query-params",
+                                format_func=dataset_label),
     "precision": f[2].multiselect("Precision", _choices("precision"), key="f_precision", bind="query-params"),
     "status": f[3].multiselect("Status", _choices("status"), key="f_status", bind="query-params"),
     "sweep_id": f[4].multiselect("Sweep / job", _choices("sweep_id"), key="f_sweep", bind="query-params"),

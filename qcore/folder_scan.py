@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+MIN_IMAGES_PER_CLASS = 2  # a dataset's split puts one in the test set (evaluation), one in the training set
 SYSTEM_FOLDERS = (Path("/"), Path("/proc"), Path("/sys"), Path("/dev"))
 
 

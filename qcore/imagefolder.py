@@ -28,10 +28,9 @@ from torch.utils.data import Dataset
 
 from qcore import folder_scan, image_guard, safe_zip
 from qcore.data import IMAGENET_MEAN, IMAGENET_STD, DatasetBundle, DatasetError, TensorImages
-from qcore.folder_scan import IMAGE_EXTENSIONS
+from qcore.folder_scan import IMAGE_EXTENSIONS, MIN_IMAGES_PER_CLASS
 from qcore.safe_zip import ZipLimits
 
-MIN_IMAGES_PER_CLASS = 2  # the split puts one in the test set (evaluation) and one in the training set
 _EAGER_BYTES = 768 * 2**20  # decoded image folders up to this size are kept in memory
 
 # The 1000 ImageNet-1k synset ids in class-index order (sorted), as base85 varint deltas of their

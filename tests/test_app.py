@@ -267,15 +267,53 @@ def test_zip_of_class_folders_becomes_the_dataset():
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for i, cls in enumerate(["cats", "dogs"]):
-            png = io.BytesIO()
-            Image.new("RGB", (8, 8), (80 * i, 0, 0)).save(png, format="PNG")
-            zf.writestr(f"pets/{cls}/{i}.png", png.getvalue())
+            for j in range(3):
+                png = io.BytesIO()
+                Image.new("RGB", (8, 8), (80 * i, 40 * j, 0)).save(png, format="PNG")
+                zf.writestr(f"pets/{cls}/{j}.png", png.getvalue())
+        zf.writestr("pets/dogs/broken.png", b"not a png")
     at = _app("pages/explore.py", dataset="upload a zip of class folders ...")
     at.file_uploader(key="dataset_upload").set_value(("anything.bin", buf.getvalue(), "")).run()
     assert not _errors(at), _errors(at)
     name = at.selectbox(key="dataset").value
     assert name.startswith("imagefolder:") and name.endswith("/pets")
     assert sorted(p.name for p in Path(name.split(":", 1)[1]).iterdir()) == ["cats", "dogs"]
+    # what it holds, right away, in the user's names (never a server path)
+    summary = "**anything.bin**: 2 class(es), 6 image(s) (cats 3, dogs 3); 1 unreadable file(s) skipped"
+    assert summary in [c.value for c in at.caption], [c.value for c in at.caption]
+    assert len(at.get("image")) == 1 and len(at.get("image")[0].proto.imgs) == 6  # thumbnails
+    from ui.common import dataset_label
+
+    assert dataset_label(name) == "anything.bin · 2 classes, 6 images"
+    assert not any(str(Path(name.split(":", 1)[1]).parent) in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Delete this upload").click().run()
+    assert at.selectbox(key="dataset").value == "fashion-mnist"
+    assert not Path(name.split(":", 1)[1]).exists()
+
+
+@pytest.mark.parametrize("entries, reason", [
+    ({"pets/cats/1.png": "png", "pets/cats/2.png": "png"}, "holds one class folder with images ('cats')"),
+    ({"a/x.txt": b"text", "b/y.txt": b"text"}, "holds no readable images in class folders (it has 2 file(s) "
+                                                 "that are not images)"),
+    ({"cats/1.png": "png", "dogs/1.png": "png"}, "'cats' (1), 'dogs' (1) have fewer than 2 readable images"),
+])  # fmt: skip
+def test_zip_that_cannot_work_is_refused_at_upload(entries, reason):
+    from PIL import Image
+
+    from qcore.paths import subdir
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(png, format="PNG")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for entry, content in entries.items():
+            zf.writestr(entry, png.getvalue() if content == "png" else content)
+    at = _app("pages/explore.py", dataset="upload a zip of class folders ...")
+    at.file_uploader(key="dataset_upload").set_value(("mine.zip", buf.getvalue(), "")).run()
+    assert any(e.startswith("mine.zip cannot be a classifier's dataset: ") and reason in e for e in _errors(at)), \
+        _errors(at)
+    assert at.selectbox(key="dataset").value == "__upload__"  # nothing new to choose: nothing was stored
+    assert not any((subdir("uploads") / "datasets").iterdir())
 
 
 def test_model_that_cannot_take_the_input_size_is_refused():

@@ -115,10 +115,11 @@ def baseline_status(model: str, dataset: str, image_size: int | None = None) -> 
 
 
 def dataset_label(name: str) -> str:
-    if name.startswith("imagefolder:"):  # uploads/datasets/<hash>/<root>: short, unique, stable in a URL
-        parts = name.split("/")
-        digest = next((p for p in reversed(parts) if len(p) == 16 and p.isalnum()), "")
-        return f"upload {digest[:8]}/{parts[-1][:24]}"
+    if name.startswith("imagefolder:"):  # an upload: the zip's file name and what it holds, never a path
+        from .uploads import dataset_label as upload_label
+
+        if (label := upload_label(name)) is not None:
+            return label
     return {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}.get(name, name)
 
 

@@ -15,7 +15,7 @@ from qcore import report
 from qcore.explain import explain
 from qcore.result import Result
 
-from .common import fmt
+from .common import dataset_label, fmt
 
 # Distinct in both themes; FP32, the reference, in neutral grey.
 PRECISION_COLORS = {"FP32": "#8c8c8c", "FP16": "#1f77b4", "BF16": "#17becf", "INT8": "#d62728", "INT4": "#ff7f0e"}
@@ -40,7 +40,7 @@ def frame(results: Sequence[Result]) -> pd.DataFrame:
             "agreement %": r.agreement, "p50 ms": r.latency_ms_p50, "speed-up ×": r.speedup,
             "size MB": None if r.size_bytes is None else r.size_bytes / 1e6, "size ×": r.size_ratio,
             "kernel": r.kernel, "backend": r.backend, "pareto": bool(r.pareto), "model": r.model,
-            "dataset": r.dataset, "sweep": r.sweep_id, "run_id": r.run_id, "error": r.error,
+            "dataset": dataset_label(r.dataset), "sweep": r.sweep_id, "run_id": r.run_id, "error": r.error,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -134,7 +134,7 @@ def details(r: Result, base: Result | None, key: str) -> None:
     """Everything about one run: cards, the explanation, the latency spread, notes, spec, manifest."""
     st.markdown(f"#### {r.label}")
     st.caption(
-        f"run {r.run_id} · {r.model} on {r.dataset} · backend {r.backend or '–'} · kernel "
+        f"run {r.run_id} · {r.model} on {dataset_label(r.dataset)} · backend {r.backend or '–'} · kernel "
         f"{r.kernel or '–'} · {r.device} · batch {r.batch_size} · input {r.input_shape} · "
         f"{r.threads} threads · weights {r.weights or '–'}"
     )
