@@ -58,13 +58,15 @@ class ZipLimits:
 
 @dataclass(frozen=True)
 class Directory:
-    """What the end-of-central-directory record says."""
+    """What the end-of-central-directory record says (``start``: where the directory must begin, just
+    before the end record, whatever ``offset`` claims: archives with data prepended shift both)."""
 
     entries: int
     size: int
     offset: int
     archive_bytes: int
     zip64: bool
+    start: int
 
 
 def _size(fh: BinaryIO) -> int:
@@ -82,25 +84,26 @@ def read_directory(fh: BinaryIO, what: str = "the zip archive") -> Directory:
     while pos >= 0 and pos + 22 > len(tail):
         pos = tail.rfind(EOCD, 0, pos)
     if pos < 0:
-        raise ZipRefused(f"{what} is not a zip archive, or is cut short: it has no end-of-directory record")
+        raise ZipRefused(f"{what} has no end-of-directory record: it is cut short, or not a zip archive")
     disk, cd_disk, _, entries, cd_size, cd_offset, _ = struct.unpack("<HHHHIIH", tail[pos + 4 : pos + 22])
-    zip64 = False
-    if entries == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
-        loc = pos - 20
-        if loc < 0 or tail[loc : loc + 4] != EOCD64_LOCATOR:
-            raise ZipRefused(f"{what} is damaged: its end record asks for a zip64 record that is not there")
-        (eocd64_at,) = struct.unpack("<Q", tail[loc + 8 : loc + 16])
-        if eocd64_at + 56 > total:
-            raise ZipRefused(f"{what} is damaged: its zip64 end record lies outside the file")
+    zip64, end_at = False, total - tail_len + pos
+    loc = pos - 20
+    has_locator = loc >= 0 and tail[loc : loc + 4] == EOCD64_LOCATOR  # torch.save writes one always
+    if (entries == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF) and not has_locator:
+        raise ZipRefused(f"{what} is damaged: its end record asks for a zip64 record that is not there")
+    if has_locator:  # the zip64 record just before its locator, where zipfile reads it (not where it points)
+        eocd64_at = total - tail_len + loc - 56
+        if eocd64_at < 0:
+            raise ZipRefused(f"{what} is damaged: its zip64 end record would begin before the file does")
         fh.seek(eocd64_at)
         rec = fh.read(56)
         if rec[:4] != EOCD64:
-            raise ZipRefused(f"{what} is damaged: no zip64 end record where its locator points")
+            raise ZipRefused(f"{what} is damaged: no zip64 end record before its locator")
         disk, cd_disk, _, entries, cd_size, cd_offset = struct.unpack("<IIQQQQ", rec[16:56])
-        zip64 = True
+        zip64, end_at = True, eocd64_at
     if disk or cd_disk:
         raise ZipRefused(f"{what} is one part of a multi-part (split) archive; upload a single-file zip")
-    return Directory(entries, cd_size, cd_offset, total, zip64)
+    return Directory(entries, cd_size, cd_offset, total, zip64, end_at - cd_size)
 
 
 def check_directory(fh: BinaryIO, limits: ZipLimits, what: str = "the zip archive") -> Directory:
@@ -117,7 +120,27 @@ def check_directory(fh: BinaryIO, limits: ZipLimits, what: str = "the zip archiv
     if d.size < d.entries * CENTRAL_RECORD_MIN:
         raise ZipRefused(f"{what} is damaged: a directory of {d.size:,} bytes cannot hold the {d.entries:,} "
                          f"entries its end record claims (each takes at least {CENTRAL_RECORD_MIN} bytes)")
+    if d.start < 0:
+        raise ZipRefused(f"{what} is damaged: its directory would begin before the file does")
+    _count_records(fh, d, limits, what)
     return d
+
+
+def _count_records(fh: BinaryIO, d: Directory, limits: ZipLimits, what: str) -> None:
+    """Walk the directory's records by their lengths only (no objects made): the end record's count is
+    16 bits in a classic archive, and zipfile parses every record the directory holds, whatever it says."""
+    fh.seek(d.start)
+    buf = fh.read(d.size)
+    n = pos = 0
+    while pos < len(buf):
+        if buf[pos : pos + 4] != b"PK\x01\x02" or pos + CENTRAL_RECORD_MIN > len(buf):
+            raise ZipRefused(f"{what} is damaged: its directory has no record where record {n + 1:,} should be")
+        name, extra, comment = struct.unpack_from("<HHH", buf, pos + 28)
+        pos += CENTRAL_RECORD_MIN + name + extra + comment
+        n += 1
+        if n > limits.max_entries:
+            raise ZipRefused(f"{what} lists more than {limits.max_entries:,} entries in its directory (its end "
+                             f"record says {d.entries:,}); at most {limits.max_entries:,} are allowed")
 
 
 def open_checked(fh: BinaryIO, limits: ZipLimits, what: str = "the zip archive") -> tuple[zipfile.ZipFile, Directory]:
