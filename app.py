@@ -1,6 +1,7 @@
 """qcore's app: the Home page (Streamlit's entry point; the other pages are in ``pages/``).
 
-Run with ``streamlit run app.py``. Pages: Home (here), Explore (one spec in detail), Sweep & Pareto
+Run with ``streamlit run app.py`` (it listens on 127.0.0.1 only: see ``.streamlit/config.toml`` and the
+README for serving a classroom). Pages: Home (here), Explore (one spec in detail), Sweep & Pareto
 (many specs, the trade-off chart) and Runs (everything measured, kept in SQLite). Long work runs
 in a background worker process (``python -m qcore worker``), never in this script.
 """

@@ -189,7 +189,8 @@ def _run_stored(store, job, args) -> int:
         return 2
     _write_outputs(rows, args)
     if problem := store_pareto(store, rows):
-        print(f"warning: {problem} in the CSV/JSON and in this table", file=sys.stderr)
+        print(f"warning: the Pareto flags were not stored in the run database ({problem}); the CSV/JSON and the "
+              "table above have them", file=sys.stderr)
     cancelled = store.cancel_requested(job.job_id)
     store.update_job(job.job_id, state="cancelled" if cancelled else "done", finished_at=time.time(),
                      message="cancelled" if cancelled else "finished")

@@ -70,7 +70,8 @@ def scan(root: Path, limits: ScanLimits = ScanLimits()) -> Scan:
 
     def over(where: Path) -> None:
         if seen > limits.max_entries or time.monotonic() - start > limits.max_seconds:
-            what = f"{seen:,} entries" if seen > limits.max_entries else f"{limits.max_seconds:g} s of listing"
+            what = (f"more than {limits.max_entries:,} entries" if seen > limits.max_entries
+                    else f"{limits.max_seconds:g} s of listing")
             raise ScanError(f"{root} is not a class-per-folder tree of images: after {what} (last in {where}) "
                             "the walk stopped; point imagefolder: at the folder whose sub-folders are the classes")
 

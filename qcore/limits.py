@@ -101,7 +101,7 @@ _TABLE = (
 LIMITS: dict[str, Limit] = {lim.name: lim for lim in _TABLE}
 BY_OPTION: dict[str, Limit] = {lim.option: lim for lim in _TABLE}
 
-# batch x 3 x side x side float32 values of the timed input: 2**28 is 1 GiB (batch 1024 at 256 px).
+# batch x 3 x side x side float32 values of the timed input: 2**28 is 1 GiB (batch 1024 at 295 px, 85 at 1024).
 MAX_INPUT_VALUES = 2**28
 
 

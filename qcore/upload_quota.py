@@ -80,6 +80,10 @@ def _du(path: Path) -> int:
     return total
 
 
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 1_000_000 else f"{n / 1e6:,.0f} MB"
+
+
 def remove(upload: Upload) -> None:
     """Delete an upload and its record."""
     if upload.path.is_dir():
@@ -96,8 +100,7 @@ def enforce(uploads: list[Upload], keep: Path, in_use: set[Path], quota: int | N
     keep = Path(keep)
     mine = next((u for u in uploads if u.path == keep), None)
     if mine is not None and mine.bytes > quota:
-        raise ValueError(f"it takes {mine.bytes / 1e6:,.0f} MB once stored; the uploads quota is "
-                         f"{quota / 1e6:,.0f} MB")
+        raise ValueError(f"it takes {_size(mine.bytes)} once stored; the uploads quota is {_size(quota)}")
     total = sum(u.bytes for u in uploads)
     removed = []
     for u in sorted(uploads, key=lambda u: u.uploaded):

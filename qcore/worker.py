@@ -92,15 +92,18 @@ def execute_job(store: Store, job: Job, progress: ProgressFn | None = None,
     return rows
 
 
-def store_pareto(store: Store, rows: list[Result]) -> str:
-    """Write the Pareto flags of measured rows. A failure is returned as a sentence, never raised: the
-    rows are measured and committed, and a flag is recomputed from them whenever they are shown."""
-    try:
-        store.set_pareto({r.run_id: r.pareto for r in rows})
-    except sqlite3.Error as exc:
-        print(f"could not store the Pareto flags: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return f"the Pareto flags were not stored ({type(exc).__name__}: {exc}); every result is"
-    return ""
+def store_pareto(store: Store, rows: list[Result], tries: int = 3) -> str:
+    """Write the Pareto flags of measured rows; return "" or why they could not be written, never raise:
+    the rows are measured and committed, and a flag is only a summary of them (the chart recomputes it)."""
+    for attempt in range(tries):
+        try:
+            store.set_pareto({r.run_id: r.pareto for r in rows})
+            return ""
+        except sqlite3.Error as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.5 * (attempt + 1))
+    print(f"could not store the Pareto flags: {reason}", file=sys.stderr, flush=True)
+    return reason
 
 
 def run_job(store: Store, job: Job) -> None:
@@ -115,8 +118,11 @@ def run_job(store: Store, job: Job) -> None:
     problem = store_pareto(store, rows)
     cancelled = store.cancel_requested(job.job_id)
     message = "cancelled" if cancelled else "finished"
+    if problem:
+        message += (f"; the Pareto column was not stored ({problem}): every result is, and the chart draws "
+                    "the frontier from them")
     store.update_job(job.job_id, state="cancelled" if cancelled else "done", finished_at=time.time(),
-                     message=f"{message}; {problem}" if problem else message)
+                     message=message)
 
 
 def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = None) -> int:

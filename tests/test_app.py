@@ -403,3 +403,4 @@ def test_config_keeps_xsrf_and_cors_on_and_limits_uploads():
     server = config["server"]
     assert server.get("enableXsrfProtection", True) is True and server.get("enableCORS", True) is True
     assert 0 < server["maxUploadSize"] <= 1000  # MB
+    assert server["address"] == "127.0.0.1"  # `streamlit run app.py` listens on this machine only
