@@ -316,6 +316,53 @@ def test_zip_that_cannot_work_is_refused_at_upload(entries, reason):
     assert not any((subdir("uploads") / "datasets").iterdir())
 
 
+def _pt(state) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def test_checkpoint_that_does_not_fit_the_model_keeps_run_disabled_and_can_be_deleted():
+    import torch
+
+    at = _app("pages/explore.py", weights="upload")
+    at.file_uploader(key="ckpt_upload").set_value(("one.pt", _pt({"fc.weight": torch.zeros(10, 512)}), "")).run()
+    assert "**one.pt**: 1 tensors, 0.01 M values" in [c.value for c in at.caption]
+    assert any(e.startswith("one.pt does not fit resnet18: missing keys (121): bn1.bias") for e in _errors(at)), \
+        _errors(at)
+    assert next(b for b in at.button if b.label == "Run").disabled  # before Run, not after it
+    path = Path(_store().path.parent / "uploads" / at.query_params["ckpt"])
+    assert path.is_file()
+    next(b for b in at.button if b.label == "Delete this checkpoint").click().run()
+    assert not path.exists() and "ckpt" not in at.query_params
+    assert any("upload a checkpoint" in e for e in _errors(at))
+
+
+def test_checkpoint_with_nan_weights_is_refused_naming_the_tensor():
+    import torch
+
+    bad = torch.zeros(10, 512)
+    bad[2, 5] = float("nan")
+    at = _app("pages/explore.py", weights="upload")
+    at.file_uploader(key="ckpt_upload").set_value(("diverged.pt", _pt({"fc.weight": bad}), "")).run()
+    assert any(e.startswith("diverged.pt: tensor 'fc.weight' (10, 512) holds NaN values") for e in _errors(at)), \
+        _errors(at)
+    assert "ckpt" not in at.query_params
+
+
+def test_number_inputs_take_their_ranges_from_the_cli_table():
+    from qcore.limits import LIMITS
+
+    at = _app("pages/explore.py")
+    for key, name in (("batch", "batch_size"), ("imgsize", "image_size"), ("size", "input_size"),
+                      ("calib", "calib_size"), ("seed", "seed"), ("budget", "latency_budget_s")):
+        widget = at.number_input(key=key)
+        assert (widget.min, widget.max) == (LIMITS[name].lo, LIMITS[name].hi), key
+    assert at.number_input(key="eval").max == LIMITS["eval_limit"].hi
+
+
 def test_model_that_cannot_take_the_input_size_is_refused():
     at = _app("pages/explore.py", model="inception_v3")
     assert any(e.startswith("Fashion-MNIST images at 32 px: inception_v3 cannot take 32x32") and "is 96" in e
