@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from .limits import LIMITS, LimitError
+from .limits import LIMITS, LimitError, argparse_type
 from .spec import CHOICES, GROUP_SIZES, SpecError, expand_grid
 
 # The options that make a sweep; a resumed sweep takes them from the job instead.
@@ -54,20 +54,6 @@ def _list(kind=str, choices=None, limit: str | None = None):
     return parse
 
 
-def _limited(name: str, all_word: str | None = None):
-    """An argparse type for the number ``name`` of :data:`qcore.limits.LIMITS` (and ``all_word`` for None):
-    out of range is a usage error (exit status 2) naming the option and its range."""
-
-    def parse(text: str):
-        if all_word is not None and text.strip().lower() in (all_word, "none"):
-            return None
-        try:
-            return LIMITS[name].parse(text)
-        except LimitError as exc:
-            extra = f" or '{all_word}'" if all_word else ""
-            raise argparse.ArgumentTypeError(f"{exc}{extra}") from None
-
-    return parse
 
 
 class ProgressBar:
@@ -261,21 +247,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--percentile", type=_list(limit="percentile"), default=[99.99],
                    help=f"for percentile calibration: {LIMITS['percentile'].allowed()}")
     s.add_argument("--device", default=d.device, choices=CHOICES["device"])
-    s.add_argument("--batch-size", type=_limited("batch_size"), default=d.batch_size,
+    s.add_argument("--batch-size", type=argparse_type("batch_size"), default=d.batch_size,
                    help=f"latency batch size: {LIMITS['batch_size'].allowed()}")
-    s.add_argument("--image-size", type=_limited("image_size"), default=d.image_size,
+    s.add_argument("--image-size", type=argparse_type("image_size"), default=d.image_size,
                    help="side the images are loaded and a baseline trained at (default: the dataset's, 32 for "
                         f"Fashion-MNIST and CIFAR-10, 224 for folders): {LIMITS['image_size'].allowed()}")
-    s.add_argument("--input-size", type=_limited("input_size"), default=d.input_size,
+    s.add_argument("--input-size", type=argparse_type("input_size"), default=d.input_size,
                    help="latency input side (default: image size)")
-    s.add_argument("--calib-size", type=_limited("calib_size"), default=d.calib_size,
+    s.add_argument("--calib-size", type=argparse_type("calib_size"), default=d.calib_size,
                    help=LIMITS["calib_size"].allowed())
-    s.add_argument("--eval-limit", type=_limited("eval_limit", "all"), default=d.eval_limit,
+    s.add_argument("--eval-limit", type=argparse_type("eval_limit", "all"), default=d.eval_limit,
                    help=f"images to evaluate, or 'all': {LIMITS['eval_limit'].allowed()}")
-    s.add_argument("--seed", type=_limited("seed"), default=d.seed, help=LIMITS["seed"].allowed())
+    s.add_argument("--seed", type=argparse_type("seed"), default=d.seed, help=LIMITS["seed"].allowed())
     s.add_argument(
         "--latency-budget",
-        type=_limited("latency_budget_s"),
+        type=argparse_type("latency_budget_s"),
         default=d.latency_budget_s,
         help=f"seconds of timed runs per spec (at least 7 runs each): {LIMITS['latency_budget_s'].allowed()}",
     )
@@ -287,13 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sweep, parser=s)
 
     w = sub.add_parser("worker", help="run queued sweep jobs (the app starts this itself)")
-    w.add_argument("--idle-exit", type=_limited("idle_exit"), default=600.0, help="exit after this many idle seconds")
+    w.add_argument("--idle-exit", type=argparse_type("idle_exit"), default=600.0,
+                   help="exit after this many idle seconds")
     w.set_defaults(func=cmd_worker)
 
     r = sub.add_parser("runs", help="list stored results; export CSV/JSON/HTML")
     r.add_argument("--sweep", help="only this sweep id")
     r.add_argument("--jobs", action="store_true", help="list sweeps (ids, state, progress) instead of results")
-    r.add_argument("--limit", type=_limited("limit"), default=None, help="the newest N results")
+    r.add_argument("--limit", type=argparse_type("limit"), default=None, help="the newest N results")
     r.add_argument("--csv")
     r.add_argument("--json")
     r.add_argument("--html")
@@ -301,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import cli_data
 
-    cli_data.add_subcommands(sub, _limited)
+    cli_data.add_subcommands(sub)
     return parser
 
 

@@ -120,9 +120,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_subcommands(subparsers, limited) -> None:
-    """Add ``train``, ``fetch-data``, ``models`` and ``datasets`` to an argparse subparsers object;
-    ``limited(name)`` is the argparse type of a number of :data:`qcore.limits.LIMITS`."""
+def add_subcommands(subparsers) -> None:
+    """Add ``train``, ``fetch-data``, ``models`` and ``datasets`` to an argparse subparsers object (numbers
+    checked against :data:`qcore.limits.LIMITS`)."""
+    from qcore.limits import argparse_type as limited
+
     p = subparsers.add_parser("train", help="train (or find cached) the baseline of a model on a dataset")
     p.add_argument("--model", required=True, help="a torchvision classifier, e.g. resnet18 (see 'models')")
     p.add_argument("--dataset", required=True, help="fashion-mnist, cifar10 or imagefolder:<path>")

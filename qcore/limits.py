@@ -101,6 +101,23 @@ _TABLE = (
 LIMITS: dict[str, Limit] = {lim.name: lim for lim in _TABLE}
 BY_OPTION: dict[str, Limit] = {lim.option: lim for lim in _TABLE}
 
+def argparse_type(name: str, all_word: str | None = None):
+    """The argparse ``type`` of the number ``name`` (``all_word``, e.g. ``"all"``, stands for None): a value out
+    of range is argparse's own usage error (exit status 2) naming the option and its range."""
+    import argparse
+
+    def parse(text: str):
+        if all_word is not None and text.strip().lower() in (all_word, "none"):
+            return None
+        try:
+            return LIMITS[name].parse(text)
+        except LimitError as exc:
+            extra = f" or '{all_word}'" if all_word else ""
+            raise argparse.ArgumentTypeError(f"{exc}{extra}") from None
+
+    return parse
+
+
 # batch x 3 x side x side float32 values of the timed input: 2**28 is 1 GiB (batch 1024 at 295 px, 85 at 1024).
 MAX_INPUT_VALUES = 2**28
 

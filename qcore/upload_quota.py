@@ -40,8 +40,8 @@ def record_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".json")
 
 
-def write_record(path: Path, kind: str, name: str, size: int, **info) -> None:
-    body = {"kind": kind, "name": name, "bytes": int(size), "uploaded": time.time(), "info": info}
+def write_record(path: Path, kind: str, name: str, size: int, uploaded: float | None = None, **info) -> None:
+    body = {"kind": kind, "name": name, "bytes": int(size), "uploaded": uploaded or time.time(), "info": info}
     atomic_write_bytes(record_path(path), json.dumps(body).encode())
 
 
@@ -53,8 +53,13 @@ def read(path: Path, kind: str) -> Upload:
     except (OSError, ValueError):
         body = {}
     size = body.get("bytes")
-    if size is None:
-        size = _du(path)
+    if size is None and path.exists():  # stored before records were kept: measured once, then recorded
+        size, when = _du(path), _mtime(path)
+        try:
+            write_record(path, kind, "", size, uploaded=when)
+        except OSError:
+            pass
+    size = 0 if size is None else size
     when = body.get("uploaded") or _mtime(path)
     return Upload(kind, path, str(body.get("name") or f"upload {path.name[:8]}"), int(size), float(when),
                   dict(body.get("info") or {}))

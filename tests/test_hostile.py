@@ -318,6 +318,21 @@ def test_a_good_zip_still_unpacks_with_every_guard_on():
     assert summary.classes == {"cats": 3, "dogs": 3} and summary.other_files == 1 and not summary.problems
 
 
+def test_an_upload_made_before_records_were_kept_is_described_once(tmp_path):
+    """Uploads stored by earlier versions have no record: they are read once, and recorded."""
+    folder = uploads.datasets_dir() / "0123456789abcdef"
+    for k in ("cats", "dogs"):
+        (folder / "pets" / k).mkdir(parents=True)
+        for i in range(2):
+            (folder / "pets" / k / f"{i}.png").write_bytes(c.small_png(40 * i))
+    name = f"imagefolder:{folder / 'pets'}"
+    assert name in uploads.uploaded_datasets()
+    assert uploads.dataset_summary(name).classes == {"cats": 2, "dogs": 2}
+    up = uploads.dataset_upload(name)
+    assert up.name == "upload 01234567" and up.info["summary"]["classes"] == {"cats": 2, "dogs": 2}
+    assert uploads.dataset_label(name) == "upload 01234567 · 2 classes, 4 images"
+
+
 # -- images: at least 6 -----------------------------------------------------------------------------------
 
 # (case, make() -> (file name, bytes), what happens: "too large" | "unreadable" | "decoded")

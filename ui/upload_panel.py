@@ -16,7 +16,7 @@ from . import uploads
 
 
 @st.cache_data(show_spinner="Making thumbnails ...", max_entries=32)
-def _thumbnails(name: str, _stamp: float) -> list[tuple[str, bytes]]:
+def _thumbnails(name: str, stamp: float) -> list[tuple[str, bytes]]:
     from qcore import dataset_summary
     from qcore.folder_scan import ScanError
 
@@ -27,7 +27,7 @@ def _thumbnails(name: str, _stamp: float) -> list[tuple[str, bytes]]:
 
 
 @st.cache_data(show_spinner="Checking that the checkpoint fits the model ...", max_entries=64)
-def _fit(model: str, ckpt: str, _stamp: float, dataset: str, classes: int, image_size: int, imagenet: bool) -> str:
+def _fit(model: str, ckpt: str, stamp: float, dataset: str, classes: int, image_size: int, imagenet: bool) -> str:
     from qcore.checkpoint_fit import fit_problem
 
     up = uploads.checkpoint_upload(uploads.checkpoint_dir() / ckpt)

@@ -183,9 +183,15 @@ def dataset_summary(name: str):
     if "summary" in up.info:
         return ds.Summary.from_dict(up.info["summary"])
     try:
-        return ds.summarize(Path(name[len("imagefolder:"):]))
+        summary = ds.summarize(Path(name[len("imagefolder:"):]))
     except (ScanError, OSError) as exc:
         return ds.Summary(problems=[_scrub(str(exc), up.name, up.path)])
+    try:  # read once, kept in the upload's record
+        upload_quota.write_record(up.path, "dataset", up.name if up.info else "", up.bytes, uploaded=up.uploaded,
+                                  summary=summary.to_dict())
+    except OSError:
+        pass
+    return summary
 
 
 def dataset_label(name: str) -> str | None:
