@@ -451,3 +451,18 @@ def test_config_keeps_xsrf_and_cors_on_and_limits_uploads():
     assert server.get("enableXsrfProtection", True) is True and server.get("enableCORS", True) is True
     assert 0 < server["maxUploadSize"] <= 1000  # MB
     assert server["address"] == "127.0.0.1"  # `streamlit run app.py` listens on this machine only
+
+
+def test_a_failed_jobs_message_names_no_server_path():
+    from qcore.paths import subdir
+    from qcore.sweep import SweepConfig
+    from ui import uploads
+
+    path, _, _ = uploads.save_checkpoint(_pt({"fc.weight": __import__("torch").zeros(10, 512)}), "one.pt")
+    store = _store()
+    jid = store.submit_job(SweepConfig(weights=str(path)).to_dict(), [])
+    store.claim_next_job(os.getpid())
+    store.update_job(jid, state="error", error=f"WeightsError: checkpoint {path} does not fit resnet18")
+    at = _app("pages/sweep.py", job=jid)
+    assert any("WeightsError: checkpoint one.pt does not fit resnet18" in e for e in _errors(at)), _errors(at)
+    assert not any(str(subdir("uploads")) in e for e in _errors(at))

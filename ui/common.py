@@ -123,6 +123,18 @@ def dataset_label(name: str) -> str:
     return {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}.get(name, name)
 
 
+def no_paths(text: str) -> str:
+    """A message with the server's data folder (uploads, baselines) and the uploads' file names replaced:
+    the app never shows where the server keeps things."""
+    from qcore.paths import data_home
+
+    from .uploads import all_uploads
+
+    for up in all_uploads():
+        text = text.replace(str(up.path), up.name)
+    return text.replace(str(data_home()), "<qcore data>")
+
+
 def job_label(job: Job) -> str:
     c = job.config
     return f"{job.job_id} · {c.get('model')} on {dataset_label(str(c.get('dataset')))} · {len(job.specs)} spec(s)"
