@@ -1,6 +1,7 @@
 """qcore's app: the Home page (Streamlit's entry point; the other pages are in ``pages/``).
 
-Run with ``streamlit run app.py``. Pages: Home (here), Explore (one spec in detail), Sweep & Pareto
+Run with ``streamlit run app.py`` (it listens on 127.0.0.1 only: see ``.streamlit/config.toml`` and the
+README for serving a classroom). Pages: Home (here), Explore (one spec in detail), Sweep & Pareto
 (many specs, the trade-off chart) and Runs (everything measured, kept in SQLite). Long work runs
 in a background worker process (``python -m qcore worker``), never in this script.
 """
@@ -12,7 +13,7 @@ import streamlit as st
 from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig
 from ui import jobs
-from ui.common import baseline_status, hardware, prewarm, store
+from ui.common import baseline_status, dataset_label, hardware, prewarm, store
 from ui.nav import SWEEP_PAGE, setup
 
 # The offline default: a small model on Fashion-MNIST (no download), three kinds of quantization.
@@ -100,7 +101,7 @@ def home() -> None:
             st.page_link(
                 SWEEP_PAGE,
                 label=f"{job.job_id} · {job.state} · {job.done}/{job.total} · "
-                f"{job.config.get('model')} on {job.config.get('dataset')}",
+                f"{job.config.get('model')} on {dataset_label(str(job.config.get('dataset')))}",
                 query_params={"job": job.job_id},
                 icon=":material/history:",
             )

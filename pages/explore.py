@@ -9,7 +9,7 @@ from qcore.spec import FP32, QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
 from ui import jobs, results, settings
-from ui.common import baseline_status, spec_problem
+from ui.common import baseline_status, dataset_label, spec_problem
 from ui.nav import setup
 
 SESSION_KEY = "explore_job"
@@ -43,7 +43,7 @@ for p in problems:
 
 if config_kwargs["weights"] in ("baseline", "auto") and not problems:
     if note := baseline_status(config_kwargs["model"], config_kwargs["dataset"], config_kwargs["image_size"]):
-        st.caption(f"Baseline for {config_kwargs['model']} on {config_kwargs['dataset']}: {note}.")
+        st.caption(f"Baseline for {config_kwargs['model']} on {dataset_label(config_kwargs['dataset'])}: {note}.")
 
 c1, c2, _ = st.columns([1, 1, 3])
 run = c1.button(

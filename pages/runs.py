@@ -8,7 +8,7 @@ import time
 import streamlit as st
 
 from ui import results
-from ui.common import job_label, store
+from ui.common import dataset_label, job_label, no_paths, store
 from ui.jobs import resumable, resume_button
 from ui.nav import setup
 
@@ -28,7 +28,8 @@ for job in recent:
     c1, c2, c3 = st.columns([6, 2, 2], vertical_alignment="center")
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
     c1.markdown(
-        f"`{job.state}` {job_label(job)} · {job.done}/{job.total} · {when}" + (f" · {job.error}" if job.error else "")
+        f"`{job.state}` {job_label(job)} · {job.done}/{job.total} · {when}"
+        + (f" · {no_paths(job.error)}" if job.error else "")
     )
     c2.page_link("pages/sweep.py", label="Open", query_params={"job": job.job_id}, icon=":material/open_in_new:")
     if resumable(job):
@@ -51,7 +52,8 @@ def _choices(attr: str) -> list[str]:
 f = st.columns(5)
 filters = {
     "model": f[0].multiselect("Model", _choices("model"), key="f_model", bind="query-params"),
-    "dataset": f[1].multiselect("Dataset", _choices("dataset"), key="f_dataset", bind="query-params"),
+    "dataset": f[1].multiselect("Dataset", _choices("dataset"), key="f_dataset", bind="query-params",
+                                format_func=dataset_label),
     "precision": f[2].multiselect("Precision", _choices("precision"), key="f_precision", bind="query-params"),
     "status": f[3].multiselect("Status", _choices("status"), key="f_status", bind="query-params"),
     "sweep_id": f[4].multiselect("Sweep / job", _choices("sweep_id"), key="f_sweep", bind="query-params"),

@@ -143,9 +143,25 @@ class Store:
                 ),
             )
 
-    def set_pareto(self, flags: dict[str, bool]) -> None:
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A transaction that reads, then writes: it takes the write lock up front (``BEGIN IMMEDIATE``).
+
+        A deferred ``BEGIN`` reads from a snapshot and asks for the write lock only at its first write;
+        when another process has committed in between, SQLite cannot move the snapshot forward and fails
+        at once with "database is locked" (the busy timeout does not apply). Taken up front, the lock is
+        waited for like any other (up to the busy timeout), and the reads see the latest data."""
         with self._conn() as c:
-            c.execute("BEGIN")
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                yield c
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
+    def set_pareto(self, flags: dict[str, bool]) -> None:
+        with self._write() as c:
             for run_id, flag in flags.items():
                 row = c.execute("SELECT body FROM results WHERE run_id=?", (run_id,)).fetchone()
                 if row is None:
@@ -153,7 +169,6 @@ class Store:
                 body = json.loads(row["body"])
                 body["pareto"] = bool(flag)
                 c.execute("UPDATE results SET pareto=?, body=? WHERE run_id=?", (int(flag), json.dumps(body), run_id))
-            c.execute("COMMIT")
 
     def results(self, sweep_id: str | None = None, limit: int | None = None, **equals: Any) -> list[Result]:
         """Stored Results, newest first; filter by sweep and by column equality (model=, dataset=, ...)."""
@@ -201,6 +216,37 @@ class Store:
             )
         return job_id
 
+    def start_job(self, config: dict, specs: list[dict], pid: int, prefix: str = "cli-") -> Job:
+        """Record a job that process ``pid`` runs itself (the CLI), so that it can be resumed if killed."""
+        job_id = prefix + uuid.uuid4().hex[:8]
+        now = time.time()
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO jobs (job_id, created_at, state, config, specs, total, pid, started_at, message) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (job_id, now, "running", json.dumps(config), json.dumps(specs), len(specs) + 1, pid, now, "starting"),
+            )
+        return self.job(job_id)
+
+    def take_job(self, job_id: str, pid: int) -> Job:
+        """Run job ``job_id`` in process ``pid`` from now on (``sweep --resume``); finished specs keep their
+        rows. Raises ValueError when there is no such job or a live process runs it."""
+        self.mark_interrupted()
+        with self._write() as c:
+            row = c.execute("SELECT state, pid FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            if row is None:
+                raise ValueError(f"there is no job {job_id!r} in {self.path}; 'python -m qcore runs --jobs' "
+                                 "lists the sweeps")
+            if row["state"] in ("queued", "running"):
+                who = f"process {row['pid']}" if row["state"] == "running" else "the app's worker (queued)"
+                raise ValueError(f"job {job_id} is {row['state']}: {who} runs it; cancel it first, or wait")
+            c.execute(
+                "UPDATE jobs SET state='running', pid=?, cancel=0, error='', message='resuming', started_at=?, "
+                "finished_at=NULL WHERE job_id=?", (pid, time.time(), job_id),
+            )  # fmt: skip
+            c.execute("DELETE FROM results WHERE sweep_id=? AND status='cancelled'", (job_id,))
+        return self.job(job_id)
+
     def _job(self, row: sqlite3.Row) -> Job:
         return Job(
             job_id=row["job_id"], created_at=row["created_at"], state=row["state"],
@@ -236,17 +282,14 @@ class Store:
 
     def claim_next_job(self, pid: int) -> Job | None:
         """Atomically move the oldest queued job to running under ``pid``."""
-        with self._conn() as c:
-            c.execute("BEGIN IMMEDIATE")
+        with self._write() as c:
             row = c.execute("SELECT * FROM jobs WHERE state='queued' ORDER BY created_at LIMIT 1").fetchone()
             if row is None:
-                c.execute("COMMIT")
                 return None
             c.execute(
                 "UPDATE jobs SET state='running', pid=?, started_at=?, message='starting' WHERE job_id=?",
                 (pid, time.time(), row["job_id"]),
             )
-            c.execute("COMMIT")
         return self.job(row["job_id"])
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -289,7 +332,7 @@ class Store:
 
     def resume_job(self, job_id: str) -> None:
         """Queue an interrupted (or cancelled) job again; finished specs are skipped when it runs."""
-        with self._conn() as c:
+        with self._write() as c:
             c.execute(
                 "UPDATE jobs SET state='queued', cancel=0, pid=NULL, message='queued to resume', error='' "
                 "WHERE job_id=? AND state IN ('interrupted','cancelled','error')",

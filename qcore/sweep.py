@@ -21,6 +21,7 @@ import torch
 
 from . import data, hardware, models, weights
 from .backends import BackendUnavailable, resolve_backend
+from .limits import LIMITS, check_input_values
 from .measure import accuracy, predict, size_bytes, time_interleaved
 from .pareto import mark_pareto
 from .result import Result, manifest
@@ -50,18 +51,13 @@ class SweepConfig:
     latency_budget_s: float = 6.0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "calib_size", "eval_batch_size", "calib_batch_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}={v!r} is not allowed; allowed: a positive integer")
-        for name in ("image_size", "input_size"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 8 <= v <= 1024):
-                raise ValueError(f"{name}={v!r} is not allowed; allowed: 8..1024 or None (the dataset's)")
-        if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit < 1):
-            raise ValueError(
-                f"eval_limit={self.eval_limit!r} is not allowed; allowed: a positive integer or None (all)"
-            )
+        for name in ("batch_size", "calib_size", "eval_batch_size", "calib_batch_size", "seed", "latency_budget_s"):
+            LIMITS[name].check(getattr(self, name))
+        LIMITS["image_size"].check(self.image_size, none="the dataset's")
+        LIMITS["input_size"].check(self.input_size, none="the image size")
+        LIMITS["eval_limit"].check(self.eval_limit, none="all")
+        if self.input_size or self.image_size:
+            check_input_values(self.batch_size, self.input_size or self.image_size)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r} is not allowed; allowed: auto, cpu, cuda")
 

@@ -1,40 +1,48 @@
 """Uploaded checkpoints and zipped image folders: checked by content, kept under a content-hash name.
 
-Nothing trusts a file name. A checkpoint must look like safetensors (an 8-byte little-endian
-header length, then a JSON object) or like a PyTorch file (a zip archive or a pickle), and is
-then read by :func:`qcore.weights.read_state_dict`, which loads with ``weights_only=True`` and
-refuses pickles that need code. A dataset must be a zip archive; :func:`unpack_zip` refuses entries
-that leave its folder, links, and archives that inflate past the limit, and leaves nothing behind
-when it refuses. Files live in ``<data home>/uploads`` so that a URL can name them
-(``?ckpt=<hash>.pt``) without naming any other file of the server. The app's upload widgets call
-this module; nothing here knows about Streamlit.
+Nothing trusts a file name. A checkpoint's format is read from its bytes (:mod:`qcore.safe_checkpoint`),
+then it is read by :func:`qcore.weights.read_state_dict` (``weights_only=True``: pickles that need code
+are refused; zip records bounded before ``torch.load``; string keys; finite values). A dataset must be a
+zip archive; :func:`unpack_zip` checks its directory before parsing it (:mod:`qcore.safe_zip`: names,
+links, clashes, compression ratio, inflated bytes), leaves nothing behind when it refuses, and
+:func:`qcore.dataset_summary.summarize` says what it holds: an upload that cannot work (one class, no
+images, a class with one image) is refused at once. Every failure, whatever raised it, becomes an
+:class:`UploadError` naming the user's file and the problem, never a server path, and removes what was
+stored. Each upload keeps a record (its file name, what it holds) and the folder has a quota, oldest first
+out (:mod:`qcore.upload_quota`); an upload that a queued or running job reads is never removed.
+
+Files live in ``<data home>/uploads`` so that a URL can name them (``?ckpt=<hash>.pt``) without naming
+any other file of the server. The app's upload widgets call this module; nothing here knows about
+Streamlit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
-import struct
 import tempfile
-import zipfile
 from pathlib import Path
 
+from qcore import safe_zip, upload_quota
 from qcore.data.base import DatasetError
-from qcore.data.registry import folder_name
-from qcore.paths import atomic_write_bytes, subdir
+from qcore.data.registry import dataset_label as registry_label
+from qcore.data.registry import folder_name, folder_path
+from qcore.paths import atomic_write_bytes, data_home, subdir
+from qcore.safe_zip import ZipLimits
+from qcore.upload_quota import Upload
 
-__all__ = ["CHECKPOINT_NAME", "MAX_DATASET_BYTES", "MAX_DATASET_FILES", "UploadError",
-           "checkpoint_kind", "checkpoint_dir", "save_checkpoint", "checkpoint_path",
-           "unpack_zip", "save_dataset", "uploaded_datasets"]
+__all__ = ["CHECKPOINT_NAME", "DATASET_NAME", "MAX_DATASET_BYTES", "MAX_DATASET_FILES", "UploadError",
+           "checkpoint_kind", "checkpoint_dir", "save_checkpoint", "checkpoint_path", "checkpoint_upload",
+           "datasets_dir", "unpack_zip", "save_dataset", "uploaded_datasets", "dataset_folder", "dataset_upload",
+           "dataset_summary", "dataset_label", "all_uploads", "delete", "no_paths"]
 
 CHECKPOINT_NAME = re.compile(r"^[0-9a-f]{16}\.(pt|safetensors)$")
-_DATASET_NAME = re.compile(r"^[0-9a-f]{16}$")
+DATASET_NAME = re.compile(r"^[0-9a-f]{16}$")
 MAX_DATASET_BYTES = 2_000_000_000  # uncompressed
-MAX_DATASET_FILES = 200_000
+MAX_DATASET_FILES = 100_000
 
 
 class UploadError(ValueError):
@@ -45,23 +53,37 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def checkpoint_kind(data: bytes) -> str:
-    """``".safetensors"`` or ``".pt"`` from the first bytes; raise :class:`UploadError` otherwise."""
-    if len(data) >= 10:
-        (n,) = struct.unpack("<Q", data[:8])
-        if 2 <= n <= len(data) - 8 and data[8:9] == b"{":
-            try:
-                header = json.loads(data[8 : 8 + n])
-            except (UnicodeDecodeError, ValueError):
-                header = None
-            if isinstance(header, dict):
-                return ".safetensors"
-    if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":  # torch.save's zip format, or a legacy pickle
-        return ".pt"
-    raise UploadError(
-        "this file is not a checkpoint: its content is neither safetensors (a length and a "
-        "JSON header) nor a PyTorch file (a zip archive or a pickle)"
-    )
+def _scrub(text: str, name: str, *paths: Path) -> str:
+    """``text`` with the server's paths replaced by the upload's name (longest first)."""
+    for p in sorted({str(p) for p in paths if p}, key=len, reverse=True):
+        text = text.replace(p, name)
+    return text.replace(str(data_home()), "<qcore data>")
+
+
+def no_paths(text: str) -> str:
+    """A message (a job's error, say) with every upload's server path replaced by the user's file name and
+    the data folder (uploads, baselines) by ``<qcore data>``: the app never shows where the server keeps
+    things."""
+    for up in all_uploads():
+        text = _scrub(text, up.name, up.path)
+    return _scrub(text, "")
+
+
+def _fail(exc: BaseException, name: str, *paths: Path) -> UploadError:
+    text = str(exc) if isinstance(exc, ValueError) else f"could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+    text = _scrub(text, name, *paths)
+    return UploadError(text if text.startswith(name) else f"{name}: {text}")
+
+
+def checkpoint_kind(data: bytes, name: str = "this file") -> str:
+    """``".safetensors"`` or ``".pt"`` from the content; raise :class:`UploadError` otherwise."""
+    from qcore.safe_checkpoint import CheckpointRefused, sniff
+
+    try:
+        kind = sniff(bytes(data[:16]), len(data), name)
+    except CheckpointRefused as exc:
+        raise UploadError(str(exc)) from exc
+    return ".safetensors" if kind == "safetensors" else ".pt"
 
 
 def checkpoint_dir() -> Path:
@@ -69,25 +91,32 @@ def checkpoint_dir() -> Path:
     return subdir("uploads")
 
 
-def save_checkpoint(data: bytes) -> tuple[Path, int, int]:
+def save_checkpoint(data: bytes, filename: str = "the uploaded file") -> tuple[Path, int, int]:
     """Check ``data`` by content, store it as ``uploads/<sha256[:16]>.<kind>``, read it once; return
-    ``(path, tensors, values)``.
-
-    Raises :class:`UploadError` (or qcore's ``WeightsError``) with the reason; nothing is kept then.
-    """
-    if not data:
-        raise UploadError("the uploaded file is empty")
-    path = checkpoint_dir() / f"{_digest(data)}{checkpoint_kind(data)}"
-    if not path.exists():
-        atomic_write_bytes(path, data)
-    from qcore import weights  # reads with weights_only=True: a pickle that needs code is refused
-
+    ``(path, tensors, values)``. Raises :class:`UploadError` naming ``filename``; nothing is kept then."""
+    kind = checkpoint_kind(data, filename)
+    path = checkpoint_dir() / f"{_digest(data)}{kind}"
+    existed = path.exists()
     try:
-        state = weights.read_state_dict(path)
-    except ValueError:
-        path.unlink(missing_ok=True)
-        raise
-    return path, len(state), sum(int(t.numel()) for t in state.values())
+        if not existed:
+            atomic_write_bytes(path, data)
+        from qcore import weights  # reads with weights_only=True: a pickle that needs code is refused
+
+        state = weights.read_state_dict(path, name=filename)
+        shapes = {k: list(v.shape) for k, v in state.items()}
+        values = sum(int(t.numel()) for t in state.values())
+        upload_quota.write_record(path, "checkpoint", filename, len(data), tensors=len(state), values=values,
+                                  shapes=shapes)
+        del state
+        _make_room(path)
+    except BaseException as exc:
+        if not existed:
+            path.unlink(missing_ok=True)
+            upload_quota.record_path(path).unlink(missing_ok=True)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise _fail(exc, filename, path) from exc
+    return path, len(shapes), values
 
 
 def checkpoint_path(name: str | None) -> Path | None:
@@ -98,7 +127,12 @@ def checkpoint_path(name: str | None) -> Path | None:
     return path if path.is_file() else None
 
 
-def _datasets_dir() -> Path:
+def checkpoint_upload(path: Path) -> Upload:
+    """The stored checkpoint ``path`` with its record (the user's file name, tensors, values, shapes)."""
+    return upload_quota.read(path, "checkpoint")
+
+
+def datasets_dir() -> Path:
     """Where uploaded zips are unpacked, one folder per content hash."""
     return subdir("uploads") / "datasets"
 
@@ -114,111 +148,183 @@ def _class_root(folder: Path) -> Path:
     return inner[0] if len(inner) == 1 and inner[0].is_dir() else folder
 
 
-def _bad_member(info: zipfile.ZipInfo) -> str | None:
-    name = info.filename.replace("\\", "/")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return "an absolute path"
-    if ".." in name.split("/"):
-        return "a '..' component"
-    if (info.external_attr >> 16) & 0o170000 == 0o120000:
-        return "a symbolic link"
-    return None
-
-
-def unpack_zip(src: Path | bytes, dest: Path, *, max_bytes: int = 500_000_000,
-               max_files: int = 50_000) -> Path:
+def unpack_zip(src: Path | bytes, dest: Path, *, max_bytes: int = 500_000_000, max_files: int = 50_000,
+               limits: ZipLimits | None = None) -> Path:
     """Unpack a zip of class folders into ``dest``; return the folder whose subfolders are the classes.
 
-    Refuses (with :class:`DatasetError`, leaving nothing behind) content that is not a zip, entries with
-    absolute paths, ``..`` or symbolic links, more than ``max_files`` files, and more than ``max_bytes``
-    uncompressed bytes, whether declared in the directory or found while inflating. Everything is
-    extracted into a temporary folder that is renamed to ``dest`` only when complete.
+    Every rule of :mod:`qcore.safe_zip` applies (the directory's size and entry count read before it is
+    parsed; names, links, clashes, compression ratio, inflated bytes); ``max_bytes`` and ``max_files``
+    (or ``limits``) set the totals. Refusals are :class:`DatasetError`, and leave nothing behind:
+    everything is extracted into a temporary folder that is renamed to ``dest`` only when complete.
     """
+    limits = limits or ZipLimits(max_total_bytes=max_bytes, max_files=max_files)
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise DatasetError(f"{dest} already exists and is not an empty folder; choose a new destination")
+        raise DatasetError(f"{dest.name} already exists and is not an empty folder; choose a new destination")
     fh = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
-    with fh:
-        if not _is_zip(fh.read(4)):
-            raise DatasetError("the upload is not a zip archive (its content does not start with 'PK'); "
-                               "upload a .zip holding one folder per class")
-        fh.seek(0)
-        try:
-            zf = zipfile.ZipFile(fh)
-        except zipfile.BadZipFile as exc:
-            raise DatasetError(f"the upload is a damaged zip archive: {exc}") from exc
-        with zf:
-            infos = zf.infolist()
-            for info in infos:
-                if (why := _bad_member(info)) is not None:
-                    raise DatasetError(f"zip entry {info.filename!r} is refused: it has {why}; "
-                                       "only relative paths inside the archive are allowed")
-            files = [i for i in infos if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-            if not files:
-                raise DatasetError("the zip archive holds no files; expected <class>/<image> entries")
-            if len(files) > max_files:
-                raise DatasetError(f"the zip archive holds {len(files)} files; "
-                                   f"at most {max_files} are allowed")
-            if (declared := sum(i.file_size for i in files)) > max_bytes:
-                raise DatasetError(f"the zip archive would unpack to {declared:,} bytes; "
-                                   f"at most {max_bytes:,} are allowed")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
-            try:
-                _extract(zf, files, tmp, max_bytes)
-                if dest.exists():
-                    dest.rmdir()
-                os.replace(tmp, dest)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+    try:
+        with fh:
+            if not _is_zip(fh.read(4)):
+                raise DatasetError("the upload is not a zip archive (its content does not start with 'PK'); "
+                                   "upload a .zip holding one folder per class")
+            zf, directory = safe_zip.open_checked(fh, limits)
+            with zf:
+                entries = safe_zip.plan(zf, directory, limits)
+                if not entries:
+                    raise DatasetError("the zip archive holds no files; expected <class>/<image> entries")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
+                try:
+                    safe_zip.extract(zf, entries, tmp, limits)
+                    if dest.exists():
+                        dest.rmdir()
+                    os.replace(tmp, dest)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+    except safe_zip.ZipRefused as exc:
+        raise DatasetError(str(exc)) from exc
     return _class_root(dest)
 
 
-def _extract(zf: zipfile.ZipFile, files: list[zipfile.ZipInfo], tmp: Path, max_bytes: int) -> None:
-    written, root = 0, tmp.resolve()
-    for info in files:
-        target = tmp.joinpath(*[p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")])
-        if root not in target.resolve().parents:
-            raise DatasetError(f"zip entry {info.filename!r} points outside the destination; refused")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with zf.open(info) as src, open(target, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise DatasetError(f"the zip archive inflates past {max_bytes:,} bytes "
-                                           "(more than its directory declares); refused")
-                    out.write(chunk)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError) as exc:
-            raise DatasetError(f"zip entry {info.filename!r} cannot be extracted: {exc}") from exc
+def save_dataset(data: bytes, filename: str = "the uploaded zip") -> str:
+    """Unpack a zip of class folders into ``uploads/datasets/<hash>``, check what it holds; return its
+    ``imagefolder:<root>`` name. Raises :class:`UploadError` naming ``filename`` (see :func:`unpack_zip` and
+    :func:`qcore.dataset_summary.problems`); nothing is kept then."""
+    from qcore import dataset_summary as ds
 
-
-def save_dataset(data: bytes) -> str:
-    """Unpack a zip of class folders into ``uploads/datasets/<hash>``; return its ``imagefolder:<root>`` name.
-
-    Raises :class:`qcore.data.DatasetError` with the reason (see :func:`unpack_zip`); nothing is kept then.
-    """
-    dest = _datasets_dir() / _digest(data)
-    if dest.is_dir() and any(dest.iterdir()):
-        root = _class_root(dest)
-    else:
-        root = unpack_zip(data, dest, max_bytes=MAX_DATASET_BYTES, max_files=MAX_DATASET_FILES)
-    classes = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if len(classes) < 2:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise DatasetError(
-            f"the archive holds {len(classes)} class folder(s); a classifier needs at least two "
-            "(<class>/<image> entries, e.g. cats/1.jpg and dogs/2.jpg)"
-        )
+    dest = datasets_dir() / _digest(data)
+    existed = dest.is_dir() and any(dest.iterdir())
+    try:
+        limits = ZipLimits(max_total_bytes=MAX_DATASET_BYTES, max_files=MAX_DATASET_FILES)
+        root = _class_root(dest) if existed else unpack_zip(data, dest, limits=limits)
+        summary = ds.summarize(root)
+        if summary.problems:
+            raise UploadError(f"{filename} cannot be a classifier's dataset: {'; '.join(summary.problems)}")
+        upload_quota.write_record(dest, "dataset", filename, upload_quota.disk_bytes(dest), root=root.name,
+                                  summary=summary.to_dict())
+        _make_room(dest)
+    except BaseException as exc:
+        if not existed:
+            shutil.rmtree(dest, ignore_errors=True)
+            upload_quota.record_path(dest).unlink(missing_ok=True)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise _fail(exc, filename, dest) from exc
     return folder_name(root)
 
 
 def uploaded_datasets() -> list[str]:
     """``imagefolder:<root>`` names of the zips unpacked so far (newest first)."""
-    folder = _datasets_dir()
+    folder = datasets_dir()
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir() and _DATASET_NAME.match(p.name) and any(p.iterdir())]
-    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    found = [p for p in folder.iterdir() if p.is_dir() and DATASET_NAME.match(p.name) and any(p.iterdir())]
+    found.sort(key=lambda p: upload_quota.read(p, "dataset").uploaded, reverse=True)
     return [folder_name(_class_root(p)) for p in found]
+
+
+def _folder_of(name: str) -> Path | None:
+    """The folder an ``imagefolder:`` name points at; None for a built-in dataset or a name that is neither."""
+    try:
+        return folder_path(name)
+    except DatasetError:
+        return None
+
+
+def dataset_folder(name: str) -> Path | None:
+    """The upload folder (``uploads/datasets/<hash>``) behind an ``imagefolder:`` name, or None."""
+    folder = _folder_of(name)
+    if folder is None:
+        return None
+    path, base = folder.resolve(), datasets_dir().resolve()
+    for p in (path, *path.parents):
+        if p.parent == base and DATASET_NAME.match(p.name):
+            return p
+    return None
+
+
+def dataset_upload(name: str) -> Upload | None:
+    """The upload behind dataset ``name`` with its record; None when ``name`` is not (or no longer) an upload."""
+    folder = dataset_folder(name)
+    return upload_quota.read(folder, "dataset") if folder is not None and folder.is_dir() else None
+
+
+def dataset_summary(name: str):
+    """What an uploaded dataset holds (:class:`qcore.dataset_summary.Summary`): from its record, or read now
+    for uploads made before records were kept. None when ``name`` is not an upload."""
+    from qcore import dataset_summary as ds
+    from qcore.folder_scan import ScanError
+
+    up = dataset_upload(name)
+    if up is None:
+        return None
+    if "summary" in up.info:
+        return ds.Summary.from_dict(up.info["summary"])
+    try:
+        summary = ds.summarize(_folder_of(name))
+    except (ScanError, OSError) as exc:
+        return ds.Summary(problems=[_scrub(str(exc), up.name, up.path)])
+    try:  # read once, kept in the upload's record
+        upload_quota.write_record(up.path, "dataset", up.name if up.info else "", up.bytes, uploaded=up.uploaded,
+                                  summary=summary.to_dict())
+    except OSError:
+        pass
+    return summary
+
+
+def dataset_label(name: str) -> str:
+    """How a dataset is named to a user: an upload by the user's file name and what it holds
+    (``pets.zip · 2 classes, 118 images``, never a server path; ``deleted upload`` once deleted), any
+    other dataset as :func:`qcore.data.registry.dataset_label` names it (``Fashion-MNIST``)."""
+    if dataset_folder(name) is None:
+        return registry_label(name)
+    up = dataset_upload(name)
+    if up is None:
+        return "deleted upload"
+    classes = (up.info.get("summary") or {}).get("classes") or {}
+    return f"{up.name} · {len(classes)} classes, {sum(classes.values())} images" if classes else up.name
+
+
+def all_uploads() -> list[Upload]:
+    """Every stored upload, newest first."""
+    out = [upload_quota.read(p, "checkpoint") for p in checkpoint_dir().iterdir()
+           if p.is_file() and CHECKPOINT_NAME.match(p.name)]  # fmt: skip
+    if datasets_dir().is_dir():
+        out += [upload_quota.read(p, "dataset") for p in datasets_dir().iterdir()
+                if p.is_dir() and DATASET_NAME.match(p.name)]  # fmt: skip
+    return sorted(out, key=lambda u: u.uploaded, reverse=True)
+
+
+def _in_use() -> set[Path]:
+    """Uploads that a queued or running job reads (the quota and Delete leave them alone)."""
+    from qcore.store import Store
+
+    used: set[Path] = set()
+    for job in Store().jobs(limit=500):
+        if not job.active:
+            continue
+        weights, dataset = str(job.config.get("weights", "")), str(job.config.get("dataset", ""))
+        if weights and checkpoint_path(Path(weights).name) == Path(weights):
+            used.add(Path(weights))
+        if (folder := dataset_folder(dataset)) is not None:
+            used.add(folder)
+    return used
+
+
+def _make_room(keep: Path) -> None:
+    try:
+        upload_quota.enforce(all_uploads(), keep, _in_use())
+    except ValueError as exc:
+        raise UploadError(str(exc)) from exc
+
+
+def delete(path: Path) -> None:
+    """Delete an upload (a checkpoint file or a dataset folder); refused while a job uses it."""
+    path = Path(path)
+    up = next((u for u in all_uploads() if u.path == path), None)
+    if up is None:
+        return
+    if path in _in_use():
+        raise UploadError(f"{up.name} is used by a queued or running job; cancel the job first")
+    upload_quota.remove(up)

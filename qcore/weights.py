@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from qcore import data, train
+from qcore import data, safe_checkpoint, train
 from qcore.data.base import DatasetBundle
 from qcore.data.imagefolder import imagenet_folder
 from qcore.models import (
@@ -40,7 +40,7 @@ from qcore.models import (
 )
 
 __all__ = ["CHECKPOINT_SUFFIXES", "WeightsError", "LoadedModel", "pretrained_transform", "load_dataset_for",
-           "load_model", "read_state_dict"]
+           "load_model", "read_state_dict", "check_state", "fit_mismatches"]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 ProgressFn = Callable[[int, int, str], None]
@@ -142,6 +142,7 @@ def _pretrained(name: str, dataset: DatasetBundle, notes: list[str]) -> LoadedMo
     except Exception as exc:
         raise WeightsError(f"could not get {w} ({type(exc).__name__}: {str(exc)[:160]}); torchvision "
                            f"looks for it in {cached} and downloads it from {w.url} when online") from exc
+    check_state(state, f"torchvision's {w} ({cached})")
     kwargs, size = {}, dataset.image_size
     if name in ("googlenet", "inception_v3"):
         kwargs = {"aux_logits": True, "transform_input": True, "init_weights": False}
@@ -173,26 +174,35 @@ def _pretrained(name: str, dataset: DatasetBundle, notes: list[str]) -> LoadedMo
     return _finish(model, name, f"pretrained:{type(w).__name__}.{w.name}", classes, dataset, notes)
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` / ``.pt`` / ``.pth`` checkpoint; never runs code from the file.
+def read_state_dict(path: Path, name: str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors or PyTorch checkpoint (any file name: the format is read from the content);
+    never runs code from the file, and checks what reading it may cost first (:mod:`qcore.safe_checkpoint`).
 
     A ``.pt`` may hold the state dict itself or a dict with it under ``state_dict`` / ``model`` /
     ``model_state_dict``; ``module.`` and ``_orig_mod.`` prefixes (DataParallel, torch.compile) are
-    removed.
+    removed. Keys must be strings and floating-point values finite. ``name`` is how messages call the file
+    (default: its path).
     """
     path = Path(path)
-    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-        raise WeightsError(f"weights must be 'auto', 'pretrained', 'baseline' or a checkpoint file ending in "
-                           f"{', '.join(CHECKPOINT_SUFFIXES)}; got {str(path)!r}")
+    name = name or str(path)
     if not path.is_file():
-        raise WeightsError(f"checkpoint {path} does not exist")
-    if path.suffix.lower() == ".safetensors":
+        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            raise WeightsError(f"weights must be 'auto', 'pretrained', 'baseline' or a checkpoint file (e.g. "
+                               f"{', '.join(CHECKPOINT_SUFFIXES)}); got {name!r}")
+        raise WeightsError(f"checkpoint {name} does not exist")
+    try:
+        kind = safe_checkpoint.check_file(path, name)
+    except safe_checkpoint.CheckpointRefused as exc:
+        raise WeightsError(str(exc)) from exc
+    except OSError as exc:
+        raise WeightsError(f"{name} cannot be read: {exc.strerror or type(exc).__name__}") from exc
+    if kind == "safetensors":
         from safetensors.torch import load_file
 
         try:
             obj = load_file(str(path), device="cpu")
         except Exception as exc:
-            raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from exc
+            raise WeightsError(f"{name} is not a readable safetensors file: {exc}") from exc
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -201,24 +211,39 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             # torch names the refused global in one sentence (and then suggests allowing it: not here)
             first = next((line for line in lines if "GLOBAL" in line.upper()), lines[0] if lines else
                          type(exc).__name__).split(". ")[0][:200]
-            raise WeightsError(f"{path} needs arbitrary code to load (it pickles more than tensors: "
+            raise WeightsError(f"{name} needs arbitrary code to load (it pickles more than tensors: "
                                f"{first}); qcore refused it. Save only the weights instead: "
                                "torch.save(model.state_dict(), path), or use .safetensors") from exc
         except Exception as exc:
-            raise WeightsError(f"{path} could not be read as a PyTorch checkpoint: {exc}") from exc
+            why = str(exc).replace(str(path), name).splitlines()
+            raise WeightsError(f"{name} could not be read as a PyTorch checkpoint: {type(exc).__name__}: "
+                               f"{(why or [''])[0][:200]}") from exc
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        what = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
-        raise WeightsError(f"{path} holds no state dict of tensors (found {what}); expected the result of "
+        if isinstance(obj, dict):
+            others = [f"{k!r}: {type(v).__name__}" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+            what = f"a dict with {len(obj)} entries, {len(others)} of them not tensors ({', '.join(others[:6])})"
+        else:
+            what = type(obj).__name__
+        raise WeightsError(f"{name} holds no state dict of tensors (found {what}); expected the result of "
                            "model.state_dict(), alone or under a 'state_dict' or 'model' key")
+    check_state(obj, name)
     for prefix in ("module.", "_orig_mod."):
         if all(k.startswith(prefix) for k in obj):
             obj = {k[len(prefix):]: v for k, v in obj.items()}
     return obj
+
+
+def check_state(state: dict, source: str) -> None:
+    """:func:`qcore.safe_checkpoint.check_state` as a :class:`WeightsError`: string keys, finite values."""
+    try:
+        safe_checkpoint.check_state(state, source)
+    except safe_checkpoint.CheckpointRefused as exc:
+        raise WeightsError(str(exc)) from exc
 
 
 def _listing(title: str, items: list[str]) -> str:
@@ -226,15 +251,23 @@ def _listing(title: str, items: list[str]) -> str:
     return f"{title} ({len(items)}): {shown}"
 
 
+def fit_mismatches(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> list[str]:
+    """Why tensors of shapes ``found`` (name: shape) cannot load strictly into a model whose state dict has
+    ``expected``: its missing keys, unexpected keys and shape mismatches, each listed; empty when they fit.
+    The one rule for a loaded checkpoint and for :func:`qcore.checkpoint_fit.fit_problem` (shapes only)."""
+    expected = {k: tuple(v) for k, v in expected.items()}
+    found = {k: tuple(v) for k, v in found.items()}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [f"{k} {found[k]} vs {expected[k]}" for k in sorted(set(expected) & set(found)) if found[k] != expected[k]]
+    return [_listing(t, x) for t, x in (("missing keys", missing), ("unexpected keys", unexpected),
+                                        ("shape mismatches (checkpoint vs model)", shapes)) if x]
+
+
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-              for k in sorted(set(expected) & set(state)) if state[k].shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        parts = [_listing(t, x) for t, x in (("missing keys", missing), ("unexpected keys", unexpected),
-                                             ("shape mismatches (checkpoint vs model)", shapes)) if x]
+    parts = fit_mismatches({k: v.shape for k, v in model.state_dict().items()},
+                           {k: v.shape for k, v in state.items()})
+    if parts:
         raise WeightsError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
 
@@ -269,7 +302,9 @@ def _baseline(name: str, dataset: DatasetBundle, notes: list[str], progress: Pro
                            f"{dataset.name} has {dataset.classes}; delete that file (and its .json) to "
                            "train a new one")
     model = build_model(name, dataset.num_classes, dataset.image_size)
-    _load_strict(model, load_file(str(path), device="cpu"), f"baseline {path}")
+    state = load_file(str(path), device="cpu")
+    check_state(state, f"baseline {path}")
+    _load_strict(model, state, f"baseline {path}")
     notes.append(f"baseline trained by qcore: {meta.get('test_accuracy', float('nan')):.1%} test accuracy "
                  f"after {recipe.epochs} epoch(s), {meta.get('train_seconds', 0):.0f} s")
     return _finish(model, name, f"baseline:{path}", dataset.classes, dataset, notes)

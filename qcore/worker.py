@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .paths import data_home
+from .result import Result
 from .store import Job, Store, spec_key
 
-__all__ = ["lock_path", "worker_running", "ensure_worker", "run_job", "serve"]
+__all__ = ["lock_path", "worker_running", "ensure_worker", "execute_job", "store_pareto", "run_job", "serve"]
+
+ProgressFn = Callable[[int, int, str], None]
 
 
 def lock_path() -> Path:
@@ -58,49 +63,70 @@ def ensure_worker(db: Path | None = None) -> bool:
     return True
 
 
-def run_job(store: Store, job: Job) -> None:
-    """Run (or resume) one job; every Result is committed as soon as it exists."""
+def execute_job(store: Store, job: Job, progress: ProgressFn | None = None,
+                cancel: Callable[[], bool] | None = None) -> list[Result]:
+    """Measure what job ``job`` has not measured yet and return all its rows, oldest first, with their
+    Pareto flags set (in memory: :func:`store_pareto` writes them). Finished specs keep their rows and
+    are skipped; the FP32 row is measured only when missing (its latency is always timed again: every
+    speed-up is against an FP32 timing taken in the same process)."""
     from .pareto import mark_pareto
     from .spec import FP32, QuantSpec
     from .sweep import SweepConfig, run_sweep
 
+    config = SweepConfig.from_dict(job.config)
+    specs = [QuantSpec.from_dict(d) for d in job.specs]
+    done_keys = store.done_spec_keys(job.job_id)
+    todo = [s for s in specs if spec_key(s.to_dict()) not in done_keys]
+    include_baseline = spec_key(FP32.to_dict()) not in done_keys
+    stored = [] if include_baseline else store.results(sweep_id=job.job_id, status="ok")
+    base = next((r for r in stored if r.spec.is_reference), None)  # a resumed job keeps its FP32 row
+    offset = len(done_keys)
+
+    def report(done: int, total: int, message: str) -> None:
+        store.update_job(job.job_id, done=offset + done, total=offset + total, message=message)
+        if progress:
+            progress(offset + done, offset + total, message)
+
+    if todo or include_baseline:
+        run_sweep(config, todo, progress=report, cancel=cancel or (lambda: store.cancel_requested(job.job_id)),
+                  on_result=store.add_result, sweep_id=job.job_id, include_baseline=include_baseline,
+                  baseline_run_id=base.run_id if base else "")
+    rows = sorted(store.results(sweep_id=job.job_id), key=lambda r: r.created_at)
+    mark_pareto(rows)
+    return rows
+
+
+def store_pareto(store: Store, rows: list[Result], tries: int = 3) -> str:
+    """Write the Pareto flags of measured rows; return "" or why they could not be written, never raise:
+    the rows are measured and committed, and a flag is only a summary of them (the chart recomputes it)."""
+    for attempt in range(tries):
+        try:
+            store.set_pareto({r.run_id: r.pareto for r in rows})
+            return ""
+        except sqlite3.Error as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.5 * (attempt + 1))
+    print(f"could not store the Pareto flags: {reason}", file=sys.stderr, flush=True)
+    return reason
+
+
+def run_job(store: Store, job: Job) -> None:
+    """Run (or resume) one job; every Result is committed as soon as it exists."""
     try:
-        config = SweepConfig.from_dict(job.config)
-        specs = [QuantSpec.from_dict(d) for d in job.specs]
-        done_keys = store.done_spec_keys(job.job_id)
-        todo = [s for s in specs if spec_key(s.to_dict()) not in done_keys]
-        include_baseline = spec_key(FP32.to_dict()) not in done_keys
-        stored = [] if include_baseline else store.results(sweep_id=job.job_id, status="ok")
-        base = next((r for r in stored if r.spec.is_reference), None)  # a resumed job keeps its FP32 row
-        offset = len(done_keys)
-
-        def progress(done: int, total: int, message: str) -> None:
-            store.update_job(job.job_id, done=offset + done, total=offset + total, message=message)
-
-        run_sweep(
-            config,
-            todo,
-            progress=progress,
-            cancel=lambda: store.cancel_requested(job.job_id),
-            on_result=store.add_result,
-            sweep_id=job.job_id,
-            include_baseline=include_baseline,
-            baseline_run_id=base.run_id if base else "",
-        )
-        rows = store.results(sweep_id=job.job_id)
-        mark_pareto(rows)
-        store.set_pareto({r.run_id: r.pareto for r in rows})
-        cancelled = store.cancel_requested(job.job_id)
-        store.update_job(
-            job.job_id,
-            state="cancelled" if cancelled else "done",
-            finished_at=time.time(),
-            message="cancelled" if cancelled else "finished",
-        )
+        rows = execute_job(store, job)
     except Exception as exc:  # the job fails, the worker goes on with the next one
         store.update_job(
             job.job_id, state="error", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}", message="failed"
         )
+        return
+    problem = store_pareto(store, rows)
+    cancelled = store.cancel_requested(job.job_id)
+    message = "cancelled" if cancelled else "finished"
+    if problem:
+        message += (f"; the Pareto column was not stored ({problem}): every result is, and the chart draws "
+                    "the frontier from them")
+    store.update_job(job.job_id, state="cancelled" if cancelled else "done", finished_at=time.time(),
+                     message=message)
 
 
 def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = None) -> int:

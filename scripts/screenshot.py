@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         from qcore import uploads
 
         os.environ["QCORE_HOME"] = str(home)  # where the app looks for uploads
-        weights = [("weights", "upload"), ("ckpt", uploads.save_checkpoint(Path(args.checkpoint).read_bytes())[0].name)]
+        ckpt = Path(args.checkpoint)
+        weights = [("weights", "upload"), ("ckpt", uploads.save_checkpoint(ckpt.read_bytes(), ckpt.name)[0].name)]
     query = urlencode([("model", args.model), *weights, ("budget", args.budget), ("eval", args.eval_limit), *GRID])
     proc, url = start_server(home)
     try:

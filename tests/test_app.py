@@ -276,15 +276,100 @@ def test_zip_of_class_folders_becomes_the_dataset():
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for i, cls in enumerate(["cats", "dogs"]):
-            png = io.BytesIO()
-            Image.new("RGB", (8, 8), (80 * i, 0, 0)).save(png, format="PNG")
-            zf.writestr(f"pets/{cls}/{i}.png", png.getvalue())
+            for j in range(3):
+                png = io.BytesIO()
+                Image.new("RGB", (8, 8), (80 * i, 40 * j, 0)).save(png, format="PNG")
+                zf.writestr(f"pets/{cls}/{j}.png", png.getvalue())
+        zf.writestr("pets/dogs/broken.png", b"not a png")
     at = _app("pages/explore.py", dataset="upload a zip of class folders ...")
     at.file_uploader(key="dataset_upload").set_value(("anything.bin", buf.getvalue(), "")).run()
     assert not _errors(at), _errors(at)
     name = at.selectbox(key="dataset").value
     assert name.startswith("imagefolder:") and name.endswith("/pets")
     assert sorted(p.name for p in Path(name.split(":", 1)[1]).iterdir()) == ["cats", "dogs"]
+    # what it holds, right away, in the user's names (never a server path)
+    summary = "**anything.bin**: 2 class(es), 6 image(s) (cats 3, dogs 3); 1 unreadable file(s) skipped"
+    assert summary in [c.value for c in at.caption], [c.value for c in at.caption]
+    assert len(at.get("image")) == 1 and len(at.get("image")[0].proto.imgs) == 6  # thumbnails
+    from ui.common import dataset_label
+
+    assert dataset_label(name) == "anything.bin · 2 classes, 6 images"
+    assert not any(str(Path(name.split(":", 1)[1]).parent) in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Delete this upload").click().run()
+    assert at.selectbox(key="dataset").value == "fashion-mnist"
+    assert not Path(name.split(":", 1)[1]).exists()
+
+
+@pytest.mark.parametrize("entries, reason", [
+    ({"pets/cats/1.png": "png", "pets/cats/2.png": "png"}, "holds one class folder with images ('cats')"),
+    ({"a/x.txt": b"text", "b/y.txt": b"text"}, "holds no readable images in class folders (it has 2 file(s) "
+                                                 "that are not images)"),
+    ({"cats/1.png": "png", "dogs/1.png": "png"}, "'cats' (1), 'dogs' (1) have fewer than 2 readable images"),
+])  # fmt: skip
+def test_zip_that_cannot_work_is_refused_at_upload(entries, reason):
+    from PIL import Image
+
+    from qcore.paths import subdir
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(png, format="PNG")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for entry, content in entries.items():
+            zf.writestr(entry, png.getvalue() if content == "png" else content)
+    at = _app("pages/explore.py", dataset="upload a zip of class folders ...")
+    at.file_uploader(key="dataset_upload").set_value(("mine.zip", buf.getvalue(), "")).run()
+    assert any(e.startswith("mine.zip cannot be a classifier's dataset: ") and reason in e for e in _errors(at)), \
+        _errors(at)
+    assert at.selectbox(key="dataset").value == "__upload__"  # nothing new to choose: nothing was stored
+    assert not any((subdir("uploads") / "datasets").iterdir())
+
+
+def _pt(state) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def test_checkpoint_that_does_not_fit_the_model_keeps_run_disabled_and_can_be_deleted():
+    import torch
+
+    at = _app("pages/explore.py", weights="upload")
+    at.file_uploader(key="ckpt_upload").set_value(("one.pt", _pt({"fc.weight": torch.zeros(10, 512)}), "")).run()
+    assert "**one.pt**: 1 tensors, 0.01 M values" in [c.value for c in at.caption]
+    assert any(e.startswith("one.pt does not fit resnet18: missing keys (121): bn1.bias") for e in _errors(at)), \
+        _errors(at)
+    assert next(b for b in at.button if b.label == "Run").disabled  # before Run, not after it
+    path = Path(_store().path.parent / "uploads" / at.query_params["ckpt"])
+    assert path.is_file()
+    next(b for b in at.button if b.label == "Delete this checkpoint").click().run()
+    assert not path.exists() and "ckpt" not in at.query_params
+    assert any("upload a checkpoint" in e for e in _errors(at))
+
+
+def test_checkpoint_with_nan_weights_is_refused_naming_the_tensor():
+    import torch
+
+    bad = torch.zeros(10, 512)
+    bad[2, 5] = float("nan")
+    at = _app("pages/explore.py", weights="upload")
+    at.file_uploader(key="ckpt_upload").set_value(("diverged.pt", _pt({"fc.weight": bad}), "")).run()
+    assert any(e.startswith("diverged.pt: tensor 'fc.weight' (10, 512) holds NaN values") for e in _errors(at)), \
+        _errors(at)
+    assert "ckpt" not in at.query_params
+
+
+def test_number_inputs_take_their_ranges_from_the_cli_table():
+    from qcore.limits import LIMITS
+
+    at = _app("pages/explore.py")
+    for key, name in (("batch", "batch_size"), ("imgsize", "image_size"), ("size", "input_size"),
+                      ("calib", "calib_size"), ("seed", "seed"), ("budget", "latency_budget_s")):
+        widget = at.number_input(key=key)
+        assert (widget.min, widget.max) == (LIMITS[name].lo, LIMITS[name].hi), key
+    assert at.number_input(key="eval").max == LIMITS["eval_limit"].hi
 
 
 def test_model_that_cannot_take_the_input_size_is_refused():
@@ -322,3 +407,19 @@ def test_config_keeps_xsrf_and_cors_on_and_limits_uploads():
     server = config["server"]
     assert server.get("enableXsrfProtection", True) is True and server.get("enableCORS", True) is True
     assert 0 < server["maxUploadSize"] <= 1000  # MB
+    assert server["address"] == "127.0.0.1"  # `streamlit run app.py` listens on this machine only
+
+
+def test_a_failed_jobs_message_names_no_server_path():
+    from qcore import uploads
+    from qcore.paths import subdir
+    from qcore.sweep import SweepConfig
+
+    path, _, _ = uploads.save_checkpoint(_pt({"fc.weight": __import__("torch").zeros(10, 512)}), "one.pt")
+    store = _store()
+    jid = store.submit_job(SweepConfig(weights=str(path)).to_dict(), [])
+    store.claim_next_job(os.getpid())
+    store.update_job(jid, state="error", error=f"WeightsError: checkpoint {path} does not fit resnet18")
+    at = _app("pages/sweep.py", job=jid)
+    assert any("WeightsError: checkpoint one.pt does not fit resnet18" in e for e in _errors(at)), _errors(at)
+    assert not any(str(subdir("uploads")) in e for e in _errors(at))

@@ -137,3 +137,73 @@ def test_sweep_chart_details_download_and_back(tmp_path, resnet18_checkpoint, fa
     finally:
         stop_server(proc)
         stop_workers(tmp_path)
+
+
+def _upload_zip(path: Path, classes: dict[str, int]) -> Path:
+    import zipfile
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, (name, n) in enumerate(classes.items()):
+            for i in range(n):
+                buf = io.BytesIO()
+                Image.new("RGB", (40, 30), (60 * k, 40 * i, 200 - 60 * k)).save(buf, "PNG")
+                zf.writestr(f"pets/{name}/{i}.png", buf.getvalue())
+        zf.writestr("pets/dogs/broken.jpg", b"not a photo")
+    return path
+
+
+def test_uploads_show_what_they_hold_refuse_what_cannot_work_and_can_be_deleted(tmp_path):
+    """A teacher uploads a zip: its classes, counts and thumbnails appear; a one-class zip and a checkpoint
+    that does not fit the model are refused before Run; both uploads can be deleted."""
+    import torch
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    good = _upload_zip(tmp_path / "pets.zip", {"cats": 3, "dogs": 4})
+    one = _upload_zip(tmp_path / "cats-only.zip", {"cats": 3})
+    ckpt = tmp_path / "head-only.pt"
+    torch.save({"fc.weight": torch.zeros(10, 512)}, ckpt)
+    proc, url = start_server(tmp_path)
+    try:
+        with sync_playwright() as pw:
+            browser, page = launch(pw)
+            page.set_default_timeout(60_000)
+            expect.set_options(timeout=120_000)
+            try:
+                page.goto(f"{url}/explore?{urlencode({'dataset': 'upload a zip of class folders ...'})}")
+                page.locator("input[type=file]").set_input_files(str(one))
+                expect(page.get_by_text("cats-only.zip cannot be a classifier's dataset: it holds one class "
+                                        "folder with images ('cats')")).to_be_visible()
+                page.locator("input[type=file]").set_input_files(str(good))
+                expect(page.get_by_text("2 class(es), 7 image(s) (cats 3, dogs 4); 1 unreadable file(s) "
+                                        "skipped")).to_be_visible()
+                expect(page.locator('[data-testid="stImage"] img')).to_have_count(6)
+                wait_idle(page)
+                page.screenshot(path=str(ARTIFACTS / "upload-dataset.png"), full_page=True)
+                assert "uploads/datasets" not in page.inner_text("body")  # no server path anywhere
+                page.get_by_text("upload", exact=True).click()
+                page.locator("input[type=file]").last.set_input_files(str(ckpt))
+                expect(page.get_by_text("head-only.pt does not fit resnet18: missing keys (121)")).to_be_visible()
+                expect(page.get_by_role("button", name="Run", exact=True)).to_be_disabled()
+                wait_idle(page)
+                page.screenshot(path=str(ARTIFACTS / "upload-checkpoint.png"), full_page=True)
+                page.get_by_role("button", name="Delete this checkpoint").click()
+                expect(page.get_by_text("upload a checkpoint, or choose other weights")).to_be_visible()
+                wait_idle(page)
+                page.get_by_text("Uploads on this server: 1").click()
+                expect(page.get_by_text("dataset pets.zip")).to_be_visible()
+                page.get_by_role("button", name="Delete", exact=True).click()
+                expect(page.get_by_text("Uploads on this server")).to_have_count(0)
+                wait_idle(page)
+                page.wait_for_timeout(1500)  # the last rerun's stale elements fade out
+                page.screenshot(path=str(ARTIFACTS / "upload-deleted.png"), full_page=True)
+            except BaseException:
+                page.screenshot(path=str(ARTIFACTS / "failure-uploads.png"), full_page=True)
+                raise
+            browser.close()
+        assert not list((tmp_path / "uploads").rglob("*.png"))
+    finally:
+        stop_server(proc)
+        stop_workers(tmp_path)

@@ -64,3 +64,47 @@ def test_dead_worker_marks_job_interrupted_and_resume(tmp_path):
     st.resume_job(job_id)
     assert st.job(job_id).state == "queued"
     assert [r.status for r in st.results(sweep_id=job_id)] == ["ok"]  # cancelled rows go; they will rerun
+
+
+_WRITER = """
+import sys, time
+from qcore.result import Result
+from qcore.spec import QuantSpec
+from qcore.store import Store
+
+st, stop = Store(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+print("ready", flush=True)
+while time.monotonic() < stop:
+    st.add_result(Result(QuantSpec(), "m", "d", sweep_id="other"))
+"""
+
+
+def test_set_pareto_never_meets_database_is_locked_while_another_process_commits(tmp_path):
+    """set_pareto reads then writes. Under a deferred BEGIN, a commit by another process between its read
+    and its write failed at once with "database is locked" (the busy timeout cannot help a stale read
+    snapshot): 273 of 369 calls failed in the report's stress test. BEGIN IMMEDIATE takes the lock first."""
+    db = tmp_path / "runs.sqlite"
+    st = Store(db)
+    mine = [_result(sweep="mine") for _ in range(30)]
+    for r in mine:
+        st.add_result(r)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), "4"], env=env, stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        calls, failures, flag = 0, [], False
+        while writer.poll() is None:
+            flag = not flag
+            try:
+                st.set_pareto({r.run_id: flag for r in mine})
+            except Exception as exc:  # noqa: BLE001  (counted, shown below)
+                failures.append(f"{type(exc).__name__}: {exc}")
+            calls += 1
+    finally:
+        writer.kill()
+        writer.wait()
+    others = len(st.results(sweep_id="other"))
+    assert calls >= 10 and others >= 10, (calls, others)  # the two really overlapped
+    assert failures == [], f"{len(failures)} of {calls} set_pareto calls failed: {failures[:3]}"
+    assert {r.pareto for r in st.results(sweep_id="mine")} == {flag}

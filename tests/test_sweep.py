@@ -72,8 +72,14 @@ def test_skipped_spec_has_a_reason(config):
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="batch_size=0"):
         SweepConfig(batch_size=0)
-    with pytest.raises(ValueError, match=r"image_size=7 is not allowed; allowed: 8\.\.1024 or None"):
+    with pytest.raises(ValueError, match=r"image_size=7 is not allowed; allowed: 8\.\.1024 \(pixels .*\) or None"):
         SweepConfig(image_size=7)
+    with pytest.raises(ValueError, match=r"seed=36893488147419103232 is not allowed; allowed: 0\.\.2,147,483,647"):
+        SweepConfig(seed=2**65)
+    with pytest.raises(ValueError, match=r"latency_budget_s=nan is not allowed"):
+        SweepConfig(latency_budget_s=float("nan"))
+    with pytest.raises(ValueError, match=r"batch_size=1024 at 512x512 pixels .* allowed: at most 268,435,456"):
+        SweepConfig(batch_size=1024, input_size=512)
 
 
 def test_image_size_sets_the_size_data_is_loaded_and_timed_at(config):

@@ -1,5 +1,7 @@
 """qcore.uploads: uploaded checkpoints and zips are checked by content, kept under a content-hash name, and
-refused with the reason (leaving nothing behind) when they are not what they claim or try to escape."""
+refused with the reason (leaving nothing behind) when they are not what they claim or try to escape; what
+they hold is described, a job's uploads are kept, the quota removes the oldest, messages name no server path.
+The crafted hostile inputs through these paths are in tests/test_hostile.py."""
 
 import io
 import json
@@ -13,6 +15,7 @@ from PIL import Image
 
 from qcore import data, uploads
 from qcore.data import DatasetError
+from tests import crafted as c
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -92,7 +95,7 @@ def test_a_saved_checkpoint_is_named_by_its_hash_and_read_back(tmp_path):
     path, tensors, values = uploads.save_checkpoint(buf.getvalue())
     assert (tensors, values) == (2, 8) and path.parent == uploads.checkpoint_dir()
     assert uploads.CHECKPOINT_NAME.match(path.name) and uploads.checkpoint_path(path.name) == path
-    with pytest.raises(uploads.UploadError, match="empty"):
+    with pytest.raises(uploads.UploadError, match=r"^the uploaded file is empty \(0 bytes\)"):
         uploads.save_checkpoint(b"")
 
 
@@ -110,8 +113,79 @@ def test_a_zip_of_class_folders_becomes_a_dataset_once():
     assert data.parse_name(name)[0] == "imagefolder" and name.endswith("/pets")
     assert uploads.save_dataset(blob) == name  # the same content: the same folder, not unpacked again
     assert uploads.uploaded_datasets() == [name]
-    with pytest.raises(DatasetError, match="1 class folder"):
-        uploads.save_dataset(_zip({"pets/only/1.png": _png()}))
-    with pytest.raises(DatasetError, match="not a zip archive"):
-        uploads.save_dataset(_png())
+    with pytest.raises(uploads.UploadError, match=r"^only\.zip cannot be a classifier's dataset: it holds one class "
+                       r"folder with images \('only'\)"):
+        uploads.save_dataset(_zip({"pets/only/1.png": _png(), "pets/only/2.png": _png()}), "only.zip")
+    with pytest.raises(uploads.UploadError, match=r"^photo\.zip: the upload is not a zip archive"):
+        uploads.save_dataset(_png(), "photo.zip")
     assert uploads.uploaded_datasets() == [name]  # nothing kept from the refused ones
+    assert [u.name for u in uploads.all_uploads()] == ["the uploaded zip"]  # no record left behind either
+
+
+def _pets(n: int = 3, root: str = "pets") -> list:
+    return [c.Entry(f"{root}/{k}/{i}.png", c.small_png(30 * i)) for k in ("cats", "dogs") for i in range(n)]
+
+
+def test_a_good_zip_still_unpacks_with_every_guard_on():
+    blob = c.zip_bytes(_pets() + [c.Entry("pets/dogs/notes.txt", b"ignored"),
+                                  c.Entry("__MACOSX/pets/._0.png", b"resource fork")])
+    name = uploads.save_dataset(blob, "pets.zip")
+    assert name.endswith("/pets") and uploads.dataset_label(name) == "pets.zip · 2 classes, 6 images"
+    summary = uploads.dataset_summary(name)
+    assert summary.classes == {"cats": 3, "dogs": 3} and summary.other_files == 1 and not summary.problems
+
+
+def test_an_upload_made_before_records_were_kept_is_described_once():
+    """Uploads stored by earlier versions have no record: they are read once, and recorded."""
+    folder = uploads.datasets_dir() / "0123456789abcdef"
+    for k in ("cats", "dogs"):
+        (folder / "pets" / k).mkdir(parents=True)
+        for i in range(2):
+            (folder / "pets" / k / f"{i}.png").write_bytes(c.small_png(40 * i))
+    name = f"imagefolder:{folder / 'pets'}"
+    assert name in uploads.uploaded_datasets()
+    assert uploads.dataset_summary(name).classes == {"cats": 2, "dogs": 2}
+    up = uploads.dataset_upload(name)
+    assert up.name == "upload 01234567" and up.info["summary"]["classes"] == {"cats": 2, "dogs": 2}
+    assert uploads.dataset_label(name) == "upload 01234567 · 2 classes, 4 images"
+
+
+def test_labels_name_uploads_by_file_and_anything_else_as_the_registry_does(tmp_path):
+    name = uploads.save_dataset(c.zip_bytes(_pets(2)), "pets.zip")
+    assert uploads.dataset_label(name) == "pets.zip · 2 classes, 4 images"
+    assert uploads.dataset_label("fashion-mnist") == data.dataset_label("fashion-mnist") == "Fashion-MNIST"
+    assert uploads.dataset_label(f"imagefolder:{tmp_path}/my-pets") == "folder my-pets"
+    uploads.delete(uploads.dataset_folder(name))
+    assert uploads.dataset_label(name) == "deleted upload" and uploads.dataset_upload(name) is None
+
+
+def test_an_upload_a_job_uses_is_neither_deleted_nor_pushed_out_by_the_quota(monkeypatch):
+    from qcore.store import Store
+
+    used = uploads.save_dataset(c.zip_bytes(_pets(2)), "used.zip")
+    job = Store().submit_job({"model": "resnet18", "dataset": used, "weights": "auto"}, [])  # queued: in use
+    with pytest.raises(uploads.UploadError, match="^used.zip is used by a queued or running job; cancel the job"):
+        uploads.delete(uploads.dataset_folder(used))
+    old, _, _ = uploads.save_checkpoint(_state_bytes(2), "old.pt")
+    size = sum(u.bytes for u in uploads.all_uploads())
+    monkeypatch.setenv("QCORE_UPLOAD_QUOTA_MB", str(size / 1e6))  # the next upload cannot fit beside both
+    new, _, _ = uploads.save_checkpoint(_state_bytes(3), "new.pt")
+    names = {u.name for u in uploads.all_uploads()}
+    assert names == {"used.zip", "new.pt"} and not old.exists() and new.exists()  # the oldest unused went
+    Store().update_job(job, state="done")
+    uploads.delete(uploads.dataset_folder(used))
+    assert {u.name for u in uploads.all_uploads()} == {"new.pt"}
+
+
+def test_messages_name_the_users_file_never_a_server_path():
+    from qcore.paths import data_home
+
+    path, _, _ = uploads.save_checkpoint(_state_bytes(2), "mine.pt")
+    text = f"could not load {path}: shape mismatch; see {data_home()}/worker.log"
+    assert uploads.no_paths(text) == "could not load mine.pt: shape mismatch; see <qcore data>/worker.log"
+
+
+def _state_bytes(n: int) -> bytes:
+    buf = io.BytesIO()
+    torch.save({"fc.weight": torch.full((n, 3), float(n))}, buf)
+    return buf.getvalue()

@@ -13,16 +13,16 @@ import threading
 
 import streamlit as st
 
-from qcore.data.registry import dataset_label
 from qcore.store import Job, Store, default_db
+from qcore.uploads import dataset_label, no_paths
 
 __all__ = ["NO_WORKER_ENV", "store", "start_worker", "hardware", "prewarm", "model_names", "model_info",
-           "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "dataset_label", "job_label",
-           "query_job"]
+           "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "dataset_label", "no_paths",
+           "job_label", "query_job"]
 
 # Set by tests that run jobs in-process: the pages then never start a worker process.
 NO_WORKER_ENV = "QCORE_APP_NO_WORKER"
-_JOB_ID = re.compile(r"^[0-9a-f]{6,32}$")
+_JOB_ID = re.compile(r"^(cli-)?[0-9a-f]{6,32}$")  # app jobs, and sweeps the CLI ran
 
 
 @st.cache_resource(show_spinner=False)

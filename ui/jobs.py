@@ -19,7 +19,7 @@ from qcore.spec import QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
 
-from .common import query_job, start_worker, store
+from .common import no_paths, query_job, start_worker, store
 
 __all__ = ["POLL_S", "submit", "remember", "current", "eta_text", "status", "resumable", "resume_button", "panel"]
 
@@ -90,9 +90,9 @@ def status(job: Job, key: str) -> None:
         took = f" in {job.finished_at - job.started_at:.0f} s" if job.finished_at and job.started_at else ""
         st.success(f"{head}{took}.", icon=":material/check_circle:")
     elif job.state == "error":
-        st.error(f"{head}. {job.error}", icon=":material/error:")
+        st.error(f"{head}. {no_paths(job.error)}", icon=":material/error:")
     else:
-        st.warning(f"{head}. {job.message}", icon=":material/pause_circle:")
+        st.warning(f"{head}. {no_paths(job.message)}", icon=":material/pause_circle:")
     if job.active:
         if job.cancel:
             st.caption("Cancelling: the spec being measured finishes first.")

@@ -16,6 +16,8 @@ from qcore.explain import explain
 from qcore.report import DASH, fmt
 from qcore.result import Result
 
+from .common import dataset_label
+
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
            "pareto", "downloads", "compare"]
 
@@ -42,7 +44,7 @@ def frame(results: Sequence[Result]) -> pd.DataFrame:
             "agreement %": r.agreement, "p50 ms": r.latency_ms_p50, "speed-up ×": r.speedup,
             "size MB": None if r.size_bytes is None else r.size_bytes / 1e6, "size ×": r.size_ratio,
             "kernel": r.kernel, "backend": r.backend, "pareto": bool(r.pareto), "model": r.model,
-            "dataset": r.dataset, "sweep": r.sweep_id, "run_id": r.run_id, "error": r.error,
+            "dataset": dataset_label(r.dataset), "sweep": r.sweep_id, "run_id": r.run_id, "error": r.error,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -136,7 +138,7 @@ def details(r: Result, base: Result | None, key: str) -> None:
     """Everything about one run: cards, the explanation, the latency spread, notes, spec, manifest."""
     st.markdown(f"#### {r.label}")
     st.caption(
-        f"run {r.run_id} · {r.model} on {r.dataset} · backend {r.backend or DASH} · kernel "
+        f"run {r.run_id} · {r.model} on {dataset_label(r.dataset)} · backend {r.backend or DASH} · kernel "
         f"{r.kernel or DASH} · {r.device} · batch {r.batch_size} · input {r.input_shape} · "
         f"{r.threads} threads · weights {r.weights or DASH}"
         + (f" · measured against FP32 run {base.run_id}" if base is not None and base.run_id != r.run_id else "")

@@ -12,9 +12,11 @@ import streamlit as st
 
 from qcore import uploads
 from qcore.data.registry import list_datasets
+from qcore.limits import LIMITS
 from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, LABELS, QuantSpec
 from qcore.sweep import SweepConfig
 
+from . import upload_panel
 from .common import dataset_image_size, dataset_label, hardware, input_problem, model_info, model_names
 
 __all__ = ["UPLOAD", "UPLOAD_LABEL", "WEIGHTS", "HELP", "config_widgets", "spec_single", "spec_grid"]
@@ -41,6 +43,12 @@ HELP = {
 }
 
 
+def _range(name: str) -> tuple:
+    """``(min, max)`` of a number input, from :data:`qcore.limits.LIMITS` (the CLI's ranges too)."""
+    lim = LIMITS[name]
+    return lim.kind(lim.lo), lim.kind(lim.hi)
+
+
 def _label(v) -> str:
     return LABELS.get(v, str(v)) if isinstance(v, str) else str(v)
 
@@ -51,13 +59,13 @@ def _on_checkpoint() -> None:
     st.session_state.pop("ckpt_error", None)
     if f is None:
         return
-    try:
-        path, n, values = uploads.save_checkpoint(f.getvalue())
-    except ValueError as exc:
-        st.session_state["ckpt_error"] = f"{f.name}: {exc}"
+    try:  # save_checkpoint turns every failure into an UploadError naming f.name (never a server path)
+        path, _, _ = uploads.save_checkpoint(f.getvalue(), f.name)
+    except Exception as exc:
+        st.session_state["ckpt_error"] = str(exc) if isinstance(exc, uploads.UploadError) else (
+            f"{f.name} could not be stored: {type(exc).__name__}")
         return
     st.query_params["ckpt"] = path.name
-    st.session_state["ckpt_note"] = f"{f.name}: {n} tensors, {values / 1e6:.2f} M values, stored as {path.name}"
 
 
 def _on_dataset() -> None:
@@ -66,10 +74,11 @@ def _on_dataset() -> None:
     st.session_state.pop("dataset_error", None)
     if f is None:
         return
-    try:
-        name = uploads.save_dataset(f.getvalue())
-    except ValueError as exc:
-        st.session_state["dataset_error"] = f"{f.name}: {exc}"
+    try:  # save_dataset turns every failure into an UploadError naming f.name (never a server path)
+        name = uploads.save_dataset(f.getvalue(), f.name)
+    except Exception as exc:
+        st.session_state["dataset_error"] = str(exc) if isinstance(exc, uploads.UploadError) else (
+            f"{f.name} could not be stored: {type(exc).__name__}")
         return
     st.session_state["dataset"] = name
 
@@ -112,6 +121,8 @@ def config_widgets() -> tuple[dict, list[str]]:
         if err := st.session_state.get("dataset_error"):
             c2.error(err)
         problems.append("choose a dataset, or upload a zip of class folders")
+    elif uploads.dataset_folder(dataset) is not None:
+        problems += upload_panel.dataset(c2, dataset)
     weights = c3.radio(
         "Weights",
         list(WEIGHTS),
@@ -120,7 +131,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         bind="query-params",
         help="auto is the CLI's default; a baseline is trained once and cached",
     )
-    weights_value = weights
+    weights_value, path = weights, None
     if weights == "upload":
         c3.file_uploader(
             "Checkpoint (.safetensors, .pt, .pth)",
@@ -135,7 +146,6 @@ def config_widgets() -> tuple[dict, list[str]]:
             problems.append("upload a checkpoint, or choose other weights")
         else:
             weights_value = str(path)
-            c3.caption(st.session_state.get("ckpt_note") or f"checkpoint {path.name}")
 
     c4, c5, c7, c6 = st.columns(4)
     device = c4.selectbox(
@@ -150,8 +160,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         problems.append("device 'cuda' was chosen but this machine has no CUDA GPU; choose cpu or auto")
     batch = c5.number_input(
         "Batch size (latency)",
-        1,
-        1024,
+        *_range("batch_size"),
         _D.batch_size,
         key="batch",
         bind="query-params",
@@ -160,8 +169,7 @@ def config_widgets() -> tuple[dict, list[str]]:
     native = dataset_image_size(dataset) if dataset != UPLOAD else None
     image = c7.number_input(
         "Image size (px)",
-        8,
-        1024,
+        *_range("image_size"),
         _D.image_size,
         key="imgsize",
         bind="query-params",
@@ -172,14 +180,15 @@ def config_widgets() -> tuple[dict, list[str]]:
     images = int(image) if image else native
     size = c6.number_input(
         "Latency input size (px)",
-        8,
-        1024,
+        *_range("input_size"),
         _D.input_size,
         key="size",
         bind="query-params",
         placeholder=f"the image size ({images} px)" if images else "the image size",
         help="side of the random images timed; empty: the image size",
     )
+    if weights == "upload" and path is not None:
+        problems += upload_panel.checkpoint(c3, path, model, dataset, images)
     if images and (why := input_problem(model, images)):
         problems.append(f"{dataset_label(dataset)} images at {images} px: {why}. "
                         "Set 'Image size (px)' to a size it accepts")
@@ -190,8 +199,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         a1, a2, a3, a4 = st.columns(4)
         calib = a1.number_input(
             "Calibration images",
-            1,
-            60000,
+            *_range("calib_size"),
             _D.calib_size,
             key="calib",
             bind="query-params",
@@ -199,24 +207,25 @@ def config_widgets() -> tuple[dict, list[str]]:
         )
         evals = a2.number_input(
             "Evaluation images (0: all)",
-            0,
-            100000,
+            0,  # 0 stands for all
+            LIMITS["eval_limit"].hi,
             _D.eval_limit,
             key="eval",
             bind="query-params",
             help="drawn (seeded) from the test split",
         )
-        seed = a3.number_input("Seed", 0, 2**31 - 1, _D.seed, key="seed", bind="query-params")
+        seed = a3.number_input("Seed", *_range("seed"), _D.seed, key="seed", bind="query-params")
         budget = a4.number_input(
             "Timing budget per spec (s)",
-            0.1,
-            300.0,
+            *_range("latency_budget_s"),
             _D.latency_budget_s,
             step=0.5,
             key="budget",
             bind="query-params",
             help="seconds of interleaved timing",
         )
+    if uploads.all_uploads():
+        upload_panel.manage()
     config = dict(model=model, dataset=dataset, weights=weights_value, device=device, batch_size=int(batch),
                   image_size=int(image) if image else None, input_size=int(size) if size else None,
                   calib_size=int(calib),
@@ -269,8 +278,8 @@ def spec_single() -> dict:
     if calibration == "percentile" and not is_float:
         percentile = c3.number_input(
             "Percentile",
-            50.01,
-            100.0,
+            LIMITS["percentile"].lo + 0.01,  # the lower end is excluded
+            LIMITS["percentile"].hi,
             percentile,
             step=0.01,
             format="%.3f",

@@ -102,13 +102,16 @@ def dataset_help() -> str:
 
 
 def add_subcommands(subparsers) -> None:
-    """Add ``train``, ``fetch-data``, ``models`` and ``datasets`` to an argparse subparsers object."""
+    """Add ``train``, ``fetch-data``, ``models`` and ``datasets`` to an argparse subparsers object (numbers
+    checked against :data:`qcore.limits.LIMITS`)."""
+    from qcore.limits import argparse_type as limited
+
     p = subparsers.add_parser("train", help="train (or find cached) the baseline of a model on a dataset")
     p.add_argument("--model", required=True, help="a torchvision classifier, e.g. resnet18 (see 'models')")
     p.add_argument("--dataset", required=True, help=dataset_help())
-    p.add_argument("--epochs", type=float, default=None, help="default: the model family's recipe")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--epochs", type=limited("epochs"), default=None, help="default: the model family's recipe")
+    p.add_argument("--seed", type=limited("seed"), default=0)
+    p.add_argument("--image-size", type=limited("image_size"), default=None,
                    help="default: the dataset's (32, or 224 for image folders)")
     p.add_argument("--force", action="store_true", help="train again even when a cached baseline exists")
     p.set_defaults(func=cmd_train)

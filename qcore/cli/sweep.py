@@ -7,48 +7,91 @@ Example::
         --mode static,weight-only --out results.csv
 
 Comma lists make a grid (each flag's default is :data:`qcore.spec.DEFAULT_GRID`, which the app's Sweep page
-starts from too); combinations that cannot exist are skipped with the reason.
+starts from too); combinations that cannot exist are skipped with the reason. Every number is checked
+against :data:`qcore.limits.LIMITS` (a value out of range is a usage error, exit status 2, naming the
+option). A stored sweep is a job in the run database from its start: rows are committed as they are
+measured, and ``sweep --resume JOB`` measures what a killed or interrupted sweep left.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import uuid
+import time
 
 from qcore.cli.data import dataset_help
 from qcore.cli.progress import ProgressBar
+from qcore.limits import LIMITS, LimitError, argparse_type
 from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, SpecError
 
-__all__ = ["cmd_sweep", "add_subcommand"]
+__all__ = ["SWEEP_OPTIONS", "cmd_sweep", "add_subcommand"]
+
+# The options that make a sweep; a resumed sweep takes them from the job instead.
+SWEEP_OPTIONS = ("model", "dataset", "weights", *DEFAULT_GRID, "device", "batch_size", "image_size", "input_size",
+                 "calib_size", "eval_limit", "seed", "latency_budget")  # fmt: skip
 
 
-def _list(kind=str):
+def _list(kind=str, choices=None, limit: str | None = None):
+    """A comma list for a grid option; each value checked against ``choices`` or the ``limit`` of that name."""
+
     def parse(text: str):
-        try:
-            return [kind(v.strip()) for v in text.split(",") if v.strip()]
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
+        values = []
+        for v in (v.strip() for v in text.split(",")):
+            if not v:
+                continue
+            if limit is not None:
+                try:
+                    values.append(LIMITS[limit].parse(v))
+                except LimitError as exc:
+                    raise argparse.ArgumentTypeError(str(exc)) from None
+                continue
+            try:
+                value = kind(v)
+            except (ValueError, OverflowError):
+                raise argparse.ArgumentTypeError(f"{v!r} is not {'an integer' if kind is int else 'valid'}; "
+                                                 f"allowed: {', '.join(map(str, choices or ()))}") from None
+            if choices is not None and value not in choices:
+                raise argparse.ArgumentTypeError(f"{v!r} is not allowed; allowed: {', '.join(map(str, choices))}")
+            values.append(value)
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r} holds no value; give at least one (comma-separated)")
+        return values
 
     return parse
 
 
-def _optional_int(text: str) -> int | None:
-    if text.lower() in ("all", "none", ""):
-        return None
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive integer or 'all'")
-    return value
+def _grid_option(name: str) -> tuple:
+    """``(type, help)`` of the comma list for QuantSpec field ``name``."""
+    if name == "group_size":
+        return _list(int, choices=GROUP_SIZES), ",".join(map(str, GROUP_SIZES))
+    if name == "percentile":
+        return _list(limit="percentile"), f"for percentile calibration: {LIMITS['percentile'].allowed()}"
+    return _list(choices=CHOICES[name]), ",".join(CHOICES[name])
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``sweep``: measure the FP32 baseline and every valid spec of the grid; store, print, write files."""
     from qcore.backends import runnable_grid
-    from qcore.report import text_table, write_csv, write_json
     from qcore.store import Store
     from qcore.sweep import SweepConfig, run_sweep
 
+    parser = args.parser
+    if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in SWEEP_OPTIONS
+                 if getattr(args, name) != parser.get_default(name)]  # fmt: skip
+        if given or args.no_store:
+            parser.error(f"argument --resume: the job's settings are stored with it; drop {', '.join(given)}"
+                         if given else "argument --resume: --no-store cannot resume a stored sweep")
+        store = Store()
+        try:
+            job = store.take_job(args.resume, os.getpid())
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        left = len(job.specs) + 1 - len(store.done_spec_keys(job.job_id))
+        print(f"resuming sweep {job.job_id}: {left} of {len(job.specs) + 1} spec(s) left to measure", file=sys.stderr)
+        return _run_stored(store, job, args)
     try:
         config = SweepConfig(
             model=args.model, dataset=args.dataset, weights=args.weights, device=args.device,
@@ -56,6 +99,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             calib_size=args.calib_size,
             eval_limit=args.eval_limit, seed=args.seed, latency_budget_s=args.latency_budget,
         )  # fmt: skip
+    except LimitError as exc:  # each number is in range (argparse checked it); their product is not
+        parser.error(f"argument --batch-size/--input-size: {exc}")
+    try:
         specs, skipped = runnable_grid(
             precision=args.precision, granularity=args.granularity, group_size=args.group_size,
             calibration=args.calibration, percentile=args.percentile, scheme=args.scheme, mode=args.mode,
@@ -72,34 +118,78 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not specs:
         print("error: no valid spec in this grid", file=sys.stderr)
         return 2
-    store = None if args.no_store else Store()
-    sweep_id = "cli-" + uuid.uuid4().hex[:8]
-    on_result = store.add_result if store else None
-    try:
+    if args.no_store:
         bar = ProgressBar()
         try:
-            results = run_sweep(config, specs, progress=bar, on_result=on_result, sweep_id=sweep_id)
+            results = run_sweep(config, specs, progress=bar)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 2
         finally:
             bar.close()
-    except (ValueError, FileNotFoundError) as exc:
+        _write_outputs(results, args)
+        return 0 if all(r.status in ("ok", "skipped") for r in results) else 1
+    store = Store()
+    # FP32 is the baseline, measured first in every sweep: the reference spec is not stored twice
+    stored = [s for s in specs if not s.is_reference]
+    job = store.start_job(config.to_dict(), [s.to_dict() for s in stored], os.getpid())
+    print(f"sweep {job.job_id}; if it stops, 'python -m qcore sweep --resume {job.job_id}' measures the rest",
+          file=sys.stderr)
+    return _run_stored(store, job, args)
+
+
+def _run_stored(store, job, args) -> int:
+    """Run a job recorded in the store from this process: rows committed as measured, the CSV/JSON written
+    before anything optional (the Pareto flags in the database), a Ctrl-C leaving a resumable job."""
+    from qcore.worker import execute_job, store_pareto
+
+    bar = ProgressBar()
+    resume = f"python -m qcore sweep --resume {job.job_id}"
+    try:
+        rows = execute_job(store, job, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        store.update_job(job.job_id, state="interrupted", message=f"interrupted (Ctrl-C); {resume} measures the rest")
+        print(f"\ninterrupted; every finished spec is stored: {resume} measures the rest", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        bar.close()
+        store.update_job(job.job_id, state="error", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}",
+                         message="failed")
+        if not isinstance(exc, (ValueError, FileNotFoundError)):
+            raise
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2
-    if store:
-        store.set_pareto({r.run_id: r.pareto for r in results})
+    bar.close()
+    _write_outputs(rows, args)
+    if problem := store_pareto(store, rows):
+        print(f"warning: the Pareto flags were not stored in the run database ({problem}); the CSV/JSON and the "
+              "table above have them", file=sys.stderr)
+    cancelled = store.cancel_requested(job.job_id)
+    store.update_job(job.job_id, state="cancelled" if cancelled else "done", finished_at=time.time(),
+                     message="cancelled" if cancelled else "finished")
+    print(f"stored as sweep {job.job_id} in {store.path}", file=sys.stderr)
+    return 0 if all(r.status in ("ok", "skipped") for r in rows) else 1
+
+
+def _write_outputs(results, args) -> None:
+    """The table, the FP32 row's notes (the data's skipped files, where the weights came from), CSV, JSON."""
+    from qcore.report import text_table, write_csv, write_json
+    from qcore.result import baseline_of
+
     print(text_table(results))
-    if args.out:
-        write_csv(results, args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
-    if args.json:
-        write_json(results, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
-    if store:
-        print(f"stored as sweep {sweep_id} in {store.path}", file=sys.stderr)
-    return 0 if all(r.status in ("ok", "skipped") for r in results) else 1
+    base = baseline_of(results)
+    for note in base.notes[1:] if base else []:
+        print(f"note: {note}", file=sys.stderr)
+    for path, writer in ((args.out, write_csv), (args.json, write_json)):
+        if path:
+            writer(results, path)
+            print(f"wrote {path}", file=sys.stderr)
 
 
 def add_subcommand(subparsers) -> None:
-    """Add ``sweep`` to an argparse subparsers object; its defaults come from SweepConfig and DEFAULT_GRID."""
+    """Add ``sweep`` to an argparse subparsers object; its defaults come from SweepConfig and DEFAULT_GRID, its
+    ranges from :data:`qcore.limits.LIMITS`."""
     from qcore.sweep import SweepConfig
 
     d = SweepConfig()
@@ -107,23 +197,28 @@ def add_subcommand(subparsers) -> None:
     s.add_argument("--model", default=d.model)
     s.add_argument("--dataset", default=d.dataset, help=dataset_help())
     s.add_argument("--weights", default=d.weights, help="auto, pretrained, baseline, or a checkpoint path")
-    kinds = {"group_size": int, "percentile": float}
-    helps = {"group_size": ",".join(map(str, GROUP_SIZES)), "percentile": "for percentile calibration"}
     for name, default in DEFAULT_GRID.items():  # one comma list per QuantSpec field
-        s.add_argument(f"--{name.replace('_', '-')}", type=_list(kinds.get(name, str)), default=list(default),
-                       help=helps.get(name) or ",".join(CHOICES[name]))
+        kind, help_ = _grid_option(name)
+        s.add_argument(f"--{name.replace('_', '-')}", type=kind, default=list(default), help=help_)
     s.add_argument("--device", default=d.device, choices=CHOICES["device"])
-    s.add_argument("--batch-size", type=int, default=d.batch_size, help="latency batch size")
-    s.add_argument("--image-size", type=int, default=d.image_size,
+    s.add_argument("--batch-size", type=argparse_type("batch_size"), default=d.batch_size,
+                   help=f"latency batch size: {LIMITS['batch_size'].allowed()}")
+    s.add_argument("--image-size", type=argparse_type("image_size"), default=d.image_size,
                    help="side the images are loaded and a baseline trained at (default: the dataset's, 32 for "
-                        "Fashion-MNIST and CIFAR-10, 224 for folders)")
-    s.add_argument("--input-size", type=int, default=d.input_size, help="latency input side (default: image size)")
-    s.add_argument("--calib-size", type=int, default=d.calib_size)
-    s.add_argument("--eval-limit", type=_optional_int, default=d.eval_limit, help="images to evaluate, or 'all'")
-    s.add_argument("--seed", type=int, default=d.seed)
-    s.add_argument("--latency-budget", type=float, default=d.latency_budget_s,
-                   help="seconds of timed runs per spec (at least 7 runs each)")
+                        f"Fashion-MNIST and CIFAR-10, 224 for folders): {LIMITS['image_size'].allowed()}")
+    s.add_argument("--input-size", type=argparse_type("input_size"), default=d.input_size,
+                   help="latency input side (default: image size)")
+    s.add_argument("--calib-size", type=argparse_type("calib_size"), default=d.calib_size,
+                   help=LIMITS["calib_size"].allowed())
+    s.add_argument("--eval-limit", type=argparse_type("eval_limit", "all"), default=d.eval_limit,
+                   help=f"images to evaluate, or 'all': {LIMITS['eval_limit'].allowed()}")
+    s.add_argument("--seed", type=argparse_type("seed"), default=d.seed, help=LIMITS["seed"].allowed())
+    s.add_argument("--latency-budget", type=argparse_type("latency_budget_s"), default=d.latency_budget_s,
+                   help=f"seconds of timed runs per spec (at least 7 runs each): "
+                        f"{LIMITS['latency_budget_s'].allowed()}")
     s.add_argument("--out", help="write a CSV here")
     s.add_argument("--json", help="write a JSON file here")
     s.add_argument("--no-store", action="store_true", help="do not record the results in the run database")
-    s.set_defaults(func=cmd_sweep)
+    s.add_argument("--resume", metavar="JOB", help="measure what a stopped sweep left (its id, as printed at its "
+                   "start or listed by 'runs --jobs'), with the settings stored with it")
+    s.set_defaults(func=cmd_sweep, parser=s)

@@ -22,13 +22,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from qcore import folder_scan, image_guard
 from qcore.data.base import DatasetBundle, DatasetError, TensorImages, folder_name
+from qcore.folder_scan import IMAGE_EXTENSIONS, MIN_IMAGES_PER_CLASS
 
 __all__ = ["IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "FileImages", "folder_key", "folder_signature",
            "imagenet_folder", "load_folder"]
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 _EAGER_BYTES = 768 * 2**20  # decoded image folders up to this size are kept in memory
 
 # The 1000 ImageNet-1k synset ids in class-index order (sorted), as base85 varint deltas of their
@@ -84,13 +85,11 @@ def folder_key(path: Path) -> str:
     return f"{slug}-{hashlib.sha1(f'{path}|{folder_signature(path)}'.encode()).hexdigest()[:8]}"
 
 
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
-
-
-def _image_files(folder: Path, class_dir: Path) -> list[Path]:
-    return sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def _scan(root: Path) -> folder_scan.Scan:
+    try:
+        return folder_scan.scan(root)
+    except folder_scan.ScanError as exc:
+        raise DatasetError(str(exc)) from exc
 
 
 def folder_signature(root: Path) -> str:
@@ -98,10 +97,13 @@ def folder_signature(root: Path) -> str:
     it changes when an image is added, removed, renamed or rewritten."""
     h = hashlib.sha1()
     if root.is_dir():
-        for d in _class_dirs(root):
-            for f in _image_files(root, d):
-                st = f.stat()
-                h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        for files in _scan(root).classes.values():
+            for f in files:
+                try:
+                    st = f.stat()
+                    h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+                except (OSError, ValueError):  # vanished or unreadable: it will be skipped (and counted)
+                    h.update(f"{f}|?\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -122,25 +124,22 @@ def _to_rgb(im):
 
 
 def _decode(path: Path, size: int, keep: bool, resize: int, interpolation: str) -> Tensor | None:
-    """Decode ``path`` fully (so a damaged file fails here, not mid-evaluation).
+    """Decode ``path`` fully (so a damaged file fails here, not mid-evaluation); an image over
+    :data:`qcore.image_guard.MAX_IMAGE_PIXELS` raises ``ImageTooLarge`` before any pixel is decoded.
 
     With ``keep``: resize the short side to ``resize`` with ``interpolation`` and centre-crop ``size``;
     return ``uint8 3 x size x size``.
     """
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
+    with image_guard.open_image(path) as im:
         im.draft("RGB", (resize, resize) if keep else (32, 32))  # JPEG: decode at a reduced scale, fast
         im.load()
         if not keep:
             return None
-        im = _to_rgb(ImageOps.exif_transpose(im))
-    w, h = im.size
-    scale = resize / min(w, h)
+        im = _to_rgb(ImageOps.exif_transpose(image_guard.shrink(im, resize)))
     resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[interpolation]
-    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), resample)
-    left, top = (im.size[0] - size) // 2, (im.size[1] - size) // 2
-    im = im.crop((left, top, left + size, top + size))
+    im = image_guard.resize_crop(im, size, resize, resample)
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
@@ -179,7 +178,7 @@ def _imagenet_map(classes: list[str]) -> list[int] | None:
 def imagenet_folder(root: Path) -> bool:
     """Whether ``root``'s class folders (those holding images) are ImageNet classes, by synset or name."""
     root = Path(root).expanduser().resolve()
-    classes = [d.name for d in _class_dirs(root) if _image_files(root, d)] if root.is_dir() else []
+    classes = list(_scan(root).classes) if root.is_dir() else []
     return len(classes) >= 2 and _imagenet_map(classes) is not None
 
 
@@ -201,36 +200,43 @@ def load_folder(root: Path, size: int, resize: int | None = None, interpolation:
 @lru_cache(maxsize=4)
 def _folder_sets(root: str, size: int, resize: int, interpolation: str, _signature: str):
     folder = Path(root)
-    dirs = _class_dirs(folder)
-    found, notes = {}, []
-    for d in dirs:
-        files = _image_files(folder, d)
-        if files:
-            found[d.name] = files
-        else:
-            notes.append(f"folder {d.name!r} holds no image files "
-                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}); ignored")
+    found_scan = _scan(folder)
+    found, notes = found_scan.classes, []
+    for name in found_scan.empty:
+        notes.append(f"folder {name!r} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); ignored")
+    if found_scan.unreadable_dirs:
+        notes.append(f"{found_scan.unreadable_dirs} folder(s) could not be read (permissions) and were skipped")
     if len(found) < 2:
         what = "no class folders with images" if not found else f"a single class ({next(iter(found))!r})"
-        raise DatasetError(f"{folder} has {what}; an image folder needs at least two class subfolders, "
+        loose = (f" (it holds {found_scan.loose_images} image(s) directly: put them in one sub-folder per class)"
+                 if found_scan.loose_images else "")
+        raise DatasetError(f"{folder} has {what}{loose}; an image folder needs at least two class subfolders, "
                            "each holding images: <folder>/<class>/<image>")
     all_files = [(f, c) for c, files in enumerate(found.values()) for f in files]
     keep = len(all_files) * 3 * size * size <= _EAGER_BYTES
-    kept, skipped = [], 0
+    kept, skipped, too_large = [], 0, 0
     for f, c in all_files:
         try:
             kept.append((f, c, _decode(f, size, keep, resize, interpolation)))
-        except Exception:  # PIL raises many kinds (OSError, SyntaxError, DecompressionBombError, ...)
+        except image_guard.ImageTooLarge:
+            too_large += 1
+        except Exception:  # PIL raises many kinds (OSError, SyntaxError, ValueError, ...)
             skipped += 1
     if skipped:
         notes.append(f"{skipped} unreadable file(s) skipped")
+    if too_large:
+        notes.append(f"{too_large} image(s) larger than {image_guard.MAX_IMAGE_PIXELS / 1e6:g} megapixels skipped")
+    for c, name in enumerate(found):
+        n = sum(1 for k in kept if k[1] == c)
+        if n < MIN_IMAGES_PER_CLASS:
+            raise DatasetError(f"class folder {name!r} in {folder} has {n} readable image(s); each class needs at "
+                               f"least {MIN_IMAGES_PER_CLASS} (one to calibrate on, one to evaluate)")
+    skipped += too_large
     # Seeded, stratified 80/20 split so calibration (train) and evaluation (test) never share an image.
     g = torch.Generator().manual_seed(0)
     train_idx, test_idx = [], []
     for c in range(len(found)):
         members = [i for i, k in enumerate(kept) if k[1] == c]
-        if not members:
-            raise DatasetError(f"class folder {list(found)[c]!r} in {folder} has no readable images")
         order = [members[j] for j in torch.randperm(len(members), generator=g).tolist()]
         n_test = round(len(order) * 0.2) if len(order) >= 5 else (1 if len(order) >= 2 else 0)
         test_idx += order[:n_test]

@@ -39,6 +39,7 @@ class DatasetInfo:
     load: Callable[[int], DatasetBundle]
     find: Callable[[], Path | None]  # where it is on this machine, None when it is not (cheap)
     missing: str  # what happens, or what to do, when find() gives None
+    classes: tuple[str, ...] = ()  # the class names, in label order (known without loading it)
 
 
 _BUILTIN: dict[str, DatasetInfo] = {}
@@ -54,10 +55,10 @@ def register_dataset(info: DatasetInfo) -> DatasetInfo:
 
 register_dataset(DatasetInfo("fashion-mnist", "Fashion-MNIST", "70,000 28x28 grey images, 10 classes", 32,
                              builtin.load_fashion_mnist, builtin.find_fashion_mnist,
-                             "not found. " + builtin.how_to_get("fashion-mnist")))
+                             "not found. " + builtin.how_to_get("fashion-mnist"), tuple(builtin.FASHION_CLASSES)))
 register_dataset(DatasetInfo("cifar10", "CIFAR-10", "60,000 32x32 colour images, 10 classes", 32,
                              builtin.load_cifar10, builtin.find_cifar10,
-                             "downloaded through torchvision on first use (online)"))
+                             "downloaded through torchvision on first use (online)", tuple(builtin.CIFAR10_CLASSES)))
 
 
 def list_datasets() -> list[str]:

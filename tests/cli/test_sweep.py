@@ -52,11 +52,11 @@ def test_cli_refuses_a_bad_grid_value(fashion_mnist):
     proc = subprocess.run(
         [sys.executable, "-m", "qcore", "sweep", "--precision", "int3"], capture_output=True, text=True, timeout=120
     )
-    assert proc.returncode == 2 and "precision='int3' is not allowed" in proc.stderr
+    assert proc.returncode == 2 and "argument --precision: 'int3' is not allowed; allowed: fp32" in proc.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "qcore", "sweep", "--image-size", "4"], capture_output=True, text=True, timeout=120
     )
-    assert proc.returncode == 2 and "image_size=4 is not allowed; allowed: 8..1024" in proc.stderr
+    assert proc.returncode == 2 and "argument --image-size: '4' is not allowed; allowed: 8..1024" in proc.stderr
 
 
 def test_cli_refuses_a_backend_that_never_runs_the_mode(fashion_mnist):
