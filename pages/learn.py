@@ -22,6 +22,7 @@ WEIGHTS = {  # option (as in the URL): caption
 KINDS = {"weights": "the layer's weight tensor", "activations": "what it receives, on calibration images"}
 
 setup("Learn")
+view.open_job_setting()
 st.title("Learn: watch quantization happen")
 st.caption(
     "Pick a layer of a real network and look at its weights, or at the activations it receives on real images. "
@@ -30,21 +31,23 @@ st.caption(
     "to open this page on the same layer and setting."
 )
 
-c1, c2, c3 = st.columns(3)
+left, right = st.columns([2, 1])
+c1, c2 = left.columns(2)
 names = model_names()
 model = c1.selectbox("Model", names, index=names.index("resnet18"), key="model", bind="query-params")
 datasets = ["fashion-mnist", "cifar10", *uploads.uploaded_datasets()]
 dataset = c2.selectbox("Dataset", datasets, key="dataset", bind="query-params", format_func=dataset_label,
                        help="images for the activations and the model measurement; zips are uploaded on Explore")
-weights = c3.radio("Weights", list(WEIGHTS), captions=list(WEIGHTS.values()), key="weights", bind="query-params",
+weights = right.radio("Weights", list(WEIGHTS), captions=list(WEIGHTS.values()), key="weights", bind="query-params",
                    horizontal=False, help="only weights that exist: a missing baseline is never trained here")
 weights_value = weights
 if weights == "upload":
-    c3.file_uploader("Checkpoint (.safetensors, .pt, .pth)", key="ckpt_upload", on_change=settings._on_checkpoint,
-                     help="a state dict; read with weights_only=True, pickles that need code are refused")
-    if err := st.session_state.get("ckpt_error"):
-        c3.error(err)
     path = uploads.checkpoint_path(st.query_params.get("ckpt"))
+    where = right.expander(f"checkpoint {path.name}" if path else "Upload a checkpoint", expanded=path is None)
+    where.file_uploader("Checkpoint (.safetensors, .pt, .pth)", key="ckpt_upload", on_change=settings._on_checkpoint,
+                        help="a state dict; read with weights_only=True, pickles that need code are refused")
+    if err := st.session_state.get("ckpt_error"):
+        right.error(err)
     if path is None:
         st.info("Upload a checkpoint of this model, or choose other weights.", icon=":material/upload:")
         st.stop()
@@ -62,7 +65,7 @@ if loaded is None:
 
 layer_names = dict(data.layers(model, dataset, weights_value))
 first = data.default_layer(model, dataset, weights_value)
-c1, c2, c3 = st.columns([2, 1, 1])
+c1, c2 = left.columns([3, 2])
 layer = c1.selectbox("Layer", list(layer_names), index=list(layer_names).index(first), key="layer",
                      bind="query-params", help="the model's Conv and Linear layers by module name")
 c1.caption(layer_names[layer])
@@ -70,7 +73,7 @@ kind = c2.radio("Look at", list(KINDS), captions=list(KINDS.values()), key="kind
                 help="the layer's weight, or the input it receives on calibration images of the dataset")
 fold = True
 if kind == "weights":
-    fold = c3.checkbox("BatchNorm folded in", value=True, key="fold", bind="query-params",
+    fold = c2.checkbox("BatchNorm folded in", value=True, key="fold", bind="query-params",
                        help="as the sweeps quantize the weights: each BatchNorm after a convolution folded into its "
                             "weight (w × γ/√(σ²+ε) per output channel)")  # fmt: skip
 
@@ -96,8 +99,9 @@ try:
 except ValueError as exc:  # e.g. a layer whose input never passes through it as a module
     st.error(str(exc), icon=":material/block:")
     st.stop()
-what = (f"the weights of {layer} ({stats['shape']})" if kind == "weights"
-        else f"the input of {layer} on {stats['images']} calibration images ({stats['shape']})")
+shape = stats["shape"].split(",")[0]
+what = (f"the weights of {layer} ({shape})" if kind == "weights"
+        else f"the input of {layer} on {stats['images']} calibration images ({shape})")
 note = data.fold_note(model, dataset, weights_value) if kind == "weights" and fold else ""
 st.info(words.tensor_sentence(what, stats, note), icon=":material/visibility:")
 

@@ -108,6 +108,7 @@ def test_one_click_measures_the_model_and_shows_the_flipped_images(in_home):
     store = Store()
     job = store.claim_next_job(os.getpid())
     assert job.kind == "learn-layer" and job.config["layer"] == "layer1.0.conv1" and job.config["bits"] == 2
+    assert job.config["eval_limit"] == 500 and job.config["weights"].endswith(in_home)
     run_job(store, job)
     assert store.job(job.job_id).state == "done", store.job(job.job_id).error
     at.run()
@@ -123,6 +124,10 @@ def test_one_click_measures_the_model_and_shows_the_flipped_images(in_home):
     assert at.query_params["job"] == job.job_id
     at.slider(key="bits").set_value(3).run()  # another setting: the result says whose it is
     assert any("This result is for layer1.0.conv1 weights: 2-bit" in i.value for i in at.info)
+    at = _learn(None, job=job.job_id)  # a link that names only the job (Runs, Home) opens on its setting
+    assert at.slider(key="bits").value == 2 and at.selectbox(key="layer").value == "layer1.0.conv1"
+    assert at.query_params["ckpt"] == in_home and _metric(at, "Top-1") == f"{r['top1']:.2f} %"
+    assert not at.info or not any("This result is for" in i.value for i in at.info)
 
 
 def test_a_missing_baseline_is_pointed_to_not_trained():

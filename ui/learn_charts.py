@@ -30,7 +30,7 @@ def histogram(edges: list[float], counts: list[int], ranges: dict[str, tuple[flo
     centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
     fig = go.Figure(go.Bar(x=centers, y=counts, width=edges[1] - edges[0], marker_color="#9ecae1",
                            name="values", hovertemplate="x ≈ %{x:.4g}<br>%{y:,} values<extra></extra>"))
-    for i, (method, (lo, hi)) in enumerate(ranges.items()):
+    for method, (lo, hi) in ranges.items():
         width = 3.5 if method == chosen else 1.5
         color = METHOD_COLORS.get(method, "#555")
         for j, v in enumerate((lo, hi)):
@@ -40,13 +40,13 @@ def histogram(edges: list[float], counts: list[int], ranges: dict[str, tuple[flo
                 name=f"{method} [{lo:.4g}, {hi:.4g}]", legendgroup=method, showlegend=j == 0,
                 hovertemplate=f"{method}: {'lo' if j == 0 else 'hi'} = {v:.4g}<extra></extra>",
             ))  # fmt: skip
-        del i
-    fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1], visible=False), bargap=0)
-    fig.update_yaxes(type="log" if log_y else "linear")
+    # the lines live on a second, linear 0..1 axis, so they span the plot whatever the counts' scale
+    fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1], visible=False, type="linear"), bargap=0,
+                      yaxis_type="log" if log_y else "linear")
     return _layout(fig, 340, "value", "values per bin" + (" (log)" if log_y else ""))
 
 
-def staircase(x: list[float], y: list[float], a: Affine, height: int = 340, title: str | None = None) -> go.Figure:
+def staircase(x: list[float], y: list[float], a: Affine, height: int = 340) -> go.Figure:
     """x → dequantize(quantize(x)) with the identity, the clipping range and the reachable range."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[x[0], x[-1]], mode="lines", name="x (no quantization)",
@@ -55,15 +55,12 @@ def staircase(x: list[float], y: list[float], a: Affine, height: int = 340, titl
                              line=dict(color="#1f77b4", width=2),
                              hovertemplate="x = %{x:.4g} → x̂ = %{y:.4g}<extra></extra>"))
     g_lo, g_hi = a.grid_range
-    for v, label in ((g_lo, f"lowest code {a.qmin} → {g_lo:.4g}"), (g_hi, f"highest code {a.qmax} → {g_hi:.4g}")):
+    for v, label in ((g_lo, f"code {a.qmin} → {g_lo:.4g}"), (g_hi, f"code {a.qmax} → {g_hi:.4g}")):
         fig.add_vline(x=v, line=dict(color="#e45756", dash="dash", width=1), annotation_text=label,
-                      annotation_position="top left" if v == g_lo else "bottom right", annotation_font_size=11)
-    fig.add_trace(go.Scatter(x=[0], y=[(0 - 0) * a.scale], mode="markers", marker=dict(size=9, color="#000"),
+                      annotation_position="top right" if v == g_lo else "bottom left", annotation_font_size=11)
+    fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", marker=dict(size=9, color="#000"),
                              name=f"0 is code z = {a.zero_point}", hoverinfo="skip"))
-    fig = _layout(fig, height, "x (real value)", "x̂ = (q − z) · s")
-    if title:
-        fig.update_layout(title=dict(text=title, font_size=14), margin=dict(MARGIN, t=50))
-    return fig
+    return _layout(fig, height, "x (real value)", "x̂ = (q − z) · s")
 
 
 def error_split(rows: list[dict]) -> go.Figure:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -14,15 +15,41 @@ from qcore.learn.setting import SIMULATED, LayerSetting
 from qcore.spec import GROUP_SIZES
 from qcore.store import Job
 
-from . import jobs
+from . import jobs, uploads
 from . import learn_charts as charts
 from . import learn_data as data
-from .common import start_worker, store
+from .common import dataset_label, query_job, start_worker, store
 
 SESSION_KEY = "learn_job"
 JOB_KIND = "learn-layer"
 EVAL_SIZES = [500, 1000, 2000, 5000, 10000]
 PLOT = {"displaylogo": False}
+
+
+def job_query(config: dict) -> dict | None:
+    """The URL of the Learn page showing a ``learn-layer`` job's setting (None when its weights are a file
+    the URL cannot name: only uploads can be named)."""
+    weights, extra = config["weights"], {}
+    if weights not in ("baseline", "pretrained"):
+        name = Path(weights).name
+        if uploads.checkpoint_path(name) != Path(weights):
+            return None
+        weights, extra = "upload", {"ckpt": name}
+    return {"model": config["model"], "dataset": dataset_label(config["dataset"]), "weights": weights, **extra,
+            "layer": config["layer"], "kind": config["kind"], "bits": str(config["bits"]), "scheme": config["scheme"],
+            "method": config["method"], "pct": str(config["percentile"]), "gran": config["granularity"],
+            "group": str(config["group_size"]), "mode": config["mode"], "fold": str(config["fold_bn"]).lower(),
+            "eval": str(config["eval_limit"] or 10000)}  # fmt: skip
+
+
+def open_job_setting() -> None:
+    """A URL that names only a job (a link from Runs, Home or the queue) opens on that job's setting."""
+    jid = query_job()
+    if not jid or set(st.query_params) != {"job"}:
+        return
+    job = store().job(jid)
+    if job is not None and job.kind == JOB_KIND and (query := job_query(job.config)):
+        st.switch_page("pages/learn.py", query_params={**query, "job": jid})
 
 
 def _split_rows(rows) -> list[dict]:
@@ -50,9 +77,9 @@ def the_map(key, method: str, bits: int, symmetric: bool, pct: float, stats: dic
     m[1].metric("zero point z", a.zero_point, help="the integer code that stands for the real value 0")
     m[2].metric("codes", f"{a.qmin}..{a.qmax}", help=f"{a.levels} integers of {bits} bits")
     right.markdown("**The formula with these numbers**")
-    right.code(f"{a.formula()}\n{a.inverse_formula()}", language=None)
+    right.code(f"{a.formula()}\n{a.inverse_formula()}", language=None, wrap_lines=True)
     right.markdown("**Three values of this tensor through it** (largest, mean, smallest)")
-    right.code("\n".join(data.worked(key, method, bits, symmetric, pct)), language=None)
+    right.code("\n".join(data.worked(key, method, bits, symmetric, pct)), language=None, wrap_lines=True)
     right.markdown(words.step_sentence(a, split, method))
 
 
@@ -84,15 +111,13 @@ def the_error(key, method: str, bits: int, symmetric: bool, pct: float, stats: d
     cols = st.columns(3)
     for col, name in zip(cols, ("symmetric", "asymmetric")):
         v = views[name]
+        sq = "∞" if math.isinf(v.split.sqnr_db) else f"{v.split.sqnr_db:.1f} dB"
+        col.markdown(f"**{name}**: s = {words.num(v.affine.scale)}, z = {v.affine.zero_point} · wasted codes "
+                     f"**{v.codes.wasted} / {v.codes.levels}** · SQNR **{sq}**",
+                     help="wasted codes: below the code of the tensor's minimum or above that of its maximum, where "
+                          "no value can land")  # fmt: skip
         x, y = data.staircase(key, method, bits, name == "symmetric", pct)
-        col.plotly_chart(charts.staircase(x, y, v.affine, height=300, title=f"{name}: s = {words.num(v.affine.scale)}, "
-                                          f"z = {v.affine.zero_point}"), key=f"stairs-{name}", config=PLOT)
-        c = col.columns(3)
-        c[0].metric("zero point", v.affine.zero_point)
-        c[1].metric("wasted codes", f"{v.codes.wasted} / {v.codes.levels}",
-                    help="codes below the code of the tensor's minimum or above that of its maximum: no value "
-                         "can land on them")  # fmt: skip
-        c[2].metric("SQNR", "∞" if math.isinf(v.split.sqnr_db) else f"{v.split.sqnr_db:.1f} dB")
+        col.plotly_chart(charts.staircase(x, y, v.affine, height=300), key=f"stairs-{name}", config=PLOT)
     cols[2].markdown(words.scheme_sentence(views["symmetric"], views["asymmetric"], stats["nonneg"]))
 
 

@@ -163,8 +163,7 @@ def cost_sentence(costs, bits: int) -> str:
 def dynamic_sentence(br, method: str) -> str:
     """Static range against the batches' own."""
     s = br.static
-    over = [i + 1 for i, (lo, hi) in enumerate(zip(br.batch_lo, br.batch_hi)) if hi > s.grid_range[1]
-            or lo < s.grid_range[0]]
+    over = [i + 1 for i, sp in enumerate(br.static_splits) if sp.clipped]
     clipped = sum(sp.clipped for sp in br.static_splits)
     total = sum(sp.n for sp in br.static_splits)
     s_db = [sp.sqnr_db for sp in br.static_splits]
