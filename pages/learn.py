@@ -60,7 +60,7 @@ elif weights == "baseline" and (missing := data.baseline_missing(model, dataset)
 
 loaded, problem = data.load(model, dataset, weights_value)
 if loaded is None:
-    st.error(f"Cannot load {model} with these weights: {problem}", icon=":material/block:")
+    st.error(f"Cannot load {model} ({weights}) with {dataset_label(dataset)}: {problem}", icon=":material/block:")
     st.stop()
 
 layer_names = dict(data.layers(model, dataset, weights_value))

@@ -57,10 +57,8 @@ def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-@pytest.mark.parametrize("kind", ["weights", "activations"])
-@pytest.mark.parametrize("layer", ["layer1.0.conv1", "fc"])
-def test_page_renders_for_a_conv_and_a_linear_layer(in_home, layer, kind):
-    at = _learn(in_home, layer=layer, kind=kind)
+def _check_page(at: AppTest, layer: str, kind: str) -> None:
+    """Every section drawn for ``layer``'s ``kind``, the formula with the numbers the metrics show."""
     assert [e.value for e in at.error] == []
     assert [s.value for s in at.subheader] == SECTIONS
     assert at.selectbox(key="layer").value == layer and at.radio(key="kind").value == kind
@@ -79,16 +77,21 @@ def test_page_renders_for_a_conv_and_a_linear_layer(in_home, layer, kind):
     else:
         table = next(d.value for d in at.dataframe if "bits / weight" in d.value.columns)
         assert table["granularity"].iloc[0] == "per-tensor" and table["bits / weight"].iloc[1] > 4
-    if layer == "fc" and kind == "activations":  # after the average pool: nothing negative
-        assert any("This tensor has no negative values" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("layer,kind", [("layer1.0.conv1", "weights"), ("layer1.0.conv1", "activations"),
+                                        ("fc", "weights")])  # fc's activations: the URL test below
+def test_page_renders_for_a_conv_and_a_linear_layer(in_home, layer, kind):
+    _check_page(_learn(in_home, layer=layer, kind=kind), layer, kind)
 
 
 def test_the_url_opens_the_page_on_a_setting_and_keeps_it(in_home):
     at = _learn(in_home, layer="fc", kind="activations", bits="4", method="entropy", scheme="symmetric",
                 gran="per-channel", mode="dynamic")
-    assert at.selectbox(key="layer").value == "fc" and at.radio(key="kind").value == "activations"
+    _check_page(at, "fc", "activations")
     assert at.slider(key="bits").value == 4 and at.selectbox(key="method").value == "entropy"
     assert at.get("segmented_control")[0].value == "symmetric"
+    assert any("This tensor has no negative values" in m.value for m in at.markdown)  # after the average pool
     before = _metric(at, "scale s")
     at.slider(key="bits").set_value(6).run()
     assert _metric(at, "scale s") != before  # (the browser test sees the URL follow)

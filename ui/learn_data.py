@@ -139,21 +139,17 @@ def _error_values(key: Key):
     return errors.error_values(captured(key))
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _sweep_values(key: Key):
-    return errors.error_values(captured(key), errors.SWEEP_VALUES)
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def by_method(key: Key, bits: int, symmetric: bool, percentile: float) -> list[errors.MethodError]:
-    c = captured(key)
-    return errors.by_method(c, bits, symmetric, percentile, _error_values(key), calibrators(key, percentile))
+    return errors.by_method(method_ranges(key, bits, symmetric, percentile), bits, symmetric, _error_values(key))
 
 
 @st.cache_data(show_spinner="Computing the SQNR at every bit width ...", max_entries=32)
 def sqnr_curves(key: Key, symmetric: bool, percentile: float) -> dict[str, list[float]]:
-    """``{method: [SQNR dB at 2..8 bits]}`` (on at most ``errors.SWEEP_VALUES`` values)."""
-    curves = errors.sqnr_by_bits(captured(key), symmetric, percentile, _sweep_values(key), calibrators(key, percentile))
+    """``{method: [SQNR dB at 2..8 bits]}``; fills the ranges' cache for every width, so that a later bits
+    move finds them there."""
+    curves = errors.sqnr_by_bits(lambda b: method_ranges(key, b, symmetric, percentile), symmetric,
+                                 _error_values(key))
     return {m: [s.sqnr_db for s in splits] for m, splits in curves.items()}
 
 
@@ -170,7 +166,8 @@ def staircase(key: Key, method: str, bits: int, symmetric: bool, percentile: flo
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def schemes(key: Key, method: str, bits: int, percentile: float) -> dict[str, errors.SchemeView]:
-    return errors.schemes(captured(key), method, bits, percentile, _error_values(key), calibrators(key, percentile))
+    sym, asym = (method_ranges(key, bits, s, percentile)[method] for s in (True, False))
+    return errors.schemes(sym, asym, bits, _error_values(key), captured(key).values())
 
 
 @st.cache_data(show_spinner="Computing per-channel ranges ...", max_entries=32)

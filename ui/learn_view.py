@@ -220,8 +220,9 @@ def _result(job: Job, current: LayerSetting | None) -> None:
                 "Measure for the setting shown above.", icon=":material/info:")
     c = st.columns(4)
     c[0].metric("Top-1", f"{r['top1']:.2f} %", delta=f"{r['top1_delta']:+.2f} pts vs FP32 ({r['top1_fp32']:.2f} %)",
-                border=True, help="share of the test images whose top class is the true one; the change is "
-                                  "against the same model in FP32 on the same images")  # fmt: skip
+                delta_color="normal" if abs(r["top1_delta"]) > 1e-9 else "off", border=True,
+                help="share of the test images whose top class is the true one; the change is against the same "
+                     "model in FP32 on the same images")  # fmt: skip
     c[1].metric("Agreement with FP32", f"{r['agreement']:.1f} %", border=True,
                 help="share of images where the model picks the same class as in FP32 (right or wrong)")
     c[2].metric("Images that flip class", f"{r['flips']:,}", delta=f"of {r['n']:,}", delta_color="off",

@@ -17,18 +17,16 @@ outlier matters: that is the choice between the methods.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from qcore.observers import Calibrator
-
 from .affine import Affine, CodeUsage, ErrorSplit, affine_error, code_usage
 from .capture import Captured
-from .ranges import BITS, all_ranges, method_range
+from .ranges import BITS
 
-ERROR_VALUES = 2**20  # errors on at most this many values: a sample beyond
-SWEEP_VALUES = 2**18  # the SQNR-against-bits curves (35 quantizations) on at most this many
+ERROR_VALUES = 2**18  # errors on at most this many values (a seeded uniform sample beyond)
 
 
 def error_values(captured: Captured, limit: int = ERROR_VALUES, seed: int = 0) -> torch.Tensor:
@@ -47,22 +45,25 @@ class MethodError:
     split: ErrorSplit
 
 
-def by_method(captured: Captured, bits: int, symmetric: bool, percentile: float, values: torch.Tensor,
-              calibrators: dict[str, Calibrator] | None = None) -> list[MethodError]:
-    """Every applicable method at ``bits``: its range, scale, zero point and error split on ``values``."""
+Ranges = dict[str, tuple[float, float]]  # {method: (lo, hi)}, as ranges.all_ranges gives them
+
+
+def by_method(ranges: Ranges, bits: int, symmetric: bool, values: torch.Tensor) -> list[MethodError]:
+    """Each method's range at ``bits`` as a scale and zero point, and its error split on ``values``."""
     out = []
-    for method, (lo, hi) in all_ranges(captured, bits, symmetric, percentile, calibrators).items():
+    for method, (lo, hi) in ranges.items():
         a = Affine.fit(lo, hi, bits, symmetric)
         out.append(MethodError(method, a, affine_error(values, a)))
     return out
 
 
-def sqnr_by_bits(captured: Captured, symmetric: bool, percentile: float, values: torch.Tensor,
-                 calibrators: dict[str, Calibrator] | None = None) -> dict[str, list[ErrorSplit]]:
-    """``{method: [ErrorSplit at 2 bits, ..., at 8 bits]}``."""
+def sqnr_by_bits(ranges_at: Callable[[int], Ranges], symmetric: bool, values: torch.Tensor
+                 ) -> dict[str, list[ErrorSplit]]:
+    """``{method: [ErrorSplit at 2 bits, ..., at 8 bits]}``; ``ranges_at(bits)`` gives the ranges at each
+    width (entropy's and MSE's move with it)."""
     out: dict[str, list[ErrorSplit]] = {}
     for bits in BITS:
-        for m in by_method(captured, bits, symmetric, percentile, values, calibrators):
+        for m in by_method(ranges_at(bits), bits, symmetric, values):
             out.setdefault(m.method, []).append(m.split)
     return out
 
@@ -76,13 +77,12 @@ class SchemeView:
     codes: CodeUsage
 
 
-def schemes(captured: Captured, method: str, bits: int, percentile: float, values: torch.Tensor,
-            calibrators: dict[str, Calibrator] | None = None) -> dict[str, SchemeView]:
-    """``{"symmetric": ..., "asymmetric": ...}`` for ``method`` at ``bits``, side by side."""
-    x_all = captured.values()
+def schemes(sym: tuple[float, float], asym: tuple[float, float], bits: int, values: torch.Tensor,
+            x_all: torch.Tensor) -> dict[str, SchemeView]:
+    """``{"symmetric": ..., "asymmetric": ...}``: one method's symmetric and asymmetric ranges at ``bits``, side
+    by side (errors on ``values``, codes counted on every value ``x_all``)."""
     out = {}
-    for name, symmetric in (("symmetric", True), ("asymmetric", False)):
-        lo, hi = method_range(captured, method, bits, symmetric, percentile, calibrators)
+    for name, symmetric, (lo, hi) in (("symmetric", True, sym), ("asymmetric", False, asym)):
         a = Affine.fit(lo, hi, bits, symmetric)
         out[name] = SchemeView(a, affine_error(values, a), code_usage(x_all, a))
     return out

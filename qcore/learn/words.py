@@ -1,8 +1,9 @@
 """The sentences next to the Learn page's charts, each built from the chart's own numbers.
 
 Pure functions of numbers (no torch): what the student is looking at, in plain words, with the values
-that are on the screen. Example (:func:`step_sentence`): "With 4 bits the 16 codes 0..15 cover
-[-1.067, 2.933]: one step is s = 0.2667, so a value inside the range is off by at most s / 2 = 0.1333."
+that are on the screen. Example (:func:`step_sentence`, range [-1, 3]): "Min-max at 4 bits (asymmetric): the
+16 codes 0..15 cover [-1.067, 2.933] (...). One step is s = 0.2667, so a value inside the range is off by at
+most s / 2 = 0.1333."
 """
 
 from __future__ import annotations
