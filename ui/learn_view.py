@@ -67,6 +67,10 @@ def the_map(key, method: str, bits: int, symmetric: bool, pct: float, stats: dic
     log_y = left.toggle("log scale", value=True, key="logy", help="rare values (the tails) are visible on a log scale")
     left.plotly_chart(charts.histogram(edges, counts, ranges, method, log_y), key="hist", config=PLOT)
     right.markdown(words.ranges_sentence(ranges, stats, pct))
+    if len(ranges) < 5:
+        right.caption("Weights get the three methods the sweeps apply to weights (min-max, percentile, MSE): they are "
+                      "known exactly, nothing streams in. Moving-average and entropy follow batches of activations: "
+                      "look at the layer's activations to see all five.")
     a = data.affine(key, method, bits, symmetric, pct)
     split = next(m.split for m in data.by_method(key, bits, symmetric, pct) if m.method == method)
     left, right = st.columns([3, 2])
@@ -188,7 +192,7 @@ def the_model(setting_kwargs: dict, problems: list[str]) -> None:
     """5. One click: the model with only this layer quantized, measured in the background."""
     st.subheader("5 · What it does to the model")
     c1, c2 = st.columns([1, 3])
-    n = c1.select_slider("Test images", EVAL_SIZES, value=2000, key="eval", bind="query-params",
+    n = c1.select_slider("Test images", EVAL_SIZES, value=LayerSetting.eval_limit, key="eval", bind="query-params",
                          help="a seeded subset of the test split (the sweeps' own, for the same size)")
     setting = None
     try:

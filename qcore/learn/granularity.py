@@ -79,13 +79,6 @@ def row_qparams(rows: torch.Tensor, method: str, bits: int, symmetric: bool, per
     return RowQParams(lo, hi, scale, zp, qmin, qmax)
 
 
-def fake_quantize_weight(w: torch.Tensor, granularity: str, group_size: int, method: str, bits: int,
-                         symmetric: bool, percentile: float) -> torch.Tensor:
-    """``w`` quantized and dequantized with a scale per tensor, output channel or group (float scales)."""
-    rows, back = weight_rows(w.float(), granularity, group_size)
-    return back(row_qparams(rows, method, bits, symmetric, percentile).fake(rows))
-
-
 def _row_sqnr(rows: torch.Tensor, fake: torch.Tensor) -> list[float]:
     noise = ((rows - fake) ** 2).sum(1, dtype=torch.float64)
     signal = (rows * rows).sum(1, dtype=torch.float64)

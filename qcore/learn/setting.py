@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from qcore.spec import CHOICES, GROUP_SIZES, LABELS
+from qcore.sweep import SweepConfig
 
 from .affine import Affine
 from .capture import KINDS, Captured, find_layer
@@ -51,7 +52,7 @@ class LayerSetting:
     group_size: int = 64
     mode: str = "static"
     fold_bn: bool = True  # weights as the sweeps quantize them: BatchNorm folded in
-    eval_limit: int | None = 2000
+    eval_limit: int | None = SweepConfig.eval_limit  # the sweeps' evaluation subset (2,000 test images)
     seed: int = 0
 
     def __post_init__(self) -> None:

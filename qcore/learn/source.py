@@ -21,8 +21,6 @@ import torch
 from qcore import data
 from qcore.models import LoadedModel, WeightsError, load_dataset_for, load_model  # re-point here after the split
 
-WEIGHT_SOURCES = ("baseline", "pretrained", "checkpoint")
-
 
 class MissingBaseline(WeightsError):
     """No cached baseline for this model and dataset; the message says how to train one."""
@@ -114,10 +112,6 @@ def evaluation_set(loaded: Loaded, limit: int | None) -> tuple[list[tuple[torch.
     d = _sweep_defaults()
     _, evals = data.split_calib_eval(loaded.bundle, 1, limit, loaded.source.seed)
     return list(data.batches(evals, d["eval_batch_size"])), list(evals.indices)
-
-
-def default_eval_limit() -> int:
-    return _sweep_defaults()["eval_limit"]
 
 
 def test_images(bundle: data.DatasetBundle, indices: list[int]) -> list[np.ndarray]:
