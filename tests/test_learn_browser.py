@@ -59,9 +59,11 @@ def test_bits_slider_changes_scale_and_sqnr(tmp_path, resnet18_checkpoint, fashi
                 slider.press("ArrowRight")  # 4 -> 5 bits
                 expect(page.get_by_test_id("stMetric").filter(has=page.get_by_text("codes", exact=True))
                        .get_by_test_id("stMetricValue")).to_have_text("0..31")
+                # the sections further down are redrawn a moment later: wait for the SQNR line to change
+                expect(page.get_by_text(re.compile(r"^asymmetric: s = "))).not_to_contain_text(f"SQNR {sqnr}")
                 wait_idle(page, 180_000)
                 assert "bits=5" in page.url and "layer=fc" in page.url
-                assert _metric(page, "scale s") != scale and _sqnr(page) != sqnr
+                assert _metric(page, "scale s") != scale
                 assert float(_sqnr(page).split()[0]) > float(sqnr.split()[0])  # one more bit, less noise
                 page.screenshot(path=str(ARTIFACTS / "learn.png"), full_page=True)
             except BaseException:
