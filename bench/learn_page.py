@@ -9,8 +9,9 @@ calls them) outside Streamlit. For each layer and kind: **cold** is everything t
 that layer is first opened (capture, calibrators, histogram, every section), **bits** and **method** are a
 slider move and a method change afterwards (only the parts that depend on them), **again** is the same
 page drawn once more (all cached). The browser's own drawing of the charts is not included. Run it on a
-quiet machine: other processes on the same cores make every figure meaningless. The issue's target:
-charts for a layer within a couple of seconds on 2 cores.
+quiet machine for the page's own figures (the issue's target: charts for a layer within a couple of
+seconds on 2 cores); ``--threads 1`` and ``--threads 2`` side by side, with and without another process
+busy on the cores, show why the page computes with one thread (``ui.learn_data.THREADS``).
 """
 
 from __future__ import annotations
@@ -58,15 +59,18 @@ def main() -> None:
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--weights", default="baseline", help="baseline, pretrained, a checkpoint, or 'random'")
     ap.add_argument("--layers", default="", help="comma list (default: the page's default layer and the last)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="intra-op threads of the page's computations (default: the page's own, ui.learn_data.THREADS)")
     args = ap.parse_args()
     logging.getLogger("streamlit").setLevel(logging.ERROR)
 
     import torch
 
-    torch.set_num_threads(args.threads)
     from qcore.learn import capture
     from ui import learn_data as data
+
+    if args.threads:
+        data.THREADS = args.threads
 
     weights = args.weights
     if weights == "random":
@@ -82,7 +86,8 @@ def main() -> None:
         sys.exit(f"cannot load {args.model} with weights {args.weights}: {problem}")
     layers = capture.list_layers(loaded.model)
     names = args.layers.split(",") if args.layers else [capture.default_layer(layers), layers[-1].name]
-    print(f"{args.model} on {args.dataset}, weights {loaded.loaded.weights}, {torch.get_num_threads()} threads")
+    print(f"{args.model} on {args.dataset}, weights {loaded.loaded.weights}, {data.THREADS} thread(s) "
+          "(--threads 2 to compare)")
     print(f"load model and dataset: {t_load:.2f} s (once per server)")
     print(f"{'layer':<28} {'kind':<12} {'cold s':>7} {'bits s':>7} {'method s':>8} {'again s':>8}")
     for name in names:

@@ -10,9 +10,20 @@ Three layers of cache, each keyed by what it depends on:
 
 Every number comes from :mod:`qcore.learn` (qcore's primitives and observers); no torch code lives in
 ``pages/``. ``Key`` is the tensor's identity: ``(model, dataset, weights, layer, kind, fold_bn)``.
+
+Each computation runs with :data:`THREADS` intra-op thread (one): its tensors are small (at most a few
+million values), so a second thread gains little, and when another process keeps both cores busy (the
+worker running a sweep) two threads spend their time waiting for each other. Measured with
+``bench/learn_page.py`` while other jobs kept this 2-core machine busy (load average 4): a bits move on
+``layer1.0.conv1``'s activations took 0.15 s with one thread and 5.8 s with two; the cold page 0.65 s
+and 17 s. The worker, which measures, keeps its own threads: this is the app server's process only.
 """
 
 from __future__ import annotations
+
+import functools
+import threading
+from contextlib import contextmanager
 
 import streamlit as st
 
@@ -22,9 +33,43 @@ from qcore.learn import source as src
 
 Key = tuple  # (model, dataset, weights, layer, kind, fold_bn)
 HIST_BINS = 160
+THREADS = 1
+_threads = {"inside": 0, "saved": 0, "lock": threading.Lock()}
+
+
+@contextmanager
+def _few_threads():
+    """torch computes with ``THREADS`` threads inside (nested and concurrent uses share one setting; the last
+    to leave restores the server's own)."""
+    import torch
+
+    with _threads["lock"]:
+        if _threads["inside"] == 0:
+            _threads["saved"] = torch.get_num_threads()
+            torch.set_num_threads(THREADS)
+        _threads["inside"] += 1
+    try:
+        yield
+    finally:
+        with _threads["lock"]:
+            _threads["inside"] -= 1
+            if _threads["inside"] == 0:
+                torch.set_num_threads(_threads["saved"])
+
+
+def _computed(fn):
+    """A cached helper's body, run with few threads (applied under the cache decorator: only on a miss)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with _few_threads():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 @st.cache_resource(show_spinner="Loading the model and its dataset ...", max_entries=3)
+@_computed
 def _load(model: str, dataset: str, weights: str) -> src.Loaded:
     return src.load(src.Source(model, dataset, weights))
 
@@ -47,6 +92,7 @@ def baseline_missing(model: str, dataset: str) -> str | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
+@_computed
 def layers(model: str, dataset: str, weights: str) -> list[tuple[str, str]]:
     """``[(name, label)]`` of the model's Conv and Linear layers."""
     return [(info.name, info.label()) for info in capture.list_layers(_load(model, dataset, weights).model)]
@@ -58,6 +104,7 @@ def default_layer(model: str, dataset: str, weights: str) -> str:
 
 
 @st.cache_resource(show_spinner="Folding BatchNorm into the convolutions ...", max_entries=3)
+@_computed
 def _folded(model: str, dataset: str, weights: str):
     return src.fold_batchnorm(_load(model, dataset, weights).model)
 
@@ -67,6 +114,7 @@ def fold_note(model: str, dataset: str, weights: str) -> str:
 
 
 @st.cache_resource(show_spinner="Capturing the layer's tensor on calibration images ...", max_entries=8)
+@_computed
 def _captured(model: str, dataset: str, weights: str, layer: str, kind: str, fold_bn: bool) -> capture.Captured:
     loaded = _load(model, dataset, weights)
     if kind == "weights":
@@ -80,12 +128,14 @@ def captured(key: Key) -> capture.Captured:
 
 
 @st.cache_resource(show_spinner="Feeding the calibrators ...", max_entries=8)
+@_computed
 def _stream_calibrators(key: Key) -> dict:
     methods = tuple(m for m in ranges.methods_for("activations") if m != "percentile")
     return ranges.fit_calibrators(captured(key), 99.99, methods)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
+@_computed
 def _percentile_calibrator(key: Key, percentile: float) -> dict:
     return ranges.fit_calibrators(captured(key), percentile, ("percentile",))
 
@@ -98,6 +148,7 @@ def calibrators(key: Key, percentile: float) -> dict | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+@_computed
 def stats(key: Key) -> dict:
     """What the tensor is: size, extent, spread, sign (the 99th percentile of |x| on the error sample)."""
     c = captured(key)
@@ -111,6 +162,7 @@ def stats(key: Key) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+@_computed
 def histogram(key: Key, bins: int = HIST_BINS) -> tuple[list[float], list[int]]:
     """``(bin edges, counts)`` of every value of the tensor."""
     import torch
@@ -125,6 +177,7 @@ def histogram(key: Key, bins: int = HIST_BINS) -> tuple[list[float], list[int]]:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+@_computed
 def method_ranges(key: Key, bits: int, symmetric: bool, percentile: float) -> dict[str, tuple[float, float]]:
     return ranges.all_ranges(captured(key), bits, symmetric, percentile, calibrators(key, percentile))
 
@@ -135,16 +188,19 @@ def affine(key: Key, method: str, bits: int, symmetric: bool, percentile: float)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
+@_computed
 def _error_values(key: Key):
     return errors.error_values(captured(key))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+@_computed
 def by_method(key: Key, bits: int, symmetric: bool, percentile: float) -> list[errors.MethodError]:
     return errors.by_method(method_ranges(key, bits, symmetric, percentile), bits, symmetric, _error_values(key))
 
 
 @st.cache_data(show_spinner="Computing the SQNR at every bit width ...", max_entries=32)
+@_computed
 def sqnr_curves(key: Key, symmetric: bool, percentile: float) -> dict[str, list[float]]:
     """``{method: [SQNR dB at 2..8 bits]}``; fills the ranges' cache for every width, so that a later bits
     move finds them there."""
@@ -154,6 +210,7 @@ def sqnr_curves(key: Key, symmetric: bool, percentile: float) -> dict[str, list[
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+@_computed
 def staircase(key: Key, method: str, bits: int, symmetric: bool, percentile: float) -> tuple[list[float], list[float]]:
     """``(x, x_hat)`` over the tensor's extent and the clipping range, with a margin."""
     a = affine(key, method, bits, symmetric, percentile)
@@ -165,17 +222,20 @@ def staircase(key: Key, method: str, bits: int, symmetric: bool, percentile: flo
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+@_computed
 def schemes(key: Key, method: str, bits: int, percentile: float) -> dict[str, errors.SchemeView]:
     sym, asym = (method_ranges(key, bits, s, percentile)[method] for s in (True, False))
     return errors.schemes(sym, asym, bits, _error_values(key), captured(key).values())
 
 
 @st.cache_data(show_spinner="Computing per-channel ranges ...", max_entries=32)
+@_computed
 def channels(key: Key, method: str, bits: int, symmetric: bool, percentile: float) -> granularity.ChannelView:
     return granularity.channel_view(captured(key), affine(key, method, bits, symmetric, percentile), method, percentile)
 
 
 @st.cache_data(show_spinner="Quantizing at every group size ...", max_entries=32)
+@_computed
 def costs(key: Key, method: str, bits: int, symmetric: bool, percentile: float
           ) -> tuple[list[granularity.GroupCost], int]:
     c = captured(key)
@@ -183,11 +243,13 @@ def costs(key: Key, method: str, bits: int, symmetric: bool, percentile: float
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+@_computed
 def batch_ranges(key: Key, method: str, bits: int, symmetric: bool, percentile: float) -> dynamic.BatchRanges:
     return dynamic.static_vs_dynamic(captured(key), affine(key, method, bits, symmetric, percentile))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+@_computed
 def worked(key: Key, method: str, bits: int, symmetric: bool, percentile: float) -> list[str]:
     """The formula worked through for the tensor's largest value, its smallest and one in between."""
     s = stats(key)
@@ -197,6 +259,7 @@ def worked(key: Key, method: str, bits: int, symmetric: bool, percentile: float)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+@_computed
 def images(model: str, dataset: str, weights: str, indices: tuple[int, ...]) -> list:
     """Test images as the eye sees them (uint8 H x W x 3)."""
     return src.test_images(_load(model, dataset, weights).bundle, list(indices))
