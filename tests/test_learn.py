@@ -172,12 +172,12 @@ def _captured_acts(batches: list[torch.Tensor]) -> capture.Captured:
 
 @pytest.mark.parametrize("method", ["minmax", "moving-average", "percentile", "entropy", "mse"])
 def test_activation_ranges_are_the_sweeps_observer_qparams(method):
-    from qcore.observers import observer_class
+    from qcore.backends._observer import CalibrationObserver
 
     g = torch.Generator().manual_seed(3)
     batches = [torch.relu(torch.randn(16, 32, generator=g) * (1 + i)) for i in range(4)]
     c = _captured_acts(batches)
-    obs = observer_class().with_args(method=method, percentile=99.9, dtype=torch.quint8,
+    obs = CalibrationObserver.with_args(method=method, percentile=99.9, dtype=torch.quint8,
                                      qscheme=torch.per_tensor_affine, quant_min=0, quant_max=255)()
     for b in batches:
         obs(b)
