@@ -30,7 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "calibration": ("minmax", "moving-average", "percentile", "entropy", "mse"),
     "scheme": ("symmetric", "asymmetric"),
     "mode": ("static", "dynamic", "weight-only"),
-    "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino"),
+    "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino", "xnnpack"),
     "device": ("auto", "cpu", "cuda"),
 }
 
@@ -88,10 +88,10 @@ class QuantSpec:
                 object.__setattr__(self, name, NA)
             object.__setattr__(self, "group_size", 0)
             object.__setattr__(self, "percentile", 0.0)
-            if self.backend not in ("auto", "float", "ort", "openvino"):
+            if self.backend not in ("auto", "float", "ort", "openvino", "xnnpack"):
                 raise SpecError(
                     f"backend={self.backend!r} does not run {self.precision}; "
-                    "allowed for float precisions: auto, float, ort, openvino"
+                    "allowed for float precisions: auto, float, ort, openvino, xnnpack"
                 )
             return
         for name in ("granularity", "calibration", "scheme", "mode"):
@@ -150,7 +150,7 @@ class QuantSpec:
             )
         b = self.backend
         allowed_backends = {
-            "static": ("auto", "fx", "pt2e", "ort", "openvino"),
+            "static": ("auto", "fx", "pt2e", "ort", "openvino", "xnnpack"),
             "dynamic": ("auto", "fx", "pt2e", "torchao"),
             "weight-only": ("auto", "weight-only", "torchao"),
         }[m]

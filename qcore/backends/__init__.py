@@ -38,6 +38,9 @@ class Quantized:
     quantize_seconds: float = 0.0
     engine: str = ""
     notes: list[str] = field(default_factory=list)
+    # what was compiled or lowered for it (qcore.buildcache.BuildRecord), built or loaded from the cache;
+    # a list the model may still append to (a program per new input shape)
+    builds: list = field(default_factory=list)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.to(self.input_dtype))
@@ -83,34 +86,27 @@ def get_backend(name: str) -> Backend:
     return _REGISTRY[name]
 
 
-# The backend "auto" picks, in order of preference, for each mode.
-_AUTO = {
-    "float": ("float",),
-    "static": ("fx", "pt2e"),
-    "dynamic": ("fx", "torchao"),
-    "weight-only": ("weight-only", "torchao"),
-}
+def resolve(spec: QuantSpec, device: str, *, model: str | None = None, batch_size: int | None = None):
+    """The backend that will run ``spec`` on ``device`` and why (``auto.Choice``); raises BackendUnavailable.
 
+    For ``backend="auto"`` the policy is :func:`qcore.backends.auto.choose` (``model`` and
+    ``batch_size`` select this machine's measurements, if any).
+    """
+    from .auto import Choice, choose
 
-def resolve_backend(spec: QuantSpec, device: str) -> Backend:
-    """The backend that will run ``spec`` on ``device``; raises BackendUnavailable with the reason."""
     _load_builtin()
     if spec.backend != "auto":
         backend = get_backend(spec.backend)
         reason = backend.unsupported(spec, device)
         if reason:
             raise BackendUnavailable(reason)
-        return backend
-    reasons = []
-    for name in _AUTO["float" if spec.is_float else spec.mode]:
-        if name not in _REGISTRY:
-            continue
-        reason = _REGISTRY[name].unsupported(spec, device)
-        if reason is None:
-            return _REGISTRY[name]
-        reasons.append(reason)
-    parts = list(dict.fromkeys(part for reason in reasons for part in reason.split("; ")))  # each reason once
-    raise BackendUnavailable("; ".join(parts) or f"no backend runs {spec.label()} on {device}")
+        return Choice(backend, "")
+    return choose(spec, device, _REGISTRY, model=model, batch_size=batch_size)
+
+
+def resolve_backend(spec: QuantSpec, device: str) -> Backend:
+    """The backend that will run ``spec`` on ``device``; raises BackendUnavailable with the reason."""
+    return resolve(spec, device).backend
 
 
 def quantize(
@@ -148,4 +144,5 @@ def _load_builtin() -> None:
         pt2e_int8,
         torchao_linear,
         weight_only,
+        xnnpack,
     )

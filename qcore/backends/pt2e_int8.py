@@ -1,10 +1,16 @@
-"""INT8 on CPU through torchao's PT2E flow: export, X86InductorQuantizer, Inductor with freezing.
+"""INT8 on CPU through torchao's PT2E flow: export, X86InductorQuantizer, AOTInductor with freezing.
 
 ``torch.export`` (strict) captures the model with a dynamic batch dimension, the quantizer
 annotates it (activations uint8 per tensor with the user's calibration method, weights int8
-symmetric per output channel), calibration runs on the exported graph, and ``torch.compile``
-with ``freezing`` lowers the quantize/dequantize pairs into fused oneDNN int8 kernels.
-Without freezing there is no speed-up, so it is switched on for the compile.
+symmetric per output channel), calibration runs on the exported graph, and AOTInductor with
+``freezing`` lowers the quantize/dequantize pairs into fused oneDNN int8 kernels driven by
+generated C++ (:mod:`.compiled`): one package for the latency shape, one per image shape with a
+dynamic batch for the evaluation batches, channels-last input (oneDNN's int8 convolutions work
+in NHWC, so an NCHW input would cost a reorder before the first one: mobilenet_v2, batch 32:
+276 -> 143 ms here). Packages are cached on disk (:mod:`qcore.buildcache`), keyed by the
+quantized graph (its int8 weights, scales and zero points) and the input shape, so a spec run a
+second time loads its packages instead of compiling them. Without freezing there is no
+speed-up, so it is on for every build (passed to the call, never set process-wide).
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import warnings
 import torch
 from torch import nn
 
+from ..buildcache import digest
 from ..measure import stopwatch
 from ..observers import observer_class
 from . import Backend, Quantized, count_layers, register_backend
+from .compiled import PerShape, aoti_compiler
 from .fx_int8 import activation_range
 
 
@@ -72,18 +80,6 @@ def drop_export_guards(gm: torch.fx.GraphModule) -> None:
     gm.recompile()
 
 
-class ChannelsLastInput(nn.Module):
-    """Feeds the compiled graph NHWC images: oneDNN's int8 convolutions work in that layout, so an NCHW
-    input costs a reorder before the first one (mobilenet_v2, batch 32: 276 -> 143 ms here)."""
-
-    def __init__(self, compiled) -> None:
-        super().__init__()
-        self.compiled = compiled
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.compiled(x.contiguous(memory_format=torch.channels_last))
-
-
 class PT2EInt8(Backend):
     name = "pt2e"
 
@@ -103,53 +99,56 @@ class PT2EInt8(Backend):
         return None
 
     def quantize(self, model, spec, calib, example, device):
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
         model = copy.deepcopy(model).eval().cpu()
         total = count_layers(model)
-        batch = torch.export.Dim("batch", min=1, max=65536)
-        with warnings.catch_warnings(), stopwatch() as t_prep:
-            warnings.simplefilter("ignore")
-            # Batch 1 would be specialised to a constant; export at 2 with the batch marked dynamic.
-            ex2 = example if example.shape[0] > 1 else torch.cat([example, example])
-            exported = torch.export.export(model, (ex2,), dynamic_shapes=({0: batch},), strict=True).module()
-            prepared = prepare_pt2e(exported, _quantizer(spec))
-        with stopwatch() as t_cal, torch.no_grad():
-            for x in calib:
-                prepared(x)
-            for m in prepared.modules():
-                if hasattr(m, "calibrator"):
-                    m.calculate_qparams()
-        with stopwatch() as t_conv, torch.no_grad():
-            converted = convert_pt2e(prepared)
-            drop_export_guards(converted)
+        converted, t_prep, t_cal = quantized_graph(model, _quantizer(spec), calib, example)
+        with stopwatch() as t_conv:
             artifact = _graph_constants(converted)
-            import torch._inductor.config as inductor_config
-
-            inductor_config.freezing = True  # process-wide: recompiles for new batch sizes need it too
-            # cpp_wrapper: the graph's kernels called from generated C++, not Python (mobilenet_v2, batch 1:
-            # 12.3 -> 9.9 ms here); no guards on the module's attributes: its frozen weights never change
-            compiled = torch.compile(
-                converted,
-                options={"cpp_wrapper": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe},
-            )
-            compiled = ChannelsLastInput(compiled)
-            compiled(example)  # compile now, so that the first timed call is not the compile
+            runner = PerShape(aoti_compiler(converted, digest(converted)), memory_format=torch.channels_last)
+        runner.prepare(example)  # build (or load) the latency shape's package now, not in the first timed call
         nq = sum(1 for t in artifact.values() if t.dtype == torch.int8 and t.dim() > 1)
         return Quantized(
-            model=compiled,
+            model=runner,
             backend=self.name,
             kernel="native",
             device="cpu",
             artifact=artifact,
             quantized_layers=nq,
             total_layers=total,
-            calib_seconds=t_cal[0],
-            quantize_seconds=t_prep[0] + t_conv[0],
+            calib_seconds=t_cal,
+            quantize_seconds=t_prep + t_conv[0],
             engine="onednn (inductor)",
-            notes=["torchao PT2E: X86InductorQuantizer, torch.compile with freezing and the C++ wrapper, "
-                   "channels-last input"],
+            notes=["torchao PT2E: X86InductorQuantizer, AOTInductor with freezing (a C++ package per input "
+                   "shape), channels-last input"],
+            builds=runner.records,
         )
+
+
+def quantized_graph(
+    model: nn.Module, quantizer, calib, example: torch.Tensor
+) -> tuple[torch.fx.GraphModule, float, float]:
+    """``(converted graph, prepare + convert seconds, calibration seconds)``: the PT2E recipe up to the
+    quantized graph (quantize/dequantize pairs around FP32 ops) that ``quantizer`` annotates, before any
+    compilation: export with a dynamic batch, prepare, calibrate on ``calib``, convert."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with warnings.catch_warnings(), stopwatch() as t_prep:
+        warnings.simplefilter("ignore")
+        # Batch 1 would be specialised to a constant; export at 2 with the batch marked dynamic.
+        ex2 = example if example.shape[0] > 1 else torch.cat([example, example])
+        exported = torch.export.export(model, (ex2,), dynamic_shapes=({0: batch},), strict=True).module()
+        prepared = prepare_pt2e(exported, quantizer)
+    with stopwatch() as t_cal, torch.no_grad():
+        for x in calib:
+            prepared(x)
+        for m in prepared.modules():
+            if hasattr(m, "calibrator"):
+                m.calculate_qparams()
+    with stopwatch() as t_conv, torch.no_grad():
+        converted = convert_pt2e(prepared)
+        drop_export_guards(converted)
+    return converted, t_prep[0] + t_conv[0], t_cal[0]
 
 
 register_backend(PT2EInt8())
