@@ -6,7 +6,6 @@ import torchvision
 from torch import nn
 
 from qcore.backends import BackendUnavailable, get_backend, list_backends, quantize, resolve_backend
-from qcore.backends.pt2e_int8 import ChannelsLastInput
 from qcore.backends.weight_only import WeightOnlyLayer, decode_scales, encode_scales, fold_batchnorm
 from qcore.measure import size_bytes
 from qcore.primitives import choose_qparams, fake_quantize, qrange, to_groups
@@ -151,7 +150,13 @@ def test_float_casts(resnet, precision, ratio):
         assert q(EXAMPLE).shape == (1, 10)
 
 
-def test_pt2e_int8_on_a_small_cnn(calib):
+@pytest.mark.slow
+def test_pt2e_int8_packages_are_cached_and_a_bad_one_is_rebuilt(calib, tmp_path, monkeypatch):
+    """Real int8 AOTInductor packages per shape; a second quantization loads them (same outputs), and a
+    damaged package is rebuilt instead of failing the run."""
+    from pathlib import Path
+
+    monkeypatch.setenv("QCORE_BUILDS", str(tmp_path / "builds"))
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1),
@@ -163,15 +168,22 @@ def test_pt2e_int8_on_a_small_cnn(calib):
         nn.Flatten(),
         nn.Linear(16, 10),
     ).eval()
-    q = quantize(model, QuantSpec("int8", backend="pt2e"), calib, EXAMPLE)
+    spec = QuantSpec("int8", backend="pt2e")
+    q = quantize(model, spec, calib, EXAMPLE)
     assert q.backend == "pt2e" and q.kernel == "native"
     int8 = [t for t in q.artifact.values() if t.dtype == torch.int8]
     assert len(int8) >= 2
     with torch.no_grad():
-        assert _rel_err(q(calib[0]), model(calib[0])) < 0.2
-        assert q(torch.randn(5, 3, 32, 32)).shape == (5, 10)  # the batch dimension is dynamic
-        assert q(torch.randn(2, 3, 48, 48)).shape == (2, 10)  # so are H and W (latency 224, evaluation 32)
-    assert isinstance(q.model, ChannelsLastInput)
+        out, out_ex = q(calib[0]), q(EXAMPLE)  # the evaluation batch gets a package of its own
+        assert _rel_err(out, model(calib[0])) < 0.2
+        assert torch.equal(q(calib[0][:5]), out[:5])  # a smaller batch runs padded to 16
+    assert [(r.cached, tuple(r.meta["shape"])) for r in q.builds] == [(False, (1, 3, 32, 32)), (False, (16, 3, 32, 32))]
+    Path(q.builds[0].path).write_bytes(b"PK\x03\x04 not a package")  # the latency shape's package, damaged
+    q2 = quantize(model, spec, calib, EXAMPLE)
+    with torch.no_grad():
+        assert torch.equal(q2(calib[0]), out) and torch.equal(q2(EXAMPLE), out_ex)
+    assert [r.cached for r in q2.builds] == [False, True] and q2.builds[0].rebuilt_because
+    assert q2.builds[1].first_build_seconds == pytest.approx(q.builds[1].first_build_seconds, rel=0.2)
 
 
 def test_pt2e_refuses_per_tensor_with_reason():
