@@ -95,8 +95,7 @@ def pt2e_variant(model, calib, opts: set[str]) -> Engine:
     prep = _to_cl if opts & {"cl", "u8in"} else (lambda x: x)
     if "u8in" in opts:
         scale, zp, qmin, qmax, dtype = _take_input_quantize(converted)
-        fmt = prep
-        prep = lambda x: fmt(torch.clamp(torch.round(x / scale) + zp, qmin, qmax).to(dtype))  # noqa: E731
+        prep = lambda x: _to_cl(torch.clamp(torch.round(x / scale) + zp, qmin, qmax).to(dtype))  # noqa: E731
     configs = {"freezing": True}
     for opt in sorted(opts):
         configs.update(PT2E_OPTS[opt][1])

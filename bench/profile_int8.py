@@ -11,9 +11,10 @@ convolutions, Inductor's generated kernels, ...). For PT2E engines the generated
 profiling hooks (the ``kprof`` option) so they are named; the hooks cost a little, so compare
 shares, not milliseconds, and never time on a busy machine.
 
---onednn-verbose also has oneDNN log every primitive it runs (ONEDNN_VERBOSE=profile_exec) and
-sums their time by primitive kind and implementation: it says, for example, which kernel ran the
-depthwise int8 convolutions (``brgconv:avx2``, ``jit:avx2``, ``gemm:jit``, ``ref`` ...).
+--onednn-verbose also has oneDNN log every primitive it runs during the profiled calls
+(``torch.backends.mkldnn.verbose``) and sums their time by primitive kind and implementation: it
+says, for example, which kernel ran the depthwise int8 convolutions (``brdgmm_dw:avx512_core_vnni``,
+``jit_dw:avx2``, ``ref`` ...).
 
 ExecuTorch engines (xnnpack-*) run inside the ExecuTorch runtime, which torch.profiler cannot see;
 ORT and OpenVINO have their own profilers. The script profiles them all the same and says so.
@@ -72,7 +73,7 @@ def captured_fd1(path: Path):
 
 
 def onednn_summary(log: str, calls: int) -> list[tuple[str, float, int]]:
-    """``(kind impl, ms per call, primitives per call)`` from ONEDNN_VERBOSE=profile_exec lines, largest first."""
+    """``(kind impl, ms per call, primitives per call)`` from oneDNN's verbose exec lines, largest first."""
     total: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     for line in log.splitlines():
@@ -89,8 +90,6 @@ def onednn_summary(log: str, calls: int) -> list[tuple[str, float, int]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.onednn_verbose:
-        os.environ["ONEDNN_VERBOSE"] = "profile_exec"  # read when oneDNN starts: before torch is imported
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -120,10 +119,11 @@ def main(argv=None) -> None:
         for _ in range(3):
             eng.fn(x)
         log = Path(tempfile.mkdtemp(prefix="qcore-profile-")) / "onednn.log"
-        with captured_fd1(log), profile(activities=[ProfilerActivity.CPU]) as prof:
+        level = torch.backends.mkldnn.VERBOSE_ON if args.onednn_verbose else torch.backends.mkldnn.VERBOSE_OFF
+        with captured_fd1(log), torch.backends.mkldnn.verbose(level), profile(activities=[ProfilerActivity.CPU]) as p:
             for _ in range(args.calls):
                 eng.fn(x)
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    events = [e for e in p.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     print(f"# {engine}, {args.model} ({args.weights}), batch {args.batch_size}, {args.input_size}x{args.input_size}, "
           f"{torch.get_num_threads()} threads, {args.calls} calls; self CPU time {total / 1e3 / args.calls:.2f} ms "

@@ -6,8 +6,8 @@ check and no Python between kernels (what costs most at batch 1). ExecuTorch's X
 (:mod:`.xnnpack`) are built the same way. Such a program is specialised to the shapes it was
 exported with, so :class:`PerShape` keeps one per input shape:
 
-- the latency shape (the ``example`` a backend is given) gets its program before the first timed
-  call;
+- the latency shape (the ``example`` a backend is given) gets its program from :meth:`PerShape.prepare`
+  before the first timed call (a shape to be timed must be prepared: else it might run padded);
 - any other input (the evaluation batches) gets one on first sight, and a smaller batch of the
   same image shape (the last evaluation batch) is padded with zeros up to a batch that has one,
   the padding rows' outputs dropped: no build for it. (A program with a dynamic batch dimension
