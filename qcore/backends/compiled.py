@@ -115,7 +115,9 @@ def aoti_compiler(
 
         def build(path: Path) -> dict:
             with torch.no_grad():
-                aoti_compile_and_package(export_for(module, x), package_path=str(path), inductor_configs=options)
+                # a copy: aoti_compile_and_package adds its own entries to the dict it is given, which would
+                # change the key of every later shape
+                aoti_compile_and_package(export_for(module, x), package_path=str(path), inductor_configs=dict(options))
             return {"unit": "package", "shape": list(x.shape)}
 
         parts = {"what": what, "input": input_signature(x), "options": options, "recipe": RECIPE}

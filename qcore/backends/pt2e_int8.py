@@ -140,7 +140,9 @@ def quantized_graph(
         exported = torch.export.export(model, (ex2,), dynamic_shapes=({0: batch},), strict=True).module()
         prepared = prepare_pt2e(exported, quantizer)
     with stopwatch() as t_cal, torch.no_grad():
-        for x in calib:
+        # the weight observers run in the forward pass too: with no calibration batch (dynamic mode needs
+        # none for its activations) the example runs once, else the weights would keep default qparams
+        for x in list(calib) or [example]:
             prepared(x)
         for m in prepared.modules():
             if hasattr(m, "calibrator"):
