@@ -11,7 +11,8 @@ convolutions, Inductor's generated kernels, ...). For PT2E engines the generated
 profiling hooks (the ``kprof`` option) so they are named; the hooks cost a little, so compare
 shares, not milliseconds, and never time on a busy machine.
 
---onednn-verbose also has oneDNN log every primitive it runs during the profiled calls
+--onednn-verbose also (logging costs time per primitive: take the op shares from a run without it)
+has oneDNN log every primitive it runs during the profiled calls
 (``torch.backends.mkldnn.verbose``) and sums their time by primitive kind and implementation: it
 says, for example, which kernel ran the depthwise int8 convolutions (``brdgmm_dw:avx512_core_vnni``,
 ``jit_dw:avx2``, ``ref`` ...).
