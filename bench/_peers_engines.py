@@ -167,6 +167,16 @@ def build(engine: str, model, calib, threads: int) -> Engine:
     raise ValueError(f"unknown engine {engine!r}; see bench/peers.py --help for the engines")
 
 
+def runner_of(fn):
+    """The per-shape runner (qcore.backends.compiled.PerShape) inside an engine's callable, if any."""
+    from qcore.backends.compiled import PerShape
+
+    for obj in (fn, getattr(fn, "model", None)):
+        if isinstance(obj, PerShape):
+            return obj
+    return None
+
+
 def options_help() -> str:
     return "\n".join(f"    {k:10s} {v[0]}" for k, v in PT2E_OPTS.items())
 

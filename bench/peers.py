@@ -56,7 +56,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _peers_engines import PT2E_OPTS, build, environ_for, options_help  # noqa: E402
+from _peers_engines import PT2E_OPTS, build, environ_for, options_help, runner_of  # noqa: E402
 
 from qcore.measure import accuracy, size_bytes, stopwatch, time_interleaved  # noqa: E402
 
@@ -78,16 +78,6 @@ def is_peer_int8(engine: str) -> bool:
 
 
 # --- the child: one engine ------------------------------------------------------------------------
-
-
-def _runner(fn):
-    """The per-shape runner (qcore.backends.compiled.PerShape) inside an engine's callable, if any."""
-    from qcore.backends.compiled import PerShape
-
-    for obj in (fn, getattr(fn, "model", None)):
-        if isinstance(obj, PerShape):
-            return obj
-    return None
 
 
 def run_child(args) -> None:
@@ -118,8 +108,8 @@ def run_child(args) -> None:
             x = eng.prep(raw)
             shapes.append(raw)
             with torch.inference_mode(), stopwatch() as t_first:
-                if _runner(eng.fn) is not None:  # a program of its own (else it would run padded to a larger one)
-                    _runner(eng.fn).prepare(x)
+                if runner_of(eng.fn) is not None:  # a program of its own (else it would run padded to a larger one)
+                    runner_of(eng.fn).prepare(x)
                 eng.fn(x)  # compiles, for the engines that compile per shape
             samples, rounds = [], []
             call = lambda x=x: eng.fn(x)
@@ -137,7 +127,7 @@ def run_child(args) -> None:
             with stopwatch() as t_cached, contextlib.redirect_stdout(io.StringIO()):
                 again = build(args.child, model, calib, args.threads)
                 for x in shapes:
-                    _runner(again.fn).prepare(again.prep(x))
+                    runner_of(again.fn).prepare(again.prep(x))
             out.update(build_cached_s=t_cached[0], build_cached_note=summarize(again.builds)[2])
         else:  # compiled at the first call of each shape, or nothing to compile
             out.update(build_first_s=t_build[0] + first_calls, build_cached_s=math.nan)
