@@ -14,7 +14,7 @@ import streamlit as st
 from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig
 from ui import jobs
-from ui.common import baseline_status, dataset_label, hardware, prewarm, store
+from ui.common import baseline_status, dataset_label, hardware, measured_text, prewarm, store
 from ui.nav import LEARN_PAGE, SWEEP_PAGE, job_page, setup
 
 # The offline default: a small model on Fashion-MNIST (no download), three kinds of quantization.
@@ -103,7 +103,7 @@ def home() -> None:
         for job in recent:
             st.page_link(
                 job_page(job),
-                label=f"{job.job_id} · {job.state} · {job.done}/{job.total} · "
+                label=f"{job.job_id} · {job.state} · {measured_text(job)} · "
                 f"{job.config.get('model')} on {dataset_label(str(job.config.get('dataset')))}",
                 query_params={"job": job.job_id},
                 icon=":material/history:",

@@ -38,6 +38,9 @@ def test_a_failing_spec_becomes_an_error_row_and_the_rest_go_on(config, monkeypa
     assert "injected failure" in results[2].error
     assert seen == results  # each result was handed over as soon as it was measured
     assert progress[-1] == (4, 4)
+    dones = [d for d, _ in progress]
+    assert dones == sorted(dones)  # never back, never a jump over a spec: the ETA counts the phases of a spec
+    assert [round(d, 3) for d in dones if 1 <= d < 2] == [1.0, 1.333, 1.667]  # quantize, evaluate, time
     base, int8, _, int4 = results
     assert base.spec == FP32 and base.speedup == 1.0 and base.size_ratio == 1.0
     assert int8.kernel == "native" and int8.backend == "fx" and int8.size_ratio < 0.26

@@ -18,7 +18,7 @@ from qcore.uploads import dataset_label, no_paths
 
 __all__ = ["NO_WORKER_ENV", "store", "start_worker", "hardware", "prewarm", "model_names", "model_info",
            "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "dataset_label", "no_paths",
-           "job_label", "query_job"]
+           "job_label", "query_job", "count_text", "measured_text", "label_of", "delta_style"]
 
 # Set by tests that run jobs in-process: the pages then never start a worker process.
 NO_WORKER_ENV = "QCORE_APP_NO_WORKER"
@@ -127,9 +127,36 @@ def baseline_status(model: str, dataset: str, image_size: int | None = None) -> 
     return "a trained baseline is cached" if found else "no baseline yet: the first run trains one (minutes)"
 
 
+def label_of(value) -> str:
+    """How a spec's value is named to a user, on every page: ``FP32``, ``min-max``, ``entropy (KL)`` (from
+    :data:`qcore.spec.LABELS`); a value without a label as it is (``per-channel``, ``64``)."""
+    from qcore.spec import LABELS
+
+    return LABELS.get(value, str(value)) if isinstance(value, str) else str(value)
+
+
+def delta_style(delta: float | None, colour: str = "normal", digits: int = 2) -> dict:
+    """``st.metric``'s delta colour and arrow: none for a change that shows as zero at ``digits`` decimals
+    (+0.00 points is no change, not a red or green arrow); ``colour`` ("normal", "inverse") otherwise."""
+    if delta is None or round(delta, digits) == 0:
+        return {"delta_color": "off", "delta_arrow": "off"}
+    return {"delta_color": colour}
+
+
+def count_text(n: int) -> str:
+    """How every page counts a sweep: ``4 specs + the FP32 baseline`` (the baseline is always measured first,
+    so a sweep of 4 specs shows 5 steps of progress)."""
+    return f"{n} spec{'' if n == 1 else 's'} + the FP32 baseline"
+
+
+def measured_text(job: Job) -> str:
+    """``2/5 measured``: whole specs done (a running spec's finished phases count in the progress bar only)."""
+    return f"{int(job.done)}/{job.total} {'measured' if job.kind == 'sweep' else 'steps'}"
+
+
 def job_label(job: Job) -> str:
     c = job.config
-    what = f"{len(job.specs)} spec(s)" if job.kind == "sweep" else f"{job.kind}: {c.get('layer')} {c.get('kind')}"
+    what = count_text(len(job.specs)) if job.kind == "sweep" else f"{job.kind}: {c.get('layer')} {c.get('kind')}"
     return f"{job.job_id} · {c.get('model')} on {dataset_label(str(c.get('dataset')))} · {what}"
 
 

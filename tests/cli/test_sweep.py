@@ -76,8 +76,8 @@ def test_cli_sweep_of_a_spec_list_is_one_job_with_fp32_measured_once(tmp_path, f
 
 
 def test_cli_refuses_a_listed_spec_that_cannot_be(tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "qcore", "sweep", "--spec", "int8 per-channel", "--spec", "int4 static"],
-                         capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "qcore", "sweep", "--spec", "int8 per-channel", "--spec", "int4 static"]
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "mode='static' is not allowed with precision='int4'" in bad.stderr, bad.stderr
     (tmp_path / "l.txt").write_text("int8\nint8 static [torchao]\n")
     bad = subprocess.run([sys.executable, "-m", "qcore", "sweep", "--specs", str(tmp_path / "l.txt")],
