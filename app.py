@@ -14,10 +14,11 @@ import streamlit as st
 from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig
 from ui import jobs
-from ui.common import baseline_status, dataset_label, hardware, measured_text, prewarm, store
+from ui.common import baseline_status, count_text, dataset_label, hardware, measured_text, prewarm, store, sweep_cost
 from ui.nav import LEARN_PAGE, SWEEP_PAGE, job_page, setup
 
-# The offline default: a small model on Fashion-MNIST (no download), three kinds of quantization.
+# The offline default: a small model on Fashion-MNIST (no download; its trained baseline ships with qcore), three
+# kinds of quantization.
 DEFAULT_SPECS = [
     QuantSpec("fp32"),
     QuantSpec("int8", granularity="per-channel", calibration="minmax", mode="static"),
@@ -76,14 +77,20 @@ def home() -> None:
 
     st.subheader("Start")
     cfg = SweepConfig()
+    data = dataset_label(cfg.dataset)
+    n = sum(not s.is_reference for s in DEFAULT_SPECS)
     st.markdown(
-        f"The offline default: **{cfg.model}** on **Fashion-MNIST** (weights: {cfg.weights}, which trains "
-        "and caches a baseline the first time), measured as "
+        f"The offline default: **{cfg.model}** on **{data}**, measured as "
         + ", ".join(f"**{s.label()}**" for s in DEFAULT_SPECS)
-        + "."
+        + f" ({count_text(n)}), on {cfg.eval_limit or 'all':,} test images."
     )
-    if note := baseline_status(cfg.model, cfg.dataset, cfg.image_size):
-        st.caption(f"Baseline for {cfg.model} on Fashion-MNIST: {note}.")
+    note = baseline_status(cfg.model, cfg.dataset, cfg.image_size)
+    cost = sweep_cost(cfg.to_dict(), n)
+    st.markdown(
+        "**What the first start costs on this machine.** "
+        + (f"Baseline ({cfg.model} on {data}): {note}. " if note else "")
+        + (f"The sweep: {cost}." if cost else "")
+    )
     b1, b2 = st.columns([1, 2])
     if b1.button("Start the offline default", type="primary", icon=":material/play_arrow:"):
         try:

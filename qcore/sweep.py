@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from . import data, hardware, models, weights
+from . import data, hardware, models, train, weights
 from .backends import BackendUnavailable, resolve_backend
 from .limits import LIMITS, check_input_values
 from .measure import accuracy, predict, size_bytes, time_interleaved
@@ -40,7 +40,7 @@ SPEC_PHASES = {"quantize": "quantizing and calibrating", "evaluate": "evaluating
 class SweepConfig:
     """Everything about a sweep except the specs. The CLI's and the app's defaults come from here."""
 
-    model: str = "resnet18"
+    model: str = "mobilenet_v3_small"  # the offline default: its trained baseline ships with qcore (qcore/shipped)
     dataset: str = "fashion-mnist"
     weights: str = "auto"
     device: str = "auto"
@@ -105,7 +105,9 @@ def prepare(
 
     def train_progress(done, total, msg):
         if progress:
-            progress(0, 1, f"training the {config.model} baseline, {done / max(total, 1):.0%}: {msg}")
+            waiting = msg.startswith(train.WAITING)  # another process trains it: this sweep loads it after
+            progress(0, 1, f"the {config.model} baseline: {msg}" if waiting else
+                     f"training the {config.model} baseline, {done / max(total, 1):.0%}: {msg}")
 
     loaded = weights.load_model(config.model, bundle, config.weights, progress=train_progress, cancel=cancel)
     calib_set, eval_set = data.split_calib_eval(bundle, config.calib_size, config.eval_limit, config.seed)

@@ -26,7 +26,7 @@ PAGES = {"home": None, "explore": "pages/explore.py", "sweep": "pages/sweep.py",
 TITLES = {"home": "qcore: what quantization costs and saves", "explore": "Explore one setting",
           "sweep": "Sweep & Pareto", "runs": "Runs"}  # fmt: skip
 # A small, fast run: few images, a short timing budget, INT8 dynamic (no calibration pass).
-SMALL = {"calib": "32", "eval": "100", "budget": "0.5", "weights": "upload"}
+SMALL = {"model": "resnet18", "calib": "32", "eval": "100", "budget": "0.5", "weights": "upload"}
 
 
 def _app(page: str | None = None, **query) -> AppTest:
@@ -118,7 +118,7 @@ def test_home_shows_the_hardware_and_starts_the_offline_default():
     next(b for b in at.button if b.label == "Start the offline default").click().run()
     jobs = _store().jobs()
     assert len(jobs) == 1 and jobs[0].state == "queued"
-    assert jobs[0].config["model"] == "resnet18" and jobs[0].config["dataset"] == "fashion-mnist"
+    assert jobs[0].config["model"] == "mobilenet_v3_small" and jobs[0].config["dataset"] == "fashion-mnist"
     assert [s["precision"] for s in jobs[0].specs] == ["int8", "int4"]  # FP32 is the baseline, always run
 
 
@@ -336,7 +336,7 @@ def _pt(state) -> bytes:
 def test_checkpoint_that_does_not_fit_the_model_keeps_run_disabled_and_can_be_deleted():
     import torch
 
-    at = _app("pages/explore.py", weights="upload")
+    at = _app("pages/explore.py", model="resnet18", weights="upload")
     at.file_uploader(key="ckpt_upload").set_value(("one.pt", _pt({"fc.weight": torch.zeros(10, 512)}), "")).run()
     assert "**one.pt**: 1 tensors, 0.01 M values" in [c.value for c in at.caption]
     assert any(e.startswith("one.pt does not fit resnet18: missing keys (121): bn1.bias") for e in _errors(at)), \

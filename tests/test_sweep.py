@@ -20,7 +20,8 @@ SPECS = [
 
 @pytest.fixture
 def config(fashion_mnist, resnet18_checkpoint):
-    return SweepConfig(weights=str(resnet18_checkpoint), calib_size=32, eval_limit=64, latency_budget_s=0.2)
+    return SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), calib_size=32, eval_limit=64,
+                       latency_budget_s=0.2)
 
 
 def test_a_failing_spec_becomes_an_error_row_and_the_rest_go_on(config, monkeypatch):
@@ -99,7 +100,7 @@ def test_a_missing_baseline_is_trained_with_its_progress_shown(fashion_mnist, mo
     monkeypatch.setattr(train, "recipe_for", lambda *a, **k: dataclasses.replace(
         real(*a, **k), train_limit=96, eval_limit=32, max_steps=3, batch_size=32))
     messages = []
-    prep = prepare(SweepConfig(weights="baseline", calib_size=8, eval_limit=16),
+    prep = prepare(SweepConfig(model="resnet18", weights="baseline", calib_size=8, eval_limit=16),
                    progress=lambda d, t, m: messages.append(m))
     assert prep.loaded.weights.startswith("baseline:")
     training = [m for m in messages if m.startswith("training the resnet18 baseline, ")]

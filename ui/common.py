@@ -17,8 +17,8 @@ from qcore.store import Job, Store, default_db
 from qcore.uploads import dataset_label, no_paths
 
 __all__ = ["NO_WORKER_ENV", "store", "start_worker", "hardware", "prewarm", "model_names", "model_info",
-           "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "dataset_label", "no_paths",
-           "job_label", "query_job", "count_text", "measured_text", "label_of", "delta_style"]
+           "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "sweep_cost", "dataset_label",
+           "no_paths", "job_label", "query_job", "count_text", "measured_text", "label_of", "delta_style"]
 
 # Set by tests that run jobs in-process: the pages then never start a worker process.
 NO_WORKER_ENV = "QCORE_APP_NO_WORKER"
@@ -116,15 +116,36 @@ def dataset_image_size(dataset: str) -> int:
 
 
 def baseline_status(model: str, dataset: str, image_size: int | None = None) -> str:
-    """Whether qcore has a trained baseline of ``model`` on ``dataset`` (at ``image_size``, None: the
-    dataset's) cached ("" when unknown)."""
+    """Whether qcore has a trained baseline of ``model`` on ``dataset`` (at ``image_size``, None: the dataset's):
+    shipped with qcore, cached, being trained by another process right now, or missing (then what training
+    one will cost, as an estimate); "" when unknown."""
     try:
-        from qcore import train
+        from qcore import estimate, train
 
-        found = train.find_baseline(model, dataset, train.recipe_for(model, dataset, image_size=image_size))
+        recipe = train.recipe_for(model, dataset, image_size=image_size)
+        found = train.find_baseline(model, dataset, recipe)
+        if found is not None:
+            meta = train.baseline_meta(found)
+            score = f"{meta['test_accuracy']:.2%} top-1 on {meta['test_images']:,} test images"
+            if found.parent == train.SHIPPED:
+                return f"the trained baseline shipped with qcore is used ({score}): nothing to train"
+            return f"a trained baseline is cached ({score})"
+        if train.training_elsewhere(model, dataset, recipe):
+            return "being trained by another process right now (a job or the CLI): a run waits for it, then loads it"
+        cost = estimate.training_seconds(model, dataset, image_size)
     except Exception:  # an unknown pair or an unreadable folder: the run itself will say more
         return ""
-    return "a trained baseline is cached" if found else "no baseline yet: the first run trains one (minutes)"
+    return "no baseline yet: the first run trains one first" + (f", {cost.text()}" if cost else " (minutes)")
+
+
+def sweep_cost(config: dict, n_specs: int) -> str:
+    """What a sweep of ``n_specs`` specs with ``config`` will take, as an estimate (:mod:`qcore.estimate`)."""
+    from qcore import estimate
+
+    try:
+        return estimate.sweep_seconds(config, n_specs, store().jobs(limit=50, kind="sweep")).text()
+    except Exception:  # no record to go by: say nothing rather than guess
+        return ""
 
 
 def label_of(value) -> str:

@@ -26,7 +26,8 @@ def job_page(job) -> str:
 
 
 def setup(title: str) -> None:
-    st.set_page_config(page_title=f"{title} · qcore", page_icon=":material/speed:", layout="wide")
+    # an emoji, drawn by the browser: a ":material/...:" icon would be fetched from a font host (fails offline)
+    st.set_page_config(page_title=f"{title} · qcore", page_icon="🧮", layout="wide")
     with st.sidebar:
         st.markdown("**qcore** · quantization explorer")
         for script, label, icon in PAGES:

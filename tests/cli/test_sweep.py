@@ -16,6 +16,8 @@ def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
         "-m",
         "qcore",
         "sweep",
+        "--model",
+        "resnet18",
         "--weights",
         str(resnet18_checkpoint),
         "--precision",
@@ -60,7 +62,8 @@ def test_cli_sweep_of_a_spec_list_is_one_job_with_fp32_measured_once(tmp_path, f
     listing = tmp_path / "specs.txt"
     listing.write_text("# the INT4 one\nint4 weight-only per-group 64 mse\n")
     out = tmp_path / "r.csv"
-    cmd = [sys.executable, "-m", "qcore", "sweep", "--weights", str(resnet18_checkpoint), "--calib-size", "16",
+    cmd = [sys.executable, "-m", "qcore", "sweep", "--model", "resnet18", "--weights", str(resnet18_checkpoint),
+           "--calib-size", "16",
            "--eval-limit", "32", "--latency-budget", "0.2", "--out", str(out), "--specs", str(listing)]
     for label in FIVE:
         cmd += ["--spec", label]
