@@ -31,7 +31,11 @@ def grid_specs(grid: dict, device: str) -> tuple[list[QuantSpec], list, list[str
         specs, skipped = runnable_grid(**grid, device=[device])
     except ValueError as exc:
         return [], [], [str(exc)]
-    return specs, skipped, [] if specs else ["no combination of these values is a valid spec; see the reasons below"]
+    measured = [s for s in specs if not s.is_reference]
+    if not measured and skipped:  # (FP32 alone, asked for, is a run: the baseline only)
+        return specs, skipped, ["no combination of these values is a valid spec (other than the FP32 baseline); see "
+                                "the reasons below"]
+    return specs, skipped, []
 
 
 setup("Sweep & Pareto")
