@@ -51,21 +51,21 @@ if config_kwargs["weights"] in ("baseline", "auto") and not problems:
     if note := baseline_status(config_kwargs["model"], config_kwargs["dataset"], config_kwargs["image_size"]):
         st.caption(f"Baseline for {config_kwargs['model']} on {dataset_label(config_kwargs['dataset'])}: {note}.")
 
-c1, c2, c3, _ = st.columns([1, 1.4, 1.4, 1.2])
-run = c1.button(
+row = st.container(horizontal=True, vertical_alignment="center")  # buttons keep their labels, wrapping if narrow
+run = row.button(
     "Run",
     type="primary",
     disabled=bool(problems),
     icon=":material/play_arrow:",
     help="measures FP32 first, then this spec, in the background worker",
 )
-train = c2.button(
+train = row.button(
     "Train baseline only",
     disabled=bool(problems) or config_kwargs["weights"] != "baseline",
     icon=":material/model_training:",
     help="an FP32-only job with weights = baseline",
 )
-c3.button(
+row.button(
     "Add to the sweep list",
     disabled=spec is None or bool(problems) or spec.is_reference,
     icon=":material/playlist_add:",
@@ -74,7 +74,7 @@ c3.button(
     help="gathers exact specs for one sweep (one job, FP32 measured once); the Sweep page previews and runs them",
 )
 if n := len(spec_list.entries()):
-    c3.page_link(SWEEP_PAGE, label=f"Sweep list: {spec_list.count_text(n)}", icon=":material/list:")
+    row.page_link(SWEEP_PAGE, label=f"Sweep list: {spec_list.count_text(n)}", icon=":material/list:")
 started = False
 if (run or train) and config is not None and spec is not None:
     try:

@@ -54,12 +54,12 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
     grid = settings.spec_grid()
     from_grid, skipped, grid_problems = grid_specs(grid, config_kwargs["device"])
     from_grid = [s for s in from_grid if not s.is_reference]
-    g1, g2 = st.columns([3, 2], vertical_alignment="center")
+    g1, g2 = st.columns(2, vertical_alignment="center")
     g1.markdown(
         f"The grid: **{len(from_grid)} spec{'' if len(from_grid) == 1 else 's'}**"
         + (f"; {len(skipped)} combination(s) skipped as impossible." if skipped else ".")
     )
-    g2.button(f"Add the grid's {len(from_grid)} to the spec list", disabled=not from_grid, on_click=spec_list.add,
+    g2.button(f"Add the grid ({len(from_grid)}) to the list", disabled=not from_grid, on_click=spec_list.add,
               args=(from_grid, "grid"), icon=":material/playlist_add:", key="add-grid")  # fmt: skip
     if skipped:
         with st.expander("Why combinations were skipped"):
@@ -71,7 +71,7 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
     for p in link_problems:
         st.warning(p, icon=":material/link_off:")
     if listed:
-        l1, l2 = st.columns([3, 2], vertical_alignment="center")
+        l1, l2 = st.columns(2, vertical_alignment="center")
         l1.caption(", ".join(QuantSpec.from_dict(e["spec"]).label() for e in listed))
         l2.button("Clear the list", on_click=spec_list.clear, icon=":material/clear_all:", key="clear-list")
     else:

@@ -111,10 +111,10 @@ def test_grids_and_explore_specs_make_one_list():
     at.switch_page("pages/sweep.py").run()
     assert at.segmented_control(key="sweep_source").value == "list"
     assert list(_preview(at).value["spec"]) == [FIVE[4]] and list(_preview(at).value["from"]) == ["Explore"]
-    _click(at, "Add the grid's 1 to the spec list")  # the default grid: INT8 per-channel min-max static
+    _click(at, "Add the grid (1) to the list")  # the default grid: INT8 per-channel min-max static
     at.pills(key="g_granularity").set_value(["per-tensor", "per-channel"]).run()
     at.pills(key="g_calibration").set_value(["minmax", "entropy"]).run()
-    _click(at, "Add the grid's 4 to the spec list")  # a second grid: the union keeps each spec once
+    _click(at, "Add the grid (4) to the list")  # a second grid: the union keeps each spec once
     assert list(_preview(at).value["spec"]) == [FIVE[4], FIVE[0], FIVE[1], "INT8 per-tensor entropy (KL) asym static",
                                                 FIVE[2]]
     at.segmented_control(key="sweep_source").set_value("grid").run()  # Run measures the grid instead

@@ -365,7 +365,7 @@ def spec_grid() -> dict:
     for i, (name, options, title) in enumerate(GRID_FIELDS):
         key = f"g_{name}"
         out[name] = cols[i % 2].pills(
-            title, list(options), selection_mode="multi", format_func=label_of, key=key, bind="query-params",
+            title, list(options), selection_mode="multi", format_func=label_of, key=key, bind="query-params", wrap=True,
             default=None if key in st.session_state else list(DEFAULT_GRID[name]),  # (a callback may have set it)
             help=HELP.get(name), on_change=_grid_fit_mode if name == "precision" else None,
         )  # fmt: skip
