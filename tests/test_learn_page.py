@@ -29,9 +29,9 @@ def home(tmp_path_factory, resnet18_checkpoint, fashion_mnist):
     home = tmp_path_factory.mktemp("learn-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QCORE_HOME", str(home))
-        from ui import uploads
+        from qcore import uploads
 
-        name = uploads.save_checkpoint(resnet18_checkpoint.read_bytes())[0].name
+        name = uploads.save_checkpoint(resnet18_checkpoint.read_bytes(), resnet18_checkpoint.name)[0].name
     return home, name
 
 

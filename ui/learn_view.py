@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from qcore import uploads
 from qcore.learn import words
 from qcore.learn.one_layer import STEPS
 from qcore.learn.setting import SIMULATED, LayerSetting
 from qcore.spec import GROUP_SIZES
 from qcore.store import Job
 
-from . import jobs, uploads
+from . import jobs
 from . import learn_charts as charts
 from . import learn_data as data
 from .common import dataset_label, delta_style, query_job, start_worker, store
