@@ -51,6 +51,7 @@ CONFIG = [
     ("dataset", "selectbox", [*list_datasets(), UPLOAD], lambda d: UPLOAD_LABEL if d == UPLOAD else dataset_label(d)),
     ("weights", "radio", list(WEIGHTS), str),
     ("device", "selectbox", list(CHOICES["device"]), str),
+    ("compiled", "checkbox", [True, False], lambda v: str(v).lower()),
 ]
 EXPLORE_SPEC = [
     ("precision", "selectbox", list(CHOICES["precision"]), label_of, {}),

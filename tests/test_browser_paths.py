@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -33,6 +34,7 @@ PLACEHOLDER = re.compile(r'"color":\s*"#00000\d"')
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+    pytest.mark.skipif(find_spec("playwright") is None, reason="playwright is missing (pip install playwright)"),
 ]
 
 
@@ -83,6 +85,9 @@ def engineer(page, url: str) -> dict:
     _number(page, "Calibration images", "32")
     _number(page, "Evaluation images (0: all)", "100")
     _number(page, "Timing budget per spec (s)", "0.3")
+    page.get_by_text("Also time FP32 compiled (AOTInductor)").click()  # no C++ build: a minute or more here
+    wait_idle(page)
+    assert "compiled=false" in page.url
     page.get_by_text("Type specs", exact=True).click()
     page.get_by_role("textbox", name="Type specs, one per line").fill("\n".join([*TYPED, DROPPED]))
     page.get_by_role("button", name="Add to the list", exact=True).click()
@@ -114,8 +119,10 @@ def engineer(page, url: str) -> dict:
     expect(page.get_by_text(header)).to_be_visible()
     expect(page.get_by_text("6/6 measured")).to_be_visible()
     wait_idle(page)
+    button = page.get_by_role("button", name="Download CSV")
+    expect(button).to_have_count(1)  # (the finished job reruns the page: the polled panel's copy goes stale first)
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download CSV").click()
+        button.click()
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     return {"job": jid, "rows": rows}
 
@@ -145,8 +152,10 @@ def teacher(page, url: str, jid: str) -> dict:
     page.set_viewport_size({"width": 1440, "height": 1000})
     _shot(page, "paths-details-1440.png")
     page.set_viewport_size({"width": 1024, "height": 1000})
+    button = page.get_by_role("button", name="Download HTML report")
+    expect(button).to_have_count(1)
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download HTML report").click()
+        button.click()
     report = Path(download.value.path()).read_text()
 
     page.get_by_role("link", name="Runs", exact=True).click()
@@ -223,7 +232,8 @@ def test_nothing_leaves_this_machine(walked):
     assert walked["icon"].startswith("data:image/svg+xml")  # the page icon is an emoji, drawn locally
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by the numbers branch")
+@pytest.mark.xfail(strict=False, reason="issue 11 item 3 (the app's HTML report takes Streamlit's placeholder "
+                   "plotly template): fixed on the numbers branch")
 def test_the_downloaded_report_has_the_precision_colours(walked):
     """The colours of the report the app hands out: never Streamlit's placeholder template (#000001, ...)."""
     assert not PLACEHOLDER.search(walked["report"])

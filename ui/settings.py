@@ -170,7 +170,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         _D.image_size,
         key="imgsize",
         bind="query-params",
-        placeholder=f"the dataset's ({native} px)" if native else "the dataset's",
+        placeholder=f"{native} px" if native else "the data's",  # short: a quarter of 1024 px shows ~8 characters
         help="side the images are resized to for calibration, accuracy and a baseline's training "
         "(a new size trains its own baseline); empty: the dataset's",
     )
@@ -181,7 +181,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         _D.input_size,
         key="size",
         bind="query-params",
-        placeholder=f"the image size ({images} px)" if images else "the image size",
+        placeholder=f"{images} px" if images else "as images",
         help="side of the random images timed; empty: the image size",
     )
     if weights == "upload" and path is not None:
@@ -221,12 +221,21 @@ def config_widgets() -> tuple[dict, list[str]]:
             bind="query-params",
             help="seconds of interleaved timing",
         )
+        compiled = st.checkbox(
+            "Also time FP32 compiled (AOTInductor)",
+            _D.fp32_compiled,
+            key="compiled",
+            bind="query-params",
+            help="the fastest FP32 is the fairer reference for a speed-up; the first build per model and input "
+            "shape is a C++ compile of a minute or more (then cached); CPU only",
+        )
     if uploads.all_uploads():
         upload_panel.manage()
     config = dict(model=model, dataset=dataset, weights=weights_value, device=device, batch_size=int(batch),
                   image_size=int(image) if image else None, input_size=int(size) if size else None,
                   calib_size=int(calib),
-                  eval_limit=int(evals) or None, seed=int(seed), latency_budget_s=float(budget))  # fmt: skip
+                  eval_limit=int(evals) or None, seed=int(seed), latency_budget_s=float(budget),
+                  fp32_compiled=bool(compiled))  # fmt: skip
     return config, problems
 
 
