@@ -163,6 +163,12 @@ def test_impossible_grid_shows_the_reasons():
     assert next(b for b in at.button if b.label == "Run sweep").disabled
 
 
+def test_a_sweep_link_naming_int4_and_no_mode_opens_on_weight_only():
+    at = _app("pages/sweep.py", g_precision="INT4")  # as a precision chosen on the page, it adds its mode
+    assert at.pills(key="g_mode").value == ["static", "weight-only"] and _errors(at) == []
+    assert any("The grid: **1 spec**" in m.value for m in at.markdown)
+
+
 def test_runs_page_lists_compares_and_survives_a_restart(in_finished_run):
     at = _app("pages/runs.py")  # a fresh AppTest: a new session, as after a server restart
     assert len(at.dataframe[0].value) == 2

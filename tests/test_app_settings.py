@@ -100,8 +100,6 @@ def expected_error(page: str, how: str, key: str, value) -> str | None:
         return impossible
     if key in ("backend", "g_backend") and value in ("torchao", "float", "weight-only"):
         return impossible + (f"backend={value!r} does not run mode='static'" if page == "explore" else "")
-    if key == "g_precision" and value == "int4" and how == "url":  # chosen on the page, it adds weight-only
-        return impossible
     return None
 
 

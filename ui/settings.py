@@ -355,10 +355,11 @@ GRID_FIELDS = [
 ]  # fmt: skip
 
 
-def _grid_fit_mode() -> None:
+def _grid_fit_mode(chosen: list[str] | None = None) -> None:
     """A precision added to the grid whose modes are all unchosen (INT4 with static only) adds the first mode it
-    allows, so the new precision is in the grid rather than skipped whole."""
-    chosen = st.session_state.get("g_mode") or []
+    allows, so the new precision is in the grid rather than skipped whole. ``chosen``: the modes before (default:
+    the mode pills' value)."""
+    chosen = chosen if chosen is not None else st.session_state.get("g_mode") or []
     add = []
     for precision in st.session_state.get("g_precision") or []:
         modes = allowed_modes(precision)
@@ -369,11 +370,15 @@ def _grid_fit_mode() -> None:
 
 
 def spec_grid() -> dict:
-    """Several values per QuantSpec field (Sweep); the grid is their product."""
+    """Several values per QuantSpec field (Sweep); the grid is their product. A link that names precisions and
+    no modes opens with the first mode each precision allows added (``g_precision=INT4``: weight-only), as a
+    precision chosen on the page does."""
     cols = st.columns(2)
     out = {}
     for i, (name, options, title) in enumerate(GRID_FIELDS):
         key = f"g_{name}"
+        if name == "mode" and key not in st.session_state and key not in st.query_params:
+            _grid_fit_mode(list(DEFAULT_GRID["mode"]))  # (sets the state only when it adds a mode)
         out[name] = cols[i % 2].pills(
             title, list(options), selection_mode="multi", format_func=label_of, key=key, bind="query-params", wrap=True,
             default=None if key in st.session_state else list(DEFAULT_GRID[name]),  # (a callback may have set it)
