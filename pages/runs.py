@@ -50,17 +50,19 @@ def _choices(attr: str) -> list[str]:
     return sorted({str(getattr(r, attr) if attr != "precision" else r.spec.precision) for r in everything})
 
 
-f = st.columns(5)
+# two filters a row: a chosen value stays readable at 1024 px ("mobilenet_v3_small", not "mob..."); empty is all
+f = [c for _ in range(3) for c in st.columns(2)]
 filters = {
-    "model": f[0].multiselect("Model", _choices("model"), key="f_model", bind="query-params"),
+    "model": f[0].multiselect("Model", _choices("model"), key="f_model", bind="query-params", placeholder="all"),
     "dataset": f[1].multiselect("Dataset", _choices("dataset"), key="f_dataset", bind="query-params",
-                                format_func=dataset_label),
+                                format_func=dataset_label, placeholder="all"),
     "precision": f[2].multiselect("Precision", _choices("precision"), key="f_precision", bind="query-params",
-                                  format_func=label_of),
-    "status": f[3].multiselect("Status", _choices("status"), key="f_status", bind="query-params"),
-    "sweep_id": f[4].multiselect("Sweep / job", _choices("sweep_id"), key="f_sweep", bind="query-params"),
+                                  format_func=label_of, placeholder="all"),
+    "status": f[3].multiselect("Status", _choices("status"), key="f_status", bind="query-params", placeholder="all"),
+    "sweep_id": f[4].multiselect("Sweep / job", _choices("sweep_id"), key="f_sweep", bind="query-params",
+                                 placeholder="all"),
 }
-text = st.text_input("Spec contains", key="f_text", bind="query-params", placeholder="e.g. per-group or MSE")
+text = f[5].text_input("Spec contains", key="f_text", bind="query-params", placeholder="e.g. per-group or MSE")
 
 
 def _keep(r) -> bool:
