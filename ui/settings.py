@@ -192,7 +192,7 @@ def config_widgets() -> tuple[dict, list[str]]:
     elif size and size != images and (why := input_problem(model, int(size))):
         problems.append(f"latency input size {size} px does not fit: {why}")
 
-    with st.expander("Advanced: calibration and evaluation sizes, seed, timing budget"):
+    with st.expander("Advanced: calibration and evaluation sizes, seed, timing budget, compiled FP32"):
         a1, a2, a3, a4 = st.columns(4)
         calib = a1.number_input(
             "Calibration images",
