@@ -9,7 +9,7 @@ trained), in one real sweep with few images and a short timing budget:
 
 Screenshots at 1024 and 1440 px go to ``test-artifacts/``. Needs Debian's ``/usr/bin/chromium`` and playwright
 (skipped without either). 100 test images, 32 calibration images, a 0.3 s timing budget, no compiled FP32
-reference: the whole module took 11.5 minutes here, on 2 cores at load average 14-45 (the sweep 9 of them).
+reference: the whole module took 9 to 11.5 minutes here, on 2 cores at load average 14-45 (mostly the sweep).
 """
 
 from __future__ import annotations
