@@ -8,11 +8,16 @@ from qcore.result import Result, baseline_of
 from qcore.spec import FP32, QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
-from ui import jobs, results, settings
+from ui import jobs, results, settings, spec_list
 from ui.common import baseline_status, dataset_label, spec_problem
-from ui.nav import setup
+from ui.nav import SWEEP_PAGE, setup
 
 SESSION_KEY = "explore_job"
+SCROLL_TO_RESULTS = """<script>(() => { let n = 0; const t = setInterval(() => {
+  const e = document.getElementById("results");
+  if (e) { e.scrollIntoView({behavior: "smooth", block: "start"}); clearInterval(t); }
+  else if (++n > 50) clearInterval(t);
+}, 100); })();</script>"""
 
 setup("Explore")
 st.title("Explore one setting")
@@ -20,6 +25,7 @@ st.caption(
     "Pick a model and one way to quantize it; the run measures it against FP32 on the same images. "
     "Every setting is kept in the URL: copy the address to share this exact setup."
 )
+top = st.container()  # a link down to the results, once there is a run to show
 
 config_kwargs, problems = settings.config_widgets()
 st.markdown("##### Quantization")
@@ -45,23 +51,35 @@ if config_kwargs["weights"] in ("baseline", "auto") and not problems:
     if note := baseline_status(config_kwargs["model"], config_kwargs["dataset"], config_kwargs["image_size"]):
         st.caption(f"Baseline for {config_kwargs['model']} on {dataset_label(config_kwargs['dataset'])}: {note}.")
 
-c1, c2, _ = st.columns([1, 1, 3])
-run = c1.button(
+row = st.container(horizontal=True, vertical_alignment="center")  # buttons keep their labels, wrapping if narrow
+run = row.button(
     "Run",
     type="primary",
     disabled=bool(problems),
     icon=":material/play_arrow:",
     help="measures FP32 first, then this spec, in the background worker",
 )
-train = c2.button(
+train = row.button(
     "Train baseline only",
     disabled=bool(problems) or config_kwargs["weights"] != "baseline",
     icon=":material/model_training:",
     help="an FP32-only job with weights = baseline",
 )
+row.button(
+    "Add to the sweep list",
+    disabled=spec is None or bool(problems) or spec.is_reference,
+    icon=":material/playlist_add:",
+    on_click=lambda: st.toast(f"{spec.label()}: " + ("added to the sweep list" if spec_list.add([spec], "Explore")
+                                                     else "already in the sweep list")),
+    help="gathers exact specs for one sweep (one job, FP32 measured once); the Sweep page previews and runs them",
+)
+if n := len(spec_list.entries()):
+    row.page_link(SWEEP_PAGE, label=f"Sweep list: {spec_list.count_text(n)}", icon=":material/list:")
+started = False
 if (run or train) and config is not None and spec is not None:
     try:
         jobs.submit(config, [] if train else [spec], SESSION_KEY)
+        started = True
     except (ValueError, OSError) as exc:
         st.error(f"Could not start the run: {exc}")
 
@@ -69,6 +87,7 @@ if (run or train) and config is not None and spec is not None:
 def render(job: Job, rows: list[Result]) -> None:
     if not rows:
         return
+    jobs.missing_baseline(job, rows, key=f"explore-{job.job_id}")
     wanted = QuantSpec.from_dict(job.specs[0]) if job.specs else FP32
     main = next((r for r in rows if r.spec == wanted), None) or baseline_of(rows)
     if main is None:
@@ -87,5 +106,9 @@ def render(job: Job, rows: list[Result]) -> None:
 
 jid = jobs.current(SESSION_KEY)
 if jid:
+    top.markdown(f":material/arrow_downward: [Results of run {jid}, below the settings](#results)")
     st.divider()
+    st.subheader("Results", anchor="results")
+    if started:  # the results are below the fold: take the reader there (our own constant script, no input)
+        st.html(SCROLL_TO_RESULTS, unsafe_allow_javascript=True)
     jobs.panel(jid, key=f"explore-{jid}", render=render)

@@ -10,6 +10,7 @@ from qcore.data.registry import list_datasets
 from qcore.learn import words
 from qcore.learn.ranges import BITS, methods_for
 from qcore.spec import CHOICES
+from qcore.sweep import SweepConfig
 from ui import learn_data as data
 from ui import learn_view as view
 from ui import settings
@@ -36,7 +37,8 @@ st.caption(
 left, right = st.columns([2, 1])
 c1, c2 = left.columns(2)
 names = model_names()
-model = c1.selectbox("Model", names, index=names.index("resnet18"), key="model", bind="query-params")
+model = c1.selectbox("Model", names, index=names.index(SweepConfig().model), key="model",  # the offline default
+                     bind="query-params")
 datasets = [*list_datasets(), *uploads.uploaded_datasets()]
 dataset = c2.selectbox("Dataset", datasets, key="dataset", bind="query-params", format_func=dataset_label,
                        help="images for the activations and the model measurement; zips are uploaded on Explore")

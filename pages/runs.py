@@ -7,8 +7,9 @@ import time
 
 import streamlit as st
 
+from qcore.report import DASH
 from ui import results
-from ui.common import dataset_label, job_label, no_paths, store
+from ui.common import dataset_label, job_label, label_of, measured_text, no_paths, store
 from ui.jobs import resumable, resume_button
 from ui.nav import job_page, setup
 
@@ -28,7 +29,7 @@ for job in recent:
     c1, c2, c3 = st.columns([6, 2, 2], vertical_alignment="center")
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
     c1.markdown(
-        f"`{job.state}` {job_label(job)} · {job.done}/{job.total} · {when}"
+        f"`{job.state}` {job_label(job)} · {measured_text(job)} · {when}"
         + (f" · {no_paths(job.error)}" if job.error else "")
     )
     c2.page_link(job_page(job), label="Open", query_params={"job": job.job_id}, icon=":material/open_in_new:")
@@ -49,16 +50,19 @@ def _choices(attr: str) -> list[str]:
     return sorted({str(getattr(r, attr) if attr != "precision" else r.spec.precision) for r in everything})
 
 
-f = st.columns(5)
+# two filters a row: a chosen value stays readable at 1024 px ("mobilenet_v3_small", not "mob..."); empty is all
+f = [c for _ in range(3) for c in st.columns(2)]
 filters = {
-    "model": f[0].multiselect("Model", _choices("model"), key="f_model", bind="query-params"),
+    "model": f[0].multiselect("Model", _choices("model"), key="f_model", bind="query-params", placeholder="all"),
     "dataset": f[1].multiselect("Dataset", _choices("dataset"), key="f_dataset", bind="query-params",
-                                format_func=dataset_label),
-    "precision": f[2].multiselect("Precision", _choices("precision"), key="f_precision", bind="query-params"),
-    "status": f[3].multiselect("Status", _choices("status"), key="f_status", bind="query-params"),
-    "sweep_id": f[4].multiselect("Sweep / job", _choices("sweep_id"), key="f_sweep", bind="query-params"),
+                                format_func=dataset_label, placeholder="all"),
+    "precision": f[2].multiselect("Precision", _choices("precision"), key="f_precision", bind="query-params",
+                                  format_func=label_of, placeholder="all"),
+    "status": f[3].multiselect("Status", _choices("status"), key="f_status", bind="query-params", placeholder="all"),
+    "sweep_id": f[4].multiselect("Sweep / job", _choices("sweep_id"), key="f_sweep", bind="query-params",
+                                 placeholder="all"),
 }
-text = st.text_input("Spec contains", key="f_text", bind="query-params", placeholder="e.g. per-group or MSE")
+text = f[5].text_input("Spec contains", key="f_text", bind="query-params", placeholder="e.g. per-group or MSE")
 
 
 def _keep(r) -> bool:
@@ -102,6 +106,17 @@ st.subheader("Delete")
 if not chosen:
     st.caption("Select rows in the table to delete them.")
 else:
+    gone = {r.run_id for r in chosen}
+    for base in (r for r in chosen if r.spec.is_reference):
+        others = [r for r in everything if r.run_id not in gone and r.baseline_run_id == base.run_id]
+        if others:
+            st.warning(
+                f"{base.run_id} is the FP32 row of job {base.sweep_id or DASH}: the top-1 changes, agreement and "
+                f"speed-ups of its {len(others)} other row(s) were measured against it. Deleted, they keep their "
+                "numbers but have no reference row, and the job's chart loses its FP32 point; the job's page then "
+                "offers to measure FP32 again.",
+                icon=":material/link_off:",
+            )
     sure = st.checkbox(f"Delete the {len(chosen)} selected result(s) for good", key="delete_sure")
     if st.button("Delete", disabled=not sure, icon=":material/delete:"):
         n = s.delete_results([r.run_id for r in chosen])

@@ -8,60 +8,110 @@ import streamlit as st
 
 from qcore.backends import runnable_grid
 from qcore.result import Result, baseline_of
-from qcore.spec import DEFAULT_GRID
+from qcore.spec import DEFAULT_GRID, QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
-from ui import jobs, results, settings
+from ui import jobs, results, settings, spec_list
 from ui.common import job_label, store
 from ui.nav import setup
 
 SESSION_KEY = "sweep_job"
 AXES = {"latency_ms_p50": "accuracy vs latency", "size_bytes": "accuracy vs size"}
+SOURCES = {"grid": "the grid", "list": "the spec list"}
+
+
+def grid_specs(grid: dict, device: str) -> tuple[list[QuantSpec], list, list[str]]:
+    """The grid's runnable specs, the skipped combinations with their reasons, and what is wrong with it."""
+    empty = [name for name, values in grid.items() if not values and name not in ("group_size", "percentile")]
+    if empty:
+        return [], [], [f"choose at least one value for: {', '.join(empty)}"]
+    grid = {**grid, "group_size": grid["group_size"] or list(DEFAULT_GRID["group_size"]),
+            "percentile": grid["percentile"] or list(DEFAULT_GRID["percentile"])}  # fmt: skip
+    try:
+        specs, skipped = runnable_grid(**grid, device=[device])
+    except ValueError as exc:
+        return [], [], [str(exc)]
+    measured = [s for s in specs if not s.is_reference]
+    if not measured and skipped:  # (FP32 alone, asked for, is a run: the baseline only)
+        return specs, skipped, ["no combination of these values is a valid spec (other than the FP32 baseline); see "
+                                "the reasons below"]
+    return specs, skipped, []
+
 
 setup("Sweep & Pareto")
 st.title("Sweep & Pareto")
 jid = jobs.current(SESSION_KEY)
+link_problems = spec_list.from_url()
 
 with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:"):
     st.caption(
-        "Pick one or more values per setting: the sweep measures every valid combination, after the "
-        "FP32 baseline. The URL keeps these settings."
+        "A sweep measures many specs against one FP32 baseline, in one job. Pick values per setting for a grid "
+        "(every valid combination), or gather exact specs in a list: the grid's, one from Explore ('Add to the "
+        "sweep list'), or typed. The URL keeps these settings."
     )
     config_kwargs, problems = settings.config_widgets()
     st.markdown("##### Quantization grid")
     grid = settings.spec_grid()
-    specs, skipped = [], []
-    empty = [name for name, values in grid.items() if not values and name not in ("group_size", "percentile")]
-    if empty:
-        problems.append(f"choose at least one value for: {', '.join(empty)}")
+    from_grid, skipped, grid_problems = grid_specs(grid, config_kwargs["device"])
+    from_grid = [s for s in from_grid if not s.is_reference]
+    g1, g2 = st.columns(2, vertical_alignment="center")
+    g1.markdown(
+        f"The grid: **{len(from_grid)} spec{'' if len(from_grid) == 1 else 's'}**"
+        + (f"; {len(skipped)} combination(s) skipped as impossible." if skipped else ".")
+    )
+    g2.button(f"Add the grid ({len(from_grid)}) to the list", disabled=not from_grid, on_click=spec_list.add,
+              args=(from_grid, "grid"), icon=":material/playlist_add:", key="add-grid")  # fmt: skip
+    if skipped:
+        with st.expander("Why combinations were skipped"):
+            for reason, n in Counter(reason for _, reason in skipped).most_common():
+                st.markdown(f"- {n} × {reason}")
+
+    listed = spec_list.entries()
+    st.markdown(f"##### Spec list ({len(listed)})")
+    for p in link_problems:
+        st.warning(p, icon=":material/link_off:")
+    if listed:
+        l1, l2 = st.columns(2, vertical_alignment="center")
+        l1.caption(", ".join(QuantSpec.from_dict(e["spec"]).label() for e in listed))
+        l2.button("Clear the list", on_click=spec_list.clear, icon=":material/clear_all:", key="clear-list")
     else:
-        grid["group_size"] = grid["group_size"] or list(DEFAULT_GRID["group_size"])
-        grid["percentile"] = grid["percentile"] or list(DEFAULT_GRID["percentile"])
-        try:
-            specs, skipped = runnable_grid(**grid, device=[config_kwargs["device"]])
-        except ValueError as exc:
-            problems.append(str(exc))
+        st.caption("Empty. Add the grid above (several grids make a union), a spec from the Explore page, or type "
+                   "specs below.")
+    with st.expander("Type specs", expanded=False, icon=":material/keyboard:"):
+        spec_list.typed("sweep-typed")
+
+    st.markdown("##### Run")
+    st.session_state.setdefault(spec_list.SOURCE_KEY, "list" if listed else "grid")
+    source = st.segmented_control(
+        "Measure", list(SOURCES), format_func=lambda k: f"{SOURCES[k]} ({len(from_grid if k == 'grid' else listed)})",
+        key=spec_list.SOURCE_KEY, required=True, persist_state="session",
+        help="what Run measures; the preview below lists it exactly, with a box to leave a spec out",
+    )  # fmt: skip
+    if source == "list":
+        rows = [(QuantSpec.from_dict(e["spec"]), e["from"]) for e in listed]
+        if not rows:
+            problems.append("the spec list is empty: add the grid, a spec from Explore, or type specs")
+    else:
+        rows = [(spec, "grid") for spec in from_grid]
+        problems += grid_problems
+    kept = spec_list.preview(rows, key=f"preview-{source}")
+    dropped = len(rows) - len(kept)
+    if rows and not kept:
+        problems.append("every spec is unticked: keep at least one")
     config = None
     try:
         config = SweepConfig(**config_kwargs)
     except ValueError as exc:
         problems.append(str(exc))
-    measured = [s for s in specs if not s.is_reference]
-    if not empty and not specs:
-        problems.append("no combination of these values is a valid spec; see the reasons below")
     st.markdown(
-        f"**{len(measured)} spec(s)** to measure after the FP32 baseline"
-        + (f"; {len(skipped)} combination(s) skipped as impossible." if skipped else ".")
+        f"**{spec_list.count_text(len(kept))}** to measure, the baseline first"
+        + (f"; {dropped} left out." if dropped else ".")
     )
-    if skipped:
-        with st.expander("Why combinations were skipped"):
-            for reason, n in Counter(reason for _, reason in skipped).most_common():
-                st.markdown(f"- {n} × {reason}")
     for p in problems:
         st.error(p, icon=":material/block:")
     if st.button("Run sweep", type="primary", disabled=bool(problems), icon=":material/play_arrow:"):
         try:
-            jid = jobs.submit(config, specs, SESSION_KEY)
+            jid = jobs.submit(config, [s.replace(device=config.device) for s in kept], SESSION_KEY)
         except (ValueError, OSError) as exc:
             st.error(f"Could not start the sweep: {exc}")
         else:
@@ -101,11 +151,14 @@ def render(job: Job, rows: list[Result]) -> None:
     if not rows:
         st.caption("Results appear here as each spec is measured.")
         return
+    jobs.missing_baseline(job, rows, key=f"sweep-{job.job_id}")
     detail_key = f"detail-{job.job_id}"
     clicked = results.pareto(rows, key=f"pareto-{job.job_id}-{x}", x=x or "latency_ms_p50")
     if clicked is None and any(r.ok for r in rows):
         st.caption("Hover a point for its full spec; click it (or a table row) for the details.")
-    selected = results.table(rows, key=f"table-{job.job_id}", hide=("model", "dataset", "sweep"))
+    # newest first: while rows stream in, a selection would move to another row; a new key per row count drops it
+    selected = results.table(rows, key=f"table-{job.job_id}-{len(rows) if job.active else 'all'}",
+                             hide=("model", "dataset", "sweep"))
     _pick("chart", clicked, detail_key)
     _pick("table", selected[0] if selected else None, detail_key)
     by_id = {r.run_id: r for r in rows}

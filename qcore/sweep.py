@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from . import data, hardware, models, weights
+from . import data, hardware, models, train, weights
 from .backends import BackendUnavailable, resolve
 from .buildcache import summarize
 from .limits import LIMITS, check_input_values
@@ -30,16 +30,20 @@ from .pareto import mark_pareto
 from .result import Result, manifest
 from .spec import FP32, QuantSpec
 
-__all__ = ["ProgressFn", "SweepConfig", "Prepared", "prepare", "measure_baseline", "measure_spec", "run_sweep"]
+__all__ = ["ProgressFn", "SPEC_PHASES", "SweepConfig", "Prepared", "prepare", "measure_baseline", "measure_spec",
+           "run_sweep"]
 
-ProgressFn = Callable[[int, int, str], None]
+ProgressFn = Callable[[float, int, str], None]
+# The phases of one spec, in order, as progress reports them: a sweep of 4 specs at its second spec's timing
+# reports done = 1 (the FP32 row) + 1 + 2/3, so the time left can be estimated from phases done while a spec runs.
+SPEC_PHASES = {"quantize": "quantizing and calibrating", "evaluate": "evaluating", "time": "timing against FP32"}
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     """Everything about a sweep except the specs. The CLI's and the app's defaults come from here."""
 
-    model: str = "resnet18"
+    model: str = "mobilenet_v3_small"  # the offline default: its trained baseline ships with qcore (qcore/shipped)
     dataset: str = "fashion-mnist"
     weights: str = "auto"
     device: str = "auto"
@@ -109,7 +113,9 @@ def prepare(
 
     def train_progress(done, total, msg):
         if progress:
-            progress(0, 1, f"training the {config.model} baseline, {done / max(total, 1):.0%}: {msg}")
+            waiting = msg.startswith(train.WAITING)  # another process trains it: this sweep loads it after
+            progress(0, 1, f"the {config.model} baseline: {msg}" if waiting else
+                     f"training the {config.model} baseline, {done / max(total, 1):.0%}: {msg}")
 
     loaded = weights.load_model(config.model, bundle, config.weights, progress=train_progress, cancel=cancel)
     calib_set, eval_set = data.split_calib_eval(bundle, config.calib_size, config.eval_limit, config.seed)
@@ -207,8 +213,10 @@ def measure_baseline(p: Prepared) -> Result:
     return r
 
 
-def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
-    """Quantize, evaluate and time one spec; raises on failure (the sweep turns that into a row)."""
+def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | None = None) -> Result:
+    """Quantize, evaluate and time one spec; raises on failure (the sweep turns that into a row).
+    ``phase(name)`` is called as each of :data:`SPEC_PHASES` after the first begins."""
+    phase = phase or (lambda name: None)
     r = _base_result(p, spec)
     try:
         choice = resolve(spec, p.device, model=p.config.model, batch_size=p.config.batch_size)
@@ -219,11 +227,13 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
     fp32 = p.loaded.model
     calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
     q = backend.quantize(fp32, spec, calib, p.example, p.device)
+    phase("evaluate")
     logits, _ = predict(q, p.eval_batches, q.device)
     acc = accuracy(logits, p.labels, p.ref_logits)
     fp32_dev = fp32.to(p.device)
     x = p.example.to(p.device)
     budget = p.config.latency_budget_s
+    phase("time")
     if backend.own_threads:  # another engine's thread pool: interleaved, each would slow the other
         lat = {
             "variant": time_interleaved({"variant": lambda: q(x)}, device=p.device, budget_s=budget / 2)["variant"],
@@ -260,6 +270,12 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
     return r
 
 
+def _phases(progress: ProgressFn, done: int, total: int, label: str) -> Callable[[str], None]:
+    """``phase(name)`` for one spec: progress at ``done`` plus the share of :data:`SPEC_PHASES` before ``name``."""
+    names = list(SPEC_PHASES)
+    return lambda name: progress(done + names.index(name) / len(names), total, f"{label} · {SPEC_PHASES[name]}")
+
+
 def run_sweep(
     config: SweepConfig,
     specs: list[QuantSpec],
@@ -273,7 +289,8 @@ def run_sweep(
 ) -> list[Result]:
     """Measure the FP32 baseline and every spec; return one Result per spec (baseline first).
 
-    ``progress(done, total, message)`` is called before and after each spec; ``cancel()`` is
+    ``progress(done, total, message)`` is called before and after each spec and as each of its phases begins
+    (``done`` then counts the finished phases as fractions of a spec: :data:`SPEC_PHASES`); ``cancel()`` is
     checked between specs; ``on_result`` receives each Result the moment it is measured (the
     app commits it to the database there). Pareto flags are set at the end. Every row's
     ``baseline_run_id`` names the FP32 row: this sweep's, or ``baseline_run_id`` (the stored row of
@@ -308,10 +325,11 @@ def run_sweep(
                 r.status, r.error = "cancelled", "the sweep was cancelled before this spec ran"
                 emit(r)
             break
-        progress(done, total, spec.label())
+        phase = _phases(progress, done, total, spec.label())
+        phase("quantize")
         start = time.perf_counter()
         try:
-            r = measure_spec(p, spec)
+            r = measure_spec(p, spec, phase)
         except Exception as exc:  # one failing spec must not end the sweep
             r = _base_result(p, spec)
             r.status, r.error = "error", f"{type(exc).__name__}: {exc}"

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qcore import baseline_lock
 from qcore.data.base import DatasetBundle, batches
 from qcore.data.imagefolder import folder_key
 from qcore.data.registry import canonical_name, default_image_size, folder_path
@@ -43,15 +44,19 @@ from qcore.fastconv import tiny_map_convs
 from qcore.models import build_model, check_input_size
 from qcore.paths import atomic_write_bytes, subdir
 
-__all__ = ["RECIPE_VERSION", "OPTIMIZERS", "SCHEDULES", "AUGMENTS", "Cancelled", "Recipe", "family_settings",
-           "recipe_for", "baseline_path", "baseline_meta", "find_baseline", "evaluate", "train_baseline",
-           "with_overrides"]
+__all__ = ["RECIPE_VERSION", "OPTIMIZERS", "SCHEDULES", "AUGMENTS", "SHIPPED", "WAITING", "Cancelled", "Recipe",
+           "family_settings", "recipe_for", "baseline_path", "baseline_meta", "find_baseline", "training_elsewhere",
+           "evaluate", "train_baseline", "with_overrides"]
 
 RECIPE_VERSION = 2  # 2: convolutions over tiny maps trained as dense matrix products (qcore.fastconv)
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 AUGMENTS = ("none", "flip", "crop-flip")
 ProgressFn = Callable[[int, int, str], None]
+# Baselines that ship with qcore (package data), found after the user's own: the offline default's, so that
+# the first start measures at once instead of training (see README, "Baselines").
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+WAITING = "waiting for another process training this baseline"
 
 
 class Cancelled(Exception):
@@ -160,10 +165,22 @@ def baseline_meta(path: Path) -> dict:
 
 
 def find_baseline(model_name: str, dataset_name: str, recipe: Recipe | None = None) -> Path | None:
-    """The cached baseline for this model, dataset and recipe (default :func:`recipe_for`), or None."""
+    """The cached baseline for this model, dataset and recipe (default :func:`recipe_for`), or None: the one in
+    the user's data home (:func:`baseline_path`) first, then the one shipped with qcore (:data:`SHIPPED`, same
+    file name). Either is a ``.safetensors`` with its ``.json`` record, loaded the same way."""
     recipe = recipe or recipe_for(model_name, dataset_name)
     path = baseline_path(model_name, dataset_name, recipe)
-    return path if path.is_file() and path.with_suffix(".json").is_file() else None
+    for found in (path, SHIPPED / path.name):
+        if found.is_file() and found.with_suffix(".json").is_file():
+            return found
+    return None
+
+
+def training_elsewhere(model_name: str, dataset_name: str, recipe: Recipe | None = None) -> bool:
+    """True while a process (the app's worker, the CLI) trains this baseline: it holds its lock
+    (:mod:`qcore.baseline_lock`); a run that needs it waits, then loads it."""
+    recipe = recipe or recipe_for(model_name, dataset_name)
+    return baseline_lock.held_elsewhere(baseline_path(model_name, dataset_name, recipe))
 
 
 def _fmt_seconds(s: float) -> str:
@@ -226,9 +243,12 @@ def train_baseline(model_name: str, dataset: DatasetBundle, *, epochs: float | N
     """Train ``model_name`` on ``dataset`` (loaded as a sweep feeds it: :func:`qcore.weights.load_dataset_for`),
     cache it, return the ``.safetensors`` path.
 
-    Returns the cached file at once when it exists (unless ``force``). ``progress(done, total, message)``
-    is called after every step and evaluation batch; ``cancel()`` is checked every few steps and
-    raises :class:`Cancelled`. The same seed gives the same weights (same torch build and thread count).
+    Returns the cached file at once when it exists (unless ``force``). Only one process trains a baseline
+    at a time (:mod:`qcore.baseline_lock`): another one that trains it now is waited for (``progress`` says
+    :data:`WAITING`), and its file is returned instead of training again. ``progress(done, total, message)``
+    is called after every step and evaluation batch; ``cancel()`` is checked every few steps (and while
+    waiting) and raises :class:`Cancelled`. The same seed gives the same weights (same torch build and thread
+    count).
     """
     dataset_name = dataset.name
     if recipe is None:
@@ -237,9 +257,29 @@ def train_baseline(model_name: str, dataset: DatasetBundle, *, epochs: float | N
         raise ValueError(f"the recipe is for {recipe.dataset} at {recipe.image_size} px, the dataset given is "
                          f"{dataset_name} at {dataset.image_size} px")
     path = baseline_path(model_name, dataset_name, recipe)
-    if not force and find_baseline(model_name, dataset_name, recipe) is not None:
-        return path
+    if not force and (found := find_baseline(model_name, dataset_name, recipe)) is not None:
+        return found
     check_input_size(model_name, recipe.image_size)
+
+    def on_wait(seconds: float) -> None:
+        if cancel is not None and cancel():
+            raise Cancelled(f"waiting for the {model_name} baseline on {dataset_name} cancelled")
+        if progress is not None:
+            progress(0, 1, f"{WAITING} ({seconds:.0f} s so far); it is loaded when that one is saved")
+
+    with baseline_lock.hold(path, on_wait) as waited:
+        if not force and (found := find_baseline(model_name, dataset_name, recipe)) is not None:
+            return found  # another process saved it (waited for, or just before the lock): nothing to train
+        if waited and progress is not None:
+            progress(0, 1, "the other process stopped without saving this baseline: training it here")
+        _train(model_name, dataset, recipe, path, progress, cancel)
+    return path
+
+
+def _train(model_name: str, dataset: DatasetBundle, recipe: Recipe, path: Path, progress: ProgressFn | None,
+           cancel: Callable[[], bool] | None) -> None:
+    """Train and save (the caller holds the baseline's lock)."""
+    dataset_name = dataset.name
     bundle = dataset
     g = torch.Generator().manual_seed(recipe.seed)
     train_set, test_set = bundle.train, bundle.test
@@ -306,7 +346,6 @@ def train_baseline(model_name: str, dataset: DatasetBundle, *, epochs: float | N
     _save(model, path, recipe, bundle, {
         "test_accuracy": accuracy, "test_images": len(test_set), "train_images": n, "steps": total,
         "train_seconds": round(train_seconds, 1), "final_loss": loss_avg})
-    return path
 
 
 def _save(model: nn.Module, path: Path, recipe: Recipe, bundle: DatasetBundle, results: dict) -> None:

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             page.set_default_timeout(120_000)
             expect.set_options(timeout=120_000)
             page.goto(f"{url}/sweep?{query}")
-            expect(page.get_by_text("spec(s)").first).to_be_visible()
+            expect(page.get_by_text(re.compile(r"specs? \+ the FP32 baseline")).first).to_be_visible()
             page.get_by_role("button", name="Run sweep").click()
             expect(page.get_by_text(re.compile(r"^Job \w+: finished"))).to_be_visible(timeout=1_800_000)
             points = page.locator(".js-plotly-plot").first.locator(".scatterlayer path.point")

@@ -26,7 +26,7 @@ PAGES = {"home": None, "explore": "pages/explore.py", "sweep": "pages/sweep.py",
 TITLES = {"home": "qcore: what quantization costs and saves", "explore": "Explore one setting",
           "sweep": "Sweep & Pareto", "runs": "Runs"}  # fmt: skip
 # A small, fast run: few images, a short timing budget, INT8 dynamic (no calibration pass).
-SMALL = {"calib": "32", "eval": "100", "budget": "0.5", "weights": "upload"}
+SMALL = {"model": "resnet18", "calib": "32", "eval": "100", "budget": "0.5", "weights": "upload"}
 
 
 def _app(page: str | None = None, **query) -> AppTest:
@@ -118,7 +118,7 @@ def test_home_shows_the_hardware_and_starts_the_offline_default():
     next(b for b in at.button if b.label == "Start the offline default").click().run()
     jobs = _store().jobs()
     assert len(jobs) == 1 and jobs[0].state == "queued"
-    assert jobs[0].config["model"] == "resnet18" and jobs[0].config["dataset"] == "fashion-mnist"
+    assert jobs[0].config["model"] == "mobilenet_v3_small" and jobs[0].config["dataset"] == "fashion-mnist"
     assert [s["precision"] for s in jobs[0].specs] == ["int8", "int4"]  # FP32 is the baseline, always run
 
 
@@ -132,8 +132,8 @@ def test_explore_run_shows_metric_cards_explanation_and_table(in_finished_run):
     assert at.metric[0].value.endswith("%") and "pts vs FP32" in at.metric[0].delta
     assert any("dynamic mode only quantizes Linear layers" in i.value for i in at.info)
     df = at.dataframe[0].value
-    assert list(df["spec"]) == ["FP32", "INT8 per-channel min-max asym dynamic"]
-    assert set(df["status"]) == {"ok"}
+    assert list(df["spec"]) == ["INT8 per-channel min-max asym dynamic", "FP32"]  # newest first, as the CSV
+    assert set(df["status"]) == {"ok"} and df["measured"].is_monotonic_decreasing
 
 
 def test_impossible_spec_shows_the_message_and_keeps_the_results(in_finished_run):
@@ -148,8 +148,9 @@ def test_impossible_spec_shows_the_message_and_keeps_the_results(in_finished_run
 def test_sweep_page_shows_table_chart_and_details(in_finished_run):
     at = _app("pages/sweep.py", job=in_finished_run["job"])
     assert any("finished" in s.value for s in at.success)
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 2
-    run_id = at.dataframe[0].value["run_id"].iloc[1]
+    (table,) = [d for d in at.dataframe if d.key.startswith("table-")]  # (the other is the settings' preview)
+    assert len(table.value) == 2
+    run_id = table.value["run_id"].iloc[0]  # newest first: the INT8 row
     at.selectbox(key=f"detail-{in_finished_run['job']}").select(run_id).run()
     assert [m.label for m in at.metric][:2] == ["Top-1", "Agreement with FP32"]
     assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSON", "Download HTML report"]
@@ -162,6 +163,12 @@ def test_impossible_grid_shows_the_reasons():
     assert next(b for b in at.button if b.label == "Run sweep").disabled
 
 
+def test_a_sweep_link_naming_int4_and_no_mode_opens_on_weight_only():
+    at = _app("pages/sweep.py", g_precision="INT4")  # as a precision chosen on the page, it adds its mode
+    assert at.pills(key="g_mode").value == ["static", "weight-only"] and _errors(at) == []
+    assert any("The grid: **1 spec**" in m.value for m in at.markdown)
+
+
 def test_runs_page_lists_compares_and_survives_a_restart(in_finished_run):
     at = _app("pages/runs.py")  # a fresh AppTest: a new session, as after a server restart
     assert len(at.dataframe[0].value) == 2
@@ -170,7 +177,8 @@ def test_runs_page_lists_compares_and_survives_a_restart(in_finished_run):
     at.selectbox(key="cmp_b").select(ids[1]).run()
     assert [m.label for m in at.metric][:2] == ["Top-1 %", "Agreement %"]
     at.multiselect(key="f_precision").select("int8").run()
-    assert list(at.dataframe[0].value["run_id"]) == [ids[1]]
+    assert list(at.dataframe[0].value["run_id"]) == [ids[0]]  # newest first
+    assert at.multiselect(key="f_precision").options == ["FP32", "INT8"]  # named as on every page
 
 
 def test_runs_page_deletes_selected_rows(in_finished_run, tmp_path, monkeypatch):
@@ -184,6 +192,70 @@ def test_runs_page_deletes_selected_rows(in_finished_run, tmp_path, monkeypatch)
     next(b for b in at.button if b.label == "Delete").click().run()
     assert len(_store().results()) == 1
     assert len(at.dataframe[0].value) == 1
+
+
+def test_deleting_a_jobs_fp32_row_is_said_and_fp32_can_be_measured_again(in_finished_run, tmp_path, monkeypatch):
+    copy = tmp_path / "copy"
+    shutil.copytree(in_finished_run["home"], copy)
+    monkeypatch.setenv("QCORE_HOME", str(copy))
+    jid = in_finished_run["job"]
+    fp32 = next(r for r in _store().results() if r.spec.is_reference)
+    at = _app("pages/runs.py")
+    row = list(at.dataframe[0].value["run_id"]).index(fp32.run_id)
+    at.session_state["runs-table"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    at.run()
+    assert any(f"{fp32.run_id} is the FP32 row of job {jid}" in w.value and "1 other row(s)" in w.value
+               for w in at.warning), [w.value for w in at.warning]
+    at.checkbox(key="delete_sure").check().run()
+    next(b for b in at.button if b.label == "Delete").click().run()
+    at = _app("pages/sweep.py", job=jid)  # the orphaned chart says so, and offers FP32 again
+    assert any(f"The FP32 row of job {jid} was deleted" in w.value for w in at.warning), [w.value for w in at.warning]
+    next(b for b in at.button if b.label == "Measure FP32 again").click().run()
+    assert _store().job(jid).state == "queued"
+    _run_queued_job()
+    rows = _store().results(sweep_id=jid)
+    assert sorted(r.label for r in rows) == ["FP32", "INT8 per-channel min-max asym dynamic"]
+    at = _app("pages/sweep.py", job=jid)
+    assert not any("was deleted" in w.value for w in at.warning)
+
+
+def test_a_zero_change_has_no_arrow_and_no_colour(in_finished_run):
+    at = _app("pages/sweep.py", job=in_finished_run["job"])
+    fp32 = next(r for r in _store().results() if r.spec.is_reference)
+    at.selectbox(key=f"detail-{in_finished_run['job']}").select(fp32.run_id).run()
+    top1 = at.metric[0]
+    assert top1.label == "Top-1" and top1.delta == "+0.00 pts vs FP32"
+    assert top1.proto.direction == top1.proto.MetricDirection.NONE and top1.proto.color == top1.proto.MetricColor.GRAY
+
+
+def test_home_says_what_the_first_start_costs():
+    at = _app()
+    text = next(m.value for m in at.markdown if m.value.startswith("**What the first start costs"))
+    assert "the trained baseline shipped with qcore is used (88.87% top-1 on 10,000 test images): nothing to " \
+        "train" in text
+    assert "The sweep: about " in text and "18 s of timing, the 6 s budget for FP32 and each spec" in text
+    at = _app("pages/explore.py", model="resnet18", weights="baseline")  # no baseline: training's cost, estimated
+    assert any("Baseline for resnet18 on Fashion-MNIST: no baseline yet: the first run trains one first, about 7 "
+               "min (1,638 steps at the speed recorded on a quiet 2-core CPU for resnet18" in c.value
+               for c in at.caption), [c.value for c in at.caption]
+
+
+def test_a_baseline_trained_by_another_process_is_shown_as_such():
+    from qcore import baseline_lock, train
+
+    path = train.baseline_path("resnet18", "fashion-mnist", train.recipe_for("resnet18", "fashion-mnist"))
+    baseline_lock.lock_path(path).touch()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(baseline_lock.lock_path(path))], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        at = _app("pages/explore.py", model="resnet18", weights="baseline")
+        assert any("being trained by another process right now" in c.value for c in at.caption), \
+            [c.value for c in at.caption]
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 # -- jobs: queue, cancel, interrupted -------------------------------------------------------------------
@@ -336,7 +408,7 @@ def _pt(state) -> bytes:
 def test_checkpoint_that_does_not_fit_the_model_keeps_run_disabled_and_can_be_deleted():
     import torch
 
-    at = _app("pages/explore.py", weights="upload")
+    at = _app("pages/explore.py", model="resnet18", weights="upload")
     at.file_uploader(key="ckpt_upload").set_value(("one.pt", _pt({"fc.weight": torch.zeros(10, 512)}), "")).run()
     assert "**one.pt**: 1 tensors, 0.01 M values" in [c.value for c in at.caption]
     assert any(e.startswith("one.pt does not fit resnet18: missing keys (121): bn1.bias") for e in _errors(at)), \

@@ -29,6 +29,7 @@ pytestmark = [
 def small_sweep_query(ckpt: str) -> str:
     """FP32 baseline, INT8 dynamic and FP16 on the random resnet18, with few images and a short budget."""
     q = [
+        ("model", "resnet18"),
         ("weights", "upload"),
         ("ckpt", ckpt),
         ("calib", "32"),
@@ -181,7 +182,8 @@ def test_uploads_show_what_they_hold_refuse_what_cannot_work_and_can_be_deleted(
             page.set_default_timeout(60_000)
             expect.set_options(timeout=120_000)
             try:
-                page.goto(f"{url}/explore?{urlencode({'dataset': 'upload a zip of class folders ...'})}")
+                query = {"model": "resnet18", "dataset": "upload a zip of class folders ..."}
+                page.goto(f"{url}/explore?{urlencode(query)}")
                 page.locator("input[type=file]").set_input_files(str(one))
                 expect(page.get_by_text("cats-only.zip cannot be a classifier's dataset: it holds one class "
                                         "folder with images ('cats')")).to_be_visible()

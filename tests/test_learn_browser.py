@@ -49,7 +49,7 @@ def test_bits_slider_changes_scale_and_sqnr(tmp_path, resnet18_checkpoint, fashi
             page.set_default_timeout(120_000)
             expect.set_options(timeout=180_000)  # the first page imports torch and captures: slow on a busy machine
             try:
-                page.goto(f"{url}/learn?weights=upload&ckpt={ckpt}&layer=fc&kind=activations&bits=4")
+                page.goto(f"{url}/learn?model=resnet18&weights=upload&ckpt={ckpt}&layer=fc&kind=activations&bits=4")
                 expect(page.get_by_text("5 · What it does to the model")).to_be_visible()
                 wait_idle(page, 180_000)
                 scale, sqnr = _metric(page, "scale s"), _sqnr(page)

@@ -46,7 +46,7 @@ def _learn(ckpt: str | None = None, **query) -> AppTest:
     at.run()
     at.switch_page(PAGE)
     if ckpt:
-        query = {"weights": "upload", "ckpt": ckpt, **query}
+        query = {"model": "resnet18", "weights": "upload", "ckpt": ckpt, **query}
     at.query_params.update(query)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -134,6 +134,6 @@ def test_one_click_measures_the_model_and_shows_the_flipped_images(in_home):
 
 
 def test_a_missing_baseline_is_pointed_to_not_trained():
-    at = _learn(None)  # weights: baseline, and this data home has none
+    at = _learn(None, model="resnet18")  # weights: baseline, and this data home has none (qcore ships another)
     assert any("python -m qcore train --model resnet18 --dataset fashion-mnist" in w.value for w in at.warning)
     assert not at.subheader

@@ -103,3 +103,87 @@ def test_the_default_grid_is_the_baseline_and_static_int8():
     specs, skipped = expand_grid(**DEFAULT_GRID)
     assert specs == [FP32, QuantSpec()] and not skipped
     assert set(DEFAULT_GRID) <= set(CHOICES) | {"group_size", "percentile"}
+
+
+# -- labels read back (QuantSpec.parse), spec lists (parse_specs), the modes a precision allows -------------------
+
+
+def test_every_label_reads_back_as_its_spec():
+    from qcore.spec import GROUP_SIZES
+
+    specs, _ = expand_grid(**{k: list(v) for k, v in CHOICES.items() if k != "device"},
+                           group_size=list(GROUP_SIZES), percentile=[99.0, 99.99, 99.99999, 100.0, 73.123456789])
+    assert len(specs) > 1000
+    for spec in specs:
+        assert QuantSpec.parse(spec.label(), device=spec.device) == spec, spec.label()
+    assert QuantSpec("fp32", backend="ort").label() == "FP32 [ort]"  # a variant, never mistaken for the baseline
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("int8 per-channel minmax static", QuantSpec()),
+    ("INT4 weight-only per-group 64 mse", QuantSpec("int4", granularity="per-group", group_size=64, calibration="mse",
+                                                    mode="weight-only")),
+    ("int8 per-tensor percentile 99.9 sym", QuantSpec(granularity="per-tensor", calibration="percentile",
+                                                      percentile=99.9, scheme="symmetric")),
+    ("INT8 moving-average min-max", QuantSpec(calibration="moving-average")),
+    ("int4 per-group(32) MSE weight-only backend=torchao", QuantSpec("int4", granularity="per-group", group_size=32,
+                                                                     calibration="mse", mode="weight-only",
+                                                                     backend="torchao")),
+    ("fp16", QuantSpec("fp16")),
+], ids=lambda v: v if isinstance(v, str) else None)  # fmt: skip
+def test_short_texts_parse_with_defaults_for_what_is_not_said(text, expected):
+    assert QuantSpec.parse(text) == expected
+    assert QuantSpec.parse(text, device="cpu").device == "cpu"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "an empty spec"),
+    ("per-channel static", "names no precision; allowed: fp32, fp16, bf16, int8, int4"),
+    ("int8 fast", "'fast' in 'int8 fast' is not a precision, granularity, calibration, scheme or mode"),
+    ("int8 int4", "precision is given twice ('int8' and 'int4')"),
+    ("int8 static(3)", "only per-group(N) and percentile(P) take a number"),
+    ("int8 bits=3", "'bits' in 'int8 bits=3' is not a QuantSpec field"),
+    ("int8 per-group(x) weight-only", "'x' is not an integer"),
+    ("int4 per-channel static", "mode='static' is not allowed with precision='int4'"),
+    ("int8 [tensorrt]", "backend='tensorrt' is not allowed"),
+], ids=lambda v: v or "empty")  # fmt: skip
+def test_texts_that_are_not_specs_say_why(text, message):
+    with pytest.raises(SpecError) as err:
+        QuantSpec.parse(text)
+    assert message in str(err.value)
+
+
+def test_a_spec_list_reads_labels_words_and_json_lines_or_a_json_list():
+    from qcore.spec import parse_specs
+
+    text = """# four INT8 static settings and one INT4
+    INT8 per-channel min-max asym static
+    int8 per-tensor minmax static
+
+    int8 per-channel entropy static
+    {"precision": "int8", "granularity": "per-tensor", "calibration": "mse"}
+    int4 weight-only per-group 64 mse
+    """
+    specs = parse_specs(text, device="cpu")
+    assert [s.label() for s in specs] == [
+        "INT8 per-channel min-max asym static", "INT8 per-tensor min-max asym static",
+        "INT8 per-channel entropy (KL) asym static", "INT8 per-tensor MSE asym static",
+        "INT4 per-group(64) MSE asym weight-only"]  # fmt: skip
+    assert {s.device for s in specs} == {"cpu"}
+    as_json = parse_specs('["int8 per-tensor minmax static", {"precision": "fp16"}]')
+    assert as_json == [QuantSpec(granularity="per-tensor"), QuantSpec("fp16")]
+    with pytest.raises(SpecError, match=r"spec 2 \('int9 static'\): 'int9'"):
+        parse_specs("int8\nint9 static")
+    with pytest.raises(SpecError, match="spec 1 .*unknown QuantSpec field"):
+        parse_specs('{"precision": "int8", "bits": 3}')
+
+
+def test_the_modes_a_precision_allows_come_from_the_rules():
+    from qcore.spec import allowed_modes
+
+    assert allowed_modes("int4") == ["weight-only"]
+    assert allowed_modes("int8") == ["static", "dynamic", "weight-only"]
+    assert allowed_modes("int8", granularity="per-group") == ["weight-only"]
+    assert allowed_modes("int8", calibration="entropy") == ["static"]
+    assert allowed_modes("int4", calibration="entropy") == ["weight-only"]  # no mode fits: the precision's own
+    assert allowed_modes("fp16") == []

@@ -21,7 +21,8 @@ SPECS = [
 
 @pytest.fixture
 def config(fashion_mnist, resnet18_checkpoint):
-    return SweepConfig(weights=str(resnet18_checkpoint), calib_size=32, eval_limit=64, latency_budget_s=0.2)
+    return SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), calib_size=32, eval_limit=64,
+                       latency_budget_s=0.2)
 
 
 def test_a_failing_spec_becomes_an_error_row_and_the_rest_go_on(config, monkeypatch):
@@ -39,6 +40,9 @@ def test_a_failing_spec_becomes_an_error_row_and_the_rest_go_on(config, monkeypa
     assert "injected failure" in results[2].error
     assert seen == results  # each result was handed over as soon as it was measured
     assert progress[-1] == (4, 4)
+    dones = [d for d, _ in progress]
+    assert dones == sorted(dones)  # never back, never a jump over a spec: the ETA counts the phases of a spec
+    assert [round(d, 3) for d in dones if 1 <= d < 2] == [1.0, 1.333, 1.667]  # quantize, evaluate, time
     base, int8, _, int4 = results
     assert base.spec == FP32 and base.speedup == 1.0 and base.size_ratio == 1.0
     assert int8.kernel == "native" and int8.backend == "fx" and int8.size_ratio < 0.26
@@ -110,7 +114,7 @@ def test_a_missing_baseline_is_trained_with_its_progress_shown(fashion_mnist, mo
     monkeypatch.setattr(train, "recipe_for", lambda *a, **k: dataclasses.replace(
         real(*a, **k), train_limit=96, eval_limit=32, max_steps=3, batch_size=32))
     messages = []
-    prep = prepare(SweepConfig(weights="baseline", calib_size=8, eval_limit=16),
+    prep = prepare(SweepConfig(model="resnet18", weights="baseline", calib_size=8, eval_limit=16),
                    progress=lambda d, t, m: messages.append(m))
     assert prep.loaded.weights.startswith("baseline:")
     training = [m for m in messages if m.startswith("training the resnet18 baseline, ")]

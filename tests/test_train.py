@@ -109,3 +109,73 @@ def test_cancel_saves_nothing(fashion_mnist, fashion32):
 def test_the_dataset_trained_on_must_be_the_recipes(fashion_mnist, fashion32):
     with pytest.raises(ValueError, match="recipe is for fashion-mnist at 28 px, the dataset given is .* at 32"):
         train.train_baseline("resnet18", fashion32, recipe=dataclasses.replace(_tiny(), image_size=28))
+
+
+# -- the shipped baseline, and one trainer per baseline ------------------------------------------------------------
+
+
+def test_the_shipped_baseline_is_found_and_scores_its_recorded_top1(fashion_mnist):
+    """The offline default's baseline ships with qcore (qcore/shipped), is loaded like a cached one (safetensors,
+    classes checked, no training), and scores what its record says on all 10,000 test images at 32 px."""
+    from qcore import weights
+    from qcore.sweep import SweepConfig
+
+    model = SweepConfig().model
+    recipe = train.recipe_for(model, "fashion-mnist")
+    path = train.find_baseline(model, "fashion-mnist")
+    assert path == train.SHIPPED / f"{model}__fashion-mnist__{recipe.key()}.safetensors"
+    meta = train.baseline_meta(path)
+    assert (meta["recipe_key"], meta["test_images"], meta["test_accuracy"]) == (recipe.key(), 10_000, 0.8887)
+    bundle = weights.load_dataset_for(model, "fashion-mnist")
+    loaded = weights.load_model(model, bundle, "auto", progress=lambda *a: pytest.fail(f"it trained: {a}"))
+    assert loaded.weights == f"baseline:{path}" and loaded.classes == meta["classes"]
+    top1 = train.evaluate(loaded.model, bundle.test)
+    assert len(bundle.test) == 10_000 and top1 * 100 == pytest.approx(meta["test_accuracy"] * 100, abs=0.01)
+
+
+def test_a_baseline_in_the_data_home_comes_before_the_shipped_one(_isolated_home):
+    recipe = train.recipe_for("mobilenet_v3_small", "fashion-mnist")
+    mine = train.baseline_path("mobilenet_v3_small", "fashion-mnist", recipe)
+    assert train.find_baseline("mobilenet_v3_small", "fashion-mnist") == train.SHIPPED / mine.name
+    mine.write_bytes(b"")
+    assert train.find_baseline("mobilenet_v3_small", "fashion-mnist").parent == train.SHIPPED  # no record: not one
+    mine.with_suffix(".json").write_text("{}")
+    assert train.find_baseline("mobilenet_v3_small", "fashion-mnist") == mine
+
+
+FIRST_TRAINER = """
+import json, sys, time
+from qcore import data, train
+recipe = train.Recipe(**json.loads(sys.argv[1]))
+path = train.train_baseline("resnet18", data.load_dataset("fashion-mnist", 32), recipe=recipe,
+                            progress=lambda done, total, message: time.sleep(1.5))  # slow enough to be caught at it
+print(path)
+"""
+
+
+def test_a_second_trainer_waits_for_the_first_and_loads_its_baseline(fashion_mnist, fashion32):
+    """Two processes want the same baseline: the second (this one) waits for the first's lock, says so, and
+    then returns the file the first saved instead of training it again."""
+    import subprocess
+    import sys
+    import time
+
+    recipe = _tiny()
+    first = subprocess.Popen([sys.executable, "-c", FIRST_TRAINER, json.dumps(dataclasses.asdict(recipe))],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not train.training_elsewhere("resnet18", "fashion-mnist", recipe):
+            assert first.poll() is None, first.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the first trainer never took the lock"
+            time.sleep(0.1)
+        messages = []
+        path = train.train_baseline("resnet18", fashion32, recipe=recipe, progress=lambda d, t, m: messages.append(m))
+        out, err = first.communicate(timeout=240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, err[-2000:]
+    assert path == train.baseline_path("resnet18", "fashion-mnist", recipe) and out.strip() == str(path)
+    assert messages and all(m.startswith(train.WAITING) for m in messages), messages  # waited, trained nothing
+    assert not train.training_elsewhere("resnet18", "fashion-mnist", recipe)

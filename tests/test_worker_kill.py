@@ -32,7 +32,8 @@ def test_killed_worker_keeps_finished_rows_and_resumes_the_rest(tmp_path, resnet
 
     db = tmp_path / "runs.sqlite"
     store = Store(db)
-    config = SweepConfig(weights=str(resnet18_checkpoint), calib_size=32, eval_limit=64, latency_budget_s=0.2)
+    config = SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), calib_size=32, eval_limit=64,
+                         latency_budget_s=0.2)
     jid = store.submit_job(config.to_dict(), [s.to_dict() for s in SPECS])
 
     env = {**os.environ, "QCORE_HOME": str(tmp_path), "QCORE_DB": str(db)}
@@ -85,7 +86,7 @@ def test_killed_cli_sweep_resumes_with_every_spec_once(tmp_path, resnet18_checkp
     db = tmp_path / "runs.sqlite"
     store = Store(db)
     grid = ["--precision", "int8,fp16", "--mode", "dynamic", "--granularity", "per-channel,per-tensor"]
-    cmd = [sys.executable, "-m", "qcore", "sweep", "--weights", str(resnet18_checkpoint), *grid,
+    cmd = [sys.executable, "-m", "qcore", "sweep", "--model", "resnet18", "--weights", str(resnet18_checkpoint), *grid,
            "--calib-size", "32", "--eval-limit", "64", "--latency-budget", "0.2"]  # fmt: skip
     env = {**os.environ, "QCORE_HOME": str(tmp_path), "QCORE_DB": str(db), "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "cli.log", "wb")  # noqa: SIM115

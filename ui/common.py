@@ -17,8 +17,8 @@ from qcore.store import Job, Store, default_db
 from qcore.uploads import dataset_label, no_paths
 
 __all__ = ["NO_WORKER_ENV", "store", "start_worker", "hardware", "prewarm", "model_names", "model_info",
-           "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "dataset_label", "no_paths",
-           "job_label", "query_job"]
+           "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "sweep_cost", "dataset_label",
+           "no_paths", "job_label", "query_job", "count_text", "measured_text", "label_of", "delta_style"]
 
 # Set by tests that run jobs in-process: the pages then never start a worker process.
 NO_WORKER_ENV = "QCORE_APP_NO_WORKER"
@@ -116,20 +116,68 @@ def dataset_image_size(dataset: str) -> int:
 
 
 def baseline_status(model: str, dataset: str, image_size: int | None = None) -> str:
-    """Whether qcore has a trained baseline of ``model`` on ``dataset`` (at ``image_size``, None: the
-    dataset's) cached ("" when unknown)."""
+    """Whether qcore has a trained baseline of ``model`` on ``dataset`` (at ``image_size``, None: the dataset's):
+    shipped with qcore, cached, being trained by another process right now, or missing (then what training
+    one will cost, as an estimate); "" when unknown."""
     try:
-        from qcore import train
+        from qcore import estimate, train
 
-        found = train.find_baseline(model, dataset, train.recipe_for(model, dataset, image_size=image_size))
+        recipe = train.recipe_for(model, dataset, image_size=image_size)
+        found = train.find_baseline(model, dataset, recipe)
+        if found is not None:
+            meta = train.baseline_meta(found)
+            score = f"{meta['test_accuracy']:.2%} top-1 on {meta['test_images']:,} test images"
+            if found.parent == train.SHIPPED:
+                return f"the trained baseline shipped with qcore is used ({score}): nothing to train"
+            return f"a trained baseline is cached ({score})"
+        if train.training_elsewhere(model, dataset, recipe):
+            return "being trained by another process right now (a job or the CLI): a run waits for it, then loads it"
+        cost = estimate.training_seconds(model, dataset, image_size)
     except Exception:  # an unknown pair or an unreadable folder: the run itself will say more
         return ""
-    return "a trained baseline is cached" if found else "no baseline yet: the first run trains one (minutes)"
+    return "no baseline yet: the first run trains one first" + (f", {cost.text()}" if cost else " (minutes)")
+
+
+def sweep_cost(config: dict, n_specs: int) -> str:
+    """What a sweep of ``n_specs`` specs with ``config`` will take, as an estimate (:mod:`qcore.estimate`)."""
+    from qcore import estimate
+
+    try:
+        return estimate.sweep_seconds(config, n_specs, store().jobs(limit=50, kind="sweep")).text()
+    except Exception:  # no record to go by: say nothing rather than guess
+        return ""
+
+
+def label_of(value) -> str:
+    """How a spec's value is named to a user, on every page: ``FP32``, ``min-max``, ``entropy (KL)`` (from
+    :data:`qcore.spec.LABELS`); a value without a label as it is (``per-channel``, ``64``)."""
+    from qcore.spec import LABELS
+
+    return LABELS.get(value, str(value)) if isinstance(value, str) else str(value)
+
+
+def delta_style(delta: float | None, colour: str = "normal", digits: int = 2) -> dict:
+    """``st.metric``'s delta colour and arrow: none for a change that shows as zero at ``digits`` decimals
+    (+0.00 points is no change, not a red or green arrow); ``colour`` ("normal", "inverse") otherwise."""
+    if delta is None or round(delta, digits) == 0:
+        return {"delta_color": "off", "delta_arrow": "off"}
+    return {"delta_color": colour}
+
+
+def count_text(n: int) -> str:
+    """How every page counts a sweep: ``4 specs + the FP32 baseline`` (the baseline is always measured first,
+    so a sweep of 4 specs shows 5 steps of progress)."""
+    return f"{n} spec{'' if n == 1 else 's'} + the FP32 baseline"
+
+
+def measured_text(job: Job) -> str:
+    """``2/5 measured``: whole specs done (a running spec's finished phases count in the progress bar only)."""
+    return f"{int(job.done)}/{job.total} {'measured' if job.kind == 'sweep' else 'steps'}"
 
 
 def job_label(job: Job) -> str:
     c = job.config
-    what = f"{len(job.specs)} spec(s)" if job.kind == "sweep" else f"{job.kind}: {c.get('layer')} {c.get('kind')}"
+    what = count_text(len(job.specs)) if job.kind == "sweep" else f"{job.kind}: {c.get('layer')} {c.get('kind')}"
     return f"{job.job_id} · {c.get('model')} on {dataset_label(str(c.get('dataset')))} · {what}"
 
 

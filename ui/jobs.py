@@ -14,14 +14,15 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from qcore.result import Result
+from qcore.result import Result, baseline_of
 from qcore.spec import QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
 
-from .common import no_paths, query_job, start_worker, store
+from .common import measured_text, no_paths, query_job, start_worker, store
 
-__all__ = ["POLL_S", "submit", "remember", "current", "eta_text", "status", "resumable", "resume_button", "panel"]
+__all__ = ["POLL_S", "submit", "remember", "current", "eta_text", "status", "resumable", "resume_button",
+           "missing_baseline", "panel"]
 
 POLL_S = 1.0
 _STATE_TEXT = {
@@ -63,21 +64,30 @@ def current(session_key: str, kind: str = "sweep") -> str | None:
     return jid
 
 
-def eta_text(job: Job) -> str:
+def eta_text(job: Job, now: float | None = None) -> str:
+    """Time elapsed and left. ``job.done`` counts a running spec's finished phases (quantize, evaluate, time) as
+    fractions, so the estimate moves while a spec runs; it is made when ``done`` last changed (the time taken
+    per step so far, times the steps left) and then counts down, instead of growing with every second that
+    the current phase takes: 2 of 5 done after 60 s leaves 3 x 30 s = 90 s, and 10 s later 80 s."""
     if job.state != "running" or not job.started_at:
         return ""
-    elapsed = time.time() - job.started_at
+    now = time.time() if now is None else now
+    elapsed = now - job.started_at
     if job.done <= 0 or job.total <= 0:
         return f"{elapsed:.0f} s elapsed, estimating the time left after the first result"
-    left = elapsed / job.done * (job.total - job.done)
-    return f"{elapsed:.0f} s elapsed, about {left:.0f} s left"
+    memo = st.session_state.setdefault("eta", {})
+    seen = memo.get(job.job_id)
+    if seen is None or seen[0] != job.done:
+        seen = memo[job.job_id] = (job.done, elapsed)
+    left = seen[1] / job.done * (job.total - job.done) - (elapsed - seen[1])
+    return f"{elapsed:.0f} s elapsed, " + (f"about {left:.0f} s left" if left >= 1 else "finishing the current step")
 
 
 def status(job: Job, key: str) -> None:
     """Progress bar, message, ETA, queue position; Cancel while active, Resume when interrupted."""
     s = store()
     frac = job.done / job.total if job.total else 0.0
-    head = f"Job {job.job_id}: {_STATE_TEXT.get(job.state, job.state)} · {job.done}/{job.total} measured"
+    head = f"Job {job.job_id}: {_STATE_TEXT.get(job.state, job.state)} · {measured_text(job)}"
     if job.state == "queued":
         pos = s.queue_position(job.job_id)
         ahead = "it runs next" if pos == 1 else f"{(pos or 1) - 1} job(s) ahead of it"
@@ -120,6 +130,29 @@ def resume_button(where, job: Job, key: str, label: str = "Resume") -> None:
         store().resume_job(job.job_id)
         start_worker()
         st.rerun()
+
+
+def missing_baseline(job: Job, rows: list[Result], key: str) -> bool:
+    """When a finished sweep has rows but its FP32 row is gone (deleted on the Runs page): say that its deltas,
+    agreement and speed-ups have no reference row now, and offer to measure FP32 again (the job is queued once
+    more; its other rows are kept, so only FP32 is measured). Returns True when the warning was shown."""
+    if job.kind != "sweep" or job.active or not rows or baseline_of(rows) is not None:
+        return False
+    if not any(r.spec.is_reference for r in rows) and all(not r.baseline_run_id for r in rows):
+        return False  # rows of before baseline_run_id existed, and no FP32 among them: nothing to say
+    st.warning(
+        f"The FP32 row of job {job.job_id} was deleted: the top-1 changes, agreement and speed-ups of its "
+        f"{len(rows)} other row(s) were measured against it, and the chart and table have no reference point now. "
+        "Their numbers stay as measured; measuring FP32 again gives the job a reference row (top-1 on the same "
+        "images; its latency is timed again).",
+        icon=":material/link_off:",
+    )
+    if st.button("Measure FP32 again", key=f"{key}-refp32", icon=":material/replay:"):
+        store().update_job(job.job_id, state="queued", pid=None, cancel=0, error="", finished_at=None,
+                           message="queued to measure FP32 again")  # fmt: skip
+        start_worker()
+        st.rerun()
+    return True
 
 
 def panel(jid: str, key: str, render: Callable[[Job, list[Result]], None]) -> None:

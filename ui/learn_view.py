@@ -19,7 +19,7 @@ from qcore.store import Job
 from . import jobs
 from . import learn_charts as charts
 from . import learn_data as data
-from .common import dataset_label, query_job, start_worker, store
+from .common import dataset_label, delta_style, query_job, start_worker, store
 
 SESSION_KEY = "learn_job"
 JOB_KIND = "learn-layer"
@@ -224,8 +224,9 @@ def _result(job: Job, current: LayerSetting | None) -> None:
         st.info(f"This result is for {r['label']} ({r['setting']['model']}, {r['setting']['weights']}); press "
                 "Measure for the setting shown above.", icon=":material/info:")
     c = st.columns(4)
-    c[0].metric("Top-1", f"{r['top1']:.2f} %", delta=f"{r['top1_delta']:+.2f} pts vs FP32 ({r['top1_fp32']:.2f} %)",
-                delta_color="normal" if abs(r["top1_delta"]) > 1e-9 else "off", border=True,
+    c[0].metric("Top-1", f"{r['top1']:.2f} %",
+                delta=f"{round(r['top1_delta'], 2) or 0.0:+.2f} pts vs FP32 ({r['top1_fp32']:.2f} %)",
+                **delta_style(r["top1_delta"]), border=True,
                 help="share of the test images whose top class is the true one; the change is against the same "
                      "model in FP32 on the same images")  # fmt: skip
     c[1].metric("Agreement with FP32", f"{r['agreement']:.1f} %", border=True,

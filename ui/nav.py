@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .common import store
+from .common import measured_text, store
 
 __all__ = ["PAGES", "SWEEP_PAGE", "setup", "queue"]
 
@@ -26,7 +26,8 @@ def job_page(job) -> str:
 
 
 def setup(title: str) -> None:
-    st.set_page_config(page_title=f"{title} · qcore", page_icon=":material/speed:", layout="wide")
+    # an emoji, drawn by the browser: a ":material/...:" icon would be fetched from a font host (fails offline)
+    st.set_page_config(page_title=f"{title} · qcore", page_icon="🧮", layout="wide")
     with st.sidebar:
         st.markdown("**qcore** · quantization explorer")
         for script, label, icon in PAGES:
@@ -51,7 +52,7 @@ def _queue() -> None:
     for j in sorted(active, key=lambda j: j.created_at)[:4]:
         st.page_link(
             job_page(j),
-            label=f"{j.job_id} · {j.state} {j.done}/{j.total}",
+            label=f"{j.job_id} · {j.state} {measured_text(j)}",
             query_params={"job": j.job_id},
             icon=":material/pending:",
         )

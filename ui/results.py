@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,7 +17,7 @@ from qcore.explain import explain
 from qcore.report import DASH, fmt
 from qcore.result import Result
 
-from .common import dataset_label
+from .common import dataset_label, delta_style
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
            "pareto", "downloads", "compare"]
@@ -36,21 +37,22 @@ TIPS = {
 
 
 def frame(results: Sequence[Result]) -> pd.DataFrame:
-    """One row per result, oldest first (so rows keep their places while a sweep streams in)."""
+    """One row per result, newest first (as the CSV, the JSON and the store list them), with its date."""
     rows = []
-    for r in sorted(results, key=lambda r: r.created_at):
+    for r in sorted(results, key=lambda r: r.created_at, reverse=True):
         rows.append({
             "spec": r.label, "status": r.status, "top-1 %": r.top1, "Δ top-1 pts": r.top1_delta,
             "agreement %": r.agreement, "p50 ms": r.latency_ms_p50, "speed-up ×": r.speedup,
             "size MB": None if r.size_bytes is None else r.size_bytes / 1e6, "size ×": r.size_ratio,
             "kernel": r.kernel, "backend": r.backend, "pareto": bool(r.pareto), "model": r.model,
             "dataset": dataset_label(r.dataset), "sweep": r.sweep_id, "run_id": r.run_id, "error": r.error,
+            "measured": datetime.fromtimestamp(r.created_at),  # the server's local time, as the job list
         })  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 COLUMNS = ["spec", "status", "top-1 %", "Δ top-1 pts", "agreement %", "p50 ms", "speed-up ×", "size MB", "size ×",
-           "kernel", "backend", "pareto", "model", "dataset", "sweep", "run_id", "error"]  # fmt: skip
+           "kernel", "backend", "pareto", "model", "dataset", "sweep", "measured", "run_id", "error"]  # fmt: skip
 COLUMN_CONFIG = {
     "top-1 %": st.column_config.NumberColumn(format="%.2f", help=TIPS["top1"]),
     "Δ top-1 pts": st.column_config.NumberColumn(format="%+.2f", help=TIPS["delta"]),
@@ -61,6 +63,7 @@ COLUMN_CONFIG = {
     "size ×": st.column_config.NumberColumn(format="%.3f", help=TIPS["size"]),
     "kernel": st.column_config.TextColumn(help=TIPS["kernel"]),
     "pareto": st.column_config.CheckboxColumn(help=TIPS["pareto"]),
+    "measured": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", help="when the row was measured"),
 }
 
 
@@ -81,7 +84,8 @@ def metric_cards(r: Result) -> None:
     c[0].metric(
         "Top-1",
         fmt(r.top1, ".2f", " %"),
-        delta=fmt(r.top1_delta, "+.2f", " pts vs FP32"),
+        delta=fmt(None if r.top1_delta is None else round(r.top1_delta, 2) or 0.0, "+.2f", " pts vs FP32"),  # no -0.00
+        **delta_style(r.top1_delta),
         help=f"{TIPS['top1']}; the change: {TIPS['delta']}",
         border=True,
     )
@@ -222,12 +226,14 @@ def compare(a: Result, b: Result) -> None:
         va, vb = getattr(a, attr), getattr(b, attr)
         if attr == "size_bytes":
             va, vb = (None if v is None else v / 1e6 for v in (va, vb))
-        delta = None if va is None or vb is None else format(vb - va, "+" + spec)
+        change = None if va is None or vb is None else vb - va
+        digits = int(spec.strip(".f"))
+        delta = None if change is None else format(round(change, digits) or 0.0, "+" + spec)  # never "-0.00"
         col.metric(
             title,
             fmt(vb, spec),
             delta=delta,
-            delta_color=colour,
+            **delta_style(change, colour, digits),
             border=True,
             help=f"B; A was {fmt(va, spec)}. The change is B minus A.",
         )

@@ -13,13 +13,13 @@ import streamlit as st
 from qcore import uploads
 from qcore.data.registry import list_datasets
 from qcore.limits import LIMITS
-from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, LABELS, QuantSpec
+from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QuantSpec, allowed_modes
 from qcore.sweep import SweepConfig
 
 from . import upload_panel
-from .common import dataset_image_size, dataset_label, hardware, input_problem, model_info, model_names
+from .common import dataset_image_size, dataset_label, hardware, input_problem, label_of, model_info, model_names
 
-__all__ = ["UPLOAD", "UPLOAD_LABEL", "WEIGHTS", "HELP", "config_widgets", "spec_single", "spec_grid"]
+__all__ = ["UPLOAD", "UPLOAD_LABEL", "WEIGHTS", "HELP", "GRID_FIELDS", "config_widgets", "spec_single", "spec_grid"]
 
 _D = SweepConfig()  # the CLI's defaults
 _S = QuantSpec()
@@ -48,10 +48,6 @@ def _range(name: str) -> tuple:
     """``(min, max)`` of a number input, from :data:`qcore.limits.LIMITS` (the CLI's ranges too)."""
     lim = LIMITS[name]
     return lim.kind(lim.lo), lim.kind(lim.hi)
-
-
-def _label(v) -> str:
-    return LABELS.get(v, str(v)) if isinstance(v, str) else str(v)
 
 
 def _on_checkpoint() -> None:
@@ -174,7 +170,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         _D.image_size,
         key="imgsize",
         bind="query-params",
-        placeholder=f"the dataset's ({native} px)" if native else "the dataset's",
+        placeholder=f"{native} px" if native else "the data's",  # short: a quarter of 1024 px shows ~8 characters
         help="side the images are resized to for calibration, accuracy and a baseline's training "
         "(a new size trains its own baseline); empty: the dataset's",
     )
@@ -185,7 +181,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         _D.input_size,
         key="size",
         bind="query-params",
-        placeholder=f"the image size ({images} px)" if images else "the image size",
+        placeholder=f"{images} px" if images else "as images",
         help="side of the random images timed; empty: the image size",
     )
     if weights == "upload" and path is not None:
@@ -196,7 +192,7 @@ def config_widgets() -> tuple[dict, list[str]]:
     elif size and size != images and (why := input_problem(model, int(size))):
         problems.append(f"latency input size {size} px does not fit: {why}")
 
-    with st.expander("Advanced: calibration and evaluation sizes, seed, timing budget"):
+    with st.expander("Advanced: calibration and evaluation sizes, seed, timing budget, compiled FP32"):
         a1, a2, a3, a4 = st.columns(4)
         calib = a1.number_input(
             "Calibration images",
@@ -225,25 +221,59 @@ def config_widgets() -> tuple[dict, list[str]]:
             bind="query-params",
             help="seconds of interleaved timing",
         )
+        compiled = st.checkbox(
+            "Also time FP32 compiled (AOTInductor)",
+            _D.fp32_compiled,
+            key="compiled",
+            bind="query-params",
+            help="the fastest FP32 is the fairer reference for a speed-up; the first build per model and input "
+            "shape is a C++ compile of a minute or more (then cached); CPU only",
+        )
     if uploads.all_uploads():
         upload_panel.manage()
     config = dict(model=model, dataset=dataset, weights=weights_value, device=device, batch_size=int(batch),
                   image_size=int(image) if image else None, input_size=int(size) if size else None,
                   calib_size=int(calib),
-                  eval_limit=int(evals) or None, seed=int(seed), latency_budget_s=float(budget))  # fmt: skip
+                  eval_limit=int(evals) or None, seed=int(seed), latency_budget_s=float(budget),
+                  fp32_compiled=bool(compiled))  # fmt: skip
     return config, problems
 
 
+_SPEC_KEYS = {"granularity": "granularity", "calibration": "calibration", "scheme": "scheme"}
+
+
+def _modes_now() -> list[str]:
+    """The modes the Explore spec's precision (with its granularity, calibration, scheme) allows, by the spec's
+    rules (:func:`qcore.spec.allowed_modes`)."""
+    state = st.session_state
+    fields = {name: state[key] for name, key in _SPEC_KEYS.items() if key in state}
+    if fields.get("granularity") == "per-group":
+        fields["group_size"] = DEFAULT_GRID["group_size"][0]
+    if fields.get("calibration") == "percentile":
+        fields["percentile"] = DEFAULT_GRID["percentile"][0]
+    return allowed_modes(state.get("precision", _S.precision), **fields)
+
+
+def _fit_mode() -> None:
+    """After a precision change, a mode the spec allows (INT4 -> weight-only). Other changes that no mode of
+    theirs allows (per-group in static INT8) keep their message, which says why."""
+    modes = _modes_now()
+    if modes and st.session_state.get("mode") not in modes:
+        st.session_state["mode"] = modes[0]
+
+
 def spec_single() -> dict:
-    """One QuantSpec's fields (Explore)."""
+    """One QuantSpec's fields (Explore). Changing the precision moves the mode to one the spec allows; a link
+    that names a precision and no mode opens on the first mode it allows."""
     c1, c2, c3, c4 = st.columns(4)
     precision = c1.selectbox(
         "Precision",
         CHOICES["precision"],
         index=CHOICES["precision"].index(_S.precision),
-        format_func=_label,
+        format_func=label_of,
         key="precision",
         bind="query-params",
+        on_change=_fit_mode,
         help=HELP["precision"],
     )
     is_float = precision in ("fp32", "fp16", "bf16")
@@ -269,7 +299,7 @@ def spec_single() -> dict:
     calibration = c3.selectbox(
         "Calibration",
         CHOICES["calibration"],
-        format_func=_label,
+        format_func=label_of,
         key="calibration",
         bind="query-params",
         disabled=is_float,
@@ -298,6 +328,8 @@ def spec_single() -> dict:
         help=HELP["scheme"],
     )
     c5, c6, _, _ = st.columns(4)
+    if "mode" not in st.session_state and "mode" not in st.query_params:  # a new page: the first mode it allows
+        st.session_state["mode"] = (_modes_now() or [_S.mode])[0]
     mode = c5.selectbox("Mode", CHOICES["mode"], key="mode", bind="query-params", disabled=is_float, help=HELP["mode"])
     backend = c6.selectbox("Backend", CHOICES["backend"], key="backend", bind="query-params", help=HELP["backend"])
     return dict(
@@ -312,19 +344,44 @@ def spec_single() -> dict:
     )
 
 
+# The grid's fields: (QuantSpec field, options, title). Pills rather than multiselects: every value stays
+# readable (a multiselect clips its chips to stubs such as "I.." at 1024 px), and what is not chosen shows too.
+GRID_FIELDS = [
+    ("precision", CHOICES["precision"], "Precisions"), ("mode", CHOICES["mode"], "Modes"),
+    ("granularity", CHOICES["granularity"], "Granularities"), ("group_size", GROUP_SIZES, "Group sizes (per-group)"),
+    ("calibration", CHOICES["calibration"], "Calibrations"),
+    ("percentile", _PERCENTILES, "Percentiles (percentile calibration)"),
+    ("scheme", CHOICES["scheme"], "Schemes"), ("backend", CHOICES["backend"], "Backends"),
+]  # fmt: skip
+
+
+def _grid_fit_mode(chosen: list[str] | None = None) -> None:
+    """A precision added to the grid whose modes are all unchosen (INT4 with static only) adds the first mode it
+    allows, so the new precision is in the grid rather than skipped whole. ``chosen``: the modes before (default:
+    the mode pills' value)."""
+    chosen = chosen if chosen is not None else st.session_state.get("g_mode") or []
+    add = []
+    for precision in st.session_state.get("g_precision") or []:
+        modes = allowed_modes(precision)
+        if modes and not set(modes) & set(chosen + add):
+            add.append(modes[0])
+    if add:
+        st.session_state["g_mode"] = [m for m in CHOICES["mode"] if m in chosen + add]
+
+
 def spec_grid() -> dict:
-    """Several values per QuantSpec field (Sweep); the grid is their product."""
-    cols = st.columns(4)
+    """Several values per QuantSpec field (Sweep); the grid is their product. A link that names precisions and
+    no modes opens with the first mode each precision allows added (``g_precision=INT4``: weight-only), as a
+    precision chosen on the page does."""
+    cols = st.columns(2)
     out = {}
-    fields = [("precision", CHOICES["precision"]), ("granularity", CHOICES["granularity"]),
-              ("calibration", CHOICES["calibration"]), ("scheme", CHOICES["scheme"]),
-              ("mode", CHOICES["mode"]), ("backend", CHOICES["backend"]),
-              ("group_size", GROUP_SIZES), ("percentile", _PERCENTILES)]  # fmt: skip
-    titles = {"granularity": "Granularities", "group_size": "Group sizes (per-group)",
-              "percentile": "Percentiles (percentile calibration)"}
-    for i, (name, options) in enumerate(fields):
-        out[name] = cols[i % 4].multiselect(
-            titles.get(name, name.capitalize() + "s"), list(options), default=list(DEFAULT_GRID[name]),
-            format_func=_label, key=f"g_{name}", bind="query-params", help=HELP.get(name),
+    for i, (name, options, title) in enumerate(GRID_FIELDS):
+        key = f"g_{name}"
+        if name == "mode" and key not in st.session_state and key not in st.query_params:
+            _grid_fit_mode(list(DEFAULT_GRID["mode"]))  # (sets the state only when it adds a mode)
+        out[name] = cols[i % 2].pills(
+            title, list(options), selection_mode="multi", format_func=label_of, key=key, bind="query-params", wrap=True,
+            default=None if key in st.session_state else list(DEFAULT_GRID[name]),  # (a callback may have set it)
+            help=HELP.get(name), on_change=_grid_fit_mode if name == "precision" else None,
         )  # fmt: skip
     return out

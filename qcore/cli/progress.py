@@ -30,14 +30,14 @@ class ProgressBar:
         self.start = time.monotonic()
         self.last_draw, self.last_pct, self.shown = 0.0, -10, False
 
-    def __call__(self, done: int, total: int, message: str) -> None:
+    def __call__(self, done: float, total: int, message: str) -> None:
         now, frac = time.monotonic(), done / max(total, 1)
         pct = int(frac * 100)
         text = message
         if self.eta:
             elapsed = now - self.start
             left = f"ETA {_eta(elapsed / frac * (1 - frac))}" if 0 < frac < 1 else f"{_eta(elapsed)} so far"
-            text = f"{done}/{total}  {left}  {message}"
+            text = f"{int(done)}/{total}  {left}  {message}"
         if self.tty:
             if now - self.last_draw < 0.2 and done < total:
                 return

@@ -7,7 +7,10 @@ Example::
         --mode static,weight-only --out results.csv
 
 Comma lists make a grid (each flag's default is :data:`qcore.spec.DEFAULT_GRID`, which the app's Sweep page
-starts from too); combinations that cannot exist are skipped with the reason. Every number is checked
+starts from too); combinations that cannot exist are skipped with the reason. A sweep can also be a list of
+exact specs (``--spec 'INT8 per-tensor min-max static' --spec 'int4 weight-only per-group 64 mse'``, or
+``--specs FILE`` with one per line, read by :func:`qcore.spec.parse_specs`): one job, FP32 measured once; grid
+options given as well add the grid's specs to the list. Every number is checked
 against :data:`qcore.limits.LIMITS` (a value out of range is a usage error, exit status 2, naming the
 option). A stored sweep is a job in the run database from its start: rows are committed as they are
 measured, and ``sweep --resume JOB`` measures what a killed or interrupted sweep left.
@@ -23,13 +26,13 @@ import time
 from qcore.cli.data import dataset_help
 from qcore.cli.progress import ProgressBar
 from qcore.limits import LIMITS, LimitError, argparse_type
-from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, SpecError
+from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QuantSpec, SpecError, parse_specs
 
 __all__ = ["SWEEP_OPTIONS", "cmd_sweep", "add_subcommand"]
 
 # The options that make a sweep; a resumed sweep takes them from the job instead.
-SWEEP_OPTIONS = ("model", "dataset", "weights", *DEFAULT_GRID, "device", "batch_size", "image_size", "input_size",
-                 "calib_size", "eval_limit", "seed", "latency_budget")  # fmt: skip
+SWEEP_OPTIONS = ("model", "dataset", "weights", *DEFAULT_GRID, "spec", "specs", "device", "batch_size", "image_size",
+                 "input_size", "calib_size", "eval_limit", "seed", "latency_budget")  # fmt: skip
 
 
 def _list(kind=str, choices=None, limit: str | None = None):
@@ -102,14 +105,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except LimitError as exc:  # each number is in range (argparse checked it); their product is not
         parser.error(f"argument --batch-size/--input-size: {exc}")
     try:
-        specs, skipped = runnable_grid(
-            precision=args.precision, granularity=args.granularity, group_size=args.group_size,
-            calibration=args.calibration, percentile=args.percentile, scheme=args.scheme, mode=args.mode,
-            backend=args.backend, device=[args.device],
-        )  # fmt: skip
-    except (ValueError, SpecError) as exc:
+        listed = _listed_specs(args)
+        specs, skipped = [], []
+        if not listed or any(getattr(args, name) != parser.get_default(name) for name in DEFAULT_GRID):
+            specs, skipped = runnable_grid(
+                precision=args.precision, granularity=args.granularity, group_size=args.group_size,
+                calibration=args.calibration, percentile=args.percentile, scheme=args.scheme, mode=args.mode,
+                backend=args.backend, device=[args.device],
+            )  # fmt: skip
+    except (ValueError, SpecError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    specs = list(dict.fromkeys([*specs, *listed]))  # the grid, then the list; each spec once
     reasons: dict[str, int] = {}
     for _, reason in skipped:
         reasons[reason] = reasons.get(reason, 0) + 1
@@ -118,6 +125,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not specs:
         print("error: no valid spec in this grid", file=sys.stderr)
         return 2
+    measured = sum(not s.is_reference for s in specs)
+    print(f"{measured} spec(s) + the FP32 baseline to measure", file=sys.stderr)
     if args.no_store:
         bar = ProgressBar()
         try:
@@ -136,6 +145,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep {job.job_id}; if it stops, 'python -m qcore sweep --resume {job.job_id}' measures the rest",
           file=sys.stderr)
     return _run_stored(store, job, args)
+
+
+def _listed_specs(args) -> list[QuantSpec]:
+    """The specs of ``--spec`` and ``--specs FILE``, in order; each must be one a backend can run (an explicit
+    spec that cannot run is an error, not a skipped combination)."""
+    from qcore.backends import kind_problem
+
+    specs = [QuantSpec.parse(text, device=args.device) for text in args.spec or []]
+    if args.specs:
+        from pathlib import Path
+
+        text = sys.stdin.read() if args.specs == "-" else Path(args.specs).read_text()
+        specs += parse_specs(text, device=args.device)
+    for spec in specs:
+        if why := kind_problem(spec):
+            raise SpecError(f"spec {spec.label()!r}: {why}")
+    return specs
 
 
 def _run_stored(store, job, args) -> int:
@@ -200,6 +226,12 @@ def add_subcommand(subparsers) -> None:
     for name, default in DEFAULT_GRID.items():  # one comma list per QuantSpec field
         kind, help_ = _grid_option(name)
         s.add_argument(f"--{name.replace('_', '-')}", type=kind, default=list(default), help=help_)
+    s.add_argument("--spec", action="append", metavar="LABEL",
+                   help="one exact spec, in the words of its label: 'INT8 per-tensor min-max sym static', "
+                        "'int4 weight-only per-group 64 mse', 'FP16', 'int8 static [pt2e]'; repeat it for more. "
+                        "With --spec or --specs the sweep is that list (grid options given too add their grid)")
+    s.add_argument("--specs", metavar="FILE", help="a file of specs, one per line (a label or a JSON object of "
+                   "QuantSpec fields; '#' starts a comment), or a JSON list; '-' reads standard input")
     s.add_argument("--device", default=d.device, choices=CHOICES["device"])
     s.add_argument("--batch-size", type=argparse_type("batch_size"), default=d.batch_size,
                    help=f"latency batch size: {LIMITS['batch_size'].allowed()}")

@@ -16,6 +16,8 @@ def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
         "-m",
         "qcore",
         "sweep",
+        "--model",
+        "resnet18",
         "--weights",
         str(resnet18_checkpoint),
         "--precision",
@@ -46,6 +48,45 @@ def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
     assert "FP32" in proc.stdout  # the summary table
     runs = subprocess.run([sys.executable, "-m", "qcore", "runs"], capture_output=True, text=True, timeout=120)
     assert runs.returncode == 0 and "4 result(s)" in runs.stderr and "INT4 per-channel" in runs.stdout
+
+
+FIVE = ["INT8 per-channel min-max asym static", "INT8 per-tensor min-max asym static",
+        "INT8 per-channel entropy (KL) asym static", "INT8 per-tensor MSE sym static"]
+
+
+def test_cli_sweep_of_a_spec_list_is_one_job_with_fp32_measured_once(tmp_path, fashion_mnist, resnet18_checkpoint):
+    """An engineer's five specs (four INT8 static settings, INT4 weight-only per-group 64): one job, one FP32 row."""
+    from qcore.spec import QuantSpec
+    from qcore.store import Store
+
+    listing = tmp_path / "specs.txt"
+    listing.write_text("# the INT4 one\nint4 weight-only per-group 64 mse\n")
+    out = tmp_path / "r.csv"
+    cmd = [sys.executable, "-m", "qcore", "sweep", "--model", "resnet18", "--weights", str(resnet18_checkpoint),
+           "--calib-size", "16",
+           "--eval-limit", "32", "--latency-budget", "0.2", "--out", str(out), "--specs", str(listing)]
+    for label in FIVE:
+        cmd += ["--spec", label]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "5 spec(s) + the FP32 baseline to measure" in proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    labels = [r["label"] for r in rows]
+    assert sorted(labels) == sorted(["FP32", *FIVE, "INT4 per-group(64) MSE asym weight-only"])
+    assert len({r["sweep_id"] for r in rows}) == 1 and labels.count("FP32") == 1
+    (job,) = Store().jobs()
+    assert [QuantSpec.from_dict(d).label() for d in job.specs] == [*FIVE, "INT4 per-group(64) MSE asym weight-only"]
+
+
+def test_cli_refuses_a_listed_spec_that_cannot_be(tmp_path):
+    cmd = [sys.executable, "-m", "qcore", "sweep", "--spec", "int8 per-channel", "--spec", "int4 static"]
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "mode='static' is not allowed with precision='int4'" in bad.stderr, bad.stderr
+    (tmp_path / "l.txt").write_text("int8\nint8 static [torchao]\n")
+    bad = subprocess.run([sys.executable, "-m", "qcore", "sweep", "--specs", str(tmp_path / "l.txt")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "spec 'INT8 per-channel min-max asym static [torchao]': backend='torchao' does " \
+        "not run mode='static'" in bad.stderr, bad.stderr
 
 
 def test_cli_refuses_a_bad_grid_value(fashion_mnist):
