@@ -19,8 +19,9 @@ with it (the reference it was divided by), the speed-up, p90/p50, calls, load an
 Diagnose section: FP32 eager alone, then interleaved with each suspect, under the current protocol, each
 reported as its p50 / the p50 of FP32 alone (1.00: no effect): a deep copy of itself (the other model's
 presence in memory, caches), the INT8 model (oneDNN/fbgemm primitives, thread pool), FP32 right after the INT8
-model ran alone (warm-up order), and the protocol's switches one at a time (garbage collector on, no alternation,
-no time-based warm-up) on FP32 against INT8.
+model ran alone (warm-up order), FP32 channels-last (the FP32 row is timed in a block with it), FP32 compiled by
+AOTInductor (``--compiled``: the FP32 row's block has it too), and the protocol's switches one at a time (garbage
+collector on, no alternation, no time-based warm-up) on FP32 against INT8.
 
 Weights are random (latency does not depend on their values) unless ``--weights`` names a checkpoint or
 ``baseline``; accuracy is evaluated on ``--eval-limit`` images only. Set QCORE_HOME to your own folder.
@@ -127,6 +128,16 @@ def diagnose_section(args) -> None:
         ("... warm-up by count only (3 calls)", {"fp32": lambda: fp32(x), "int8": lambda: q(x)},
          dataclasses.replace(proto, warmup=3, warmup_s=0.0)),
     ]  # fmt: skip
+    if args.compiled:  # the FP32 row is timed next to AOTInductor's program: does its OpenMP code slow eager?
+        from qcore.backends.compiled import compiled_fp32
+
+        program = compiled_fp32(fp32, x)
+        cases.append(("FP32 interleaved with FP32 compiled (AOTInductor)",
+                      {"fp32": lambda: fp32(x), "compiled": lambda: program(x)}, proto))  # fmt: skip
+    cl = copy.deepcopy(fp32).to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    cases.append(("FP32 interleaved with FP32 channels-last (the FP32 row's block)",
+                  {"fp32": lambda: fp32(x), "cl": lambda: cl(x_cl)}, proto))  # fmt: skip
     for name, fns, protocol in cases:
         print(f"  {name:62s} {p50(fns, protocol=protocol) / alone:6.3f}")
     time_interleaved({"int8": lambda: q(x)}, budget_s=budget, protocol=proto)
@@ -148,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="new")
     ap.add_argument("--diagnose", action="store_true", help="also run the diagnose section")
     ap.add_argument("--only-diagnose", action="store_true")
+    ap.add_argument("--compiled", action="store_true",
+                    help="diagnose also FP32 next to its AOTInductor program (a build: a minute or more)")
     args = ap.parse_args(argv)
     measure.PROTOCOL = PROTOCOLS[args.protocol]  # the sweep reads the module's protocol
     ok = True

@@ -16,8 +16,17 @@ def test_the_text_table_aligns_and_dashes_the_missing():
     r = Result(QuantSpec("int8"), "resnet18", "fashion-mnist", status="error", error="boom")
     head, row = text_table([r]).splitlines()
     assert head.split()[:3] == ["label", "backend", "kernel"]
-    assert row.split()[-9:] == [DASH] * 8 + ["error"]  # backend, kernel and six numbers; no pareto star
+    assert row.split()[-11:] == [DASH] * 10 + ["error"]  # backend, kernel and eight numbers; no star, not busy
     assert len(head) == len(row) and head.index("status") + 6 == row.index("error") + 5  # right-aligned
+
+
+def test_the_text_table_shows_the_fp32_reference_spread_and_busy():
+    rows = _scaled_rows()
+    lines = text_table(rows).splitlines()
+    head = lines[0].split()
+    assert head[head.index("p50"):head.index("speedup")] == ["p50", "ms", "fp32", "ms", "p90/50"]
+    busy = lines[2].split()
+    assert busy[-7:] == ["4.00", "10.00", "2.25", "2.50", "0.250", "!", "ok"]  # busy: p90 9 ms against p50 4
 
 
 def test_the_html_report_names_the_fp32_run_each_row_was_measured_against():
