@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from .scale import images_text, interval_text, latency_interval
 
-__all__ = ["LOG_RATIO", "MB", "x_value", "x_title", "symbol", "decorate", "scale_lines"]
+__all__ = ["LOG_RATIO", "MB", "x_value", "x_title", "symbol", "decorate", "log_ticks", "scale_lines"]
 
 LOG_RATIO = 4.0
 MB = 1e6
@@ -86,6 +86,24 @@ def decorate(fig, rows: Sequence, x: str) -> None:
     log = _log_x(rows, x)
     fig.update_xaxes(type="log" if log else "linear", title_text=x_title(x, log))
     _pad(fig, rows, x, log)
+    if log:
+        vals = [v for r in rows for v in (_x_interval(r, x) or ()) if v and v > 0]
+        if vals:
+            fig.update_xaxes(tickvals=log_ticks(min(vals), max(vals)), tickformat="~g")
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values 1, 2, 5 x 10^k covering [lo, hi] (one more each side; finer steps within a factor of 3), so a
+    log axis reads "5 10 20 50" and not plotly's minor digits "6 7 8 9 10 2 3 4 5".
+
+    >>> log_ticks(6.0, 44.0)
+    [5.0, 10.0, 20.0, 50.0]
+    """
+    steps = (1.0, 2.0, 5.0) if hi / lo > 3 else (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+    ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in steps]
+    first = max((t for t in ticks if t <= lo), default=ticks[0])
+    last = min((t for t in ticks if t >= hi), default=ticks[-1])
+    return [t for t in ticks if first <= t <= last]
 
 
 def _legend_marks(fig, rows: Sequence) -> None:

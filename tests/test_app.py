@@ -218,6 +218,9 @@ def test_runs_page_times_the_busy_rows_again(in_finished_run, tmp_path, monkeypa
     shutil.copytree(in_finished_run["home"], copy)
     monkeypatch.setenv("QCORE_HOME", str(copy))
     store = _store()
+    for r in store.results():  # measured on whatever machine runs the tests: quiet, as far as this test goes
+        r.busy = ""
+        store.add_result(r)
     at = _app("pages/runs.py")
     assert not any(b.label.startswith("Time again") for b in at.button)  # nothing flagged, nothing selected
     int8 = next(r for r in store.results() if not r.spec.is_reference)

@@ -108,3 +108,13 @@ def test_a_single_point_gets_an_axis_around_it():
     assert lo < base.latency_ms_p50 * 0.92 and hi > base.latency_ms_p50 * 1.08  # not a 164-165.5 ms axis
     ylo, yhi = fig.layout.yaxis.range
     assert ylo <= base.top1_lo and yhi >= base.top1_hi and yhi - ylo >= 2.0
+
+
+def test_log_axes_read_in_round_numbers():
+    from qcore.chart_scale import log_ticks
+    from qcore.report import pareto_figure
+
+    assert log_ticks(6.0, 44.0) == [5.0, 10.0, 20.0, 50.0]  # not "6 7 8 9 10 2 3 4 5"
+    assert log_ticks(9.9, 10.5) == [8.0, 10.0, 12.0]
+    size = pareto_figure(_scaled_rows(), "size_bytes")
+    assert list(size.layout.xaxis.tickvals) == [5.0, 10.0, 20.0, 50.0] and size.layout.xaxis.tickformat == "~g"
