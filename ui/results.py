@@ -66,7 +66,7 @@ def scale_columns(r: Result) -> dict:
         "top-1 95% CI": interval_text(r.top1_lo, r.top1_hi), "Δ images": images_text(r).split(" (")[0],
         "Δ 95% CI pts": interval_text(r.top1_delta_lo, r.top1_delta_hi, "+.2f"),
         "FP32 p50 ms": r.fp32_latency_ms_p50, "p90/p50": r.latency_spread, "calls": r.timed_calls,
-        "busy": r.busy,
+        "busy": f"⚠ {r.busy}" if r.busy else "",
     }  # fmt: skip
 
 
@@ -75,7 +75,7 @@ COLUMNS = ["spec", "status", "top-1 %", "Δ top-1 pts", "agreement %", "p50 ms",
 SCALE_TABLE_COLUMNS = ["top-1 95% CI", "Δ images", "Δ 95% CI pts", "FP32 p50 ms", "p90/p50", "calls", "busy"]
 COLUMNS[COLUMNS.index("Δ top-1 pts") + 1 : COLUMNS.index("Δ top-1 pts") + 1] = SCALE_TABLE_COLUMNS[:3]
 COLUMNS[COLUMNS.index("speed-up ×") : COLUMNS.index("speed-up ×")] = SCALE_TABLE_COLUMNS[3:6]
-COLUMNS.insert(COLUMNS.index("status") + 1, "busy")
+COLUMNS.insert(COLUMNS.index("speed-up ×"), "busy")
 COLUMN_CONFIG = {
     "top-1 %": st.column_config.NumberColumn(format="%.2f", help=TIPS["top1"]),
     "Δ top-1 pts": st.column_config.NumberColumn(format="%+.2f", help=TIPS["delta"]),
@@ -92,7 +92,7 @@ COLUMN_CONFIG = {
     "FP32 p50 ms": st.column_config.NumberColumn(format="%.2f", help=TIPS["fp32_p50"]),
     "p90/p50": st.column_config.NumberColumn(format="%.2f", help=TIPS["spread"]),
     "calls": st.column_config.NumberColumn(format="%d", help=TIPS["calls"]),
-    "busy": st.column_config.TextColumn(help=TIPS["busy"]),
+    "busy": st.column_config.TextColumn(help=TIPS["busy"], width="small"),
 }
 
 
