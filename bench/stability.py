@@ -23,6 +23,8 @@ model ran alone (warm-up order), FP32 channels-last (the FP32 row is timed in a 
 AOTInductor (``--compiled``: the FP32 row's block has it too), and the protocol's switches one at a time (garbage
 collector on, no alternation, no time-based warm-up) on FP32 against INT8.
 
+The sweep times FP32 compiled by AOTInductor in the FP32 row's block, as the app does (the first build of a
+model and shape takes a minute or more, then it is cached; ``--no-compiled-fp32`` leaves it out: compare both).
 Weights are random (latency does not depend on their values) unless ``--weights`` names a checkpoint or
 ``baseline``; accuracy is evaluated on ``--eval-limit`` images only. Set QCORE_HOME to your own folder.
 """
@@ -67,7 +69,7 @@ def random_checkpoint(model: str, folder: Path) -> str:
 def sweep_section(args, weights: str) -> bool:
     config = SweepConfig(model=args.model, weights=weights, batch_size=args.batch, input_size=args.input_size,
                          eval_limit=args.eval_limit, calib_size=64, latency_budget_s=args.budget,
-                         fp32_compiled=False)  # fmt: skip
+                         fp32_compiled=not args.no_compiled_fp32)  # fmt: skip
     specs = []
     for i in range(args.repeat):
         specs.append(INT8)
@@ -159,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="new")
     ap.add_argument("--diagnose", action="store_true", help="also run the diagnose section")
     ap.add_argument("--only-diagnose", action="store_true")
+    ap.add_argument("--no-compiled-fp32", action="store_true",
+                    help="leave FP32 compiled (AOTInductor) out of the FP32 row's block (the app times it)")
     ap.add_argument("--compiled", action="store_true",
                     help="diagnose also FP32 next to its AOTInductor program (a build: a minute or more)")
     args = ap.parse_args(argv)
