@@ -154,7 +154,7 @@ class TimingProtocol:
     warmup: int = 5
     warmup_s: float = 0.5
     warmup_share: float = 0.2  # of the timing budget: the most warm-up may take once two rounds are done
-    min_runs: int = 11
+    min_runs: int = 7  # the least a slow model gets (7 calls: the median's interval is their range)
     max_runs: int = 400
     alternate: bool = True
     gc_off: bool = True

@@ -152,7 +152,7 @@ def test_every_row_carries_its_scale(config):
     the images and intervals of top-1 and its change (issue 11, items 2 and 7)."""
     base, q = run_sweep(dataclasses.replace(config, fp32_compiled=False), [QuantSpec("int8", mode="dynamic")])
     for r in (base, q):
-        assert r.timed_calls == len(r.latency_samples_ms) >= 11
+        assert r.timed_calls == len(r.latency_samples_ms) >= 7
         assert r.latency_ms_lo <= r.latency_ms_p50 <= r.latency_ms_hi and r.latency_spread >= 1.0
         assert r.eval_images == 64 and r.top1_lo <= r.top1 <= r.top1_hi
         assert isinstance(r.busy, str)
