@@ -85,6 +85,14 @@ st.markdown(
     "hold every column; the HTML report is one self-contained file with both charts and the manifest."
 )
 results.downloads(export, "qcore-runs", key="runs-dl")
+busy = [r for r in shown if r.busy]
+if chosen or busy:
+    again = chosen or busy
+    what = "the selected" if chosen else "the busy-flagged"
+    if st.button(f"Time again {what} {len(again)} result(s)", key="runs-retime", icon=":material/timer:",
+                 help="queue their specs again with the settings of the job that measured them; new rows are stored "
+                 "beside the old ones"):  # fmt: skip
+        results.time_again([r.run_id for r in again])
 
 st.subheader("Compare two runs")
 ids = [r.run_id for r in shown]

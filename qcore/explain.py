@@ -91,12 +91,26 @@ def _accuracy(r: Result) -> str:
     else:
         verb = "rose" if r.top1_delta > 0 else "fell"
         change = f"Top-1 accuracy {verb} by {_points(r.top1_delta)} ({before:.2f}% to {r.top1:.2f}%)"
+    change += _accuracy_scale(r)
     if r.agreement is not None:
         change += (
             f", and the model picks the same class as FP32 on {r.agreement:.1f}% of the images "
             "(agreement counts every changed answer, even where both are wrong)"
         )
     return change
+
+
+def _accuracy_scale(r: Result) -> str:
+    """`` (-1 of 2000 images; ... within what chance alone moves it)``: the change in images and whether its 95%
+    paired interval includes zero; "" for rows without the counts."""
+    from .scale import images_text, interval_text
+
+    if not images_text(r) or r.top1_delta_lo is None or (r.images_lost == r.images_gained == 0):
+        return ""
+    span = interval_text(r.top1_delta_lo, r.top1_delta_hi, "+.2f", " points")
+    verdict = ("within what chance alone moves it" if r.top1_delta_lo <= 0 <= r.top1_delta_hi
+               else "more than chance alone would move it")  # fmt: skip
+    return f" ({images_text(r)}; the 95% interval of the change is {span}, {verdict})"
 
 
 def _speed(r: Result) -> str:

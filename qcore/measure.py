@@ -2,12 +2,23 @@
 
 Latency follows nanoGPT's ``bench.py`` habits: warm up, then time many single calls;
 synchronize CUDA before reading the clock; interleave the FP32 baseline and the variant in
-one process (A B A B ...) so that both see the same machine state; report median and p90.
+one process so that both see the same machine state; report median and p90.
 A speed-up is the FP32 median over the variant median *from the same run*.
+
+The protocol (:class:`TimingProtocol`, one table read by every timing) is built to give the same
+figure twice: warm-up by time as well as by count, interleaved too (a model warmed alone, then timed
+next to another, first pays for evicted caches, oneDNN primitives created for the other's shapes and
+the allocator's new blocks); rounds alternate their order (A B, B A, ...) so that neither callable
+always runs in the cache state the other leaves; Python's garbage collector is off while timing (a
+collection inside one call is a 10-100x outlier, as in ``timeit``). The machine's load is read before
+and after (:attr:`Latency.load`), so a figure taken while other work ran can be flagged
+(:mod:`qcore.noise`).
 """
 
 from __future__ import annotations
 
+import gc
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,7 +27,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["stopwatch", "predict", "Accuracy", "accuracy", "Latency", "time_interleaved", "size_bytes"]
+__all__ = ["stopwatch", "predict", "Accuracy", "accuracy", "correct_counts", "Latency", "TimingProtocol", "PROTOCOL",
+           "load_average", "time_interleaved", "size_bytes"]
 
 
 @contextmanager
@@ -83,12 +95,28 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor
     return acc
 
 
+def correct_counts(logits: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor) -> dict[str, int]:
+    """Images by whether the reference and the variant got their top-1 right: the paired table that
+    :func:`qcore.stats.paired_delta` turns into an interval for the top-1 change.
+
+    >>> ref = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> var = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    >>> correct_counts(var, torch.tensor([0, 0, 0]), ref)
+    {'both': 1, 'lost': 1, 'gained': 0, 'neither': 1}
+    """
+    v = logits.argmax(1) == labels
+    r = reference.argmax(1) == labels
+    return {"both": int((v & r).sum()), "lost": int((r & ~v).sum()), "gained": int((v & ~r).sum()),
+            "neither": int((~v & ~r).sum())}  # fmt: skip
+
+
 # --- latency --------------------------------------------------------------------------------------
 
 
 @dataclass
 class Latency:
     samples_ms: list[float] = field(default_factory=list)
+    load: float | None = None  # the highest 1-minute load average seen before and after timing (None: unknown)
 
     @property
     def p50(self) -> float:
@@ -98,6 +126,49 @@ class Latency:
     def p90(self) -> float:
         s = sorted(self.samples_ms)
         return s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+
+    @property
+    def spread(self) -> float:
+        """p90 / p50: 1.05 on a quiet machine, 1.5 and more while other work competes for the cores."""
+        return self.p90 / self.p50 if self.p50 > 0 else 1.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% interval of the median (:func:`qcore.stats.median_interval`)."""
+        from .stats import median_interval
+
+        return median_interval(self.samples_ms)
+
+
+@dataclass(frozen=True)
+class TimingProtocol:
+    """How every latency is taken: one table, read by the sweep, the benches and the stability check.
+
+    ``warmup`` calls and at least ``warmup_s`` seconds per callable, interleaved, before the clock runs
+    (at least two rounds, and no longer than ``warmup_share`` of the timing budget, so a 1 s call is not
+    warmed for 5 s and a test's tiny budget gets a tiny warm-up);
+    then rounds, each timing every callable once, in alternating order when ``alternate``; between
+    ``min_runs`` and ``max_runs`` rounds within ``budget_s``; the garbage collector off when ``gc_off``.
+    """
+
+    warmup: int = 5
+    warmup_s: float = 0.5
+    warmup_share: float = 0.2  # of the timing budget: the most warm-up may take once two rounds are done
+    min_runs: int = 7  # the least a slow model gets (7 calls: the median's interval is their range)
+    max_runs: int = 400
+    alternate: bool = True
+    gc_off: bool = True
+
+
+PROTOCOL = TimingProtocol()
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable threads, averaged), or None where the OS does not say."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _sync(device: str) -> None:
@@ -110,31 +181,57 @@ def time_interleaved(
     fns: dict[str, Callable[[], object]],
     *,
     device: str = "cpu",
-    warmup: int = 3,
-    min_runs: int = 7,
-    max_runs: int = 200,
+    warmup: int | None = None,
+    min_runs: int | None = None,
+    max_runs: int | None = None,
     budget_s: float = 20.0,
+    protocol: TimingProtocol | None = None,
 ) -> dict[str, Latency]:
-    """Time each callable ``min_runs`` to ``max_runs`` times, alternating between them.
+    """Time each callable ``min_runs`` to ``max_runs`` times, in rounds that interleave them.
 
-    Rounds go A, B, A, B, ... so slow drifts of the machine hit every callable alike. Stops
-    after ``max_runs`` rounds, or once ``budget_s`` is spent and ``min_runs`` rounds are done.
+    Rounds go A B, B A, A B, ... (see :class:`TimingProtocol`; the arguments given here override its
+    fields) so slow drifts of the machine and the cache state one callable leaves hit every callable
+    alike. Stops after ``max_runs`` rounds, or once ``budget_s`` is spent and ``min_runs`` rounds are done.
     """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-        _sync(device)
-    out = {name: Latency() for name in fns}
-    start = time.perf_counter()
-    for i in range(max_runs):
-        for name, fn in fns.items():
+    p = protocol or PROTOCOL
+    warmup = p.warmup if warmup is None else warmup
+    min_runs = p.min_runs if min_runs is None else min_runs
+    max_runs = p.max_runs if max_runs is None else max_runs
+    names = list(fns)
+    load_before = load_average()
+    gc_was_on = gc.isenabled()
+    if p.gc_off:
+        gc.collect()
+        gc.disable()
+    try:
+        start, done = time.perf_counter(), 0
+        cap = p.warmup_share * budget_s  # a 1 s call is not warmed for 5 s
+        while True:
+            elapsed = time.perf_counter() - start
+            wanted = done < warmup or elapsed < min(p.warmup_s, cap)  # enough calls, and for long enough
+            if done >= max(1, min(2, warmup)) and (not wanted or elapsed >= cap):
+                break
+            for name in names:
+                fns[name]()
             _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            out[name].samples_ms.append((time.perf_counter() - t0) * 1000.0)
-        if i + 1 >= min_runs and time.perf_counter() - start > budget_s:
-            break
+            done += 1
+        out = {name: Latency() for name in fns}
+        start = time.perf_counter()
+        for i in range(max_runs):
+            for name in reversed(names) if p.alternate and i % 2 else names:
+                _sync(device)
+                t0 = time.perf_counter()
+                fns[name]()
+                _sync(device)
+                out[name].samples_ms.append((time.perf_counter() - t0) * 1000.0)
+            if i + 1 >= min_runs and time.perf_counter() - start > budget_s:
+                break
+    finally:
+        if p.gc_off and gc_was_on:
+            gc.enable()
+    loads = [v for v in (load_before, load_average()) if v is not None]
+    for lat in out.values():
+        lat.load = max(loads) if loads else None
     return out
 
 

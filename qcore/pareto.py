@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["dominates", "non_dominated", "frontier_2d", "mark_pareto"]
+__all__ = ["dominates", "non_dominated", "frontier_2d", "mark_pareto", "dominates_with_intervals"]
 
 
 def dominates(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool]) -> bool:
@@ -47,10 +47,41 @@ def frontier_2d(points: Sequence[tuple[float, float]], maximize_y: bool = True) 
 
 
 def mark_pareto(results: list) -> None:
-    """Set ``pareto`` on each ok Result: non-dominated on (top1 up, latency p50 down, size down)."""
+    """Set ``pareto`` on each ok Result: non-dominated on (top1 up, latency p50 down, size down).
+
+    Latency is compared by the 95% intervals of the medians (:func:`qcore.scale.latency_interval`): two rows
+    whose intervals overlap are tied on latency, so the flag does not flip on timing noise."""
+    from .scale import latency_interval
+
     ok = [r for r in results if r.ok and None not in (r.top1, r.latency_ms_p50, r.size_bytes)]
-    flags = non_dominated([(r.top1, r.latency_ms_p50, r.size_bytes) for r in ok], (True, False, False))
+    points = [(r.top1, latency_interval(r), r.size_bytes) for r in ok]
+    flags = [not any(dominates_with_intervals(q, p) for j, q in enumerate(points) if j != i)
+             for i, p in enumerate(points)]  # fmt: skip
     for r in results:
         r.pareto = False
     for r, f in zip(ok, flags):
         r.pareto = f
+
+
+def dominates_with_intervals(a: tuple, b: tuple) -> bool:
+    """Whether ``a`` dominates ``b``, both ``(top1, (latency lo, latency hi), size)``: accuracy up, latency down,
+    size down, where latency is better only when the intervals do not overlap (``a``'s high end below ``b``'s
+    low end) and equal when they do.
+
+    >>> dominates_with_intervals((90, (10, 11), 5), (90, (12, 13), 5))   # clearly faster, same otherwise
+    True
+    >>> dominates_with_intervals((90, (10, 12.5), 5), (90, (12, 13), 5))  # faster by noise only: a tie
+    False
+    >>> dominates_with_intervals((91, (10, 12.5), 5), (90, (12, 13), 5))  # tied on latency, better on top-1
+    True
+    """
+    (acc_a, (lo_a, hi_a), size_a), (acc_b, (lo_b, hi_b), size_b) = a, b
+    if hi_a < lo_b:
+        lat = -1  # a faster
+    elif hi_b < lo_a:
+        lat = 1  # a slower
+    else:
+        lat = 0
+    if acc_a < acc_b or lat > 0 or size_a > size_b:
+        return False
+    return acc_a > acc_b or lat < 0 or size_a < size_b

@@ -13,12 +13,16 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from .chart_scale import scale_lines
 from .paths import atomic_write_bytes
 from .result import COLUMNS, Result, baseline_of
 
 __all__ = ["DASH", "fmt", "text_table", "csv_text", "json_text", "write_csv", "write_json", "pareto_figure",
-           "build_text", "html_report", "write_html"]
+           "build_text", "html_report", "write_html", "PRECISION_COLORS", "REPORT_COLUMNS", "report_cell",
+           "report_subtitle"]
 
+# One colour per precision, in the app and the reports alike; distinct in both themes; FP32, the reference, grey.
+PRECISION_COLORS = {"FP32": "#8c8c8c", "FP16": "#1f77b4", "BF16": "#17becf", "INT8": "#d62728", "INT4": "#ff7f0e"}
 DASH = "–"  # what a number that was not measured (None) is shown as, in the CLI, the app and the reports
 
 
@@ -32,14 +36,18 @@ def fmt(value, spec: str = "", suffix: str = "") -> str:
 
 
 def text_table(results: Sequence[Result]) -> str:
-    """The results as a fixed-width text table (the CLI prints it after a sweep and for ``runs``)."""
+    """The results as a fixed-width text table (the CLI prints it after a sweep and for ``runs``): ``fp32 ms`` is
+    the FP32 p50 timed in turns with the row (the speed-up's divisor), ``busy`` a ``!`` when the machine was
+    busy while it was timed (:func:`qcore.scale.busy_reason`)."""
     cols = [("label", 44), ("backend", 11), ("kernel", 9), ("top1", 6), ("Δtop1", 6), ("agree", 6),
-            ("p50 ms", 8), ("speedup", 7), ("size", 6), ("pareto", 6), ("status", 8)]  # fmt: skip
+            ("p50 ms", 8), ("fp32 ms", 8), ("p90/50", 6), ("speedup", 7), ("size", 6), ("pareto", 6), ("busy", 4),
+            ("status", 8)]  # fmt: skip
     lines = ["  ".join(f"{name:>{w}}" if i else f"{name:<{w}}" for i, (name, w) in enumerate(cols))]
     for r in results:
         vals = [r.label[:44], r.backend or DASH, r.kernel or DASH, fmt(r.top1, ".2f"), fmt(r.top1_delta, "+.2f"),
-                fmt(r.agreement, ".1f"), fmt(r.latency_ms_p50, ".2f"), fmt(r.speedup, ".2f"),
-                fmt(r.size_ratio, ".3f"), "*" if r.pareto else "", r.status]  # fmt: skip
+                fmt(r.agreement, ".1f"), fmt(r.latency_ms_p50, ".2f"), fmt(r.fp32_latency_ms_p50, ".2f"),
+                fmt(r.latency_spread, ".2f"), fmt(r.speedup, ".2f"), fmt(r.size_ratio, ".3f"),
+                "*" if r.pareto else "", "!" if r.busy else "", r.status]  # fmt: skip
         lines.append("  ".join(f"{v:>{w}}" if i else f"{v:<{w}}" for i, (v, (_, w)) in enumerate(zip(vals, cols))))
     return "\n".join(lines)
 
@@ -84,6 +92,7 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
     the 2-D frontier as a step line. Only ok rows are plotted."""
     import plotly.graph_objects as go
 
+    from .chart_scale import decorate, x_value
     from .pareto import frontier_2d
 
     ok = [r for r in results if r.ok and r.top1 is not None and getattr(r, x) is not None]
@@ -92,8 +101,9 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
     for precision in sorted({r.spec.precision for r in ok}):
         rows = [r for r in ok if r.spec.precision == precision]
         fig.add_trace(go.Scatter(
-            x=[getattr(r, x) for r in rows], y=[r.top1 for r in rows], mode="markers", name=precision.upper(),
-            marker=dict(size=[10 + 30 * (r.size_bytes or 0) / max_size for r in rows], line=dict(width=1)),
+            x=[x_value(r, x) for r in rows], y=[r.top1 for r in rows], mode="markers", name=precision.upper(),
+            marker=dict(size=[10 + 30 * (r.size_bytes or 0) / max_size for r in rows], line=dict(width=1),
+                        color=PRECISION_COLORS.get(precision.upper(), "#1f77b4")),
             customdata=[[r.run_id] for r in rows],
             text=[_hover_text(r) for r in rows], hovertemplate="%{text}<extra></extra>",
         ))  # fmt: skip
@@ -101,16 +111,14 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
     front = [ok[i] for i in frontier_2d(pts)]
     if front:
         fig.add_trace(go.Scatter(
-            x=[getattr(r, x) for r in front], y=[r.top1 for r in front], mode="lines", name="frontier",
+            x=[x_value(r, x) for r in front], y=[r.top1 for r in front], mode="lines", name="frontier",
             line=dict(shape="hv", dash="dot", color="gray"), hoverinfo="skip",
         ))  # fmt: skip
-    xlabel = {"latency_ms_p50": "latency p50 (ms, lower is better)", "size_bytes": "size (bytes, lower is better)"}
     fig.update_layout(
-        xaxis_title=xlabel.get(x, x), yaxis_title="top-1 accuracy (%)", legend_title="precision",
+        yaxis_title="top-1 accuracy (%, 95% interval)", legend_title="precision",
         margin=dict(l=40, r=20, t=30, b=40), height=480,
     )  # fmt: skip
-    if x == "size_bytes":
-        fig.update_xaxes(type="log")
+    decorate(fig, ok, x)  # axis units and scale, intervals, busy and simulated marks, padding (chart_scale)
     return fig
 
 
@@ -124,6 +132,7 @@ def _hover_text(r: Result) -> str:
         f"latency p50 {r.latency_ms_p50:.2f} ms, speed-up {r.speedup:.2f}x vs FP32 eager",
         f"size {r.size_bytes / 1e6:.2f} MB ({r.size_ratio:.3f}x)",
     ]
+    lines += scale_lines(r)  # intervals, images, the FP32 reference, spread, busy (qcore.chart_scale)
     if r.build_seconds is not None:
         lines.append(build_text(r))
     if not s.is_float:
@@ -140,36 +149,22 @@ def build_text(r: Result) -> str:
 
 
 def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
-    """One self-contained HTML page: both charts (plotly.js inline), the table, the manifest."""
+    """One self-contained HTML page: both charts (plotly.js inline), the table, the manifest.
+
+    The figures carry an explicit template (:data:`REPORT_TEMPLATE`): a page made inside the app would
+    otherwise inherit Streamlit's placeholder template, whose colours are ``#000001``, ``#000002``..."""
     import plotly.io as pio
 
     figs = [pareto_figure(results, "latency_ms_p50"), pareto_figure(results, "size_bytes")]
+    for f in figs:
+        f.update_layout(template=REPORT_TEMPLATE)
     charts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
-    cols = [
-        "label",
-        "model",
-        "dataset",
-        "backend",
-        "kernel",
-        "top1",
-        "top1_delta",
-        "agreement",
-        "latency_ms_p50",
-        "speedup",
-        "speedup_vs_best_fp32",
-        "size_bytes",
-        "size_ratio",
-        "build_seconds",
-        "pareto",
-        "status",
-        "error",
-        "baseline_run_id",
-    ]
+    cols = list(REPORT_COLUMNS)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
     for r in results:
         row = r.row()
-        body.append("<tr>" + "".join(f"<td>{html.escape(str(_fmt(row[c])))}</td>" for c in cols) + "</tr>")
+        body.append("<tr>" + "".join(f"<td>{html.escape(report_cell(c, row[c]))}</td>" for c in cols) + "</tr>")
     rows, refs = list(results), {}
     for r in rows:
         if (base := baseline_of(rows, r)) is not None:
@@ -187,15 +182,69 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
 <style>body{{font-family:system-ui,sans-serif;margin:2em;}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #999;padding:3px 6px;text-align:right}} td:first-child{{text-align:left}}</style></head>
 <body><h1>{html.escape(title)}</h1>
+<p><b>{html.escape(report_subtitle(results))}</b></p>
 <p>{len(results)} results. Speed-ups are relative to FP32 eager measured interleaved in the same process;
 <code>speedup_vs_best_fp32</code> is relative to the fastest FP32 way measured. Units: accuracy in %,
-latency in ms, size in bytes. Each row names the FP32 run it was measured against
+latency in ms, size in bytes. Intervals are 95%: top-1 (Wilson, on <code>eval_images</code> images), its change
+against FP32 (paired, on the same images), the median latency (order statistics, over <code>timed_calls</code>
+calls). <code>busy</code> names why a timing is not to be trusted. Each row names the FP32 run it was measured against
 (<code>baseline_run_id</code>):</p><ul>{ref_html or "<li>none among these rows</li>"}</ul>
 <h2>Accuracy against latency</h2>{charts[0]}
 <h2>Accuracy against size</h2>{charts[1]}
 <h2>Results</h2><table><tr>{head}</tr>{"".join(body)}</table>
 <h2>Manifest</h2>{manifest_html}
 </body></html>"""
+
+
+REPORT_TEMPLATE = "plotly_white"
+# The report's table: what a reader needs to act on a row, each number with its scale.
+REPORT_COLUMNS = (
+    "label", "model", "dataset", "backend", "kernel", "top1", "top1_lo", "top1_hi", "top1_delta", "images_lost",
+    "images_gained", "eval_images", "top1_delta_lo", "top1_delta_hi", "agreement", "latency_ms_p50",
+    "latency_ms_lo", "latency_ms_hi", "latency_spread", "timed_calls", "fp32_latency_ms_p50", "speedup",
+    "speedup_vs_best_fp32", "size_bytes", "size_ratio", "build_seconds", "pareto", "busy", "status", "error",
+    "baseline_run_id",
+)  # fmt: skip
+_CELL_SPECS = {
+    "top1": ".2f", "top1_lo": ".2f", "top1_hi": ".2f", "top1_delta": "+.2f", "top1_delta_lo": "+.2f",
+    "top1_delta_hi": "+.2f", "agreement": ".1f", "latency_ms_p50": ".2f", "latency_ms_lo": ".2f",
+    "latency_ms_hi": ".2f", "latency_spread": ".2f", "fp32_latency_ms_p50": ".2f", "speedup": ".2f",
+    "speedup_vs_best_fp32": ".2f", "size_bytes": ",", "size_ratio": ".3f", "build_seconds": ".1f",
+    "load_avg": ".1f", "logit_kl": ".4f",
+}  # fmt: skip
+
+
+def report_cell(column: str, value) -> str:
+    """A table cell of the HTML report: numbers rounded as the app shows them (91.900003 reads 91.90).
+
+    >>> report_cell("top1", 91.900003), report_cell("top1_delta", -0.05), report_cell("size_bytes", 44_000_000)
+    ('91.90', '-0.05', '44,000,000')
+    """
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    spec = _CELL_SPECS.get(column)
+    if spec and isinstance(value, int | float):
+        return format(value, spec)
+    return str(value)
+
+
+def report_subtitle(results: Sequence[Result]) -> str:
+    """The report's heading line: models, datasets and when they were measured.
+
+    >>> from qcore.spec import QuantSpec
+    >>> report_subtitle([Result(QuantSpec(), "resnet18", "fashion-mnist", created_at=0.0)])
+    'resnet18 on fashion-mnist · measured 1970-01-01 00:00 UTC'
+    """
+    import time as _time
+
+    models = ", ".join(sorted({r.model for r in results})) or DASH
+    datasets = ", ".join(sorted({r.dataset for r in results})) or DASH
+    when = sorted(r.created_at for r in results)
+    day = lambda t: _time.strftime("%Y-%m-%d %H:%M UTC", _time.gmtime(t))  # noqa: E731
+    span = DASH if not when else day(when[0]) if day(when[0]) == day(when[-1]) else f"{day(when[0])} to {day(when[-1])}"
+    return f"{models} on {datasets} · measured {span}"
 
 
 def write_html(results: Sequence[Result], path: Path | str, title: str = "qcore report") -> None:

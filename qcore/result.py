@@ -26,7 +26,14 @@ from typing import Any
 
 from .spec import QuantSpec
 
-__all__ = ["COLUMNS", "STATUSES", "Result", "baseline_of", "manifest"]
+__all__ = ["SCALE_COLUMNS", "COLUMNS", "STATUSES", "Result", "baseline_of", "manifest"]
+
+# What gives the numbers their scale (qcore.scale): the latency's calls, spread, interval and load, the busy
+# flag, and the accuracy's images and intervals. Appended after the columns of before.
+SCALE_COLUMNS = (
+    "timed_calls", "latency_spread", "latency_ms_lo", "latency_ms_hi", "load_avg", "busy",
+    "eval_images", "top1_lo", "top1_hi", "images_lost", "images_gained", "top1_delta_lo", "top1_delta_hi",
+)  # fmt: skip
 
 # The CSV columns, in order. Everything a row needs to be read on its own.
 COLUMNS = (
@@ -37,6 +44,7 @@ COLUMNS = (
     "size_bytes", "size_ratio", "calib_seconds", "quantize_seconds", "quantized_layers", "total_layers",
     "pareto", "status", "error", "notes", "label", "run_id", "sweep_id", "created_at", "baseline_run_id",
     "build_seconds", "first_build_seconds",
+    *SCALE_COLUMNS,
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -84,6 +92,20 @@ class Result:
     sweep_id: str = ""
     created_at: float = field(default_factory=time.time)
     baseline_run_id: str = ""  # the FP32 row measured against; "" in rows stored before the field existed
+    # the scale of the numbers (qcore.scale); None in rows stored before these fields existed
+    timed_calls: int | None = None
+    latency_spread: float | None = None  # p90 / p50
+    latency_ms_lo: float | None = None  # 95% interval of the median latency
+    latency_ms_hi: float | None = None
+    load_avg: float | None = None  # 1-minute load average around the timing
+    busy: str = ""  # why the timing is not to be trusted ("" when nothing says so)
+    eval_images: int | None = None
+    top1_lo: float | None = None  # 95% Wilson interval of top-1, percent
+    top1_hi: float | None = None
+    images_lost: int | None = None  # images FP32 got right and this row wrong
+    images_gained: int | None = None  # images this row got right and FP32 wrong
+    top1_delta_lo: float | None = None  # 95% paired interval of the top-1 change, points
+    top1_delta_hi: float | None = None
 
     @property
     def ok(self) -> bool:

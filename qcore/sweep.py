@@ -25,9 +25,10 @@ from . import data, hardware, models, train, weights
 from .backends import BackendUnavailable, resolve
 from .buildcache import summarize
 from .limits import LIMITS, check_input_values
-from .measure import accuracy, predict, size_bytes, time_interleaved
+from .measure import accuracy, correct_counts, predict, size_bytes, time_interleaved
 from .pareto import mark_pareto
 from .result import Result, manifest
+from .scale import set_accuracy_scale, set_timing
 from .spec import FP32, QuantSpec
 
 __all__ = ["ProgressFn", "SPEC_PHASES", "SweepConfig", "Prepared", "prepare", "measure_baseline", "measure_spec",
@@ -198,9 +199,9 @@ def measure_baseline(p: Prepared) -> Result:
     acc = accuracy(p.ref_logits, p.labels, p.ref_logits)
     r.backend, r.kernel = "float", "native"
     r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = acc.top1, acc.top5, 0.0, 100.0, 0.0
-    r.latency_ms_p50, r.latency_ms_p90 = eager.p50, eager.p90
+    set_timing(r, eager)
     r.fp32_latency_ms_p50 = eager.p50
-    r.latency_samples_ms = eager.samples_ms
+    set_accuracy_scale(r, correct_counts(p.ref_logits, p.labels, p.ref_logits))
     r.speedup, r.speedup_vs_best_fp32, r.best_fp32 = 1.0, 1.0 / p.best_fp32_ratio, p.best_fp32
     r.size_bytes, r.size_ratio = p.fp32_size, 1.0
     r.calib_seconds = r.quantize_seconds = 0.0
@@ -250,10 +251,8 @@ def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | No
         acc.agreement,
         acc.logit_kl,
     )
-    r.latency_ms_p50, r.latency_ms_p90 = lat["variant"].p50, lat["variant"].p90
-    r.fp32_latency_ms_p50 = lat["fp32"].p50
-    r.latency_samples_ms = lat["variant"].samples_ms
-    r.speedup = lat["fp32"].p50 / lat["variant"].p50
+    set_timing(r, lat["variant"], lat["fp32"])  # p50, p90, interval, spread, the FP32 p50, speed-up, busy
+    set_accuracy_scale(r, correct_counts(logits, p.labels, p.ref_logits))
     r.speedup_vs_best_fp32 = r.speedup / p.best_fp32_ratio
     r.size_bytes = size_bytes(q.artifact)
     r.size_ratio = r.size_bytes / p.fp32_size

@@ -21,15 +21,16 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .paths import data_home
+from .paths import atomic_write_bytes, data_home
 from .result import Result
 from .store import Job, Store, spec_key
 
-__all__ = ["JOB_RUNNERS", "lock_path", "worker_running", "ensure_worker", "job_runner", "execute_job",
+__all__ = ["JOB_RUNNERS", "lock_path", "start_path", "worker_running", "ensure_worker", "job_runner", "execute_job",
            "store_pareto", "run_job", "run_sweep_job", "serve"]
 
 ProgressFn = Callable[[int, int, str], None]
@@ -55,24 +56,63 @@ def worker_running() -> bool:
         return False
 
 
+def start_path() -> Path:
+    """Where a starting worker's pid is written: it has not taken the lock yet (it imports torch first)."""
+    return data_home() / "worker.starting"
+
+
+# How long a started worker may take to reach its lock (importing torch on a busy 2-core machine: ~30 s).
+START_GRACE_S = 120.0
+_children: list[subprocess.Popen] = []
+
+
+def _worker_command() -> list[str]:
+    return [sys.executable, "-m", "qcore", "worker"]
+
+
+def _starting() -> bool:
+    """True when a worker started by some process has not exited yet and is younger than START_GRACE_S."""
+    from .store import _pid_alive
+
+    try:
+        pid_text, _, started = start_path().read_text(encoding="ascii").partition(" ")
+        pid, started_at = int(pid_text), float(started)
+    except (OSError, ValueError):
+        return False
+    return _pid_alive(pid) and time.time() - started_at < START_GRACE_S
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    proc.wait()  # a finished child is reaped at once, never left a zombie of the app's server
+    try:
+        _children.remove(proc)
+    except ValueError:
+        pass
+
+
 def ensure_worker(db: Path | None = None) -> bool:
-    """Start a detached worker process unless one is running. Returns True if one was started."""
+    """Start a detached worker process unless one is running or starting. Returns True if one was started.
+
+    A page polls every second while its job is queued, and the worker takes its lock only after importing
+    torch: without the start file (``worker.starting``: pid and time, checked and written under a lock of its
+    own) every poll in between started another worker. The child is waited for in a daemon thread, so it is
+    reaped the moment it exits."""
     if worker_running():
         return False
-    env = dict(os.environ)
-    if db:
-        env["QCORE_DB"] = str(db)
-    log = open(data_home() / "worker.log", "ab")  # noqa: SIM115  (handed to the child)
-    root = Path(__file__).resolve().parent.parent  # "-m qcore" from here: this checkout's qcore, installed or not
-    subprocess.Popen(
-        [sys.executable, "-m", "qcore", "worker"],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=str(root),
-        start_new_session=True,
-    )
+    with open(data_home() / "worker.start.lock", "a+") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # two sessions polling at once: one starts, the other sees it
+        if _starting() or worker_running():
+            return False
+        env = dict(os.environ)
+        if db:
+            env["QCORE_DB"] = str(db)
+        root = Path(__file__).resolve().parent.parent  # "-m qcore" from here: this checkout's qcore
+        with open(data_home() / "worker.log", "ab") as log:  # the child keeps its own copy of the handle
+            proc = subprocess.Popen(_worker_command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                    cwd=str(root), start_new_session=True)  # fmt: skip
+        _children.append(proc)
+        atomic_write_bytes(start_path(), f"{proc.pid} {time.time()}".encode())
+    threading.Thread(target=_reap, args=(proc,), name=f"qcore-reap-{proc.pid}", daemon=True).start()
     return True
 
 
@@ -169,6 +209,7 @@ def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = Non
         except BlockingIOError:
             print("another qcore worker is running; exiting", file=sys.stderr)
             return 0
+        start_path().unlink(missing_ok=True)  # started: the lock says so from now on
         store = Store(db)
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < idle_exit_s:

@@ -256,6 +256,58 @@ def test_a_baseline_trained_by_another_process_is_shown_as_such():
     finally:
         holder.kill()
         holder.wait()
+def test_rows_show_their_scale_and_a_busy_row_can_be_timed_again(in_finished_run, tmp_path, monkeypatch):
+    """Each row: the FP32 p50 it was divided by, p90/p50 and calls, top-1's interval, the change in images;
+    a row flagged busy says so and Time again queues its spec with the job's settings (issue 11, items 2, 7)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(in_finished_run["home"], copy)
+    monkeypatch.setenv("QCORE_HOME", str(copy))
+    store = _store()
+    jid = in_finished_run["job"]
+    int8 = next(r for r in store.results(sweep_id=jid) if not r.spec.is_reference)
+    int8.busy = "load 6.0 on the machine, above the 2 threads timed with"
+    store.add_result(int8)
+    at = _app("pages/sweep.py", job=jid)
+    df = at.dataframe[0].value
+    row = df[df["run_id"] == int8.run_id].iloc[0]
+    assert row["FP32 p50 ms"] == pytest.approx(int8.fp32_latency_ms_p50) and row["calls"] == int8.timed_calls > 0
+    assert row["p90/p50"] >= 1.0 and row["busy"].startswith("⚠ load 6.0")
+    assert row["top-1 95% CI"].startswith("[") and row["Δ images"].endswith("of 100 images")
+    at.selectbox(key=f"detail-{jid}").select(int8.run_id).run()
+    assert any("Timed while the machine was busy" in w.value for w in at.warning)
+    assert any("against FP32 p50" in c.value and "calls" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Time again").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    again = next(j for j in store.jobs() if j.job_id != jid)
+    assert again.state == "queued" and again.config["retime_of"] == [int8.run_id]
+    assert again.specs == [int8.spec.to_dict()] and again.config["model"] == "resnet18"
+
+
+def test_runs_page_times_the_busy_rows_again(in_finished_run, tmp_path, monkeypatch):
+    copy = tmp_path / "copy"
+    shutil.copytree(in_finished_run["home"], copy)
+    monkeypatch.setenv("QCORE_HOME", str(copy))
+    store = _store()
+    for r in store.results():  # measured on whatever machine runs the tests: quiet, as far as this test goes
+        r.busy = ""
+        store.add_result(r)
+    at = _app("pages/runs.py")
+    assert not any(b.label.startswith("Time again") for b in at.button)  # nothing flagged, nothing selected
+    int8 = next(r for r in store.results() if not r.spec.is_reference)
+    int8.busy = "spread p90/p50 1.60, above 1.3"
+    store.add_result(int8)
+    at = _app("pages/runs.py")
+    base = next(r for r in store.results() if r.spec.is_reference)
+    base.fp32_latency_ms_p50, int8.fp32_latency_ms_p50 = 10.0, 20.0  # compared with FP32 timings 2x apart
+    store.add_result(base)
+    store.add_result(int8)
+    at = _app("pages/runs.py")
+    at.selectbox(key="cmp_a").select(base.run_id).run()
+    at.selectbox(key="cmp_b").select(int8.run_id).run()
+    assert any("A was timed against FP32 p50 10.00 ms and B against 20.00 ms" in w.value for w in at.warning)
+    assert "FP32 p50 ms" in [m.label for m in at.metric]
+    next(b for b in at.button if b.label == "Time again the busy-flagged 1 result(s)").click().run()
+    assert [j.config.get("retime_of") for j in store.jobs()][0] == [int8.run_id]
 
 
 # -- jobs: queue, cancel, interrupted -------------------------------------------------------------------

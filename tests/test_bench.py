@@ -27,3 +27,11 @@ def test_bench_profile_help_runs():
                          timeout=120, cwd=ROOT)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "--onednn-verbose" in out.stdout and "--engine" in out.stdout
+
+
+def test_bench_stability_help_runs():
+    code = ("import runpy, sys; sys.argv = ['bench/stability.py', '--help']; "
+            "runpy.run_path('bench/stability.py', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "--protocol" in out.stdout and "--diagnose" in out.stdout and "--repeat" in out.stdout

@@ -92,7 +92,7 @@ def drive(page, url: str, ckpt: str) -> None:
     page.screenshot(path=str(ARTIFACTS / "sweep-details.png"), full_page=True)
 
     page.get_by_role("radio", name="accuracy vs size").click()  # the other chart, log size axis
-    expect(chart.first.locator(".xtitle")).to_contain_text("size (bytes")
+    expect(chart.first.locator(".xtitle")).to_contain_text("size (MB")
     wait_idle(page)
     assert "job=" in page.url and "x=" in page.url  # the job and the setting both stay in the URL
     page.get_by_role("radio", name="accuracy vs latency").click()

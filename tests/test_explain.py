@@ -66,3 +66,15 @@ def test_explain_fp32_on_another_engine_is_a_variant_not_the_reference():
 def test_explain_shows_a_dash_for_what_was_not_measured():
     text = explain(_result(QuantSpec("int8"), latency_ms_p50=None))
     assert "– ms against 10.00 ms" in text
+
+
+def test_the_change_is_told_in_images_with_its_interval():
+    from qcore import scale
+
+    r = _result(QuantSpec("int8"), top1=91.85, top1_delta=-0.05)
+    scale.set_accuracy_scale(r, {"both": 1835, "lost": 3, "gained": 2, "neither": 160})
+    text = explain(r)
+    assert "-1 of 2000 images (lost 3, gained 2); the 95% interval of the change is [-0.32, +0.22] points, " \
+           "within what chance alone moves it" in text
+    scale.set_accuracy_scale(r, {"both": 1700, "lost": 120, "gained": 20, "neither": 160})
+    assert "more than chance alone would move it" in explain(r)

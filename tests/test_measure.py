@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from qcore.measure import accuracy, predict, size_bytes, stopwatch, time_interleaved
+from qcore.measure import TimingProtocol, accuracy, correct_counts, predict, size_bytes, stopwatch, time_interleaved
 
 
 def test_accuracy_known_answers():
@@ -35,11 +35,51 @@ def test_time_interleaved_alternates_and_ranks():
         order.append("b")
         time.sleep(0.004)
 
-    lat = time_interleaved({"a": fast, "b": slow}, warmup=1, min_runs=5, max_runs=5)
+    lat = time_interleaved({"a": fast, "b": slow}, warmup=1, min_runs=5, max_runs=5, budget_s=0.0)
     assert len(lat["a"].samples_ms) == len(lat["b"].samples_ms) == 5
-    assert order[2:] == ["a", "b"] * 5  # after one warm-up each: A B A B ...
+    # one warm-up round (a zero budget leaves no time for more), then rounds in alternating order
+    assert order == ["a", "b"] + ["a", "b", "b", "a"] * 2 + ["a", "b"]
     assert lat["b"].p50 > lat["a"].p50 and lat["b"].p50 >= 4.0
     assert lat["b"].p90 >= lat["b"].p50
+    lo, hi = lat["b"].interval
+    assert lo <= lat["b"].p50 <= hi and lat["b"].spread >= 1.0
+
+
+def test_warm_up_runs_by_time_and_the_collector_is_off_while_timing():
+    import gc
+
+    calls, collector = [], []
+
+    def fn():
+        calls.append(1)
+        collector.append(gc.isenabled())
+        time.sleep(0.001)
+
+    proto = TimingProtocol(warmup=2, warmup_s=0.1, warmup_share=1.0, min_runs=3, max_runs=3)
+    lat = time_interleaved({"a": fn}, budget_s=1.0, protocol=proto)
+    assert len(lat["a"].samples_ms) == 3
+    assert len(calls) - 3 >= 30  # 0.1 s of 1 ms calls: far more than the 2 calls asked for by count
+    assert not any(collector) and gc.isenabled()  # off while timing, on again after
+    assert lat["a"].load is None or lat["a"].load >= 0.0
+
+
+def test_a_slow_call_is_warmed_twice_then_stops_at_its_share_of_the_budget():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.05)
+
+    proto = TimingProtocol(warmup=10, warmup_s=5.0, warmup_share=0.1, min_runs=2, max_runs=2)
+    time_interleaved({"s": slow}, budget_s=0.5, protocol=proto)
+    assert len(calls) == 2 + 2  # two warm-up rounds (0.1 s > 10% of 0.5 s), two timed
+
+
+def test_correct_counts_pair_the_images():
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    ref = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 0, 2]), 3).float()  # right: 0, 2, 4
+    var = torch.nn.functional.one_hot(torch.tensor([0, 0, 2, 1, 1]), 3).float()  # right: 0, 1, 3
+    assert correct_counts(var, labels, ref) == {"both": 1, "lost": 2, "gained": 2, "neither": 0}
 
 
 def test_size_bytes_counts_the_serialized_state():

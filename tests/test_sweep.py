@@ -149,3 +149,20 @@ def test_other_engines_are_timed_in_their_own_block(config, monkeypatch):
     # every row names the torch FP32 row, and newest first (as stored) the ORT FP32 row is not taken for it
     assert {r.baseline_run_id for r in (base, ort_row, fx_row)} == {base.run_id}
     assert baseline_of([fx_row, ort_row, base]) is base
+
+
+def test_every_row_carries_its_scale(config):
+    """The FP32 p50 each row was divided by, calls, spread, the median's interval, the load and the busy flag;
+    the images and intervals of top-1 and its change (issue 11, items 2 and 7)."""
+    base, q = run_sweep(dataclasses.replace(config, fp32_compiled=False), [QuantSpec("int8", mode="dynamic")])
+    for r in (base, q):
+        assert r.timed_calls == len(r.latency_samples_ms) >= 7
+        assert r.latency_ms_lo <= r.latency_ms_p50 <= r.latency_ms_hi and r.latency_spread >= 1.0
+        assert r.eval_images == 64 and r.top1_lo <= r.top1 <= r.top1_hi
+        assert isinstance(r.busy, str)
+    assert q.speedup == pytest.approx(q.fp32_latency_ms_p50 / q.latency_ms_p50)
+    assert q.images_gained - q.images_lost == round(q.top1_delta * 64 / 100)
+    assert q.top1_delta_lo <= q.top1_delta <= q.top1_delta_hi
+    assert (base.images_lost, base.images_gained, base.top1_delta_lo, base.top1_delta_hi) == (0, 0, 0.0, 0.0)
+    row = next(csv.DictReader(csv_text([q]).splitlines()))
+    assert row["timed_calls"] == str(q.timed_calls) and row["eval_images"] == "64"

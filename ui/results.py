@@ -16,14 +16,14 @@ from qcore import report
 from qcore.explain import explain
 from qcore.report import DASH, fmt
 from qcore.result import Result
+from qcore.scale import BUSY_SPREAD, images_text, interval_text
 
-from .common import dataset_label, delta_style
+from .common import dataset_label, delta_style, no_paths, start_worker, store
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
            "pareto", "downloads", "compare"]
 
-# Distinct in both themes; FP32, the reference, in neutral grey.
-PRECISION_COLORS = {"FP32": "#8c8c8c", "FP16": "#1f77b4", "BF16": "#17becf", "INT8": "#d62728", "INT4": "#ff7f0e"}
+PRECISION_COLORS = report.PRECISION_COLORS  # one table for the app and the reports
 TIPS = {
     "top1": "share of the evaluation images whose highest-scoring class is the true one",
     "delta": "change in percentage points against the FP32 model, on the same images",
@@ -32,7 +32,16 @@ TIPS = {
     "size": "bytes of the saved weights and quantization parameters / the FP32 weights' bytes",
     "p50": "median latency of one forward pass over the latency batch, in milliseconds",
     "kernel": "native: real low-precision arithmetic; simulated: stored low-precision, computed in float",
-    "pareto": "no other run of the sweep is at least as good on accuracy, latency and size",
+    "pareto": "no other run of the sweep is at least as good on accuracy, latency and size (latencies whose 95% "
+    "intervals overlap count as equal)",
+    "top1_ci": "95% interval of top-1 on this many images (Wilson)",
+    "delta_images": "the change in images: gained minus lost against FP32, of the images evaluated",
+    "delta_ci": "95% interval of the change against FP32, paired on the same images",
+    "fp32_p50": "the FP32 eager median timed in turns with this row: the speed-up is this / p50 ms",
+    "spread": f"p90 / p50 of the timed calls; above {BUSY_SPREAD} the timing is flagged busy",
+    "calls": "forward passes timed after warm-up",
+    "busy": "why this timing is not to be trusted (the machine's load above the threads used, or a wide "
+    "spread); time it again",
 }
 
 
@@ -48,11 +57,27 @@ def frame(results: Sequence[Result]) -> pd.DataFrame:
             "dataset": dataset_label(r.dataset), "sweep": r.sweep_id, "run_id": r.run_id, "error": r.error,
             "measured": datetime.fromtimestamp(r.created_at),  # the server's local time, as the job list
         })  # fmt: skip
+        rows[-1].update(scale_columns(r))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def scale_columns(r: Result) -> dict:
+    """The table's columns that give a row's numbers their scale (qcore.scale): the top-1 interval, the change
+    in images, the FP32 p50 the speed-up was divided by, the spread and calls, and the busy flag."""
+    return {
+        "top-1 95% CI": interval_text(r.top1_lo, r.top1_hi), "Δ images": images_text(r).split(" (")[0],
+        "Δ 95% CI pts": interval_text(r.top1_delta_lo, r.top1_delta_hi, "+.2f"),
+        "FP32 p50 ms": r.fp32_latency_ms_p50, "p90/p50": r.latency_spread, "calls": r.timed_calls,
+        "busy": f"⚠ {r.busy}" if r.busy else "",
+    }  # fmt: skip
 
 
 COLUMNS = ["spec", "status", "top-1 %", "Δ top-1 pts", "agreement %", "p50 ms", "speed-up ×", "size MB", "size ×",
            "kernel", "backend", "pareto", "model", "dataset", "sweep", "measured", "run_id", "error"]  # fmt: skip
+SCALE_TABLE_COLUMNS = ["top-1 95% CI", "Δ images", "Δ 95% CI pts", "FP32 p50 ms", "p90/p50", "calls", "busy"]
+COLUMNS[COLUMNS.index("Δ top-1 pts") + 1 : COLUMNS.index("Δ top-1 pts") + 1] = SCALE_TABLE_COLUMNS[:3]
+COLUMNS[COLUMNS.index("speed-up ×") : COLUMNS.index("speed-up ×")] = SCALE_TABLE_COLUMNS[3:6]
+COLUMNS.insert(COLUMNS.index("speed-up ×"), "busy")
 COLUMN_CONFIG = {
     "top-1 %": st.column_config.NumberColumn(format="%.2f", help=TIPS["top1"]),
     "Δ top-1 pts": st.column_config.NumberColumn(format="%+.2f", help=TIPS["delta"]),
@@ -64,6 +89,13 @@ COLUMN_CONFIG = {
     "kernel": st.column_config.TextColumn(help=TIPS["kernel"]),
     "pareto": st.column_config.CheckboxColumn(help=TIPS["pareto"]),
     "measured": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", help="when the row was measured"),
+    "top-1 95% CI": st.column_config.TextColumn(help=TIPS["top1_ci"]),
+    "Δ images": st.column_config.TextColumn(help=TIPS["delta_images"]),
+    "Δ 95% CI pts": st.column_config.TextColumn(help=TIPS["delta_ci"]),
+    "FP32 p50 ms": st.column_config.NumberColumn(format="%.2f", help=TIPS["fp32_p50"]),
+    "p90/p50": st.column_config.NumberColumn(format="%.2f", help=TIPS["spread"]),
+    "calls": st.column_config.NumberColumn(format="%d", help=TIPS["calls"]),
+    "busy": st.column_config.TextColumn(help=TIPS["busy"], width="small"),
 }
 
 
@@ -149,6 +181,7 @@ def details(r: Result, base: Result | None, key: str) -> None:
     )
     if r.ok:
         metric_cards(r)
+        scale_note(r, key=f"{key}-scale")
         st.info(explain(r), icon=":material/lightbulb:")
         latency_chart(r, base, key=f"{key}-lat")
     elif r.status == "error":
@@ -159,6 +192,50 @@ def details(r: Result, base: Result | None, key: str) -> None:
         st.markdown("\n".join(f"- {n}" for n in r.notes))
     with st.expander("Full spec and manifest"):
         st.json({"spec": r.spec.to_dict(), "manifest": r.manifest}, expanded=False)
+
+
+def scale_note(r: Result, key: str) -> None:
+    """What the cards' numbers are worth: images and intervals for accuracy; the FP32 timing the speed-up was
+    divided by, the spread and calls for latency; a warning and Time again when the machine was busy."""
+    acc, lat = [], []
+    if r.top1_lo is not None:
+        acc.append(f"top-1 95% interval {interval_text(r.top1_lo, r.top1_hi, '.2f', ' %')} on {r.eval_images} images")
+    if images_text(r) and not r.spec.is_reference:
+        acc.append(f"change {images_text(r)}, 95% interval "
+                   f"{interval_text(r.top1_delta_lo, r.top1_delta_hi, '+.2f', ' pts')}")  # fmt: skip
+    if r.timed_calls:
+        lat.append(f"p50 {fmt(r.latency_ms_p50, '.2f')} ms (95% interval "
+                   f"{interval_text(r.latency_ms_lo, r.latency_ms_hi)} ms), p90/p50 {fmt(r.latency_spread, '.2f')} "
+                   f"over {r.timed_calls} calls")  # fmt: skip
+    if r.fp32_latency_ms_p50 is not None and not r.spec.is_reference:
+        lat.append(f"against FP32 p50 {fmt(r.fp32_latency_ms_p50, '.2f')} ms timed in turns with it "
+                   f"(speed-up {fmt(r.speedup, '.2f')}×)")  # fmt: skip
+    if acc or lat:
+        st.caption(" · ".join(x[0].upper() + x[1:] for x in ("; ".join(acc), "; ".join(lat)) if x) + ".")
+    if r.busy:
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.warning(f"Timed while the machine was busy ({r.busy}): this latency is not a property of the model.",
+                   icon=":material/warning:")  # fmt: skip
+    else:
+        c2 = st
+    if c2.button("Time again", key=key, icon=":material/timer:",
+                 help="queue this spec again with the same settings; a new row is stored beside this one"):
+        time_again([r.run_id])
+
+
+def time_again(run_ids: list[str]) -> None:
+    """Queue the rows' specs as a new sweep (qcore.retime), start the worker and open that job."""
+    from qcore.retime import submit_retime
+
+    from .nav import SWEEP_PAGE
+
+    try:
+        jid = submit_retime(store(), run_ids)
+    except ValueError as exc:
+        st.error(no_paths(str(exc)))
+        return
+    start_worker()
+    st.switch_page(SWEEP_PAGE, query_params={"job": jid})
 
 
 def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
@@ -221,6 +298,7 @@ def compare(a: Result, b: Result) -> None:
     fields = [("Top-1 %", "top1", ".2f", "normal"), ("Agreement %", "agreement", ".1f", "normal"),
               ("Latency p50 ms", "latency_ms_p50", ".2f", "inverse"), ("Speed-up ×", "speedup", ".2f", "normal"),
               ("Size MB", "size_bytes", ".2f", "inverse"), ("Size ×", "size_ratio", ".3f", "inverse")]  # fmt: skip
+    fields.insert(3, ("FP32 p50 ms", "fp32_latency_ms_p50", ".2f", "off"))  # what each speed-up was divided by
     cols = st.columns(len(fields))
     for col, (title, attr, spec, colour) in zip(cols, fields):
         va, vb = getattr(a, attr), getattr(b, attr)
@@ -237,6 +315,7 @@ def compare(a: Result, b: Result) -> None:
             border=True,
             help=f"B; A was {fmt(va, spec)}. The change is B minus A.",
         )
+    compare_references(a, b)
     same = {k: v for k, v in a.manifest.items() if b.manifest.get(k) == v}
     diff = {k: (a.manifest.get(k), b.manifest.get(k)) for k in set(a.manifest) | set(b.manifest) if k not in same}
     diff.pop("created_at", None)
@@ -245,3 +324,17 @@ def compare(a: Result, b: Result) -> None:
     if diff:
         with st.expander(f"Where their manifests differ ({len(diff)})"):
             st.code(json.dumps(diff, indent=1, default=str), language="json")
+
+
+def compare_references(a: Result, b: Result) -> None:
+    """Warn when A's and B's latencies were taken against FP32 timings more than 10% apart (a busy machine, or
+    another input): their latencies then disagree with their speed-ups, and only the speed-ups compare."""
+    ra, rb = a.fp32_latency_ms_p50, b.fp32_latency_ms_p50
+    if ra and rb and max(ra, rb) / min(ra, rb) > 1.1:
+        st.warning(f"A was timed against FP32 p50 {ra:.2f} ms and B against {rb:.2f} ms: the machine was not in "
+                   "the same state (or the input differs), so their latencies do not compare; their speed-ups, each "
+                   "against the FP32 timed beside it, do. Time them again on a quiet machine to compare latencies.",
+                   icon=":material/warning:")  # fmt: skip
+    for r, name in ((a, "A"), (b, "B")):
+        if r.busy:
+            st.caption(f"{name} was timed while the machine was busy: {r.busy}.")

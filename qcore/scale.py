@@ -1,0 +1,110 @@
+"""What gives a Result's numbers their scale: intervals, spread, sample sizes, and whether the machine was busy.
+
+One place for the policy the CLI, the app and the reports read (the thresholds below, and the words).
+
+**Busy.** A latency is a property of the model only when the machine was otherwise quiet. A row is flagged
+busy when the 1-minute load average seen around its timing exceeded the threads it timed with by more than
+:data:`LOAD_MARGIN` (the timing itself accounts for ``threads`` runnable threads; more means other work
+competed for the cores), or when its spread p90/p50 exceeded :data:`BUSY_SPREAD` (a quiet machine gives
+1.02-1.15; 1.5 means a tenth of the calls were 50% slower than the median). Load 5.0 with 2 threads, or
+p90 15 ms against p50 10 ms: busy. A busy row is shown with a mark and can be timed again
+(:mod:`qcore.retime`).
+
+**Accuracy** carries the number of images, a 95% interval for top-1 and a paired interval for its change
+against FP32 (:mod:`qcore.stats`); **latency** the number of timed calls, p90/p50 and a 95% interval of the
+median, which the Pareto flag uses: two rows whose intervals overlap are not ranked on latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .stats import median_interval, paired_delta, wilson
+
+__all__ = ["BUSY_SPREAD", "LOAD_MARGIN", "busy_reason", "set_timing", "set_accuracy_scale", "latency_interval",
+           "images_text", "interval_text"]
+
+BUSY_SPREAD = 1.3
+LOAD_MARGIN = 0.5
+
+
+def busy_reason(load: float | None, threads: int, spread: float | None) -> str:
+    """Why a timing is not to be trusted as a property of the model, or "" when nothing says so.
+
+    >>> busy_reason(5.0, 2, 1.05)
+    'load 5.0 on the machine, above the 2 threads timed with'
+    >>> busy_reason(0.3, 2, 1.5)
+    'spread p90/p50 1.50, above 1.3'
+    >>> busy_reason(None, 2, 1.1)
+    ''
+    """
+    why = []
+    if load is not None and load > threads + LOAD_MARGIN:
+        why.append(f"load {load:.1f} on the machine, above the {threads} threads timed with")
+    if spread is not None and spread > BUSY_SPREAD:
+        why.append(f"spread p90/p50 {spread:.2f}, above {BUSY_SPREAD}")
+    return "; ".join(why)
+
+
+def set_timing(r, variant, reference=None) -> None:
+    """Fill a Result's latency fields from ``variant`` (a :class:`qcore.measure.Latency`) and the FP32 reference
+    timed with it: p50, p90, the median's interval, the spread, the calls timed, the load and the busy flag."""
+    r.latency_ms_p50, r.latency_ms_p90 = variant.p50, variant.p90
+    r.latency_samples_ms = list(variant.samples_ms)
+    r.latency_ms_lo, r.latency_ms_hi = variant.interval
+    r.latency_spread, r.timed_calls = variant.spread, len(variant.samples_ms)
+    r.load_avg = variant.load
+    spreads = [variant.spread] + ([reference.spread] if reference is not None else [])
+    if reference is not None:
+        r.fp32_latency_ms_p50 = reference.p50
+        r.speedup = reference.p50 / variant.p50
+        r.load_avg = max((v for v in (variant.load, reference.load) if v is not None), default=None)
+    r.busy = busy_reason(r.load_avg, r.threads, max(spreads))
+
+
+def set_accuracy_scale(r, counts: dict[str, int]) -> None:
+    """Fill a Result's accuracy scale from the paired counts of :func:`qcore.measure.correct_counts`."""
+    n = sum(counts.values())
+    r.eval_images = n
+    lo, hi = wilson(counts["both"] + counts["gained"], n)
+    r.top1_lo, r.top1_hi = 100.0 * lo, 100.0 * hi
+    r.images_lost, r.images_gained = counts["lost"], counts["gained"]
+    _, dlo, dhi = paired_delta(counts["both"], counts["lost"], counts["gained"], counts["neither"])
+    r.top1_delta_lo, r.top1_delta_hi = 100.0 * dlo, 100.0 * dhi
+
+
+def latency_interval(r) -> tuple[float, float] | None:
+    """The row's 95% interval of the median latency: stored, else from its samples (rows stored before the
+    interval was), else the bare p50; None when it has no latency."""
+    lo, hi = getattr(r, "latency_ms_lo", None), getattr(r, "latency_ms_hi", None)
+    if lo is not None and hi is not None:
+        return lo, hi
+    samples: Sequence[float] = getattr(r, "latency_samples_ms", None) or []
+    if samples:
+        return median_interval(samples)
+    p50 = getattr(r, "latency_ms_p50", None)
+    return None if p50 is None else (p50, p50)
+
+
+def images_text(r) -> str:
+    """The top-1 change in images: ``-1 of 2000 images (lost 3, gained 2)``; "" when not counted.
+
+    >>> from types import SimpleNamespace as R
+    >>> images_text(R(eval_images=2000, images_lost=3, images_gained=2))
+    '-1 of 2000 images (lost 3, gained 2)'
+    """
+    n, lost, gained = (getattr(r, k, None) for k in ("eval_images", "images_lost", "images_gained"))
+    if n is None or lost is None or gained is None:
+        return ""
+    return f"{gained - lost:+d} of {n} images (lost {lost}, gained {gained})".replace("+0 of", "0 of")
+
+
+def interval_text(lo: float | None, hi: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    """``[90.62, 93.02]``-style text of an interval; "" when it is not known.
+
+    >>> interval_text(-0.32, 0.22, "+.2f", " pts")
+    '[-0.32, +0.22] pts'
+    """
+    if lo is None or hi is None:
+        return ""
+    return f"[{format(lo, spec)}, {format(hi, spec)}]{suffix}"
