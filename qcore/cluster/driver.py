@@ -130,9 +130,8 @@ def run_cluster_sweep(
     def error_row(i: int, out: dict, retries: int) -> Result:
         r = _base_result(p, todo[i])
         r.status, r.error, r.retries = "error", out["error"], retries
-        here = out.get("where") or {}
-        r.node_id, r.host = here.get("node_id", ""), here.get("host", r.host)
-        r.cpu_model = here.get("cpu_model", r.cpu_model)
+        here = out.get("where") or {}  # empty for a task lost with its node: Ray's message names the node
+        r.node_id, r.host, r.cpu_model = here.get("node_id", ""), here.get("host", ""), here.get("cpu_model", "")
         return r
 
     acc_rows: dict[int, tuple[Result, dict]] = {}

@@ -58,6 +58,7 @@ def cluster(tmp_path_factory):
                            "health_check_initial_delay_ms": 0}})  # fmt: skip
     c.add_node(**NODE)
     c.started_s = time.monotonic() - started
+    c.node_home = home
     try:
         yield c
     finally:
@@ -130,6 +131,8 @@ def test_two_node_sweep_gives_the_local_rows_and_times_one_spec_at_a_time_per_no
     for node in {r.node_id for r in rows}:  # one timing per node at a time
         spans = sorted((r.timed_from, r.timed_to) for r in rows if r.node_id == node)
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+    stored = [f.name for f in cluster.node_home.rglob("*") if f.suffix in (".pt", ".safetensors", ".gz", ".png")]
+    assert stored == []  # no node trained, downloaded or cached weights or data: they came in the object store
     state = store.job(on_cluster).result
     assert len(state["cluster"]["nodes"]) == 2 and state["cluster"]["bench_slots"] == 2
     assert [s["state"].split(":")[0] for s in state["specs"]] == ["timed on " + base.host] + ["done"] * len(SPECS)
@@ -144,6 +147,22 @@ def test_a_cluster_without_bench_slots_refuses_to_time_and_says_how_to_declare_o
     require_bench(info)  # two slots: fine
     with pytest.raises(ValueError, match=r"no qcore_bench slot.*--resources='\{\"qcore_bench\": 1\}'"):
         require_bench({**info, "nodes": [{**n, "bench": 0} for n in info["nodes"]], "bench_slots": 0})
+
+
+def test_a_spec_that_fails_on_a_node_returns_an_error_naming_that_node(cluster, resnet18_checkpoint, fashion_mnist):
+    import torch
+
+    from qcore.cluster.session import connect
+    from qcore.cluster.tasks import accuracy_task
+    from qcore.sweep import prepare
+
+    connect(cluster.address)
+    p = prepare(_config(resnet18_checkpoint))
+    p.eval_batches = [(torch.zeros(2, 1, 32, 32), torch.zeros(2, dtype=torch.long))]  # one channel: conv1 raises
+    out = ray.get(accuracy_task.remote(ray.put(p), QuantSpec("fp16").to_dict()))
+    node = out["where"]["node_id"]
+    assert node in {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert out["error"].startswith(f"RuntimeError on node {out['where']['host']} ({node[:12]}): "), out["error"]
 
 
 def test_a_node_killed_mid_sweep_still_finishes_every_spec_once(cluster, tmp_path, resnet18_checkpoint,
