@@ -13,7 +13,7 @@ import streamlit as st
 
 from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig
-from ui import jobs
+from ui import cluster, jobs
 from ui.common import baseline_status, count_text, dataset_label, hardware, measured_text, prewarm, store, sweep_cost
 from ui.nav import LEARN_PAGE, SWEEP_PAGE, job_page, setup
 
@@ -76,6 +76,7 @@ def home() -> None:
         f"CPU flags that matter here: {', '.join(hw.flags) or 'none of note'}. "
         "Emulated formats are smaller but not faster on this CPU; the results say so."
     )
+    cluster.home_panel()
 
     st.subheader("Start")
     cfg = SweepConfig()

@@ -11,7 +11,7 @@ from qcore.result import Result, baseline_of
 from qcore.spec import DEFAULT_GRID, QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
-from ui import jobs, results, settings, spec_list
+from ui import cluster, jobs, results, settings, spec_list
 from ui.common import job_label, store
 from ui.nav import setup
 
@@ -148,6 +148,7 @@ def _pick(name: str, value: str | None, detail_key: str) -> None:
 
 
 def render(job: Job, rows: list[Result]) -> None:
+    cluster.spec_states(job)
     if not rows:
         st.caption("Results appear here as each spec is measured.")
         return

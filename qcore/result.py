@@ -45,6 +45,7 @@ COLUMNS = (
     "pareto", "status", "error", "notes", "label", "run_id", "sweep_id", "created_at", "baseline_run_id",
     "build_seconds", "first_build_seconds",
     *SCALE_COLUMNS,
+    "node_id", "host", "cpu_model", "retries", "accuracy_host", "timed_from", "timed_to",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -106,6 +107,16 @@ class Result:
     images_gained: int | None = None  # images this row got right and FP32 wrong
     top1_delta_lo: float | None = None  # 95% paired interval of the top-1 change, points
     top1_delta_hi: float | None = None
+    # Where the latency was measured (a Ray node id on a cluster, "" on the local worker), its host and CPU;
+    # ``threads`` above is the torch thread count it was timed with. Rows stored before these existed read
+    # them as their defaults (the JSON body is the row, so old databases open unchanged).
+    node_id: str = ""
+    host: str = ""
+    cpu_model: str = ""
+    retries: int = 0  # times a lost node's task was submitted again before this row was measured
+    accuracy_host: str = ""  # where calibration, quantization and evaluation ran (a cluster may split them)
+    timed_from: float | None = None  # wall-clock start and end of the timed block (seconds since the epoch)
+    timed_to: float | None = None
 
     @property
     def ok(self) -> bool:

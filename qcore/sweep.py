@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -31,8 +32,8 @@ from .result import Result, manifest
 from .scale import set_accuracy_scale, set_timing
 from .spec import FP32, QuantSpec
 
-__all__ = ["ProgressFn", "SPEC_PHASES", "SweepConfig", "Prepared", "prepare", "measure_baseline", "measure_spec",
-           "run_sweep"]
+__all__ = ["ProgressFn", "SPEC_PHASES", "SweepConfig", "Prepared", "prepare", "measure_baseline", "quantize_spec",
+           "accuracy_into", "latency_into", "finish_notes", "measure_spec", "run_sweep"]
 
 ProgressFn = Callable[[float, int, str], None]
 # The phases of one spec, in order, as progress reports them: a sweep of 4 specs at its second spec's timing
@@ -169,6 +170,9 @@ def _base_result(p: Prepared, spec: QuantSpec) -> Result:
         manifest=p.manifest,
         best_fp32=p.best_fp32,
         baseline_run_id=p.baseline_run_id,
+        host=socket.gethostname(),
+        cpu_model=hardware.detect().cpu,
+        accuracy_host=socket.gethostname(),
     )
 
 
@@ -190,11 +194,14 @@ def measure_baseline(p: Prepared) -> Result:
         else:
             builds = compiled.records
             fns["fp32 compiled"] = lambda: compiled(x)
+    timed_from = time.time()
     lat = time_interleaved(fns, device=p.device, budget_s=p.config.latency_budget_s)
+    timed_to = time.time()
     eager = lat["fp32 eager"]
     p.best_fp32 = min(lat, key=lambda k: lat[k].p50)
     p.best_fp32_ratio = eager.p50 / lat[p.best_fp32].p50
     r = _base_result(p, FP32)
+    r.timed_from, r.timed_to = timed_from, timed_to
     r.baseline_run_id = r.run_id  # measured against itself: delta 0, speed-up 1
     acc = accuracy(p.ref_logits, p.labels, p.ref_logits)
     r.backend, r.kernel = "float", "native"
@@ -214,36 +221,31 @@ def measure_baseline(p: Prepared) -> Result:
     return r
 
 
-def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | None = None) -> Result:
-    """Quantize, evaluate and time one spec; raises on failure (the sweep turns that into a row).
-    ``phase(name)`` is called as each of :data:`SPEC_PHASES` after the first begins."""
-    phase = phase or (lambda name: None)
+def quantize_spec(p: Prepared, spec: QuantSpec):
+    """``(row, choice, q)``: the row so far and the quantized model; ``q`` is None for a spec no backend runs
+    here (the row is then ``skipped``, with the reason). Raises on failure."""
     r = _base_result(p, spec)
     try:
         choice = resolve(spec, p.device, model=p.config.model, batch_size=p.config.batch_size)
     except BackendUnavailable as exc:
         r.status, r.error = "skipped", str(exc)
-        return r
-    backend = choice.backend
-    fp32 = p.loaded.model
+        return r, None, None
     calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
-    q = backend.quantize(fp32, spec, calib, p.example, p.device)
-    phase("evaluate")
+    q = choice.backend.quantize(p.loaded.model, spec, calib, p.example, p.device)
+    r.backend, r.kernel, r.engine = q.backend, q.kernel, q.engine
+    r.size_bytes = size_bytes(q.artifact)
+    r.size_ratio = r.size_bytes / p.fp32_size
+    r.calib_seconds, r.quantize_seconds = q.calib_seconds, q.quantize_seconds
+    r.quantized_layers, r.total_layers = q.quantized_layers, q.total_layers
+    r.notes = ([choice.why] if choice.why else []) + list(q.notes)
+    return r, choice, q
+
+
+def accuracy_into(r: Result, p: Prepared, q) -> None:
+    """Evaluate ``q`` on the sweep's images into ``r`` (against the FP32 logits and labels), with the scale:
+    the paired counts of images lost and gained, top-1's interval and the change's (qcore.scale)."""
     logits, _ = predict(q, p.eval_batches, q.device)
     acc = accuracy(logits, p.labels, p.ref_logits)
-    fp32_dev = fp32.to(p.device)
-    x = p.example.to(p.device)
-    budget = p.config.latency_budget_s
-    phase("time")
-    if backend.own_threads:  # another engine's thread pool: interleaved, each would slow the other
-        lat = {
-            "variant": time_interleaved({"variant": lambda: q(x)}, device=p.device, budget_s=budget / 2)["variant"],
-            "fp32": time_interleaved({"fp32": lambda: fp32_dev(x)}, device=p.device, budget_s=budget / 2)["fp32"],
-        }
-    else:
-        lat = time_interleaved({"fp32": lambda: fp32_dev(x), "variant": lambda: q(x)}, device=p.device, budget_s=budget)
-    fp32.cpu()
-    r.backend, r.kernel, r.engine = q.backend, q.kernel, q.engine
     r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = (
         acc.top1,
         acc.top5,
@@ -251,21 +253,54 @@ def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | No
         acc.agreement,
         acc.logit_kl,
     )
-    set_timing(r, lat["variant"], lat["fp32"])  # p50, p90, interval, spread, the FP32 p50, speed-up, busy
     set_accuracy_scale(r, correct_counts(logits, p.labels, p.ref_logits))
+
+
+def latency_into(r: Result, p: Prepared, q, choice) -> None:
+    """Time ``q`` interleaved with FP32 eager into ``r`` (own-thread engines in blocks of their own)."""
+    backend = choice.backend
+    fp32 = p.loaded.model
+    fp32_dev = fp32.to(p.device)
+    x = p.example.to(p.device)
+    budget = p.config.latency_budget_s
+    r.threads = torch.get_num_threads()  # before set_timing: the busy rule compares the load with it
+    r.timed_from = time.time()
+    if backend.own_threads:  # another engine's thread pool: interleaved, each would slow the other
+        lat = {
+            "variant": time_interleaved({"variant": lambda: q(x)}, device=p.device, budget_s=budget / 2)["variant"],
+            "fp32": time_interleaved({"fp32": lambda: fp32_dev(x)}, device=p.device, budget_s=budget / 2)["fp32"],
+        }
+    else:
+        lat = time_interleaved({"fp32": lambda: fp32_dev(x), "variant": lambda: q(x)}, device=p.device, budget_s=budget)
+    r.timed_to = time.time()
+    fp32.cpu()
+    set_timing(r, lat["variant"], lat["fp32"])  # p50, p90, interval, spread, the FP32 p50, speed-up, busy
     r.speedup_vs_best_fp32 = r.speedup / p.best_fp32_ratio
-    r.size_bytes = size_bytes(q.artifact)
-    r.size_ratio = r.size_bytes / p.fp32_size
-    r.calib_seconds, r.quantize_seconds = q.calib_seconds, q.quantize_seconds
-    r.quantized_layers, r.total_layers = q.quantized_layers, q.total_layers
-    r.notes = ([choice.why] if choice.why else []) + list(q.notes)
+
+
+def finish_notes(r: Result, q, choice) -> None:
+    """The notes a measured row carries about its build, its engine and a simulated kernel."""
     r.build_seconds, r.first_build_seconds, build_note = summarize(q.builds)  # also what the evaluation built
     if build_note:
         r.notes.append(build_note)
-    if backend.own_threads:
+    if choice.backend.own_threads:
         r.notes.append(f"{q.backend} runs its own thread pool: timed in its own block, then torch FP32 in the next")
     if q.kernel == "simulated":
         r.notes.append("latency is of a simulated kernel: it does not show what real low-bit kernels would do")
+
+
+def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | None = None) -> Result:
+    """Quantize, evaluate and time one spec; raises on failure (the sweep turns that into a row).
+    ``phase(name)`` is called as each of :data:`SPEC_PHASES` after the first begins."""
+    phase = phase or (lambda name: None)
+    r, choice, q = quantize_spec(p, spec)
+    if q is None:
+        return r
+    phase("evaluate")
+    accuracy_into(r, p, q)
+    phase("time")
+    latency_into(r, p, q, choice)
+    finish_notes(r, q, choice)
     return r
 
 

@@ -31,7 +31,7 @@ from .result import Result
 from .store import Job, Store, spec_key
 
 __all__ = ["JOB_RUNNERS", "lock_path", "start_path", "worker_running", "ensure_worker", "job_runner", "execute_job",
-           "store_pareto", "run_job", "run_sweep_job", "serve"]
+           "store_pareto", "run_job", "run_sweep_job", "record_cluster", "serve"]
 
 ProgressFn = Callable[[int, int, str], None]
 # Job kind -> "module:function" of its runner, imported when a job of that kind runs.
@@ -125,11 +125,13 @@ def job_runner(kind: str) -> Callable[[Store, Job], dict | None]:
 
 
 def execute_job(store: Store, job: Job, progress: ProgressFn | None = None,
-                cancel: Callable[[], bool] | None = None) -> list[Result]:
+                cancel: Callable[[], bool] | None = None, cluster: str | None = None) -> list[Result]:
     """Measure what job ``job`` has not measured yet and return all its rows, oldest first, with their
     Pareto flags set (in memory: :func:`store_pareto` writes them). Finished specs keep their rows and
     are skipped; the FP32 row is measured only when missing (its latency is always timed again: every
-    speed-up is against an FP32 timing taken in the same process)."""
+    speed-up is against an FP32 timing taken in the same process). With a ``cluster`` address the specs
+    run on that Ray cluster (:mod:`qcore.cluster.driver`), this process committing each row as it arrives;
+    the job's ``result`` then holds each spec's node and queue state."""
     from .pareto import mark_pareto
     from .spec import FP32, QuantSpec
     from .sweep import SweepConfig, run_sweep
@@ -148,8 +150,15 @@ def execute_job(store: Store, job: Job, progress: ProgressFn | None = None,
         if progress:
             progress(offset + done, offset + total, message)
 
-    if todo or include_baseline:
-        run_sweep(config, todo, progress=report, cancel=cancel or (lambda: store.cancel_requested(job.job_id)),
+    cancel = cancel or (lambda: store.cancel_requested(job.job_id))
+    if (todo or include_baseline) and cluster:
+        from .cluster.driver import run_cluster_sweep
+
+        run_cluster_sweep(cluster, config, todo, progress=report, cancel=cancel, on_result=store.add_result,
+                          on_state=lambda st: store.update_job(job.job_id, result=st), sweep_id=job.job_id,
+                          include_baseline=include_baseline, baseline_run_id=base.run_id if base else "")
+    elif todo or include_baseline:
+        run_sweep(config, todo, progress=report, cancel=cancel,
                   on_result=store.add_result, sweep_id=job.job_id, include_baseline=include_baseline,
                   baseline_run_id=base.run_id if base else "")
     rows = sorted(store.results(sweep_id=job.job_id), key=lambda r: r.created_at)
@@ -193,12 +202,39 @@ def run_job(store: Store, job: Job) -> None:
 
 def run_sweep_job(store: Store, job: Job) -> dict | None:
     """A sweep: every Result is committed as soon as it exists; a resumed sweep skips finished specs.
-    The Pareto flags are written last; if they cannot be, the job still succeeds and says so."""
-    problem = store_pareto(store, execute_job(store, job))
+    The Pareto flags are written last; if they cannot be, the job still succeeds and says so.
+    With ``$QCORE_RAY_ADDRESS`` set, the sweep runs on that Ray cluster and this worker is its driver."""
+    from .cluster import configured_address
+
+    problem = store_pareto(store, execute_job(store, job, cluster=configured_address()))
     if problem:
-        return {"note": f"the Pareto column was not stored ({problem}): every result is, and the chart draws "
-                        "the frontier from them"}
+        note = (f"the Pareto column was not stored ({problem}): every result is, and the chart draws "
+                "the frontier from them")
+        return {**(store.job(job.job_id).result or {}), "note": note}
     return None
+
+
+CLUSTER_REFRESH_S = 30.0  # how often an idle worker re-reads the cluster for the Home page
+
+
+def record_cluster() -> dict | None:
+    """With ``$QCORE_RAY_ADDRESS`` set: connect (this process is the Ray driver) and write what the cluster
+    has (nodes, CPUs, bench slots) for the app to show, or why it could not be reached; never raises."""
+    from .cluster import ENV, configured_address, write_snapshot
+
+    try:
+        address = configured_address()
+        if not address:
+            return None
+        from .cluster.session import cluster_info, connect
+
+        connect(address)
+        info = cluster_info(address)
+    except Exception as exc:  # a wrong or unreachable address is shown on Home, the worker goes on
+        info = {"address": os.environ.get(ENV, ""), "nodes": [], "cpus": 0, "bench_slots": 0,
+                "error": f"{type(exc).__name__}: {exc}"}
+    write_snapshot(info)
+    return info
 
 
 def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = None) -> int:
@@ -212,7 +248,11 @@ def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = Non
         start_path().unlink(missing_ok=True)  # started: the lock says so from now on
         store = Store(db)
         idle_since = time.monotonic()
+        seen_cluster = 0.0
         while time.monotonic() - idle_since < idle_exit_s:
+            if time.monotonic() - seen_cluster > CLUSTER_REFRESH_S:
+                seen_cluster = time.monotonic()
+                record_cluster()
             store.mark_interrupted()
             job = store.claim_next_job(os.getpid())
             if job is None:

@@ -47,13 +47,40 @@ def test_rows_stored_before_baseline_run_id_load_and_fall_back_to_torch_fp32(tmp
     assert baseline_of(rows, rows[0]).run_id == "torchfp32"
 
 
-def test_the_csv_has_the_columns_of_before_then_baseline_run_id_then_the_build_times():
-    before = COLUMNS[: -len(SCALE_COLUMNS)]  # the scale columns (qcore.scale) come after these
+WHERE = ("node_id", "host", "cpu_model", "retries", "accuracy_host", "timed_from", "timed_to")
+
+
+def test_the_csv_has_the_columns_of_before_then_baseline_run_id_then_the_build_times_then_scale_then_where():
+    assert COLUMNS[-len(WHERE):] == WHERE  # where each row ran (qcore.cluster), appended last
+    assert COLUMNS[-len(WHERE) - len(SCALE_COLUMNS) : -len(WHERE)] == SCALE_COLUMNS  # the scale (qcore.scale)
+    before = COLUMNS[: -len(WHERE) - len(SCALE_COLUMNS)]
     assert before[-3:] == ("baseline_run_id", "build_seconds", "first_build_seconds")
     assert before[-6:-3] == ("run_id", "sweep_id", "created_at")
     header, base, ort, int8 = csv_text(_rows()).splitlines()
     assert header.split(",") == list(COLUMNS)
     # nothing was compiled for these rows: the build times are empty, after the FP32 row's run id
-    cut = len(SCALE_COLUMNS)
-    assert [line.rsplit(",", 3 + cut)[1:4] for line in (base, ort, int8)] == [["torchfp32", "", ""]] * 3
+    cut = 3 + len(SCALE_COLUMNS) + len(WHERE)
+    assert [line.rsplit(",", cut)[1:4] for line in (base, ort, int8)] == [["torchfp32", "", ""]] * 3
+    assert [line.rsplit(",", len(WHERE))[1:] for line in (base, ort, int8)] == [["", "", "", "0", "", "", ""]] * 3
     assert Result.from_dict(_rows()[2].to_dict()).baseline_run_id == "torchfp32"
+
+
+def test_rows_stored_before_the_where_fields_load_with_empty_ones_and_new_rows_keep_them(tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    rows = _rows()
+    rows[2].node_id, rows[2].host, rows[2].cpu_model, rows[2].retries = "ab" * 28, "node-2", "Xeon", 1
+    rows[2].timed_from, rows[2].timed_to = 10.0, 12.5
+    for r in rows:
+        store.add_result(r)
+    with sqlite3.connect(store.path) as conn:  # the first two as a database of before would hold them
+        for run_id in ("torchfp32", "ortfp32"):
+            old = json.loads(conn.execute("SELECT body FROM results WHERE run_id=?", (run_id,)).fetchone()[0])
+            for name in WHERE:
+                del old[name]
+            conn.execute("UPDATE results SET body=? WHERE run_id=?", (json.dumps(old), run_id))
+    by_id = {r.run_id: r for r in store.results(sweep_id="s")}
+    assert [(by_id[i].node_id, by_id[i].host, by_id[i].retries, by_id[i].timed_from)
+            for i in ("torchfp32", "ortfp32")] == [("", "", 0, None)] * 2
+    new = by_id["int8"]
+    assert (new.node_id, new.host, new.cpu_model, new.retries, new.timed_to) == ("ab" * 28, "node-2", "Xeon", 1, 12.5)
+    assert new.row()["host"] == "node-2" and new.row()["retries"] == 1

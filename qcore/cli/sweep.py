@@ -80,6 +80,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from qcore.sweep import SweepConfig, run_sweep
 
     parser = args.parser
+    if args.cluster:
+        from qcore.cluster import ClusterUnreachable, check_address, probe
+
+        try:
+            probe(check_address(args.cluster))  # seconds, before any job is recorded as running
+        except ValueError as exc:
+            parser.error(f"argument --cluster: {exc}")
+        except ClusterUnreachable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in SWEEP_OPTIONS
                  if getattr(args, name) != parser.get_default(name)]  # fmt: skip
@@ -130,8 +140,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.no_store:
         bar = ProgressBar()
         try:
-            results = run_sweep(config, specs, progress=bar)
-        except (ValueError, FileNotFoundError) as exc:
+            if args.cluster:
+                from qcore.cluster.driver import run_cluster_sweep
+
+                results = run_cluster_sweep(args.cluster, config, specs, progress=bar)
+            else:
+                results = run_sweep(config, specs, progress=bar)
+        except (ValueError, FileNotFoundError, ConnectionError, ImportError) as exc:
             print(f"\nerror: {exc}", file=sys.stderr)
             return 2
         finally:
@@ -172,7 +187,7 @@ def _run_stored(store, job, args) -> int:
     bar = ProgressBar()
     resume = f"python -m qcore sweep --resume {job.job_id}"
     try:
-        rows = execute_job(store, job, progress=bar)
+        rows = execute_job(store, job, progress=bar, cluster=args.cluster)
     except KeyboardInterrupt:
         bar.close()
         store.update_job(job.job_id, state="interrupted", message=f"interrupted (Ctrl-C); {resume} measures the rest")
@@ -182,7 +197,7 @@ def _run_stored(store, job, args) -> int:
         bar.close()
         store.update_job(job.job_id, state="error", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}",
                          message="failed")
-        if not isinstance(exc, (ValueError, FileNotFoundError)):
+        if not isinstance(exc, (ValueError, FileNotFoundError, ConnectionError, ImportError)):
             raise
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2
@@ -251,6 +266,8 @@ def add_subcommand(subparsers) -> None:
     s.add_argument("--out", help="write a CSV here")
     s.add_argument("--json", help="write a JSON file here")
     s.add_argument("--no-store", action="store_true", help="do not record the results in the run database")
+    s.add_argument("--cluster", metavar="ADDRESS", help="run the specs on this Ray cluster (auto, ray://HOST:PORT or "
+                   "HOST:PORT; docs/cluster.md): accuracy on any node, latency one at a time per node")
     s.add_argument("--resume", metavar="JOB", help="measure what a stopped sweep left (its id, as printed at its "
                    "start or listed by 'runs --jobs'), with the settings stored with it")
     s.set_defaults(func=cmd_sweep, parser=s)
