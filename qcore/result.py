@@ -36,7 +36,7 @@ COLUMNS = (
     "latency_ms_p50", "latency_ms_p90", "fp32_latency_ms_p50", "speedup", "best_fp32", "speedup_vs_best_fp32",
     "size_bytes", "size_ratio", "calib_seconds", "quantize_seconds", "quantized_layers", "total_layers",
     "pareto", "status", "error", "notes", "label", "run_id", "sweep_id", "created_at", "baseline_run_id",
-    "build_seconds", "first_build_seconds",
+    "build_seconds", "first_build_seconds", "keep_float",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -101,6 +101,7 @@ class Result:
         )
         d["notes"] = " | ".join(self.notes)
         d["label"] = self.label
+        d["keep_float"] = ";".join(self.spec.keep_float)  # module names hold no ";" (torchvision: dots, digits)
         return {k: d.get(k) for k in COLUMNS}
 
     def to_dict(self) -> dict[str, Any]:

@@ -130,6 +130,11 @@ def baseline_status(model: str, dataset: str, image_size: int | None = None) -> 
 def job_label(job: Job) -> str:
     c = job.config
     what = f"{len(job.specs)} spec(s)" if job.kind == "sweep" else f"{job.kind}: {c.get('layer')} {c.get('kind')}"
+    if job.kind in ("layers", "mixed-walk"):  # qcore.layers jobs: a SweepConfig and one spec
+        from qcore.spec import QuantSpec
+
+        what = f"{job.kind}: {QuantSpec.from_dict(c['spec']).label()}"
+        c = c["sweep"]
     return f"{job.job_id} · {c.get('model')} on {dataset_label(str(c.get('dataset')))} · {what}"
 
 

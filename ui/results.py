@@ -17,6 +17,7 @@ from qcore.report import DASH, fmt
 from qcore.result import Result
 
 from .common import dataset_label
+from .layers_view import add_walk_lines
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
            "pareto", "downloads", "compare"]
@@ -163,6 +164,7 @@ def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
     if not ok:
         return None
     fig = report.pareto_figure(ok, x=x)
+    add_walk_lines(fig, ok, x)  # mixed-precision walks (qcore.layers) as connected lines
     fig.update_layout(height=440, legend=dict(orientation="h", y=1.1), clickmode="event+select")
     for trace in fig.data:  # one colour per precision, the same while a sweep streams in
         if trace.name in PRECISION_COLORS:
