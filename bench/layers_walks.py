@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--within", type=float, default=0.5)
     ap.add_argument("--max-steps", type=int, default=12)
     ap.add_argument("--skip-cost", action="store_true", help="skip the timing of Part 1 without accuracy")
+    ap.add_argument("--float-only", action="store_true",
+                    help="with --metric gain_only_float: measure only that column (one build a layer, not two)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     spec = SETTINGS[args.setting]
@@ -55,9 +57,19 @@ def main(argv=None) -> int:
         measure_layers(small, spec, accuracy_columns=False)
         out["part1_seconds_no_accuracy"] = time.perf_counter() - t
         print(f"Part 1 without accuracy: {out['part1_seconds_no_accuracy']:.0f} s (under load)", flush=True)
-    needs_acc = args.metric in ("gain_only_float", "loss_only_quant")
+    needs_acc = args.metric in ("gain_only_float", "loss_only_quant") and not args.float_only
     t = time.perf_counter()
     sens = measure_layers(small, spec, accuracy_columns=needs_acc)
+    if args.float_only:  # the ranking's one column: top-1 with only this layer in FP32, one build per layer
+        sp = prepare(small)
+        q0 = quantize(sp.loaded.model, spec, sp.calib, sp.example, sp.device)
+        c0 = correct(predict(q0, sp.eval_batches, q0.device)[0], sp.labels)
+        for r in sens.rows:
+            q = quantize(sp.loaded.model, spec.replace(keep_float=(r.layer,)), sp.calib, sp.example, sp.device)
+            r.gain_only_float = paired_delta(c0, correct(predict(q, sp.eval_batches, q.device)[0], sp.labels)).delta
+        print(f"gain with only this layer in FP32, {args.ranking_images} images: " + ", ".join(
+            f"{r.layer} {r.gain_only_float:+.2f}" for r in sorted(sens.rows, key=lambda r: -r.gain_only_float)[:8]),
+            flush=True)
     out[f"part1_seconds_{'with' if needs_acc else 'no'}_accuracy"] = time.perf_counter() - t
     print(f"Part 1 ({'with' if needs_acc else 'no'} accuracy, {args.ranking_images} images): "
           f"{time.perf_counter() - t:.0f} s (under load), {sens.plan.text()}", flush=True)

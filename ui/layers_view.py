@@ -15,7 +15,9 @@ __all__ = ["HEAT_METRICS", "frame", "heatmap", "add_walk_lines", "walk_groups"]
 
 # the heat map's columns: each coloured by its rank among the layers (1 = the most sensitive), since dB, ratios
 # and points share no scale; the cell's text is the measured value
-HEAT_METRICS = ("weight_sqnr_db", "output_sqnr_db", "output_cosine", "gain_only_float", "loss_only_quant")
+HEAT_METRICS = {"weight_sqnr_db": "weight SQNR dB", "output_sqnr_db": "output SQNR dB",
+                "output_cosine": "output cosine", "gain_only_float": "gain pts, only it FP32",
+                "loss_only_quant": "loss pts, only it quantized"}
 
 
 def frame(rows: Sequence[LayerRow]) -> pd.DataFrame:
@@ -45,7 +47,7 @@ def heatmap(rows: Sequence[LayerRow]) -> go.Figure:
     z = [[cols[j][i] for j in range(len(metrics))] for i in range(len(rows))]
     text = [[_fmt(getattr(r, m)) for m in metrics] for r in rows]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[METRICS[m][0] for m in metrics], y=[f"{r.layer} ({r.kind})" for r in rows], text=text,
+        z=z, x=[HEAT_METRICS[m] for m in metrics], y=[f"{r.layer} ({r.kind})" for r in rows], text=text,
         texttemplate="%{text}", colorscale="Reds", zmin=0, zmax=1, customdata=[[r.layer] * len(metrics) for r in rows],
         colorbar=dict(title="sensitivity<br>rank", tickvals=[0, 1], ticktext=["least", "most"]),
         hovertemplate="%{y}<br>%{x}: %{text}<extra></extra>",
