@@ -217,6 +217,10 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
         return r
     backend = choice.backend
     fp32 = p.loaded.model
+    if spec.keep_float:  # an unknown name would be ignored by the backends: refused here with the near names
+        from .layers.names import check_keep_float
+
+        check_keep_float(spec, fp32)
     calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
     q = backend.quantize(fp32, spec, calib, p.example, p.device)
     logits, _ = predict(q, p.eval_batches, q.device)

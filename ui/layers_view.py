@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from qcore.layers.row import METRICS, LayerRow
 from qcore.result import Result
 
-__all__ = ["HEAT_METRICS", "frame", "heatmap", "add_walk_lines", "walk_groups"]
+__all__ = ["HEAT_METRICS", "frame", "heatmap", "add_walk_lines", "walk_groups", "layers_link"]
 
 # the heat map's columns: each coloured by its rank among the layers (1 = the most sensitive), since dB, ratios
 # and points share no scale; the cell's text is the measured value
@@ -85,3 +85,21 @@ def add_walk_lines(fig: go.Figure, results: Sequence[Result], x: str = "latency_
                                  line=dict(dash="dot", width=1.5), marker=dict(size=6, symbol="diamond"),
                                  hovertext=hover, hoverinfo="text", customdata=[r.run_id for r in rows]))
     return fig
+
+
+def layers_link(r: Result) -> None:
+    """A link from a measured point to the Layers page with its model, data and spec filled in (the page's
+    widgets read them from the URL); none for float rows, which quantize nothing."""
+    import streamlit as st
+
+    if not r.ok or r.spec.is_float:
+        return
+    s = r.spec
+    query = {"model": r.model, "dataset": r.dataset, "precision": s.precision, "granularity": s.granularity,
+             "calibration": s.calibration, "scheme": s.scheme, "mode": s.mode, "backend": s.backend}
+    if s.granularity == "per-group":
+        query["group"] = str(s.group_size)
+    if s.calibration == "percentile":
+        query["pct"] = str(s.percentile)
+    st.page_link("pages/layers.py", label="Which layers cost the accuracy? Open in Layers",
+                 query_params=query, icon=":material/layers:")

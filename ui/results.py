@@ -17,7 +17,7 @@ from qcore.report import DASH, fmt
 from qcore.result import Result
 
 from .common import dataset_label
-from .layers_view import add_walk_lines
+from .layers_view import add_walk_lines, layers_link
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
            "pareto", "downloads", "compare"]
@@ -148,6 +148,7 @@ def details(r: Result, base: Result | None, key: str) -> None:
         metric_cards(r)
         st.info(explain(r), icon=":material/lightbulb:")
         latency_chart(r, base, key=f"{key}-lat")
+        layers_link(r)
     elif r.status == "error":
         st.error(explain(r))
     else:

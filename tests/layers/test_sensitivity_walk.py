@@ -108,3 +108,11 @@ def test_a_random_walk_job_stores_each_point_as_a_sweep_row(config, one_thread):
     assert rows[0].spec.is_reference and rows[2].quantized_layers == rows[1].quantized_layers - 1
     table = list(csv.DictReader(io.StringIO(csv_text(rows))))
     assert [t["keep_float"] for t in table] == ["", "", order[0]]
+
+
+def test_a_sweep_point_with_an_unknown_layer_is_an_error_row_naming_the_near_ones(config, one_thread):
+    from qcore.sweep import run_sweep
+
+    base, bad = run_sweep(config, [QuantSpec("int8", backend="fx", keep_float=("layer1.0.conv3",))])
+    assert base.ok and bad.status == "error" and bad.top1 is None
+    assert "no layer 'layer1.0.conv3'; near names: layer1.0.conv" in bad.error
