@@ -195,6 +195,8 @@ def measure_layers(
     q_full = choice.backend.quantize(fp32, spec, p.calib, p.example, p.device)
     top1_q, agree_q = _evaluate(p, q_full)
     per_build = time.perf_counter() - start
+    # the exclusions run on the backend that ran the spec (auto could rank another first for a keep_float spec)
+    pinned = spec.replace(backend=q_full.backend) if spec.backend == "auto" else spec
     hooked = q_full.model
     if not isinstance(hooked, nn.Module) or not any(n == names[0] for n, _ in hooked.named_modules()):
         eager = spec.replace(backend="fx" if spec.mode in ("static", "dynamic") else "weight-only")
@@ -240,11 +242,12 @@ def measure_layers(
                        _finite(o.cosine) if o.count else None, eval_images=the_plan.eval_images, error_images=seen)
         if accuracy_columns:
             progress(step, total, f"{name}: only this layer in FP32")
-            row.top1_only_float, row.agreement_only_float = _evaluate(p, _quantize(p, spec.replace(keep_float=(name,))))
+            alone = pinned.replace(keep_float=(name,))
+            row.top1_only_float, row.agreement_only_float = _evaluate(p, _quantize(p, alone))
             step += 1
             progress(step, total, f"{name}: only this layer quantized")
             if len(names) > 1:
-                only = spec.replace(keep_float=tuple(n for n in names if n != name))
+                only = pinned.replace(keep_float=tuple(n for n in names if n != name))
                 row.top1_only_quant, row.agreement_only_quant = _evaluate(p, _quantize(p, only))
             else:
                 row.top1_only_quant, row.agreement_only_quant = top1_q, agree_q
