@@ -46,6 +46,7 @@ COLUMNS = (
     "build_seconds", "first_build_seconds",
     *SCALE_COLUMNS,
     "node_id", "host", "cpu_model", "retries", "accuracy_host", "timed_from", "timed_to",
+    "keep_float",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -134,6 +135,7 @@ class Result:
         )
         d["notes"] = " | ".join(self.notes)
         d["label"] = self.label
+        d["keep_float"] = ";".join(self.spec.keep_float)  # module names hold no ";" (torchvision: dots, digits)
         return {k: d.get(k) for k in COLUMNS}
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ Float precisions (fp32, fp16, bf16) ignore the integer settings: they are normal
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import re
@@ -99,10 +100,14 @@ class QuantSpec:
     mode: str = "static"
     backend: str = "auto"
     device: str = "auto"
+    # module names (torchvision's, e.g. "features.0.0") left in FP32 while the rest is quantized: a mixed-precision
+    # point (qcore.layers); sorted, so the same set is the same spec whatever order it was given in
+    keep_float: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("precision", "backend", "device"):
             self._check_choice(name)
+        self._check_keep_float()
         if self.precision in FLOAT_PRECISIONS:
             # Integer settings mean nothing for a float cast: normalise them.
             for name in ("granularity", "calibration", "scheme", "mode"):
@@ -121,6 +126,18 @@ class QuantSpec:
         value = getattr(self, name)
         if value not in CHOICES[name]:
             raise SpecError(f"{name}={value!r} is not allowed; allowed: {_allowed(CHOICES[name])}")
+
+    def _check_keep_float(self) -> None:
+        names = self.keep_float
+        if isinstance(names, str):  # "a;b" from a CSV cell or a URL
+            names = tuple(n for n in names.split(";") if n.strip())
+        if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise SpecError(f"keep_float={self.keep_float!r} is not allowed; allowed: a list of module names "
+                            "such as ('features.0.0', 'classifier.3')")
+        names = tuple(sorted({n.strip() for n in names}))
+        if self.precision in FLOAT_PRECISIONS:
+            names = ()  # nothing is quantized, so nothing is kept out of it
+        object.__setattr__(self, "keep_float", names)
 
     def _check_numbers(self) -> None:
         if self.granularity == "per-group":
@@ -205,6 +222,8 @@ class QuantSpec:
             parts += [cal, "sym" if self.symmetric else "asym", self.mode]
         if self.backend != "auto":
             parts.append(f"[{self.backend}]")
+        if self.keep_float:
+            parts.append(self.keep_float_label())
         return " ".join(parts)
 
     @classmethod
@@ -219,9 +238,23 @@ class QuantSpec:
         takes :class:`QuantSpec`'s default; a precision must be said. A word that is none of these raises
         :class:`SpecError` naming it and what is allowed."""
         return cls(**_parse_words(text, device))
+    def keep_float_label(self) -> str:
+        """The layers kept in FP32, short and stable: ``+fp32(fc)`` for one, ``+fp32(3 layers #1a2b)`` for more
+        (the hash of the sorted names tells two sets of three apart); "" when none."""
+        names = self.keep_float
+        if not names:
+            return ""
+        if len(names) == 1:
+            return f"+fp32({names[0]})"
+        tag = hashlib.sha1(";".join(names).encode()).hexdigest()[:4]
+        return f"+fp32({len(names)} layers #{tag})"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["keep_float"] = list(self.keep_float)
+        if not self.keep_float:  # specs without exclusions keep the dict (and stored keys) they always had
+            del d["keep_float"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantSpec:

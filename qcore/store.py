@@ -235,15 +235,16 @@ class Store:
             )  # fmt: skip
         return job_id
 
-    def start_job(self, config: dict, specs: list[dict], pid: int, prefix: str = "cli-") -> Job:
+    def start_job(self, config: dict, specs: list[dict], pid: int, prefix: str = "cli-", kind: str = "sweep") -> Job:
         """Record a job that process ``pid`` runs itself (the CLI), so that it can be resumed if killed."""
         job_id = prefix + uuid.uuid4().hex[:8]
         now = time.time()
         with self._conn() as c:
             c.execute(
-                "INSERT INTO jobs (job_id, created_at, state, config, specs, total, pid, started_at, message) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
-                (job_id, now, "running", json.dumps(config), json.dumps(specs), len(specs) + 1, pid, now, "starting"),
+                "INSERT INTO jobs (job_id, created_at, state, config, specs, total, pid, started_at, message, kind) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (job_id, now, "running", json.dumps(config), json.dumps(specs), len(specs) + 1, pid, now, "starting",
+                 kind),
             )
         return self.job(job_id)
 

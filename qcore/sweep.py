@@ -230,6 +230,10 @@ def quantize_spec(p: Prepared, spec: QuantSpec):
     except BackendUnavailable as exc:
         r.status, r.error = "skipped", str(exc)
         return r, None, None
+    if spec.keep_float:  # an unknown name would be ignored by the backends: refused here with the near names
+        from .layers.names import check_keep_float
+
+        check_keep_float(spec, p.loaded.model)
     calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
     q = choice.backend.quantize(p.loaded.model, spec, calib, p.example, p.device)
     r.backend, r.kernel, r.engine = q.backend, q.kernel, q.engine

@@ -38,6 +38,8 @@ ProgressFn = Callable[[int, int, str], None]
 JOB_RUNNERS: dict[str, str] = {
     "sweep": "qcore.worker:run_sweep_job",
     "learn-layer": "qcore.learn.one_layer:run_job",
+    "layers": "qcore.layers.job:run_layers_job",
+    "mixed-walk": "qcore.layers.job:run_walk_job",
 }
 
 

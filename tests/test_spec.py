@@ -187,3 +187,27 @@ def test_the_modes_a_precision_allows_come_from_the_rules():
     assert allowed_modes("int8", calibration="entropy") == ["static"]
     assert allowed_modes("int4", calibration="entropy") == ["weight-only"]  # no mode fits: the precision's own
     assert allowed_modes("fp16") == []
+def test_keep_float_is_a_sorted_set_of_names_with_a_stable_short_label():
+    a = QuantSpec("int8", keep_float=("layer1.0.conv1", "fc", "conv1"))
+    b = QuantSpec("int8", keep_float=["conv1", "fc", "layer1.0.conv1", "fc"])
+    assert a == b and a.keep_float == ("conv1", "fc", "layer1.0.conv1") and hash(a) == hash(b)
+    assert a.label() == b.label() and a.label().startswith("INT8 per-channel min-max asym static +fp32(3 layers #")
+    assert QuantSpec("int8", keep_float=("fc",)).label().endswith(" +fp32(fc)")
+    assert QuantSpec("int8", keep_float="fc;conv1").keep_float == ("conv1", "fc")  # a CSV cell or a URL value
+    assert QuantSpec("fp32", keep_float=("fc",)).keep_float == ()  # nothing is quantized, nothing kept out of it
+
+
+def test_keep_float_round_trips_and_leaves_older_dicts_alone():
+    spec = QuantSpec("int4", mode="weight-only", granularity="per-group", keep_float=("fc", "conv1"))
+    d = spec.to_dict()
+    assert d["keep_float"] == ["conv1", "fc"] and QuantSpec.from_dict(d) == spec
+    assert "keep_float" not in QuantSpec("int8").to_dict()  # stored spec keys of earlier rows still match
+
+
+@pytest.mark.parametrize("bad", [("",), (3,), "  ;", 5])
+def test_keep_float_refuses_what_is_not_a_list_of_names(bad):
+    if bad == "  ;":  # only separators: no names at all, which is the default
+        assert QuantSpec("int8", keep_float=bad).keep_float == ()
+        return
+    with pytest.raises(SpecError, match="keep_float=.* is not allowed; allowed: a list of module names"):
+        QuantSpec("int8", keep_float=bad)

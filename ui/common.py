@@ -178,6 +178,11 @@ def measured_text(job: Job) -> str:
 def job_label(job: Job) -> str:
     c = job.config
     what = count_text(len(job.specs)) if job.kind == "sweep" else f"{job.kind}: {c.get('layer')} {c.get('kind')}"
+    if job.kind in ("layers", "mixed-walk"):  # qcore.layers jobs: a SweepConfig and one spec
+        from qcore.spec import QuantSpec
+
+        what = f"{job.kind}: {QuantSpec.from_dict(c['spec']).label()}"
+        c = c["sweep"]
     return f"{job.job_id} · {c.get('model')} on {dataset_label(str(c.get('dataset')))} · {what}"
 
 

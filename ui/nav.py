@@ -15,10 +15,13 @@ PAGES = [  # (script, label, icon); Streamlit's own list would call Home "app"
     ("pages/sweep.py", "Sweep & Pareto", ":material/scatter_plot:"),
     ("pages/runs.py", "Runs", ":material/history:"),
     ("pages/learn.py", "Learn", ":material/school:"),
+    ("pages/layers.py", "Layers", ":material/layers:"),
 ]
 SWEEP_PAGE = "pages/sweep.py"
 LEARN_PAGE = "pages/learn.py"
-JOB_PAGES = {"sweep": SWEEP_PAGE, "learn-layer": LEARN_PAGE}  # where each kind of job is shown
+LAYERS_PAGE = "pages/layers.py"
+# where each kind of job is shown
+JOB_PAGES = {"sweep": SWEEP_PAGE, "learn-layer": LEARN_PAGE, "layers": LAYERS_PAGE, "mixed-walk": LAYERS_PAGE}
 
 
 def job_page(job) -> str:

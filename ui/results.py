@@ -19,6 +19,7 @@ from qcore.result import Result
 from qcore.scale import BUSY_SPREAD, images_text, interval_text
 
 from .common import dataset_label, delta_style, no_paths, start_worker, store
+from .layers_view import add_walk_lines, layers_link
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
            "pareto", "downloads", "compare"]
@@ -184,6 +185,7 @@ def details(r: Result, base: Result | None, key: str) -> None:
         scale_note(r, key=f"{key}-scale")
         st.info(explain(r), icon=":material/lightbulb:")
         latency_chart(r, base, key=f"{key}-lat")
+        layers_link(r)
     elif r.status == "error":
         st.error(explain(r))
     else:
@@ -244,6 +246,7 @@ def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
     if not ok:
         return None
     fig = report.pareto_figure(ok, x=x)
+    add_walk_lines(fig, ok, x)  # mixed-precision walks (qcore.layers) as connected lines
     fig.update_layout(height=440, legend=dict(orientation="h", y=1.1), clickmode="event+select")
     for trace in fig.data:  # one colour per precision, the same while a sweep streams in
         if trace.name in PRECISION_COLORS:

@@ -16,7 +16,7 @@ from torch import nn
 from ..spec import KINDS, QuantSpec
 
 __all__ = ["BackendUnavailable", "Quantized", "Backend", "LAYER_TYPES", "count_layers", "register_backend",
-           "registered"]
+           "registered", "KEEP_FLOAT_BACKENDS", "keep_float_problem"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -95,3 +95,17 @@ LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 def count_layers(model: nn.Module) -> int:
     """Conv and Linear layers: the ones quantization is about."""
     return sum(isinstance(m, LAYER_TYPES) for m in model.modules())
+
+
+# The backends that leave named layers in FP32 (QuantSpec.keep_float) on their own kernels: fx through
+# QConfigMapping.set_module_name(name, None), pt2e through the quantizer's module-name config, weight-only by not
+# packing those layers. The others refuse such a spec rather than quietly quantize every layer.
+KEEP_FLOAT_BACKENDS = ("fx", "pt2e", "weight-only")
+
+
+def keep_float_problem(spec: QuantSpec, backend: str) -> str | None:
+    """Why ``backend`` cannot run ``spec``'s ``keep_float`` (None when it has none, or the backend can)."""
+    if not spec.keep_float or backend in KEEP_FLOAT_BACKENDS:
+        return None
+    return (f"the {backend} backend cannot keep layers in FP32 (keep_float); allowed: "
+            f"{', '.join(KEEP_FLOAT_BACKENDS)} (or auto)")

@@ -80,6 +80,8 @@ def static_qconfig_mapping(spec: QuantSpec, engine: str):
     for key, qc in list(mapping.object_type_qconfigs.items()):
         if qc is not None and getattr(qc.activation, "func", qc.activation) is HistogramObserver:
             mapping.set_object_type(key, qconfig)
+    for name in spec.keep_float:  # left in FP32: no observer, so FX converts nothing there (a fused conv-bn-relu
+        mapping.set_module_name(name, None)  # takes its conv's name, so the conv's name excludes all three)
     return mapping
 
 
@@ -155,7 +157,8 @@ class FXInt8(Backend):
         act = PlaceholderObserver.with_args(dtype=torch.quint8, is_dynamic=True)
         qconfig = QConfig(activation=act, weight=weight_observer(spec))
         with stopwatch() as t:
-            q = quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8)
+            # a module name overrides the type entry in torch.ao's propagation: kept layers get no qconfig
+            q = quantize_dynamic(model, {nn.Linear: qconfig, **dict.fromkeys(spec.keep_float)}, dtype=torch.qint8)
         return q, t[0]
 
 

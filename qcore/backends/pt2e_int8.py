@@ -57,7 +57,10 @@ def _quantizer(spec):
         )
         act = type(act)(**{**act.__dict__, "observer_or_fake_quant_ctr": ctor})
         base = type(base)(act, act, base.weight, base.bias, base.is_qat)
-    return X86InductorQuantizer().set_global(base)
+    quantizer = X86InductorQuantizer().set_global(base)
+    for name in spec.keep_float:  # matched against the exported graph's nn_module_stack: those ops stay FP32
+        quantizer.set_module_name_qconfig(name, None)
+    return quantizer
 
 
 def _graph_constants(gm: torch.fx.GraphModule) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, register_backend
+from .base import Backend, Quantized, count_layers, keep_float_problem, register_backend
 
 __all__ = ["TorchAOLinear"]
 
@@ -46,6 +46,8 @@ class TorchAOLinear(Backend):
     kinds = ("dynamic", "weight-only")
 
     def unsupported(self, spec, device):
+        if why := keep_float_problem(spec, self.name):
+            return why
         if spec.is_float or spec.mode == "static":
             return "the torchao backend runs dynamic INT8 and weight-only INT8/INT4 on Linear layers"
         if spec.calibration != "minmax":

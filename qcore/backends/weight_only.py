@@ -158,14 +158,17 @@ class WeightOnlyLayer(nn.Module):
         return F.conv2d(x, w, bias, **self.conv_args)
 
 
-def _replace(model: nn.Module, make) -> int:
+def _replace(model: nn.Module, make, keep: tuple[str, ...] = (), prefix: str = "") -> int:
     count = 0
     for name, child in list(model.named_children()):
+        full = f"{prefix}{name}"
         if isinstance(child, (nn.Linear, nn.Conv2d)):
+            if full in keep:  # QuantSpec.keep_float: stays an FP32 layer
+                continue
             setattr(model, name, make(child))
             count += 1
         else:
-            count += _replace(child, make)
+            count += _replace(child, make, keep, f"{full}.")
     return count
 
 
@@ -216,6 +219,7 @@ class WeightOnly(Backend):
                     spec.symmetric,
                     spec.percentile,
                 ),
+                spec.keep_float,
             )
             m = m.to(device)
         return Quantized(

@@ -1,15 +1,15 @@
-"""The command line: ``python -m qcore sweep|train|worker|runs|models|datasets|fetch-data``.
+"""The command line: ``python -m qcore sweep|layers|mixed|train|worker|runs|models|datasets|fetch-data``.
 
-One small module per group of subcommands (:mod:`.sweep`; :mod:`.runs`: runs and worker; :mod:`.data`:
-train, fetch-data, models, datasets) and one progress bar (:mod:`.progress`). Every handler returns an
-exit code: 0 done, 1 could not (a failed spec, offline, missing data), 2 bad input, 130 interrupted.
+One small module per group of subcommands (:mod:`.sweep`; :mod:`.layers`: layers and mixed; :mod:`.runs`: runs
+and worker; :mod:`.data`: train, fetch-data, models, datasets) and one progress bar (:mod:`.progress`). Every
+handler returns an exit code: 0 done, 1 could not (a failed spec, offline, missing data), 2 bad input, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from qcore.cli import data, runs, sweep
+from qcore.cli import data, layers, runs, sweep
 
 __all__ = ["build_parser", "main"]
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_subcommand(sub)
     runs.add_subcommands(sub)
     data.add_subcommands(sub)
+    layers.add_subcommands(sub)
     return parser
 
 

@@ -1,0 +1,66 @@
+"""Issue 15 figures, part 0: which supported settings lose the most top-1 on the cached baselines.
+
+Prints a table model x setting -> top-1 change against FP32 in points, with its paired 95% interval
+(:func:`qcore.layers.paired.paired_delta`), on the first ``--eval-limit`` test images (default: all 10,000).
+Accuracy does not depend on machine load. Usage::
+
+    QCORE_HOME=... python bench/layers_table.py --models resnet18,mobilenet_v3_small --out table.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from qcore.backends import quantize
+from qcore.layers.paired import correct, paired_delta
+from qcore.measure import predict
+from qcore.spec import QuantSpec
+from qcore.sweep import SweepConfig, prepare
+
+SETTINGS = {
+    "INT8 static per-tensor min-max": QuantSpec("int8", granularity="per-tensor", backend="fx"),
+    "INT8 static per-channel min-max": QuantSpec("int8", granularity="per-channel", backend="fx"),
+    "INT8 static per-tensor percentile": QuantSpec("int8", granularity="per-tensor", calibration="percentile",
+                                                   backend="fx"),
+    "INT8 weight-only per-tensor": QuantSpec("int8", mode="weight-only", granularity="per-tensor"),
+    "INT4 weight-only per-tensor min-max": QuantSpec("int4", mode="weight-only", granularity="per-tensor"),
+    "INT4 weight-only per-channel min-max": QuantSpec("int4", mode="weight-only", granularity="per-channel"),
+    "INT4 weight-only per-group(64) min-max": QuantSpec("int4", mode="weight-only", granularity="per-group"),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="resnet18,mobilenet_v3_small")
+    ap.add_argument("--eval-limit", type=int, default=None, help="images (default: all 10,000)")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help="comma list of: " + ", ".join(SETTINGS))
+    ap.add_argument("--out", help="write the rows as JSON here")
+    args = ap.parse_args(argv)
+    rows = []
+    for model in args.models.split(","):
+        config = SweepConfig(model=model, weights="baseline", eval_limit=args.eval_limit, fp32_compiled=False)
+        p = prepare(config)
+        ref = correct(p.ref_logits, p.labels)
+        top1_fp32 = 100 * float(ref.mean())
+        print(f"{model}: FP32 top-1 {top1_fp32:.2f}% on {ref.numel()} images", file=sys.stderr)
+        for name in args.settings.split(","):
+            t = time.perf_counter()
+            q = quantize(p.loaded.model, SETTINGS[name], p.calib, p.example, p.device)
+            logits, _ = predict(q, p.eval_batches, q.device)
+            d = paired_delta(ref, correct(logits, p.labels))
+            rows.append({"model": model, "setting": name, "spec": SETTINGS[name].to_dict(), "top1_fp32": top1_fp32,
+                         "top1": top1_fp32 + d.delta, "delta": d.delta, "half_width": d.half_width, "n": d.n,
+                         "backend": q.backend, "kernel": q.kernel})
+            print(f"{model:20s} {name:40s} {d.text():>16s} pts  (n={d.n}, {q.backend}/{q.kernel}, "
+                  f"{time.perf_counter() - t:.0f} s)", flush=True)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

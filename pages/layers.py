@@ -1,0 +1,114 @@
+"""Layers: which layers cost the accuracy (per-layer sensitivity of one spec), keep one in FP32 and re-run, and
+the mixed-precision walk (each step a measured point) against a seeded random walk."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from qcore.layers.job import LAYERS_KIND, WALK_KIND, layers_config, walk_config
+from qcore.layers.row import METRICS
+from qcore.layers.rows import LayerRows
+from qcore.spec import QuantSpec
+from qcore.store import Job
+from qcore.sweep import SweepConfig
+from ui import jobs, results, settings
+from ui.common import start_worker, store
+from ui.layers_view import frame, heatmap
+from ui.nav import SWEEP_PAGE, setup
+
+SESSION_KEY = "layers_job"
+
+setup("Layers")
+st.title("Layers: where the accuracy goes")
+st.caption(
+    "For one quantized spec, every Conv and Linear layer: the error of its weights (SQNR, relative MSE), the "
+    "error of its output against FP32 on the same images (SQNR, relative MSE, cosine), and optionally top-1 "
+    "with only this layer left in FP32 and with only this layer quantized, each a real build on the spec's "
+    "own backend. The output error of a deep layer carries every error before it."
+)
+
+
+def _submit(kind: str, config: dict) -> None:
+    jid = store().submit_job(config, [], kind=kind, total=1)
+    start_worker()
+    jobs.remember(jid, SESSION_KEY)
+    st.rerun()
+
+
+jid = st.query_params.get("job") or st.session_state.get(SESSION_KEY)
+job0 = store().job(jid) if jid else None
+with st.expander("Measure a spec layer by layer", expanded=job0 is None, icon=":material/tune:"):
+    config_kwargs, problems = settings.config_widgets()
+    fields = settings.spec_single()
+    c1, c2 = st.columns(2)
+    with_accuracy = c1.toggle("Accuracy columns (2 builds and evaluations per layer)", value=False,
+                              key="accuracy", bind="query-params")
+    error_images = c2.number_input("Images for the output errors", 1, 10000, 256, key="error_images")
+    request = None
+    try:
+        spec = QuantSpec(**fields)
+        request = layers_config(SweepConfig(**config_kwargs), spec, accuracy=with_accuracy,
+                                error_images=int(error_images))
+    except ValueError as exc:
+        problems.append(str(exc))
+    for p in problems:
+        st.error(p, icon=":material/block:")
+    if st.button("Measure every layer", type="primary", disabled=bool(problems), icon=":material/play_arrow:"):
+        _submit(LAYERS_KIND, request)
+
+if job0 is None or job0.kind not in (LAYERS_KIND, WALK_KIND):
+    if job0 is not None:
+        st.warning(f"Job {job0.job_id} is a {job0.kind} job, shown on its own page.")
+    st.info("No per-layer job yet in this session: choose a spec above and press **Measure every layer**.",
+            icon=":material/info:")
+    st.stop()
+
+
+def render_layers(job: Job, _rows) -> None:
+    rows = LayerRows(store().path).rows(job.job_id)
+    if job.result and job.result.get("plan"):
+        st.caption(f"Plan: {job.result['plan']}")
+    if not rows:
+        st.caption("Rows appear here as each layer is measured.")
+        return
+    if job.result and "top1_quantized" in job.result:
+        r = job.result
+        st.markdown(f"FP32 top-1 **{r['top1_fp32']:.2f}%**, the spec on every layer **{r['top1_quantized']:.2f}%** "
+                    f"on {r['eval_images']} images ({r['backend']}).")
+    st.dataframe(frame(rows), hide_index=True, key=f"tbl-{job.job_id}")
+    st.plotly_chart(heatmap(rows), key=f"heat-{job.job_id}", config={"displaylogo": False})
+    spec = QuantSpec.from_dict(job.config["spec"])
+    config = SweepConfig.from_dict(job.config["sweep"])
+    c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
+    layer = c1.selectbox("Layer", [r.layer for r in rows], key=f"layer-{job.job_id}")
+    if c2.button("Keep in FP32 and re-run", key=f"keep-{job.job_id}", icon=":material/replay:",
+                 help="queues the spec with this layer left in FP32 as a sweep point, measured like any other"):
+        jobs.submit(config, [spec.replace(keep_float=(layer,))], "sweep_job")
+        st.switch_page(SWEEP_PAGE)
+    st.markdown("##### Mixed-precision walk")
+    w1, w2, w3, w4 = st.columns(4)
+    metric = w1.selectbox("Rank by", [m for m in METRICS if any(getattr(r, m) is not None for r in rows)],
+                          format_func=lambda m: METRICS[m][0], key=f"metric-{job.job_id}")
+    steps = w2.number_input("Steps (layers kept)", 1, max(1, len(rows) - 1), min(3, max(1, len(rows) - 1)),
+                            key=f"steps-{job.job_id}")
+    seed = w3.number_input("Random walk seed", 0, 10**6, 1, key=f"seed-{job.job_id}")
+    if w4.button("Walk by this ranking", key=f"walk-{job.job_id}", icon=":material/trending_up:"):
+        _submit(WALK_KIND, walk_config(config, spec, metric=metric, steps=int(steps), layers_job=job.job_id))
+    if w4.button("Random control walk", key=f"rwalk-{job.job_id}", icon=":material/shuffle:"):
+        _submit(WALK_KIND, walk_config(config, spec, order="random", seed=int(seed), steps=int(steps),
+                                       layers_job=job.job_id))
+
+
+def render_walk(job: Job, rows) -> None:
+    walk = LayerRows(store().path).walk(job.job_id)
+    if walk:
+        how = f"ranked by {METRICS[walk['metric']][0]}" if walk["kind"] == "sensitivity" else f"seed {walk['seed']}"
+        st.caption(f"Order ({how}): {', '.join(walk['order'][:8])}{' …' if len(walk['order']) > 8 else ''}")
+    if not rows:
+        st.caption("Each step appears here as it is measured.")
+        return
+    results.pareto(rows, key=f"walk-pareto-{job.job_id}", x="latency_ms_p50")
+    results.table(rows, key=f"walk-table-{job.job_id}", hide=("model", "dataset", "sweep"))
+
+
+jobs.panel(job0.job_id, key=f"layers-{job0.job_id}", render=render_layers if job0.kind == LAYERS_KIND else render_walk)

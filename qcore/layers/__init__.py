@@ -1,0 +1,15 @@
+"""Which layers cost the accuracy: per-layer sensitivity (Part 1) and the measured mixed-precision walk (Part 2).
+
+- :mod:`.names`: the quantizable layers of a model (Conv and Linear, by torchvision's module names) and the check
+  of a spec's ``keep_float`` against them (an unknown name gets the model's near names).
+- :mod:`.errors`: SQNR, relative MSE and cosine similarity, and each layer's weight error under a spec.
+- :mod:`.sensitivity`: one pass over every layer: weight error, output error (hooks, FP32 vs quantized) and,
+  optionally, top-1 with only this layer left in FP32 / only this layer quantized, on the spec's own backend.
+- :mod:`.rows`: the per-layer rows in the run database, committed one by one (a stopped job resumes).
+- :mod:`.walk`: keep the next most sensitive layer in FP32, one fully measured point (a sweep row) per step.
+- :mod:`.job`: the worker's runners for both (kinds ``"layers"`` and ``"mixed-walk"``).
+"""
+
+from __future__ import annotations
+
+__all__ = []

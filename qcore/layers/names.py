@@ -1,0 +1,55 @@
+"""The layers a spec can quantize or keep in FP32, named as torchvision names them, and the checks on them.
+
+A layer here is a Conv or Linear module (:data:`qcore.backends.base.LAYER_TYPES`), named by its path in the
+model: ``features.0.0`` (mobilenet_v3_small's first convolution), ``layer1.0.conv1``, ``fc``.
+:func:`check_keep_float` refuses a name the model does not have, listing the model's names nearest to it (by
+:func:`difflib.get_close_matches`: ``layer1.0.conv3`` -> ``layer1.0.conv1, layer1.0.conv2``), and a spec that
+would quantize nothing once its exclusions apply.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from torch import nn
+
+from ..backends.base import LAYER_TYPES
+from ..spec import QuantSpec, SpecError
+
+__all__ = ["LayerError", "layer_names", "near_names", "check_keep_float"]
+
+
+class LayerError(ValueError):
+    """A layer name or a set of layers that cannot be used; the message says what is allowed."""
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Every Conv and Linear module's name, in the model's order; raises LayerError when there is none."""
+    names = [name for name, m in model.named_modules() if isinstance(m, LAYER_TYPES) and name]
+    if not names:
+        raise LayerError(f"{type(model).__name__} has no quantizable layer (Conv or Linear): there is nothing to "
+                         "measure per layer")
+    return names
+
+
+def near_names(name: str, names: list[str], n: int = 5) -> list[str]:
+    """The model's names nearest to ``name`` (at most ``n``; the first ones when none is near)."""
+    return difflib.get_close_matches(name, names, n=n, cutoff=0.5) or names[:n]
+
+
+def check_keep_float(spec: QuantSpec, model: nn.Module) -> list[str]:
+    """The model's layer names, after checking ``spec.keep_float`` against them.
+
+    Raises :class:`qcore.spec.SpecError` for an unknown name (with the nearest names) and for a spec that keeps
+    every layer in FP32 (it would quantize nothing: measure FP32 instead).
+    """
+    names = layer_names(model)
+    known = set(names)
+    for name in spec.keep_float:
+        if name not in known:
+            raise SpecError(f"keep_float: the model has no layer {name!r}; near names: "
+                            f"{', '.join(near_names(name, names))} ({len(names)} layers in all)")
+    if not spec.is_float and known <= set(spec.keep_float):
+        raise SpecError(f"keep_float keeps all {len(names)} layers in FP32, so nothing would be quantized; allowed: "
+                        "at most all layers but one (or measure the FP32 spec)")
+    return names

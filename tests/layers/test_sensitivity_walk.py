@@ -1,0 +1,118 @@
+"""Part 1 (per-layer sensitivity) and Part 2 (the walk) on a random resnet18, 32 px, a few images, as jobs."""
+
+import csv
+import io
+import os
+
+import pytest
+
+from qcore.layers.job import layers_config, walk_config
+from qcore.layers.rows import LayerRows
+from qcore.layers.sensitivity import measure_layers, plan
+from qcore.layers.walk import check_budget, random_order, walk_specs
+from qcore.report import csv_text
+from qcore.spec import QuantSpec, SpecError
+from qcore.store import Store
+from qcore.sweep import SweepConfig
+from qcore.worker import run_job
+
+SPEC = QuantSpec("int8", granularity="per-tensor", backend="fx")
+
+
+@pytest.fixture
+def config(fashion_mnist, resnet18_checkpoint):
+    return SweepConfig(weights=str(resnet18_checkpoint), calib_size=16, eval_limit=32, latency_budget_s=0.2,
+                       fp32_compiled=False)
+
+
+def test_plan_counts_builds_and_evaluations():
+    assert (plan(21, True, 1000).builds, plan(21, True, 1000).evaluations) == (43, 43)
+    assert plan(21, False, 1000).builds == 1 and "21 layers: 1 model build(s)" in plan(21, False, 1000).text()
+
+
+def test_sensitivity_rows_and_a_resumed_job_measures_only_the_rest(config, one_thread):
+    store = Store()
+    jid = store.submit_job(layers_config(config, SPEC, accuracy=True, error_images=16, only=("fc", "conv1")), [],
+                           kind="layers", total=1)
+    calls = []
+    real_add = LayerRows.add
+
+    def add_then_stop(self, job_id, row):  # the first row is committed, then the job is cancelled
+        real_add(self, job_id, row)
+        calls.append(row.layer)
+        store.request_cancel(job_id)
+
+    LayerRows.add = add_then_stop
+    try:
+        run_job(store, store.claim_next_job(os.getpid()))
+    finally:
+        LayerRows.add = real_add
+    job = store.job(jid)
+    assert job.state == "cancelled" and calls == ["conv1"]
+    assert "2 layers: 5 model build(s) and 5 evaluation(s) of 32 images, about" in job.result["plan"]
+    (first,) = LayerRows(store.path).rows(jid)
+    store.resume_job(jid)
+    run_job(store, store.claim_next_job(os.getpid()))
+    job = store.job(jid)
+    assert job.state == "done" and job.result["layers"] == 2 and job.result["backend"] == "fx"
+    conv1, fc = LayerRows(store.path).rows(jid)
+    assert conv1 == first  # kept, not measured again
+    assert (conv1.layer, fc.layer, fc.kind, fc.params) == ("conv1", "fc", "Linear 512->10", 5120)
+    for r in (conv1, fc):
+        assert 30 < r.weight_sqnr_db < 55 and 0 < r.weight_rel_mse < 1e-3  # INT8: about 6 dB a bit
+        assert r.output_sqnr_db is not None and 0.9 < r.output_cosine <= 1.0 and r.error_images == 16
+        assert 0 <= r.top1_only_float <= 100 and 0 <= r.agreement_only_quant <= 100 and r.eval_images == 32
+        assert r.gain_only_float == pytest.approx(r.top1_only_float - job.result["top1_quantized"])
+        assert r.loss_only_quant == pytest.approx(job.result["top1_fp32"] - r.top1_only_quant)
+
+
+def test_without_accuracy_only_the_errors_and_bad_requests_are_refused(config, one_thread):
+    sens = measure_layers(config, QuantSpec("int4", mode="weight-only", granularity="per-tensor"),
+                          accuracy_columns=False, error_images=8)
+    assert len(sens.rows) == 21 and sens.plan.builds == 1 and all(r.top1_only_float is None for r in sens.rows)
+    assert all(5 < r.weight_sqnr_db < 30 for r in sens.rows)  # INT4 per-tensor
+    with pytest.raises(SpecError, match="no layer 'fc2'; near names: fc"):
+        measure_layers(config, SPEC, accuracy_columns=False, only=("fc2",))
+    with pytest.raises(ValueError, match="quantizes nothing"):
+        layers_config(config, QuantSpec("fp32"))
+    with pytest.raises(ValueError, match="steps=0 is not allowed"):
+        walk_config(config, SPEC, steps=0)
+    with pytest.raises(ValueError, match="minutes=0 is not allowed"):
+        check_budget(None, 0)
+    with pytest.raises(ValueError, match="order='best' is not allowed; allowed: sensitivity, random"):
+        walk_config(config, SPEC, order="best")
+
+
+def test_walk_specs_and_random_orders():
+    names = ["a", "b", "c"]
+    assert random_order(names, 1) == random_order(names, 1) and sorted(random_order(names, 2)) == names
+    specs = walk_specs(SPEC, ["c", "a", "b"], steps=5)
+    assert [s.keep_float for s in specs] == [(), ("c",), ("a", "c")]  # never every layer
+
+
+def test_a_random_walk_job_stores_each_point_as_a_sweep_row(config, one_thread):
+    store = Store()
+    jid = store.submit_job(walk_config(config, SPEC, order="random", seed=3, steps=1, ranking_images=16), [],
+                           kind="mixed-walk", total=1)
+    run_job(store, store.claim_next_job(os.getpid()))
+    job = store.job(jid)
+    assert job.state == "done", job.error
+    order = LayerRows(store.path).walk(jid)["order"]
+    import torchvision
+
+    from qcore.layers.names import layer_names
+
+    assert order == random_order(layer_names(torchvision.models.resnet18(num_classes=10)), 3)
+    rows = sorted(store.results(sweep_id=jid), key=lambda r: r.created_at)
+    assert [r.spec.keep_float for r in rows] == [(), (), (order[0],)] and all(r.ok for r in rows)
+    assert rows[0].spec.is_reference and rows[2].quantized_layers == rows[1].quantized_layers - 1
+    table = list(csv.DictReader(io.StringIO(csv_text(rows))))
+    assert [t["keep_float"] for t in table] == ["", "", order[0]]
+
+
+def test_a_sweep_point_with_an_unknown_layer_is_an_error_row_naming_the_near_ones(config, one_thread):
+    from qcore.sweep import run_sweep
+
+    base, bad = run_sweep(config, [QuantSpec("int8", backend="fx", keep_float=("layer1.0.conv3",))])
+    assert base.ok and bad.status == "error" and bad.top1 is None
+    assert "no layer 'layer1.0.conv3'; near names: layer1.0.conv" in bad.error

@@ -1,0 +1,63 @@
+"""The Layers page through AppTest: a stored sensitivity job shows its table and heat map, and "keep in FP32 and
+re-run" queues that spec as a sweep point with the layer in keep_float (no measuring here: rows are inserted)."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from qcore.layers.job import layers_config
+from qcore.layers.row import LayerRow
+from qcore.layers.rows import LayerRows
+from qcore.spec import QuantSpec
+from qcore.store import Store
+from qcore.sweep import SweepConfig
+from tests.test_app import APP
+
+SPEC = QuantSpec("int8", granularity="per-tensor")
+
+
+@pytest.fixture(autouse=True)
+def _no_worker(monkeypatch):
+    monkeypatch.setenv("QCORE_APP_NO_WORKER", "1")
+
+
+def _stored_job() -> str:
+    store = Store()
+    jid = store.submit_job(layers_config(SweepConfig(eval_limit=100), SPEC, accuracy=True), [], kind="layers",
+                           total=5)
+    rows = LayerRows(store.path)
+    rows.add(jid, LayerRow("conv1", 0, "Conv2d 7x7 3->64", 9408, 40.1, 1e-4, 30.0, 1e-3, 0.999, 90.0, 99.0, 89.0,
+                           98.0, 0.5, 1.0, 100, 64))
+    rows.add(jid, LayerRow("fc", 20, "Linear 512->10", 5120, 48.0, 2e-5, 20.0, 1e-2, 0.99, 91.0, 99.5, 90.5, 99.0,
+                           1.5, -0.5, 100, 64))
+    store.update_job(jid, state="done", done=5, result={"plan": "2 layers: 5 model build(s)", "top1_fp32": 91.0,
+                                                        "top1_quantized": 89.5, "eval_images": 100, "backend": "fx"})
+    return jid
+
+
+def test_a_stored_job_shows_table_heatmap_and_queues_a_keep_float_point():
+    jid = _stored_job()
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page("pages/layers.py")
+    at.query_params["job"] = jid
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Layers: where the accuracy goes"
+    table = at.dataframe[0].value
+    assert list(table["layer"]) == ["conv1", "fc"] and list(table["gain pts (only this FP32)"]) == [0.5, 1.5]
+    assert any("89.50%" in m.value for m in at.markdown)
+    at.selectbox(key=f"layer-{jid}").set_value("fc")
+    at.button(key=f"keep-{jid}").click()
+    at.run()
+    queued = [j for j in Store().jobs() if j.kind == "sweep"]
+    assert len(queued) == 1 and queued[0].specs == [SPEC.replace(keep_float=("fc",)).to_dict()]
+
+
+def test_without_a_job_the_page_says_what_to_do():
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page("pages/layers.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Measure every layer" in i.value for i in at.info)
