@@ -1,6 +1,7 @@
 import pytest
 
 from qcore.spec import CHOICES, DEFAULT_GRID, FP32, QuantSpec, SpecError, expand_grid
+from qcore.spec_text import parse_spec
 
 
 @pytest.mark.parametrize(
@@ -105,7 +106,7 @@ def test_the_default_grid_is_the_baseline_and_static_int8():
     assert set(DEFAULT_GRID) <= set(CHOICES) | {"group_size", "percentile"}
 
 
-# -- labels read back (QuantSpec.parse), spec lists (parse_specs), the modes a precision allows -------------------
+# -- labels read back (parse_spec), spec lists (parse_specs), the modes a precision allows -------------------
 
 
 def test_every_label_reads_back_as_its_spec():
@@ -115,7 +116,7 @@ def test_every_label_reads_back_as_its_spec():
                            group_size=list(GROUP_SIZES), percentile=[99.0, 99.99, 99.99999, 100.0, 73.123456789])
     assert len(specs) > 1000
     for spec in specs:
-        assert QuantSpec.parse(spec.label(), device=spec.device) == spec, spec.label()
+        assert parse_spec(spec.label(), device=spec.device) == spec, spec.label()
     assert QuantSpec("fp32", backend="ort").label() == "FP32 [ort]"  # a variant, never mistaken for the baseline
 
 
@@ -132,8 +133,8 @@ def test_every_label_reads_back_as_its_spec():
     ("fp16", QuantSpec("fp16")),
 ], ids=lambda v: v if isinstance(v, str) else None)  # fmt: skip
 def test_short_texts_parse_with_defaults_for_what_is_not_said(text, expected):
-    assert QuantSpec.parse(text) == expected
-    assert QuantSpec.parse(text, device="cpu").device == "cpu"
+    assert parse_spec(text) == expected
+    assert parse_spec(text, device="cpu").device == "cpu"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -149,12 +150,12 @@ def test_short_texts_parse_with_defaults_for_what_is_not_said(text, expected):
 ], ids=lambda v: v or "empty")  # fmt: skip
 def test_texts_that_are_not_specs_say_why(text, message):
     with pytest.raises(SpecError) as err:
-        QuantSpec.parse(text)
+        parse_spec(text)
     assert message in str(err.value)
 
 
 def test_a_spec_list_reads_labels_words_and_json_lines_or_a_json_list():
-    from qcore.spec import parse_specs
+    from qcore.spec_text import parse_specs
 
     text = """# four INT8 static settings and one INT4
     INT8 per-channel min-max asym static

@@ -26,7 +26,8 @@ import time
 from qcore.cli.data import dataset_help
 from qcore.cli.progress import ProgressBar
 from qcore.limits import LIMITS, LimitError, argparse_type
-from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QuantSpec, SpecError, parse_specs
+from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QuantSpec, SpecError
+from qcore.spec_text import parse_spec, parse_specs
 
 __all__ = ["SWEEP_OPTIONS", "cmd_sweep", "add_subcommand"]
 
@@ -167,7 +168,7 @@ def _listed_specs(args) -> list[QuantSpec]:
     spec that cannot run is an error, not a skipped combination)."""
     from qcore.backends import kind_problem
 
-    specs = [QuantSpec.parse(text, device=args.device) for text in args.spec or []]
+    specs = [parse_spec(text, device=args.device) for text in args.spec or []]
     if args.specs:
         from pathlib import Path
 
