@@ -1,6 +1,7 @@
 """Result: one measured spec, a record of fixed shape that knows its FP32 reference.
 
-Units: top1, top5 and agreement in percent (0-100); top1_delta in percentage points;
+Units: top1, top5, agreement, ptq_top1 and control_top1 in percent (0-100); top1_delta in percentage points;
+recovered a fraction (1.0: QAT matched the fine-tuned FP32 control);
 latencies in milliseconds; sizes in bytes; seconds for calibration, quantization and building.
 
 Every row of a sweep carries ``baseline_run_id``, the run id of the torch FP32 row its deltas,
@@ -37,6 +38,7 @@ COLUMNS = (
     "size_bytes", "size_ratio", "calib_seconds", "quantize_seconds", "quantized_layers", "total_layers",
     "pareto", "status", "error", "notes", "label", "run_id", "sweep_id", "created_at", "baseline_run_id",
     "build_seconds", "first_build_seconds",
+    "ptq_top1", "control_top1", "recovered", "finetune_seconds", "qat_epochs",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -84,6 +86,14 @@ class Result:
     sweep_id: str = ""
     created_at: float = field(default_factory=time.time)
     baseline_run_id: str = ""  # the FP32 row measured against; "" in rows stored before the field existed
+    # mode="qat" rows (qcore.qat.measure): top-1 of the PTQ counterpart and of the FP32 model fine-tuned the
+    # same way, recovered = (top1 - ptq_top1) / (control_top1 - ptq_top1), the QAT fine-tune's seconds, and the
+    # curve {"qat": {...}, "control": {...}} of both fine-tunes (step, epoch, train_loss, top1 lists)
+    ptq_top1: float | None = None
+    control_top1: float | None = None
+    recovered: float | None = None
+    finetune_seconds: float | None = None
+    qat_curve: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -97,7 +107,8 @@ class Result:
         """The flat CSV row (see COLUMNS)."""
         d = self.spec.to_dict()  # backend and device: the ones that ran (below) win over "auto"
         d.update(
-            {k: v for k, v in dataclasses.asdict(self).items() if k not in ("spec", "manifest", "latency_samples_ms")}
+            {k: v for k, v in dataclasses.asdict(self).items()
+             if k not in ("spec", "manifest", "latency_samples_ms", "qat_curve")}
         )
         d["notes"] = " | ".join(self.notes)
         d["label"] = self.label

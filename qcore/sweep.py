@@ -30,7 +30,8 @@ from .pareto import mark_pareto
 from .result import Result, manifest
 from .spec import FP32, QuantSpec
 
-__all__ = ["ProgressFn", "SweepConfig", "Prepared", "prepare", "measure_baseline", "measure_spec", "run_sweep"]
+__all__ = ["ProgressFn", "SweepConfig", "Prepared", "prepare", "measure_baseline", "measure_spec", "measure_quantized",
+           "run_sweep"]
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -95,6 +96,7 @@ class Prepared:
     best_fp32: str = "fp32 eager"
     best_fp32_ratio: float = 1.0  # eager p50 / best FP32 p50, measured in the baseline block
     baseline_run_id: str = ""  # the stored FP32 row every result of this sweep is measured against
+    bundle: object = None  # the DatasetBundle (its training split feeds mode="qat"'s fine-tune)
 
 
 def prepare(
@@ -144,6 +146,7 @@ def prepare(
         labels,
         size_bytes(loaded.model.state_dict()),
         m,
+        bundle=bundle,
     )
 
 
@@ -215,10 +218,16 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
     except BackendUnavailable as exc:
         r.status, r.error = "skipped", str(exc)
         return r
+    calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
+    q = choice.backend.quantize(p.loaded.model, spec, calib, p.example, p.device)
+    return measure_quantized(p, r, choice, q)
+
+
+def measure_quantized(p: Prepared, r: Result, choice, q) -> Result:
+    """Evaluate and time ``q`` (a backend's :class:`~qcore.backends.Quantized`, chosen as ``choice`` says) into
+    ``r``: accuracy against the FP32 logits, latency interleaved with FP32 eager, size, notes."""
     backend = choice.backend
     fp32 = p.loaded.model
-    calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
-    q = backend.quantize(fp32, spec, calib, p.example, p.device)
     logits, _ = predict(q, p.eval_batches, q.device)
     acc = accuracy(logits, p.labels, p.ref_logits)
     fp32_dev = fp32.to(p.device)
@@ -258,6 +267,11 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
     if q.kernel == "simulated":
         r.notes.append("latency is of a simulated kernel: it does not show what real low-bit kernels would do")
     return r
+
+
+def _within(progress: ProgressFn, done: int, total: int, label: str) -> ProgressFn:
+    """Progress inside one spec: the sweep's count stays at ``done``, the message says how far the spec is."""
+    return lambda d, t, msg: progress(done, total, f"{label}: {msg} ({d / max(t, 1):.0%})")
 
 
 def run_sweep(
@@ -311,10 +325,17 @@ def run_sweep(
         progress(done, total, spec.label())
         start = time.perf_counter()
         try:
-            r = measure_spec(p, spec)
+            if spec.mode == "qat":  # a fine-tune inside the spec: its own progress, cancelled between steps
+                from .qat.measure import measure_qat
+
+                r = measure_qat(p, spec, progress=_within(progress, done, total, spec.label()), cancel=cancel)
+            else:
+                r = measure_spec(p, spec)
         except Exception as exc:  # one failing spec must not end the sweep
             r = _base_result(p, spec)
             r.status, r.error = "error", f"{type(exc).__name__}: {exc}"
+            if type(exc).__name__ == "Cancelled":
+                r.status = "cancelled"
         gc.collect()  # free the quantized copy before the next spec
         r.notes.append(f"measured in {time.perf_counter() - start:.1f} s")
         emit(r)

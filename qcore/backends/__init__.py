@@ -54,6 +54,10 @@ def _preferred(kind: str) -> list[str]:
 def kind_problem(spec: QuantSpec) -> str | None:
     """Why ``spec.backend`` can never run a spec of this kind (None when it can, or for ``auto``):
     ``backend='torchao' does not run mode='static'; allowed: auto, fx, pt2e, openvino, ort``."""
+    if spec.mode == "qat":  # trained, then run as its static INT8 counterpart: qcore.qat says which backends
+        from ..qat.flows import qat_backend_problem
+
+        return qat_backend_problem(spec)
     if spec.backend == "auto":
         return None if _preferred(spec.kind) else f"no backend runs {spec.kind} specs"
     backend = get_backend(spec.backend)
@@ -78,6 +82,10 @@ def resolve(spec: QuantSpec, device: str, *, model: str | None = None, batch_siz
     (``why`` is empty).
     """
     table = _table()
+    if spec.mode == "qat":
+        from ..qat.flows import resolve_qat
+
+        return resolve_qat(spec, device, table, model=model, batch_size=batch_size)
     if spec.backend != "auto":
         reason = kind_problem(spec) or table[spec.backend].unsupported(spec, device)
         if reason:
