@@ -252,3 +252,38 @@ def test_a_cancel_during_the_fine_tune_leaves_a_cancelled_row(fashion_mnist, mob
 
     _, r = run_sweep(config, [QuantSpec("int8", mode="qat", qat_epochs=0.01)], cancel=cancel)
     assert r.status == "cancelled" and "fine-tune cancelled at step 0/" in r.error
+
+
+# -- charts --------------------------------------------------------------------------------------------------
+
+
+def _qat_row():
+    curve = {"step": [0, 1, 2], "epoch": [0.0, 0.25, 0.5], "train_loss": [None, 0.8, 0.7]}
+    return Result(QuantSpec("int8", mode="qat", qat_epochs=0.5), "m", "d", top1=88.5, top1_delta=-0.5, agreement=98.0,
+                  latency_ms_p50=5.0, speedup=2.0, size_bytes=1_000_000, size_ratio=0.25, ptq_top1=87.0,
+                  control_top1=89.2, recovered=0.68, finetune_seconds=100.0,
+                  qat_curve={"qat": {**curve, "top1": [87.0, 88.0, 88.5]},
+                             "control": {**curve, "top1": [89.0, 89.1, 89.2]}, "steps": 2, "eval_images": 2000})
+
+
+def test_qat_points_get_their_own_marker_and_the_curve_has_both_runs():
+    from qcore.qat.charts import QAT_SYMBOL, curve_figure, qat_hover_line
+    from qcore.report import pareto_figure
+
+    base = Result(QuantSpec("fp32"), "m", "d", top1=89.0, top1_delta=0.0, agreement=100.0, latency_ms_p50=10.0,
+                  speedup=1.0, size_bytes=4_000_000, size_ratio=1.0)
+    static = Result(QuantSpec("int8"), "m", "d", top1=87.0, top1_delta=-2.0, agreement=97.0, latency_ms_p50=5.0,
+                    speedup=2.0, size_bytes=1_000_000, size_ratio=0.25)
+    fig = pareto_figure([base, static, _qat_row()])
+    traces = {t.name: t for t in fig.data}
+    assert traces["INT8 QAT"].marker.symbol == QAT_SYMBOL and list(traces["INT8 QAT"].y) == [88.5]
+    assert list(traces["INT8"].y) == [87.0]  # the PTQ point stays a circle of its precision
+    assert "recovered 0.68" in traces["INT8 QAT"].text[0]
+    assert qat_hover_line(_qat_row()) == ("QAT 0.5 epoch: PTQ 87.00%, control 89.20%, recovered 0.68, "
+                                          "fine-tune 100 s")
+    curve = curve_figure(_qat_row())
+    names = [t.name for t in curve.data]
+    assert names == ["QAT (fake-quantized) top-1", "QAT (fake-quantized) train loss", "FP32 control top-1",
+                     "FP32 control train loss"]
+    assert list(curve.data[1].x) == [0.25, 0.5]  # no loss at step 0
+    assert "2000 test images" in curve.layout.yaxis.title.text

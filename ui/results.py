@@ -19,7 +19,7 @@ from qcore.result import Result
 from .common import dataset_label
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
-           "pareto", "downloads", "compare"]
+           "pareto", "qat_curve_chart", "downloads", "compare"]
 
 # Distinct in both themes; FP32, the reference, in neutral grey.
 PRECISION_COLORS = {"FP32": "#8c8c8c", "FP16": "#1f77b4", "BF16": "#17becf", "INT8": "#d62728", "INT4": "#ff7f0e"}
@@ -147,6 +147,8 @@ def details(r: Result, base: Result | None, key: str) -> None:
         metric_cards(r)
         st.info(explain(r), icon=":material/lightbulb:")
         latency_chart(r, base, key=f"{key}-lat")
+        if r.spec.mode == "qat" and r.qat_curve:
+            qat_curve_chart(r, key=f"{key}-qat")
     elif r.status == "error":
         st.error(explain(r))
     else:
@@ -155,6 +157,19 @@ def details(r: Result, base: Result | None, key: str) -> None:
         st.markdown("\n".join(f"- {n}" for n in r.notes))
     with st.expander("Full spec and manifest"):
         st.json({"spec": r.spec.to_dict(), "manifest": r.manifest}, expanded=False)
+
+
+def qat_curve_chart(r: Result, key: str) -> None:
+    """A QAT row's fine-tune: top-1 of the QAT model and of its FP32 control, their losses, the PTQ start."""
+    from qcore.qat.charts import curve_figure, qat_hover_line
+
+    st.plotly_chart(curve_figure(r), key=key, config={"displaylogo": False})
+    steps = r.qat_curve.get("steps")
+    st.caption(
+        f"{qat_hover_line(r)}. recovered = (QAT - PTQ) / (control - PTQ): the share of what PTQ lost against an "
+        f"FP32 model fine-tuned the same way ({steps} steps, same images, order and schedule) that QAT won back. "
+        "Fine-tune seconds are training steps only, on this machine under whatever load it had."
+    )
 
 
 def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
