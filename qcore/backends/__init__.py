@@ -70,6 +70,10 @@ def kind_problem(spec: QuantSpec) -> str | None:
 def backends_for(spec: QuantSpec, device: str) -> list[str]:
     """The backends that can run ``spec`` on ``device`` (whatever ``spec.backend`` names), auto's first."""
     table = _table()
+    if spec.mode == "qat":  # the backends of its static counterpart that have a QAT flow
+        from ..qat.flows import QAT_BACKENDS
+
+        return [n for n in backends_for(spec.ptq_spec, device) if n in QAT_BACKENDS]
     return [n for n in _preferred(spec.kind) if table[n].unsupported(spec, device) is None]
 
 
