@@ -328,7 +328,8 @@ def run_sweep(
             if spec.mode == "qat":  # a fine-tune inside the spec: its own progress, cancelled between steps
                 from .qat.measure import measure_qat
 
-                r = measure_qat(p, spec, progress=_within(progress, done, total, spec.label()), cancel=cancel)
+                r = measure_qat(p, spec, base_result=_base_result, measure_quantized=measure_quantized,
+                                progress=_within(progress, done, total, spec.label()), cancel=cancel)
             else:
                 r = measure_spec(p, spec)
         except Exception as exc:  # one failing spec must not end the sweep

@@ -11,3 +11,5 @@ Why a control: a QAT run also fine-tunes the model, so it can beat FP32 (NNCF's 
 55.52, PTQ 55.28, "QAT" 57.08). ``recovered = (QAT - PTQ) / (control - PTQ)``: with PTQ 84.0, control 89.0
 and QAT 88.0 top-1, QAT won back (88 - 84) / (89 - 84) = 0.8 of what PTQ lost against the fine-tuned FP32.
 """
+
+__all__ = []  # import the modules themselves (qcore.qat.measure, ...): each pulls in torch

@@ -95,15 +95,16 @@ def _stage(progress: ProgressFn | None, lo: float, hi: float) -> ProgressFn | No
     return lambda d, t, msg: progress(int(1000 * (lo + (hi - lo) * d / max(t, 1))), 1000, msg)
 
 
-def measure_qat(p, spec: QuantSpec, progress: ProgressFn | None = None,
-                cancel: Callable[[], bool] | None = None) -> Result:
+def measure_qat(p, spec: QuantSpec, *, base_result: Callable, measure_quantized: Callable,
+                progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> Result:
     """Measure one QAT spec on the sweep's prepared data ``p`` (a :class:`qcore.sweep.Prepared`); see the module
-    docstring. A spec no backend can train or run here becomes a ``skipped`` row with the reason."""
-    from ..sweep import _base_result, measure_quantized
+    docstring. A spec no backend can train or run here becomes a ``skipped`` row with the reason.
 
+    ``base_result(p, spec)`` and ``measure_quantized(p, r, choice, q)`` are the sweep's own (passed in: the sweep
+    imports this module, never the other way round), so a QAT row is timed and sized like every other row."""
     if spec.mode != "qat":
         raise ValueError(f"measure_qat measures mode='qat' specs, not mode={spec.mode!r}")
-    r = _base_result(p, spec)
+    r = base_result(p, spec)
     try:
         choice = resolve(spec, p.device, model=p.config.model, batch_size=p.config.batch_size)
     except BackendUnavailable as exc:
