@@ -287,3 +287,15 @@ def test_qat_points_get_their_own_marker_and_the_curve_has_both_runs():
                      "FP32 control train loss"]
     assert list(curve.data[1].x) == [0.25, 0.5]  # no loss at step 0
     assert "2000 test images" in curve.layout.yaxis.title.text
+
+
+def test_bench_qat_help_runs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "bench/qat.py", "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert "--epochs" in out.stdout and "--settings" in out.stdout
