@@ -299,3 +299,18 @@ def test_bench_qat_help_runs():
                          cwd=root)
     assert out.returncode == 0, out.stderr
     assert "--epochs" in out.stdout and "--settings" in out.stdout
+
+
+def test_a_row_stored_before_the_qat_fields_counts_as_done_when_its_job_resumes(tmp_path):
+    import json
+    import sqlite3
+
+    from qcore.store import Store, spec_key
+
+    store = Store(tmp_path / "runs.sqlite")
+    store.add_result(Result(QuantSpec("int8"), "m", "d", sweep_id="job1"))
+    old = {k: v for k, v in QuantSpec("int8").to_dict().items() if not k.startswith("qat_")}
+    with sqlite3.connect(store.path) as c:  # as a database written before QAT existed holds it
+        c.execute("UPDATE results SET spec_key=?", (spec_key(old),))
+    assert store.done_spec_keys("job1") == {spec_key(QuantSpec.from_dict(old).to_dict())}
+    assert json.loads(next(iter(store.done_spec_keys("job1"))))["qat_epochs"] == 0.0
