@@ -98,8 +98,8 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
     ok = [r for r in results if r.ok and r.top1 is not None and getattr(r, x) is not None]
     fig = go.Figure()
     max_size = max((r.size_bytes or 1) for r in ok) if ok else 1
-    for precision in sorted({r.spec.precision for r in ok}):
-        rows = [r for r in ok if r.spec.precision == precision]
+    for precision in sorted({r.spec.precision for r in ok if r.spec.mode != "qat"}):
+        rows = [r for r in ok if r.spec.precision == precision and r.spec.mode != "qat"]
         fig.add_trace(go.Scatter(
             x=[x_value(r, x) for r in rows], y=[r.top1 for r in rows], mode="markers", name=precision.upper(),
             marker=dict(size=[10 + 30 * (r.size_bytes or 0) / max_size for r in rows], line=dict(width=1),
@@ -107,6 +107,9 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
             customdata=[[r.run_id] for r in rows],
             text=[_hover_text(r) for r in rows], hovertemplate="%{text}<extra></extra>",
         ))  # fmt: skip
+    from .qat.charts import add_qat_points  # QAT rows: a marker of their own
+
+    add_qat_points(fig, [r for r in ok if r.spec.mode == "qat"], x, max_size, _hover_text)
     pts = [(getattr(r, x), r.top1) for r in ok]
     front = [ok[i] for i in frontier_2d(pts)]
     if front:

@@ -1,6 +1,7 @@
 """Result: one measured spec, a record of fixed shape that knows its FP32 reference.
 
-Units: top1, top5 and agreement in percent (0-100); top1_delta in percentage points;
+Units: top1, top5, agreement, ptq_top1 and control_top1 in percent (0-100); top1_delta in percentage points;
+recovered a fraction (1.0: QAT matched the fine-tuned FP32 control);
 latencies in milliseconds; sizes in bytes; seconds for calibration, quantization and building.
 
 Every row of a sweep carries ``baseline_run_id``, the run id of the torch FP32 row its deltas,
@@ -47,6 +48,7 @@ COLUMNS = (
     *SCALE_COLUMNS,
     "node_id", "host", "cpu_model", "retries", "accuracy_host", "timed_from", "timed_to",
     "keep_float",
+    "ptq_top1", "control_top1", "recovered", "finetune_seconds", "qat_epochs",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -118,6 +120,14 @@ class Result:
     accuracy_host: str = ""  # where calibration, quantization and evaluation ran (a cluster may split them)
     timed_from: float | None = None  # wall-clock start and end of the timed block (seconds since the epoch)
     timed_to: float | None = None
+    # mode="qat" rows (qcore.qat.measure): top-1 of the PTQ counterpart and of the FP32 model fine-tuned the
+    # same way, recovered = (top1 - ptq_top1) / (control_top1 - ptq_top1), the QAT fine-tune's seconds, and the
+    # curve {"qat": {...}, "control": {...}} of both fine-tunes (step, epoch, train_loss, top1 lists)
+    ptq_top1: float | None = None
+    control_top1: float | None = None
+    recovered: float | None = None
+    finetune_seconds: float | None = None
+    qat_curve: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -131,7 +141,8 @@ class Result:
         """The flat CSV row (see COLUMNS)."""
         d = self.spec.to_dict()  # backend and device: the ones that ran (below) win over "auto"
         d.update(
-            {k: v for k, v in dataclasses.asdict(self).items() if k not in ("spec", "manifest", "latency_samples_ms")}
+            {k: v for k, v in dataclasses.asdict(self).items()
+             if k not in ("spec", "manifest", "latency_samples_ms", "qat_curve")}
         )
         d["notes"] = " | ".join(self.notes)
         d["label"] = self.label

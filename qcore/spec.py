@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = ["FLOAT_PRECISIONS", "INT_PRECISIONS", "KINDS", "NA", "CHOICES", "LABELS", "GROUP_SIZES", "DEFAULT_GRID",
-           "WEIGHT_CALIBRATIONS", "SpecError", "QuantSpec", "FP32", "expand_grid", "allowed_modes"]
+           "WEIGHT_CALIBRATIONS", "QAT_DEFAULTS", "SpecError", "QuantSpec", "FP32", "expand_grid", "allowed_modes"]
 
 FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
 # What a spec asks of a backend (QuantSpec.kind): a float cast, or one of the three quantization modes.
@@ -37,7 +37,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "granularity": ("per-tensor", "per-channel", "per-group"),
     "calibration": ("minmax", "moving-average", "percentile", "entropy", "mse"),
     "scheme": ("symmetric", "asymmetric"),
-    "mode": ("static", "dynamic", "weight-only"),
+    "mode": ("static", "dynamic", "weight-only", "qat"),
     "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino", "xnnpack"),
     "device": ("auto", "cpu", "cuda"),
 }
@@ -57,6 +57,15 @@ LABELS = {
 }
 
 GROUP_SIZES = (16, 32, 64, 128, 256)
+# The fine-tune of mode="qat" (quantization-aware training) and its control, one table read by the spec's
+# defaults, the CLI's and the app's help (qcore.qat documents why these values).
+QAT_DEFAULTS: dict[str, float | int] = {
+    "qat_epochs": 1.0,  # passes over the training split; fractions allowed (0.1: a tenth of the steps)
+    "qat_lr_scale": 0.01,  # the baseline recipe's peak learning rate times this (about 1% of it)
+    "qat_freeze_bn": 0.3,  # BatchNorm statistics frozen after this fraction of the fine-tune (1: never)
+    "qat_freeze_observers": 0.4,  # activation ranges frozen after this fraction (1: never)
+    "qat_seed": 0,  # the order of the training images
+}
 # The grid a sweep measures when nothing else is asked for: ``python -m qcore sweep``'s flags and the app's
 # Sweep page start from it (one value per field but precision: the FP32 baseline and static INT8).
 DEFAULT_GRID: dict[str, tuple] = {
@@ -101,22 +110,35 @@ class QuantSpec:
     # module names (torchvision's, e.g. "features.0.0") left in FP32 while the rest is quantized: a mixed-precision
     # point (qcore.layers); sorted, so the same set is the same spec whatever order it was given in
     keep_float: tuple[str, ...] = ()
+    # mode="qat" only (set to 0 for every other mode; see QAT_DEFAULTS and qcore.qat)
+    qat_epochs: float = QAT_DEFAULTS["qat_epochs"]
+    qat_lr_scale: float = QAT_DEFAULTS["qat_lr_scale"]
+    qat_freeze_bn: float = QAT_DEFAULTS["qat_freeze_bn"]
+    qat_freeze_observers: float = QAT_DEFAULTS["qat_freeze_observers"]
+    qat_seed: int = QAT_DEFAULTS["qat_seed"]
 
     def __post_init__(self) -> None:
         for name in ("precision", "backend", "device"):
             self._check_choice(name)
         self._check_keep_float()
         if self.precision in FLOAT_PRECISIONS:
+            if self.mode == "qat":
+                raise SpecError(
+                    f"mode='qat' is not allowed with precision={self.precision!r}: a float cast has no "
+                    "quantization ranges to train; allowed: precision int8"
+                )
             # Integer settings mean nothing for a float cast: normalise them.
             for name in ("granularity", "calibration", "scheme", "mode"):
                 object.__setattr__(self, name, NA)
             object.__setattr__(self, "group_size", 0)
             object.__setattr__(self, "percentile", 0.0)
+            self._check_qat()
             return
         for name in ("granularity", "calibration", "scheme", "mode"):
             self._check_choice(name)
         self._check_numbers()
         self._check_combination()
+        self._check_qat()
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -150,8 +172,38 @@ class QuantSpec:
         else:
             object.__setattr__(self, "percentile", 0.0)
 
+    def _check_qat(self) -> None:
+        """mode="qat": INT8 static-like specs only, and schedule numbers in range; other modes zero the fields
+        (a grid over qat_epochs does not make ten identical static runs)."""
+        if self.mode != "qat":
+            for name in QAT_DEFAULTS:
+                object.__setattr__(self, name, 0 if name == "qat_seed" else 0.0)
+            return
+        if self.precision != "int8":
+            raise SpecError(
+                f"mode='qat' is not allowed with precision={self.precision!r}: QAT trains the ranges of INT8 "
+                "static quantization, and no backend here has kernels for INT4 weights with INT8 activations "
+                "in convolutions (torchao's int8-activation int4-weight kernels take Linear layers only, "
+                "and not on this CPU path); allowed: int8"
+            )
+        for name, low, high in (("qat_epochs", 0.0, 100.0), ("qat_lr_scale", 0.0, 10.0),
+                                ("qat_freeze_bn", 0.0, 1.0), ("qat_freeze_observers", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < float(value) <= high:
+                raise SpecError(f"{name}={value!r} is not allowed; allowed: a number in ({low:g}, {high:g}]")
+            object.__setattr__(self, name, float(value))
+        if isinstance(self.qat_seed, bool) or not isinstance(self.qat_seed, int) or not 0 <= self.qat_seed < 2**31:
+            raise SpecError(f"qat_seed={self.qat_seed!r} is not allowed; allowed: an integer in [0, 2**31)")
+
     def _check_combination(self) -> None:
         p, g, c, m = self.precision, self.granularity, self.calibration, self.mode
+        if m == "qat" and p != "int8":
+            return  # _check_qat names what is wrong
+        if m == "qat" and g == "per-group":
+            raise SpecError(
+                "granularity='per-group' is not allowed in mode='qat': it trains INT8 static quantization, "
+                "whose kernels take one scale per tensor or per output channel; allowed: per-tensor, per-channel"
+            )
         if p == "int4" and m != "weight-only":
             raise SpecError(
                 f"mode={m!r} is not allowed with precision='int4': no INT4 activation kernels exist "
@@ -192,6 +244,12 @@ class QuantSpec:
         return "float" if self.is_float else self.mode
 
     @property
+    def ptq_spec(self) -> QuantSpec:
+        """What a QAT spec deploys as, and what its ``ptq_top1`` is measured with: the same spec in static
+        mode, trained ranges aside (any other spec is its own)."""
+        return self.replace(mode="static") if self.mode == "qat" else self
+
+    @property
     def is_reference(self) -> bool:
         """Torch FP32: the baseline every other spec of a sweep is measured against (FP32 on ONNX Runtime or
         OpenVINO is a variant, measured against it like any other)."""
@@ -218,6 +276,8 @@ class QuantSpec:
                 short = f"{self.percentile:g}"  # 99.99, not 99.99000000000001; repr when g would round
                 cal += f"({short if float(short) == self.percentile else repr(self.percentile)})"
             parts += [cal, "sym" if self.symmetric else "asym", self.mode]
+            if self.mode == "qat":  # the fine-tune's length, as parse_spec reads any field back
+                parts.append(f"qat_epochs={self.qat_epochs:g}")
         if self.backend != "auto":
             parts.append(f"[{self.backend}]")
         if self.keep_float:

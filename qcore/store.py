@@ -74,6 +74,17 @@ def spec_key(spec_dict: dict) -> str:
     return json.dumps(spec_dict, sort_keys=True)
 
 
+def _current_key(stored: str) -> str:
+    """A stored spec key as today's QuantSpec writes it: rows stored before a field was added (the QAT schedule,
+    ...) match the same spec read back from a job, so resuming an old job does not measure them again."""
+    from .spec import QuantSpec
+
+    try:
+        return spec_key(QuantSpec.from_dict(json.loads(stored)).to_dict())
+    except (ValueError, TypeError):
+        return stored
+
+
 @dataclass
 class Job:
     job_id: str
@@ -213,7 +224,7 @@ class Store:
             rows = c.execute(
                 "SELECT spec_key FROM results WHERE sweep_id=? AND status IN ('ok','error','skipped')", (sweep_id,)
             )
-            return {row["spec_key"] for row in rows}
+            return {_current_key(row["spec_key"]) for row in rows}
 
     def delete_results(self, run_ids: list[str]) -> int:
         with self._conn() as c:

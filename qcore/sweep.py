@@ -33,7 +33,7 @@ from .scale import set_accuracy_scale, set_timing
 from .spec import FP32, QuantSpec
 
 __all__ = ["ProgressFn", "SPEC_PHASES", "SweepConfig", "Prepared", "prepare", "measure_baseline", "quantize_spec",
-           "accuracy_into", "latency_into", "finish_notes", "measure_spec", "run_sweep"]
+           "accuracy_into", "latency_into", "finish_notes", "measure_spec", "measure_quantized", "run_sweep"]
 
 ProgressFn = Callable[[float, int, str], None]
 # The phases of one spec, in order, as progress reports them: a sweep of 4 specs at its second spec's timing
@@ -101,6 +101,7 @@ class Prepared:
     best_fp32: str = "fp32 eager"
     best_fp32_ratio: float = 1.0  # eager p50 / best FP32 p50, measured in the baseline block
     baseline_run_id: str = ""  # the stored FP32 row every result of this sweep is measured against
+    bundle: object = None  # the DatasetBundle (its training split feeds mode="qat"'s fine-tune)
 
 
 def prepare(
@@ -152,6 +153,7 @@ def prepare(
         labels,
         size_bytes(loaded.model.state_dict()),
         m,
+        bundle=bundle,
     )
 
 
@@ -236,13 +238,18 @@ def quantize_spec(p: Prepared, spec: QuantSpec):
         check_keep_float(spec, p.loaded.model)
     calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
     q = choice.backend.quantize(p.loaded.model, spec, calib, p.example, p.device)
+    _quantized_into(r, p, choice, q)
+    return r, choice, q
+
+
+def _quantized_into(r: Result, p: Prepared, choice, q) -> None:
+    """What building ``q`` says of the row: backend, kernel, engine, size, layers, the choice's reason."""
     r.backend, r.kernel, r.engine = q.backend, q.kernel, q.engine
     r.size_bytes = size_bytes(q.artifact)
     r.size_ratio = r.size_bytes / p.fp32_size
     r.calib_seconds, r.quantize_seconds = q.calib_seconds, q.quantize_seconds
     r.quantized_layers, r.total_layers = q.quantized_layers, q.total_layers
     r.notes = ([choice.why] if choice.why else []) + list(q.notes)
-    return r, choice, q
 
 
 def accuracy_into(r: Result, p: Prepared, q) -> None:
@@ -308,6 +315,21 @@ def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | No
     return r
 
 
+def measure_quantized(p: Prepared, r: Result, choice, q) -> Result:
+    """Evaluate and time ``q`` (a backend's :class:`~qcore.backends.Quantized`, built as ``choice`` says) into
+    ``r``: size, accuracy against the FP32 logits, latency interleaved with FP32 eager, notes (QAT's models)."""
+    _quantized_into(r, p, choice, q)
+    accuracy_into(r, p, q)
+    latency_into(r, p, q, choice)
+    finish_notes(r, q, choice)
+    return r
+
+
+def _within(progress: ProgressFn, done: int, total: int, label: str) -> ProgressFn:
+    """Progress inside one spec: the sweep's count stays at ``done``, the message says how far the spec is."""
+    return lambda d, t, msg: progress(done, total, f"{label}: {msg} ({d / max(t, 1):.0%})")
+
+
 def _phases(progress: ProgressFn, done: int, total: int, label: str) -> Callable[[str], None]:
     """``phase(name)`` for one spec: progress at ``done`` plus the share of :data:`SPEC_PHASES` before ``name``."""
     names = list(SPEC_PHASES)
@@ -367,10 +389,18 @@ def run_sweep(
         phase("quantize")
         start = time.perf_counter()
         try:
-            r = measure_spec(p, spec, phase)
+            if spec.mode == "qat":  # a fine-tune inside the spec: its own progress, cancelled between steps
+                from .qat.measure import measure_qat
+
+                r = measure_qat(p, spec, base_result=_base_result, measure_quantized=measure_quantized,
+                                progress=_within(progress, done, total, spec.label()), cancel=cancel)
+            else:
+                r = measure_spec(p, spec, phase)
         except Exception as exc:  # one failing spec must not end the sweep
             r = _base_result(p, spec)
             r.status, r.error = "error", f"{type(exc).__name__}: {exc}"
+            if type(exc).__name__ == "Cancelled":
+                r.status = "cancelled"
         gc.collect()  # free the quantized copy before the next spec
         r.notes.append(f"measured in {time.perf_counter() - start:.1f} s")
         emit(r)

@@ -22,7 +22,7 @@ from .common import dataset_label, delta_style, no_paths, start_worker, store
 from .layers_view import add_walk_lines, layers_link
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
-           "pareto", "downloads", "compare"]
+           "pareto", "qat_curve_chart", "downloads", "compare"]
 
 PRECISION_COLORS = report.PRECISION_COLORS  # one table for the app and the reports
 TIPS = {
@@ -186,6 +186,8 @@ def details(r: Result, base: Result | None, key: str) -> None:
         st.info(explain(r), icon=":material/lightbulb:")
         latency_chart(r, base, key=f"{key}-lat")
         layers_link(r)
+        if r.spec.mode == "qat" and r.qat_curve:
+            qat_curve_chart(r, key=f"{key}-qat")
     elif r.status == "error":
         st.error(explain(r))
     else:
@@ -238,6 +240,17 @@ def time_again(run_ids: list[str]) -> None:
         return
     start_worker()
     st.switch_page(SWEEP_PAGE, query_params={"job": jid})
+def qat_curve_chart(r: Result, key: str) -> None:
+    """A QAT row's fine-tune: top-1 of the QAT model and of its FP32 control, their losses, the PTQ start."""
+    from qcore.qat.charts import curve_figure, qat_hover_line
+
+    st.plotly_chart(curve_figure(r), key=key, config={"displaylogo": False})
+    steps = r.qat_curve.get("steps")
+    st.caption(
+        f"{qat_hover_line(r)}. recovered = (QAT - PTQ) / (control - PTQ): the share of what PTQ lost against an "
+        f"FP32 model fine-tuned the same way ({steps} steps, same images, order and schedule) that QAT won back. "
+        "Fine-tune seconds are training steps only, on this machine under whatever load it had."
+    )
 
 
 def pareto(results: Sequence[Result], key: str, x: str) -> str | None:

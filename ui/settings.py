@@ -13,7 +13,7 @@ import streamlit as st
 from qcore import uploads
 from qcore.data.registry import list_datasets
 from qcore.limits import LIMITS
-from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QuantSpec, allowed_modes
+from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QAT_DEFAULTS, QuantSpec, allowed_modes
 from qcore.sweep import SweepConfig
 
 from . import upload_panel
@@ -38,7 +38,9 @@ HELP = {
     "calibration": "how the clipping range is chosen from calibration images (or from the weights)",
     "scheme": "symmetric: zero-point 0; asymmetric: a zero-point shifts the range to fit the data",
     "mode": "static: weights and activations int8, ranges calibrated ahead; dynamic: Linear layers only, "
-    "activation ranges taken per batch; weight-only: weights stored low-bit, computed in FP32",
+    "activation ranges taken per batch; weight-only: weights stored low-bit, computed in FP32; qat: static INT8 "
+    "whose ranges and weights are fine-tuned with fake quantization (quantization-aware training), measured "
+    "against PTQ and an FP32 model fine-tuned the same way",
     "backend": "which implementation runs the spec; auto picks the fastest measured on this machine, else the "
     "first in qcore's order that can, and the run's notes say which and why",
 }
@@ -327,19 +329,20 @@ def spec_single() -> dict:
         disabled=is_float,
         help=HELP["scheme"],
     )
-    c5, c6, _, _ = st.columns(4)
+    c5, c6, c7, _ = st.columns(4)
     if "mode" not in st.session_state and "mode" not in st.query_params:  # a new page: the first mode it allows
         st.session_state["mode"] = (_modes_now() or [_S.mode])[0]
     mode = c5.selectbox("Mode", CHOICES["mode"], key="mode", bind="query-params", disabled=is_float, help=HELP["mode"])
     backend = c6.selectbox("Backend", CHOICES["backend"], key="backend", bind="query-params", help=HELP["backend"])
-    return dict(
+    qat = qat_epochs_input(c7, key="qat_epochs") if mode == "qat" and not is_float else {}
+    return qat | dict(
         precision=precision,
         granularity=granularity,
         group_size=group,
         calibration=calibration,
         percentile=percentile,
         scheme=scheme,
-        mode=mode,
+        mode=_S.mode if is_float else mode,  # a float cast has no mode (and nothing for QAT to train)
         backend=backend,
     )
 
@@ -367,6 +370,20 @@ def _grid_fit_mode(chosen: list[str] | None = None) -> None:
             add.append(modes[0])
     if add:
         st.session_state["g_mode"] = [m for m in CHOICES["mode"] if m in chosen + add]
+QAT_EPOCHS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0)
+
+
+def qat_epochs_input(where, key: str) -> dict:
+    """The QAT fine-tune's length (the rest of its schedule keeps qcore.spec.QAT_DEFAULTS, documented there)."""
+    epochs = where.selectbox(
+        "QAT epochs", QAT_EPOCHS, index=QAT_EPOCHS.index(QAT_DEFAULTS["qat_epochs"]), key=key,
+        bind="query-params",
+        help="passes over the training split for the QAT fine-tune and its FP32 control (fractions: that share "
+             f"of the steps); learning rate {QAT_DEFAULTS['qat_lr_scale']:g} x the baseline recipe's, BatchNorm "
+             f"frozen after {QAT_DEFAULTS['qat_freeze_bn']:g} and ranges after "
+             f"{QAT_DEFAULTS['qat_freeze_observers']:g} of the steps. Cached: a second run loads it",
+    )  # fmt: skip
+    return {"qat_epochs": epochs}
 
 
 def spec_grid() -> dict:
@@ -384,4 +401,6 @@ def spec_grid() -> dict:
             default=None if key in st.session_state else list(DEFAULT_GRID[name]),  # (a callback may have set it)
             help=HELP.get(name), on_change=_grid_fit_mode if name == "precision" else None,
         )  # fmt: skip
+    if "qat" in out["mode"]:
+        out["qat_epochs"] = [qat_epochs_input(cols[len(GRID_FIELDS) % 2], key="g_qat_epochs")["qat_epochs"]]
     return out

@@ -54,6 +54,10 @@ def _preferred(kind: str) -> list[str]:
 def kind_problem(spec: QuantSpec) -> str | None:
     """Why ``spec.backend`` can never run a spec of this kind (None when it can, or for ``auto``):
     ``backend='torchao' does not run mode='static'; allowed: auto, fx, pt2e, openvino, ort``."""
+    if spec.mode == "qat":  # trained, then run as its static INT8 counterpart: qcore.qat says which backends
+        from ..qat.flows import qat_backend_problem
+
+        return qat_backend_problem(spec)
     if spec.backend == "auto":
         return None if _preferred(spec.kind) else f"no backend runs {spec.kind} specs"
     backend = get_backend(spec.backend)
@@ -66,6 +70,10 @@ def kind_problem(spec: QuantSpec) -> str | None:
 def backends_for(spec: QuantSpec, device: str) -> list[str]:
     """The backends that can run ``spec`` on ``device`` (whatever ``spec.backend`` names), auto's first."""
     table = _table()
+    if spec.mode == "qat":  # the backends of its static counterpart that have a QAT flow
+        from ..qat.flows import QAT_BACKENDS
+
+        return [n for n in backends_for(spec.ptq_spec, device) if n in QAT_BACKENDS]
     return [n for n in _preferred(spec.kind) if table[n].unsupported(spec, device) is None]
 
 
@@ -78,6 +86,10 @@ def resolve(spec: QuantSpec, device: str, *, model: str | None = None, batch_siz
     (``why`` is empty).
     """
     table = _table()
+    if spec.mode == "qat":
+        from ..qat.flows import resolve_qat
+
+        return resolve_qat(spec, device, table, model=model, batch_size=batch_size)
     if spec.backend != "auto":
         reason = kind_problem(spec) or table[spec.backend].unsupported(spec, device)
         if reason:

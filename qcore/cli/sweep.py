@@ -26,14 +26,14 @@ import time
 from qcore.cli.data import dataset_help
 from qcore.cli.progress import ProgressBar
 from qcore.limits import LIMITS, LimitError, argparse_type
-from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QuantSpec, SpecError
+from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QAT_DEFAULTS, QuantSpec, SpecError
 from qcore.spec_text import parse_spec, parse_specs
 
 __all__ = ["SWEEP_OPTIONS", "cmd_sweep", "add_subcommand"]
 
 # The options that make a sweep; a resumed sweep takes them from the job instead.
 SWEEP_OPTIONS = ("model", "dataset", "weights", *DEFAULT_GRID, "spec", "specs", "device", "batch_size", "image_size",
-                 "input_size", "calib_size", "eval_limit", "seed", "latency_budget")  # fmt: skip
+                 "input_size", "calib_size", "eval_limit", "seed", "latency_budget", *QAT_DEFAULTS)  # fmt: skip
 
 
 def _list(kind=str, choices=None, limit: str | None = None):
@@ -72,6 +72,23 @@ def _grid_option(name: str) -> tuple:
     if name == "percentile":
         return _list(limit="percentile"), f"for percentile calibration: {LIMITS['percentile'].allowed()}"
     return _list(choices=CHOICES[name]), ",".join(CHOICES[name])
+
+
+def _qat_option(name: str):
+    """A comma list for a QAT schedule field, each value checked by QuantSpec itself (epochs <= 0 is a usage
+    error before anything runs)."""
+    kind = int if name == "qat_seed" else float
+
+    def parse(text: str):
+        values = _list(kind, choices=None)(text)
+        for v in values:
+            try:
+                QuantSpec("int8", mode="qat", **{name: v})
+            except SpecError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        return values
+
+    return parse
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -118,11 +135,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         listed = _listed_specs(args)
         specs, skipped = [], []
-        if not listed or any(getattr(args, name) != parser.get_default(name) for name in DEFAULT_GRID):
+        grid_options = (*DEFAULT_GRID, *QAT_DEFAULTS)
+        if not listed or any(getattr(args, name) != parser.get_default(name) for name in grid_options):
             specs, skipped = runnable_grid(
                 precision=args.precision, granularity=args.granularity, group_size=args.group_size,
                 calibration=args.calibration, percentile=args.percentile, scheme=args.scheme, mode=args.mode,
-                backend=args.backend, device=[args.device],
+                backend=args.backend, device=[args.device], **{n: getattr(args, n) for n in QAT_DEFAULTS},
             )  # fmt: skip
     except (ValueError, SpecError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -248,6 +266,14 @@ def add_subcommand(subparsers) -> None:
                         "With --spec or --specs the sweep is that list (grid options given too add their grid)")
     s.add_argument("--specs", metavar="FILE", help="a file of specs, one per line (a label or a JSON object of "
                    "QuantSpec fields; '#' starts a comment), or a JSON list; '-' reads standard input")
+    qat_help = {"qat_epochs": "passes over the training split (fractions allowed)",
+                "qat_lr_scale": "times the baseline recipe's peak learning rate",
+                "qat_freeze_bn": "fraction of the fine-tune after which BatchNorm statistics freeze (1: never)",
+                "qat_freeze_observers": "fraction after which activation ranges freeze (1: never)",
+                "qat_seed": "order of the training images"}
+    for name, default in QAT_DEFAULTS.items():  # mode=qat only; comma lists join the grid
+        s.add_argument(f"--{name.replace('_', '-')}", type=_qat_option(name), default=[default],
+                       help=f"with --mode qat: {qat_help[name]} (default {default})")
     s.add_argument("--device", default=d.device, choices=CHOICES["device"])
     s.add_argument("--batch-size", type=argparse_type("batch_size"), default=d.batch_size,
                    help=f"latency batch size: {LIMITS['batch_size'].allowed()}")

@@ -46,7 +46,7 @@ _EXAMPLES = {
     "calibration": {c: QuantSpec("int8", granularity="per-tensor", calibration=c)
                     for c in ("minmax", "moving-average", "percentile", "entropy", "mse")},
     "scheme": {s: QuantSpec("int8", scheme=s) for s in ("symmetric", "asymmetric")},
-    "mode": {m: QuantSpec("int8", mode=m) for m in ("static", "dynamic", "weight-only")},
+    "mode": {m: QuantSpec("int8", mode=m) for m in ("static", "dynamic", "weight-only", "qat")},
     "backend": {"auto": QuantSpec("int8"), "fx": QuantSpec("int8", backend="fx"),
                 "pt2e": QuantSpec("int8", backend="pt2e"), "float": QuantSpec("fp16", backend="float"),
                 "torchao": QuantSpec("int8", mode="dynamic", backend="torchao"),

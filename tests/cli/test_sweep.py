@@ -126,3 +126,16 @@ def test_the_progress_bar_draws_one_line_with_the_time_left(monkeypatch):
     for done in range(1, 21):
         bar(done, 20, f"step {done}")
     assert log.getvalue().splitlines() == [f"{5 + 10 * i:3d}%  step {1 + 2 * i}" for i in range(10)] + ["100%  step 20"]
+
+
+def test_cli_qat_bad_input_is_refused_before_any_work(fashion_mnist):
+    """Issue 18: epochs <= 0 is a usage error; FP32 QAT and a backend without a QAT flow are skipped, naming why."""
+    proc = subprocess.run([sys.executable, "-m", "qcore", "sweep", "--mode", "qat", "--qat-epochs", "0.5,0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "argument --qat-epochs: qat_epochs=0.0 is not allowed; allowed: a number in (0, 100]" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "qcore", "sweep", "--precision", "fp32,int8", "--mode", "qat",
+                           "--backend", "ort"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "error: no valid spec in this grid" in proc.stderr
+    assert "mode='qat' is not allowed with precision='fp32': a float cast has no quantization ranges" in proc.stderr
+    assert "backend='ort' does not run mode='qat'" in proc.stderr
