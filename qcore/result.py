@@ -1,6 +1,7 @@
 """Result: one measured spec, a record of fixed shape that knows its FP32 reference.
 
-Units: top1, top5 and agreement in percent (0-100); top1_delta in percentage points;
+Units: top1, top5 and agreement in percent (0-100); top1_delta in percentage points (with
+``calib_draws`` > 1, means over the draws, their spread in ``top1_std``/``top1_min``/``top1_max``: :mod:`qcore.draws`);
 latencies in milliseconds; sizes in bytes; seconds for calibration, quantization and building.
 
 Every row of a sweep carries ``baseline_run_id``, the run id of the torch FP32 row its deltas,
@@ -37,6 +38,7 @@ COLUMNS = (
     "size_bytes", "size_ratio", "calib_seconds", "quantize_seconds", "quantized_layers", "total_layers",
     "pareto", "status", "error", "notes", "label", "run_id", "sweep_id", "created_at", "baseline_run_id",
     "build_seconds", "first_build_seconds",
+    "calib_draws", "top1_std", "top1_min", "top1_max", "calib_seeds",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -84,6 +86,13 @@ class Result:
     sweep_id: str = ""
     created_at: float = field(default_factory=time.time)
     baseline_run_id: str = ""  # the FP32 row measured against; "" in rows stored before the field existed
+    # calibration draws (qcore.draws): top1, top5, top1_delta, agreement and logit_kl above are their means
+    calib_draws: int = 1
+    top1_std: float | None = None  # sample std of top-1 over the draws (None: one draw)
+    top1_min: float | None = None
+    top1_max: float | None = None
+    calib_seeds: list[int] = field(default_factory=list)  # draw k calibrated on images seeded calib_seeds[k]
+    draws_top1: list[float] = field(default_factory=list)  # each draw's top-1, percent
 
     @property
     def ok(self) -> bool:
@@ -100,6 +109,7 @@ class Result:
             {k: v for k, v in dataclasses.asdict(self).items() if k not in ("spec", "manifest", "latency_samples_ms")}
         )
         d["notes"] = " | ".join(self.notes)
+        d["calib_seeds"] = " ".join(map(str, self.calib_seeds))
         d["label"] = self.label
         return {k: d.get(k) for k in COLUMNS}
 

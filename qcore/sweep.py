@@ -17,13 +17,15 @@ import copy
 import gc
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
 from . import data, hardware, models, weights
 from .backends import BackendUnavailable, resolve
 from .buildcache import summarize
+from .data.draws import draw_indices, read_calib_list, train_paths
+from .draws import apply_draws, reads_calibration_images
 from .limits import LIMITS, check_input_values
 from .measure import accuracy, predict, size_bytes, time_interleaved
 from .pareto import mark_pareto
@@ -55,8 +57,13 @@ class SweepConfig:
     # also time FP32 compiled by AOTInductor (the first time per model and shape: a C++ build of a minute or
     # more on 2 cores, then loaded from the build cache in about a second); CPU only
     fp32_compiled: bool = True
+    # calibrate each spec that reads calibration images this many times, on disjoint seeded samples of
+    # calib_size training images: the results hold the mean and the spread (qcore.draws)
+    calib_draws: int = 1
+    calib_list: str | None = None  # a file naming the calibration images (one training index or path a line)
 
     def __post_init__(self) -> None:
+        self._check_draws()
         for name in ("batch_size", "calib_size", "eval_batch_size", "calib_batch_size", "seed", "latency_budget_s"):
             LIMITS[name].check(getattr(self, name))
         LIMITS["image_size"].check(self.image_size, none="the dataset's")
@@ -68,6 +75,14 @@ class SweepConfig:
             raise ValueError(f"device={self.device!r} is not allowed; allowed: auto, cpu, cuda")
         if not isinstance(self.fp32_compiled, bool):
             raise ValueError(f"fp32_compiled={self.fp32_compiled!r} is not allowed; allowed: true, false")
+
+    def _check_draws(self) -> None:
+        LIMITS["calib_draws"].check(self.calib_draws)
+        if self.calib_list is not None and (not isinstance(self.calib_list, str) or not self.calib_list.strip()):
+            raise ValueError(f"calib_list={self.calib_list!r} is not allowed; allowed: the path of a list file")
+        if self.calib_list is not None and self.calib_draws != 1:
+            raise ValueError(f"calib_draws={self.calib_draws} is not allowed with calib_list: a list fixes the "
+                             "calibration images, so it is one draw; allowed: calib_draws=1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +110,8 @@ class Prepared:
     best_fp32: str = "fp32 eager"
     best_fp32_ratio: float = 1.0  # eager p50 / best FP32 p50, measured in the baseline block
     baseline_run_id: str = ""  # the stored FP32 row every result of this sweep is measured against
+    calib_draws: list[list[torch.Tensor]] = field(default_factory=list)  # each draw's batches; [0] is calib
+    calib_seeds: list[int] = field(default_factory=list)
 
 
 def prepare(
@@ -112,8 +129,10 @@ def prepare(
             progress(0, 1, f"training the {config.model} baseline, {done / max(total, 1):.0%}: {msg}")
 
     loaded = weights.load_model(config.model, bundle, config.weights, progress=train_progress, cancel=cancel)
-    calib_set, eval_set = data.split_calib_eval(bundle, config.calib_size, config.eval_limit, config.seed)
-    calib = [x for x, _ in data.batches(calib_set, config.calib_batch_size)]
+    calib_set, eval_set = data.split_calib_eval(bundle, min(config.calib_size, len(bundle.train)),
+                                                config.eval_limit, config.seed)
+    draws, seeds, calib_manifest = _calibration_draws(config, bundle)
+    calib = draws[0]
     eval_batches = list(data.batches(eval_set, config.eval_batch_size))
     gen = torch.Generator().manual_seed(config.seed)
     example = torch.randn(config.batch_size, 3, input_size, input_size, generator=gen)
@@ -126,12 +145,13 @@ def prepare(
         dataset_source=bundle.source,
         image_size=bundle.image_size,
         **({"resize": bundle.resize, "interpolation": bundle.interpolation} if bundle.resize else {}),
-        calib_size=len(calib_set),
+        calib_size=sum(len(b) for b in calib),
         eval_size=len(eval_set),
         weights=loaded.weights,
         device=device,
         batch_size=config.batch_size,
         input_shape=list(example.shape),
+        **calib_manifest,
     )
     return Prepared(
         config,
@@ -144,7 +164,29 @@ def prepare(
         labels,
         size_bytes(loaded.model.state_dict()),
         m,
+        calib_draws=draws,
+        calib_seeds=seeds,
     )
+
+
+def _calibration_draws(config: SweepConfig, bundle) -> tuple[list[list[torch.Tensor]], list[int], dict]:
+    """Each draw's calibration batches, its seed, and the manifest entries that reproduce them.
+
+    Draw 0 is the sample a one-draw sweep calibrates on; a ``calib_list`` replaces it (seed None).
+    """
+    from torch.utils.data import Subset
+
+    n_train = len(bundle.train)
+    if config.calib_list is not None:
+        indices, sha = read_calib_list(config.calib_list, n_train, train_paths(bundle.train))
+        draws, seeds = [indices], []
+        extra = {"calib_list": {"path": config.calib_list, "sha256": sha, "images": len(indices)}}
+    else:
+        draws = draw_indices(n_train, config.calib_size, config.calib_draws, config.seed)
+        seeds, extra = [config.seed + k for k in range(len(draws))], {}
+    batches = [[x for x, _ in data.batches(Subset(bundle.train, idx), config.calib_batch_size)] for idx in draws]
+    extra["calib_draws"] = [{"seed": s, "indices": idx} for s, idx in zip(seeds or [None], draws)]
+    return batches, seeds, extra
 
 
 def _base_result(p: Prepared, spec: QuantSpec) -> Result:
@@ -220,7 +262,9 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
     calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
     q = backend.quantize(fp32, spec, calib, p.example, p.device)
     logits, _ = predict(q, p.eval_batches, q.device)
-    acc = accuracy(logits, p.labels, p.ref_logits)
+    accs = [accuracy(logits, p.labels, p.ref_logits)]
+    if reads_calibration_images(spec):  # the other draws, each quantized, evaluated and freed in turn
+        accs += draw_accuracies(p, backend, spec, start=1)
     fp32_dev = fp32.to(p.device)
     x = p.example.to(p.device)
     budget = p.config.latency_budget_s
@@ -233,13 +277,7 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
         lat = time_interleaved({"fp32": lambda: fp32_dev(x), "variant": lambda: q(x)}, device=p.device, budget_s=budget)
     fp32.cpu()
     r.backend, r.kernel, r.engine = q.backend, q.kernel, q.engine
-    r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = (
-        acc.top1,
-        acc.top5,
-        acc.top1_delta,
-        acc.agreement,
-        acc.logit_kl,
-    )
+    apply_draws(r, accs, p.calib_seeds)
     r.latency_ms_p50, r.latency_ms_p90 = lat["variant"].p50, lat["variant"].p90
     r.fp32_latency_ms_p50 = lat["fp32"].p50
     r.latency_samples_ms = lat["variant"].samples_ms
@@ -257,7 +295,31 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
         r.notes.append(f"{q.backend} runs its own thread pool: timed in its own block, then torch FP32 in the next")
     if q.kernel == "simulated":
         r.notes.append("latency is of a simulated kernel: it does not show what real low-bit kernels would do")
+    if len(p.calib_draws) > 1:
+        r.notes.append(_draws_note(r, spec, len(p.calib_draws)))
     return r
+
+
+def draw_accuracies(p: Prepared, backend, spec: QuantSpec, start: int = 0) -> list:
+    """Quantize ``spec`` on each calibration draw from ``start`` on and evaluate it: one Accuracy a draw."""
+    accs = []
+    for batches in p.calib_draws[start:]:
+        calib = [x.to(p.device) for x in batches] if p.device != "cpu" else batches
+        q = backend.quantize(p.loaded.model, spec, calib, p.example, p.device)
+        logits, _ = predict(q, p.eval_batches, q.device)
+        accs.append(accuracy(logits, p.labels, p.ref_logits))
+        del q
+        gc.collect()
+    return accs
+
+
+def _draws_note(r: Result, spec: QuantSpec, k: int) -> str:
+    if r.calib_draws == 1:
+        return (f"{spec.mode} ranges do not come from calibration images, so every draw gives the same model: "
+                f"measured once, not {k} times")
+    return (f"top-1 is the mean of {r.calib_draws} calibration draws (seeds {r.calib_seeds[0]} to "
+            f"{r.calib_seeds[-1]}): std {r.top1_std:.2f}, range {r.top1_min:.2f} to {r.top1_max:.2f}; "
+            "latency and size measured once")
 
 
 def run_sweep(
