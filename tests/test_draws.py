@@ -120,3 +120,28 @@ def test_a_calibration_list_is_recorded(tmp_path, fashion_mnist, resnet18_checkp
         prepare(SweepConfig(weights=str(resnet18_checkpoint), eval_limit=8, calib_list=str(f)))
     with pytest.raises(ValueError, match="enough for at most 1 draw"):
         prepare(SweepConfig(weights=str(resnet18_checkpoint), eval_limit=8, calib_size=40_000, calib_draws=2))
+
+
+def test_the_pareto_chart_draws_bars_and_says_what_it_cannot_tell_apart():
+    from qcore.report import pareto_figure
+
+    def point(top1, lat, lo=None, hi=None, draws=1, run_id="r", spec=INT8):
+        r = _row(top1, lo, hi, draws, run_id)
+        r.spec, r.latency_ms_p50, r.size_bytes, r.size_ratio, r.speedup = spec, lat, 100, 0.25, 2.0
+        r.top1_delta, r.agreement, r.top1_std = 0.0, 99.0, 0.2 if draws > 1 else None
+        return r
+
+    front = point(91.0, 1.0, 90.5, 91.4, 5, "front")
+    near = point(90.2, 2.0, 89.8, 90.6, 5, "near", QuantSpec("int8"))  # slower, and within front's range
+    far = point(92.0, 3.0, run_id="far", spec=QuantSpec("int8", calibration="entropy"))  # one draw, on the frontier
+    fig = pareto_figure([front, near, far])
+    frontier = next(t for t in fig.data if t.name == "frontier")
+    assert list(frontier.y) == [91.0, 92.0]  # computed on the means: near is not on it
+    bars = next(t for t in fig.data if t.name.startswith("calibration draws: min-max of top-1 (5 draws)"))
+    assert list(bars.y) == [91.0, 90.2] and list(bars.error_y.array) == pytest.approx([0.4, 0.4])
+    assert list(bars.error_y.arrayminus) == pytest.approx([0.5, 0.4])
+    hover = {cd[0]: t for tr in fig.data if tr.text is not None for cd, t in zip(tr.customdata, tr.text)}
+    assert f"not distinguishable from {front.label} with 5 draws" in hover["near"]
+    assert "mean of 5 calibration draws: std 0.20, range 89.80 to 90.60%" in hover["near"]
+    assert "not distinguishable" not in hover["front"] and "calibration draws" not in hover["far"]
+    assert not any(t.name.startswith("calibration draws") for t in pareto_figure([far]).data)
