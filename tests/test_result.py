@@ -48,10 +48,12 @@ def test_rows_stored_before_baseline_run_id_load_and_fall_back_to_torch_fp32(tmp
 
 
 def test_the_csv_has_the_columns_of_before_then_baseline_run_id_then_the_build_times():
-    assert COLUMNS[-3:] == ("baseline_run_id", "build_seconds", "first_build_seconds")
-    assert COLUMNS[-6:-3] == ("run_id", "sweep_id", "created_at")
+    assert COLUMNS[-8:-5] == ("baseline_run_id", "build_seconds", "first_build_seconds")
+    assert COLUMNS[-11:-8] == ("run_id", "sweep_id", "created_at")
+    assert COLUMNS[-5:] == ("calib_draws", "top1_std", "top1_min", "top1_max", "calib_seeds")  # issue 17
     header, base, ort, int8 = csv_text(_rows()).splitlines()
     assert header.split(",") == list(COLUMNS)
-    # nothing was compiled for these rows: the build times are empty, after the FP32 row's run id
-    assert [line.rsplit(",", 3)[1:] for line in (base, ort, int8)] == [["torchfp32", "", ""]] * 3
+    # nothing was compiled for these rows: the build times are empty, after the FP32 row's run id; one draw each
+    assert [line.rsplit(",", 8)[1:4] for line in (base, ort, int8)] == [["torchfp32", "", ""]] * 3
+    assert [line.rsplit(",", 5)[1:] for line in (base, ort, int8)] == [["1", "", "", "", ""]] * 3
     assert Result.from_dict(_rows()[2].to_dict()).baseline_run_id == "torchfp32"
