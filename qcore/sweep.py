@@ -24,7 +24,7 @@ import torch
 from . import data, hardware, models, weights
 from .backends import BackendUnavailable, resolve
 from .buildcache import summarize
-from .data.draws import draw_indices, read_calib_list, train_paths
+from .data.draws import calibration_draws
 from .draws import apply_draws, reads_calibration_images
 from .limits import LIMITS, check_input_values
 from .measure import accuracy, predict, size_bytes, time_interleaved
@@ -131,7 +131,8 @@ def prepare(
     loaded = weights.load_model(config.model, bundle, config.weights, progress=train_progress, cancel=cancel)
     calib_set, eval_set = data.split_calib_eval(bundle, min(config.calib_size, len(bundle.train)),
                                                 config.eval_limit, config.seed)
-    draws, seeds, calib_manifest = _calibration_draws(config, bundle)
+    draws, seeds, calib_manifest = calibration_draws(bundle, config.calib_size, config.calib_draws, config.seed,
+                                                     config.calib_list, config.calib_batch_size)
     calib = draws[0]
     eval_batches = list(data.batches(eval_set, config.eval_batch_size))
     gen = torch.Generator().manual_seed(config.seed)
@@ -167,26 +168,6 @@ def prepare(
         calib_draws=draws,
         calib_seeds=seeds,
     )
-
-
-def _calibration_draws(config: SweepConfig, bundle) -> tuple[list[list[torch.Tensor]], list[int], dict]:
-    """Each draw's calibration batches, its seed, and the manifest entries that reproduce them.
-
-    Draw 0 is the sample a one-draw sweep calibrates on; a ``calib_list`` replaces it (seed None).
-    """
-    from torch.utils.data import Subset
-
-    n_train = len(bundle.train)
-    if config.calib_list is not None:
-        indices, sha = read_calib_list(config.calib_list, n_train, train_paths(bundle.train))
-        draws, seeds = [indices], []
-        extra = {"calib_list": {"path": config.calib_list, "sha256": sha, "images": len(indices)}}
-    else:
-        draws = draw_indices(n_train, config.calib_size, config.calib_draws, config.seed)
-        seeds, extra = [config.seed + k for k in range(len(draws))], {}
-    batches = [[x for x, _ in data.batches(Subset(bundle.train, idx), config.calib_batch_size)] for idx in draws]
-    extra["calib_draws"] = [{"seed": s, "indices": idx} for s, idx in zip(seeds or [None], draws)]
-    return batches, seeds, extra
 
 
 def _base_result(p: Prepared, spec: QuantSpec) -> Result:

@@ -22,11 +22,11 @@ import hashlib
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
-from qcore.data.base import DatasetError
+from qcore.data.base import DatasetBundle, DatasetError, batches
 
-__all__ = ["draw_indices", "check_draws", "read_calib_list", "train_paths"]
+__all__ = ["draw_indices", "check_draws", "read_calib_list", "train_paths", "calibration_draws"]
 
 MAX_LIST_LINES = 1_000_000  # a list longer than this is not a calibration list
 
@@ -118,3 +118,23 @@ def _list_item(item: str, line: int, p: Path, n_train: int, by_path: dict[str, i
         raise DatasetError(f"calib_list: line {line} of {p}: {f} is not one of the {len(by_path):,} training "
                            "images of this folder (test images and unreadable files cannot calibrate)")
     return i
+
+
+def calibration_draws(bundle: DatasetBundle, calib_size: int, draws: int, seed: int, calib_list: str | None,
+                      batch_size: int) -> tuple[list[list[torch.Tensor]], list[int], dict]:
+    """Each draw's calibration batches, the draws' seeds, and the manifest entries that reproduce them.
+
+    Draw 0 is the sample a one-draw sweep calibrates on; a ``calib_list`` replaces the draws (one draw, no
+    seed; the manifest keeps the file's path and SHA-256).
+    """
+    n_train = len(bundle.train)
+    if calib_list is not None:
+        indices, sha = read_calib_list(calib_list, n_train, train_paths(bundle.train))
+        chosen, seeds = [indices], []
+        extra: dict = {"calib_list": {"path": calib_list, "sha256": sha, "images": len(indices)}}
+    else:
+        chosen = draw_indices(n_train, calib_size, draws, seed)
+        seeds, extra = [seed + k for k in range(len(chosen))], {}
+    out = [[x for x, _ in batches(Subset(bundle.train, idx), batch_size)] for idx in chosen]
+    extra["calib_draws"] = [{"seed": s, "indices": idx} for s, idx in zip(seeds or [None], chosen)]
+    return out, seeds, extra
