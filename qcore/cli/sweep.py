@@ -98,7 +98,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, image_size=args.image_size, input_size=args.input_size,
             calib_size=args.calib_size,
             eval_limit=args.eval_limit, seed=args.seed, latency_budget_s=args.latency_budget,
-            calib_draws=args.calib_draws, calib_list=args.calib_list,
+            calib_draws=args.calib_draws,
+            calib_list=os.path.abspath(args.calib_list) if args.calib_list else None,  # a resume may run elsewhere
         )  # fmt: skip
     except LimitError as exc:  # each number is in range (argparse checked it); their product is not
         parser.error(f"argument --batch-size/--input-size: {exc}")
