@@ -150,10 +150,10 @@ def draws_chart(r: Result, base: Result | None, key: str) -> None:
         hovertemplate="%{text}<extra></extra>",
     ))  # fmt: skip
     fig.add_hline(y=r.top1, line=dict(color=color, width=2), annotation_text=f"mean {r.top1:.2f}%",
-                  annotation_position="right")  # fmt: skip
+                  annotation_position="top right")  # fmt: skip
     if base is not None and base.top1 is not None and base.run_id != r.run_id:
         fig.add_hline(y=base.top1, line=dict(color="#8c8c8c", dash="dot"), annotation_text=f"FP32 {base.top1:.2f}%",
-                      annotation_position="left")  # fmt: skip
+                      annotation_position="top left")  # fmt: skip
     fig.update_layout(height=240, margin=dict(l=40, r=20, t=10, b=20), showlegend=False,
                       yaxis_title="top-1 (%)", xaxis=dict(visible=False, range=[-0.6, 0.6]))  # fmt: skip
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
