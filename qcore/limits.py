@@ -99,6 +99,7 @@ _TABLE = (
     Limit("epochs", "--epochs", 0.01, 1000.0, float, "passes over the training split"),
     Limit("limit", "--limit", 1, 10_000_000, int, "rows"),
     Limit("idle_exit", "--idle-exit", 0.0, 7 * 24 * 3600.0, float, "seconds"),
+    Limit("calib_draws", "--calib-draws", 1, 100, int, "calibration draws per quantized spec"),
 )
 LIMITS: dict[str, Limit] = {lim.name: lim for lim in _TABLE}
 BY_OPTION: dict[str, Limit] = {lim.option: lim for lim in _TABLE}

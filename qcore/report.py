@@ -122,7 +122,58 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
         margin=dict(l=40, r=20, t=30, b=40), height=480,
     )  # fmt: skip
     decorate(fig, ok, x)  # axis units and scale, intervals, busy and simulated marks, padding (chart_scale)
+    add_draw_bars(fig, ok, front, x)
     return fig
+
+
+def add_draw_bars(fig, ok: Sequence[Result], front: Sequence[Result], x: str) -> None:
+    """Min-max bars of top-1 over the calibration draws, on every point with more than one draw.
+
+    The bars are their own trace (thick and translucent, legend "calibration draws: min-max"), so they stay
+    distinct from any interval drawn on the points themselves; the frontier is already computed on the means.
+    A point whose range overlaps a frontier point's gets "not distinguishable from X with K draws" in its
+    hover (the rule is :func:`qcore.draws.indistinguishable`).
+    """
+    import plotly.graph_objects as go
+
+    from .draws import indistinguishable
+
+    drawn = [r for r in ok if r.calib_draws > 1 and None not in (r.top1_min, r.top1_max)]
+    if not drawn:
+        return
+    fig.add_trace(go.Scatter(
+        x=[getattr(r, x) for r in drawn], y=[r.top1 for r in drawn], mode="markers",
+        name=f"calibration draws: min-max of top-1 ({_draws_word(drawn)})",
+        marker=dict(symbol="line-ew-open", size=14, color="rgba(90,90,90,0.9)"),
+        error_y=dict(type="data", symmetric=False, array=[r.top1_max - r.top1 for r in drawn],
+                     arrayminus=[r.top1 - r.top1_min for r in drawn], thickness=4, width=8,
+                     color="rgba(90,90,90,0.45)"),
+        customdata=[[r.run_id] for r in drawn], hoverinfo="skip",
+    ))  # fmt: skip
+    extra = {}
+    for run_id, hits in indistinguishable(ok, front).items():
+        r = next(r for r in ok if r.run_id == run_id)
+        names = ", ".join(html.escape(h.label) for h in hits)
+        extra[run_id] = f"<i>not distinguishable from {names} with {r.calib_draws} draws</i>"
+    rows = {r.run_id: r for r in drawn}
+    for trace in fig.data:  # the points' own hover: the spread, and the warning
+        cd, text = trace.customdata, trace.text
+        if cd is None or text is None or trace.hoverinfo == "skip":
+            continue
+        trace.text = [t + _draw_hover(rows.get(c[0]), extra.get(c[0])) for c, t in zip(cd, text)]
+
+
+def _draws_word(drawn: Sequence[Result]) -> str:
+    ks = sorted({r.calib_draws for r in drawn})
+    return f"{ks[0]} draws" if len(ks) == 1 else f"{ks[0]} to {ks[-1]} draws"
+
+
+def _draw_hover(r: Result | None, warning: str | None) -> str:
+    if r is None:
+        return ""
+    line = (f"<br>mean of {r.calib_draws} calibration draws: std {r.top1_std:.2f}, "
+            f"range {r.top1_min:.2f} to {r.top1_max:.2f}%")
+    return line + (f"<br>{warning}" if warning else "")
 
 
 def _hover_text(r: Result) -> str:

@@ -1,7 +1,8 @@
 """Result: one measured spec, a record of fixed shape that knows its FP32 reference.
 
-Units: top1, top5, agreement, ptq_top1 and control_top1 in percent (0-100); top1_delta in percentage points;
-recovered a fraction (1.0: QAT matched the fine-tuned FP32 control);
+Units: top1, top5, agreement, ptq_top1 and control_top1 in percent (0-100); top1_delta in percentage points
+(with ``calib_draws`` > 1, means over the draws, their spread in ``top1_std``/``top1_min``/``top1_max``:
+:mod:`qcore.draws`); recovered a fraction (1.0: QAT matched the fine-tuned FP32 control);
 latencies in milliseconds; sizes in bytes; seconds for calibration, quantization and building.
 
 Every row of a sweep carries ``baseline_run_id``, the run id of the torch FP32 row its deltas,
@@ -49,6 +50,7 @@ COLUMNS = (
     "node_id", "host", "cpu_model", "retries", "accuracy_host", "timed_from", "timed_to",
     "keep_float",
     "ptq_top1", "control_top1", "recovered", "finetune_seconds", "qat_epochs",
+    "calib_draws", "top1_std", "top1_min", "top1_max", "calib_seeds",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -128,6 +130,13 @@ class Result:
     recovered: float | None = None
     finetune_seconds: float | None = None
     qat_curve: dict[str, Any] = field(default_factory=dict)
+    # calibration draws (qcore.draws): top1, top5, top1_delta, agreement and logit_kl above are their means
+    calib_draws: int = 1
+    top1_std: float | None = None  # sample std of top-1 over the draws (None: one draw)
+    top1_min: float | None = None
+    top1_max: float | None = None
+    calib_seeds: list[int] = field(default_factory=list)  # draw k calibrated on images seeded calib_seeds[k]
+    draws_top1: list[float] = field(default_factory=list)  # each draw's top-1, percent
 
     @property
     def ok(self) -> bool:
@@ -145,6 +154,7 @@ class Result:
              if k not in ("spec", "manifest", "latency_samples_ms", "qat_curve")}
         )
         d["notes"] = " | ".join(self.notes)
+        d["calib_seeds"] = " ".join(map(str, self.calib_seeds))
         d["label"] = self.label
         d["keep_float"] = ";".join(self.spec.keep_float)  # module names hold no ";" (torchvision: dots, digits)
         return {k: d.get(k) for k in COLUMNS}

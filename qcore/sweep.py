@@ -18,19 +18,21 @@ import gc
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field
 
 import torch
 
 from . import data, hardware, models, train, weights
 from .backends import BackendUnavailable, resolve
 from .buildcache import summarize
-from .limits import LIMITS, check_input_values
+from .data.draws import calibration_draws
+from .draws import apply_draws, draw_accuracies, draws_note, reads_calibration_images
 from .measure import accuracy, correct_counts, predict, size_bytes, time_interleaved
 from .pareto import mark_pareto
 from .result import Result, manifest
 from .scale import set_accuracy_scale, set_timing
 from .spec import FP32, QuantSpec
+from .sweep_config import SweepConfig
 
 __all__ = ["ProgressFn", "SPEC_PHASES", "SweepConfig", "Prepared", "prepare", "measure_baseline", "quantize_spec",
            "accuracy_into", "latency_into", "finish_notes", "measure_spec", "measure_quantized", "run_sweep"]
@@ -39,49 +41,6 @@ ProgressFn = Callable[[float, int, str], None]
 # The phases of one spec, in order, as progress reports them: a sweep of 4 specs at its second spec's timing
 # reports done = 1 (the FP32 row) + 1 + 2/3, so the time left can be estimated from phases done while a spec runs.
 SPEC_PHASES = {"quantize": "quantizing and calibrating", "evaluate": "evaluating", "time": "timing against FP32"}
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """Everything about a sweep except the specs. The CLI's and the app's defaults come from here."""
-
-    model: str = "mobilenet_v3_small"  # the offline default: its trained baseline ships with qcore (qcore/shipped)
-    dataset: str = "fashion-mnist"
-    weights: str = "auto"
-    device: str = "auto"
-    batch_size: int = 1
-    image_size: int | None = None  # side the images are loaded (and a baseline trained) at; None: the dataset's
-    input_size: int | None = None  # latency input side; None: the image size
-    calib_size: int = 256
-    eval_limit: int | None = 2000
-    seed: int = 0
-    eval_batch_size: int = 250
-    calib_batch_size: int = 32
-    latency_budget_s: float = 6.0
-    # also time FP32 compiled by AOTInductor (the first time per model and shape: a C++ build of a minute or
-    # more on 2 cores, then loaded from the build cache in about a second); CPU only
-    fp32_compiled: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "calib_size", "eval_batch_size", "calib_batch_size", "seed", "latency_budget_s"):
-            LIMITS[name].check(getattr(self, name))
-        LIMITS["image_size"].check(self.image_size, none="the dataset's")
-        LIMITS["input_size"].check(self.input_size, none="the image size")
-        LIMITS["eval_limit"].check(self.eval_limit, none="all")
-        if self.input_size or self.image_size:
-            check_input_values(self.batch_size, self.input_size or self.image_size)
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device={self.device!r} is not allowed; allowed: auto, cpu, cuda")
-        if not isinstance(self.fp32_compiled, bool):
-            raise ValueError(f"fp32_compiled={self.fp32_compiled!r} is not allowed; allowed: true, false")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SweepConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -102,6 +61,8 @@ class Prepared:
     best_fp32_ratio: float = 1.0  # eager p50 / best FP32 p50, measured in the baseline block
     baseline_run_id: str = ""  # the stored FP32 row every result of this sweep is measured against
     bundle: object = None  # the DatasetBundle (its training split feeds mode="qat"'s fine-tune)
+    calib_draws: list[list[torch.Tensor]] = field(default_factory=list)  # each draw's batches; [0] is calib
+    calib_seeds: list[int] = field(default_factory=list)
 
 
 def prepare(
@@ -121,8 +82,11 @@ def prepare(
                      f"training the {config.model} baseline, {done / max(total, 1):.0%}: {msg}")
 
     loaded = weights.load_model(config.model, bundle, config.weights, progress=train_progress, cancel=cancel)
-    calib_set, eval_set = data.split_calib_eval(bundle, config.calib_size, config.eval_limit, config.seed)
-    calib = [x for x, _ in data.batches(calib_set, config.calib_batch_size)]
+    calib_set, eval_set = data.split_calib_eval(bundle, min(config.calib_size, len(bundle.train)),
+                                                config.eval_limit, config.seed)
+    draws, seeds, calib_manifest = calibration_draws(bundle, config.calib_size, config.calib_draws, config.seed,
+                                                     config.calib_list, config.calib_batch_size)
+    calib = draws[0]
     eval_batches = list(data.batches(eval_set, config.eval_batch_size))
     gen = torch.Generator().manual_seed(config.seed)
     example = torch.randn(config.batch_size, 3, input_size, input_size, generator=gen)
@@ -135,12 +99,13 @@ def prepare(
         dataset_source=bundle.source,
         image_size=bundle.image_size,
         **({"resize": bundle.resize, "interpolation": bundle.interpolation} if bundle.resize else {}),
-        calib_size=len(calib_set),
+        calib_size=sum(len(b) for b in calib),
         eval_size=len(eval_set),
         weights=loaded.weights,
         device=device,
         batch_size=config.batch_size,
         input_shape=list(example.shape),
+        **calib_manifest,
     )
     return Prepared(
         config,
@@ -154,6 +119,8 @@ def prepare(
         size_bytes(loaded.model.state_dict()),
         m,
         bundle=bundle,
+        calib_draws=draws,
+        calib_seeds=seeds,
     )
 
 
@@ -252,19 +219,18 @@ def _quantized_into(r: Result, p: Prepared, choice, q) -> None:
     r.notes = ([choice.why] if choice.why else []) + list(q.notes)
 
 
-def accuracy_into(r: Result, p: Prepared, q) -> None:
+def accuracy_into(r: Result, p: Prepared, q, backend=None) -> None:
     """Evaluate ``q`` on the sweep's images into ``r`` (against the FP32 logits and labels), with the scale:
-    the paired counts of images lost and gained, top-1's interval and the change's (qcore.scale)."""
+    the paired counts of images lost and gained, top-1's interval and the change's (qcore.scale). With
+    calibration draws (``p.calib_draws`` > 1, a spec whose ranges come from calibration images, ``backend``
+    given), the other draws are quantized and evaluated too, and the accuracy fields hold the draws' means
+    (qcore.draws); the intervals and image counts stay those of draw 0, the row's own model."""
     logits, _ = predict(q, p.eval_batches, q.device)
-    acc = accuracy(logits, p.labels, p.ref_logits)
-    r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = (
-        acc.top1,
-        acc.top5,
-        acc.top1_delta,
-        acc.agreement,
-        acc.logit_kl,
-    )
+    accs = [accuracy(logits, p.labels, p.ref_logits)]
+    if backend is not None and len(p.calib_draws) > 1 and reads_calibration_images(r.spec):
+        accs += draw_accuracies(p, backend, r.spec, start=1)
     set_accuracy_scale(r, correct_counts(logits, p.labels, p.ref_logits))
+    apply_draws(r, accs, p.calib_seeds)
 
 
 def latency_into(r: Result, p: Prepared, q, choice) -> None:
@@ -308,10 +274,12 @@ def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | No
     if q is None:
         return r
     phase("evaluate")
-    accuracy_into(r, p, q)
+    accuracy_into(r, p, q, choice.backend)
     phase("time")
     latency_into(r, p, q, choice)
     finish_notes(r, q, choice)
+    if len(p.calib_draws) > 1:
+        r.notes.append(draws_note(r, spec, len(p.calib_draws)))
     return r
 
 

@@ -49,21 +49,24 @@ def test_rows_stored_before_baseline_run_id_load_and_fall_back_to_torch_fp32(tmp
 
 WHERE = ("node_id", "host", "cpu_model", "retries", "accuracy_host", "timed_from", "timed_to")
 QAT = ("ptq_top1", "control_top1", "recovered", "finetune_seconds", "qat_epochs")  # issue 18
+DRAWS = ("calib_draws", "top1_std", "top1_min", "top1_max", "calib_seeds")  # issue 17
 
 
-def test_the_csv_has_the_columns_of_before_then_the_build_times_then_scale_where_kept_qat():
+def test_the_csv_has_the_columns_of_before_then_the_build_times_then_scale_where_kept_qat_draws():
     at = COLUMNS.index("baseline_run_id")
     assert COLUMNS[at - 3 : at + 3] == ("run_id", "sweep_id", "created_at", "baseline_run_id", "build_seconds",
                                         "first_build_seconds")  # fmt: skip
     rest = COLUMNS[at + 3 :]
-    assert rest == (*SCALE_COLUMNS, *WHERE, "keep_float", *QAT)  # each feature's columns appended in turn
+    assert rest == (*SCALE_COLUMNS, *WHERE, "keep_float", *QAT, *DRAWS)  # each feature's columns appended in turn
     header, base, ort, int8 = csv_text(_rows()).splitlines()
     assert header.split(",") == list(COLUMNS)
     # nothing was compiled for these rows: the build times are empty, after the FP32 row's run id
     cut = 3 + len(rest)
     assert [line.rsplit(",", cut)[1:4] for line in (base, ort, int8)] == [["torchfp32", "", ""]] * 3
-    where = [line.rsplit(",", len(WHERE) + 1 + len(QAT))[1 : 1 + len(WHERE) + 1] for line in (base, ort, int8)]
+    after = len(WHERE) + 1 + len(QAT) + len(DRAWS)
+    where = [line.rsplit(",", after)[1 : 1 + len(WHERE) + 1] for line in (base, ort, int8)]
     assert where == [["", "", "", "0", "", "", "", ""]] * 3
+    assert [line.rsplit(",", len(DRAWS))[1:] for line in (base, ort, int8)] == [["1", "", "", "", ""]] * 3  # one draw
     assert Result.from_dict(_rows()[2].to_dict()).baseline_run_id == "torchfp32"
 
 

@@ -22,7 +22,7 @@ from .common import dataset_label, delta_style, no_paths, start_worker, store
 from .layers_view import add_walk_lines, layers_link
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
-           "pareto", "qat_curve_chart", "downloads", "compare"]
+           "draws_chart", "pareto", "qat_curve_chart", "downloads", "compare"]
 
 PRECISION_COLORS = report.PRECISION_COLORS  # one table for the app and the reports
 TIPS = {
@@ -171,6 +171,37 @@ def latency_chart(r: Result, base: Result | None, key: str) -> None:
     )
 
 
+def draws_chart(r: Result, base: Result | None, key: str) -> None:
+    """Each calibration draw's top-1 as a dot around their mean (and FP32's top-1, when known)."""
+    k = len(r.draws_top1)
+    if k < 2:
+        return
+    seeds = r.calib_seeds if len(r.calib_seeds) == k else [None] * k
+    # spread the dots sideways so equal values stay visible; the offset means nothing
+    xs = [(i - (k - 1) / 2) / max(k - 1, 1) * 0.5 for i in range(k)]
+    color = PRECISION_COLORS.get(r.spec.precision.upper(), "#1f77b4")
+    fig = go.Figure(go.Scatter(
+        x=xs, y=r.draws_top1, mode="markers", name="one calibration draw",
+        marker=dict(size=11, color=color, line=dict(width=1, color="rgba(128,128,128,0.9)")),
+        text=[f"draw {i} (seed {s}): top-1 {t:.2f}%" for i, (s, t) in enumerate(zip(seeds, r.draws_top1))],
+        hovertemplate="%{text}<extra></extra>",
+    ))  # fmt: skip
+    fig.add_hline(y=r.top1, line=dict(color=color, width=2), annotation_text=f"mean {r.top1:.2f}%",
+                  annotation_position="top right")  # fmt: skip
+    if base is not None and base.top1 is not None and base.run_id != r.run_id:
+        fig.add_hline(y=base.top1, line=dict(color="#8c8c8c", dash="dot"), annotation_text=f"FP32 {base.top1:.2f}%",
+                      annotation_position="top left")  # fmt: skip
+    fig.update_layout(height=240, margin=dict(l=40, r=20, t=10, b=20), showlegend=False,
+                      yaxis_title="top-1 (%)", xaxis=dict(visible=False, range=[-0.6, 0.6]))  # fmt: skip
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    st.caption(
+        f"{k} calibrations of {r.manifest.get('calib_size', '?')} training images each, disjoint (seeds "
+        f"{seeds[0]} to {seeds[-1]}), every one evaluated on the same {r.manifest.get('eval_size', '?')} images: "
+        f"std {fmt(r.top1_std, '.2f')}, range {fmt(r.top1_min, '.2f')} to {fmt(r.top1_max, '.2f')} %. "
+        "The headline top-1 is their mean; the spread is what the choice of calibration images alone changes."
+    )
+
+
 def details(r: Result, base: Result | None, key: str) -> None:
     """Everything about one run: cards, the explanation, the latency spread, notes, spec, manifest."""
     st.markdown(f"#### {r.label}")
@@ -184,6 +215,8 @@ def details(r: Result, base: Result | None, key: str) -> None:
         metric_cards(r)
         scale_note(r, key=f"{key}-scale")
         st.info(explain(r), icon=":material/lightbulb:")
+        if r.calib_draws > 1:
+            draws_chart(r, base, key=f"{key}-draws")
         latency_chart(r, base, key=f"{key}-lat")
         layers_link(r)
         if r.spec.mode == "qat" and r.qat_curve:

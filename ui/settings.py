@@ -194,7 +194,7 @@ def config_widgets() -> tuple[dict, list[str]]:
     elif size and size != images and (why := input_problem(model, int(size))):
         problems.append(f"latency input size {size} px does not fit: {why}")
 
-    with st.expander("Advanced: calibration and evaluation sizes, seed, timing budget, compiled FP32"):
+    with st.expander("Advanced: calibration and evaluation sizes, draws, seed, timing budget, compiled FP32"):
         a1, a2, a3, a4 = st.columns(4)
         calib = a1.number_input(
             "Calibration images",
@@ -231,6 +231,7 @@ def config_widgets() -> tuple[dict, list[str]]:
             help="the fastest FP32 is the fairer reference for a speed-up; the first build per model and input "
             "shape is a C++ compile of a minute or more (then cached); CPU only",
         )
+        draws = _draws_widget()
     if uploads.all_uploads():
         upload_panel.manage()
     config = dict(model=model, dataset=dataset, weights=weights_value, device=device, batch_size=int(batch),
@@ -238,6 +239,7 @@ def config_widgets() -> tuple[dict, list[str]]:
                   calib_size=int(calib),
                   eval_limit=int(evals) or None, seed=int(seed), latency_budget_s=float(budget),
                   fp32_compiled=bool(compiled))  # fmt: skip
+    config["calib_draws"] = draws
     return config, problems
 
 
@@ -262,6 +264,22 @@ def _fit_mode() -> None:
     modes = _modes_now()
     if modes and st.session_state.get("mode") not in modes:
         st.session_state["mode"] = modes[0]
+
+
+def _draws_widget() -> int:
+    """How many disjoint calibration samples each static INT spec is calibrated on (qcore.draws)."""
+    b1, _ = st.columns([1, 3])
+    return int(b1.number_input(
+        "Calibration draws",
+        *_range("calib_draws"),
+        _D.calib_draws,
+        key="draws",
+        bind="query-params",
+        help="calibrate each static INT spec this many times, on disjoint seeded samples of the calibration "
+        "images, each evaluated on the same images: the result is the mean top-1 with its min-max as an error "
+        "bar (draws x calibration images must fit in the training split). Costs that many calibrations and "
+        "evaluations; latency and size are measured once",
+    ))  # fmt: skip
 
 
 def spec_single() -> dict:

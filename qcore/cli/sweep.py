@@ -33,7 +33,8 @@ __all__ = ["SWEEP_OPTIONS", "cmd_sweep", "add_subcommand"]
 
 # The options that make a sweep; a resumed sweep takes them from the job instead.
 SWEEP_OPTIONS = ("model", "dataset", "weights", *DEFAULT_GRID, "spec", "specs", "device", "batch_size", "image_size",
-                 "input_size", "calib_size", "eval_limit", "seed", "latency_budget", *QAT_DEFAULTS)  # fmt: skip
+                 "input_size", "calib_size", "eval_limit", "seed", "latency_budget", *QAT_DEFAULTS, "calib_draws",
+                 "calib_list")  # fmt: skip
 
 
 def _list(kind=str, choices=None, limit: str | None = None):
@@ -129,9 +130,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, image_size=args.image_size, input_size=args.input_size,
             calib_size=args.calib_size,
             eval_limit=args.eval_limit, seed=args.seed, latency_budget_s=args.latency_budget,
+            calib_draws=args.calib_draws,
+            calib_list=os.path.abspath(args.calib_list) if args.calib_list else None,  # a resume may run elsewhere
         )  # fmt: skip
     except LimitError as exc:  # each number is in range (argparse checked it); their product is not
         parser.error(f"argument --batch-size/--input-size: {exc}")
+    except ValueError as exc:  # --calib-list with --calib-draws above 1
+        parser.error(f"argument --calib-draws/--calib-list: {exc}")
     try:
         listed = _listed_specs(args)
         specs, skipped = [], []
@@ -290,6 +295,7 @@ def add_subcommand(subparsers) -> None:
     s.add_argument("--latency-budget", type=argparse_type("latency_budget_s"), default=d.latency_budget_s,
                    help=f"seconds of timed runs per spec (at least 7 runs each): "
                         f"{LIMITS['latency_budget_s'].allowed()}")
+    _add_draw_options(s, d)
     s.add_argument("--out", help="write a CSV here")
     s.add_argument("--json", help="write a JSON file here")
     s.add_argument("--no-store", action="store_true", help="do not record the results in the run database")
@@ -298,3 +304,14 @@ def add_subcommand(subparsers) -> None:
     s.add_argument("--resume", metavar="JOB", help="measure what a stopped sweep left (its id, as printed at its "
                    "start or listed by 'runs --jobs'), with the settings stored with it")
     s.set_defaults(func=cmd_sweep, parser=s)
+
+
+def _add_draw_options(s, d) -> None:
+    """``--calib-draws`` and ``--calib-list`` (qcore.draws, qcore.data.draws)."""
+    s.add_argument("--calib-draws", type=argparse_type("calib_draws"), default=d.calib_draws, metavar="K",
+                   help="calibrate each static INT spec K times on disjoint seeded samples of --calib-size training "
+                        "images; rows hold the mean top-1 and its std, min and max (latency and size measured "
+                        f"once; K times the calibration and evaluation cost): {LIMITS['calib_draws'].allowed()}")
+    s.add_argument("--calib-list", metavar="FILE", default=d.calib_list,
+                   help="calibrate on the images this file names, one training-split index (or, for an image "
+                        "folder, file path) a line, as MLPerf publishes one; recorded in the manifest")

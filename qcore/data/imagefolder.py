@@ -247,8 +247,10 @@ def _folder_sets(root: str, size: int, resize: int, interpolation: str, _signatu
         if keep:
             images = (torch.stack([kept[i][2] for i in idx]) if idx
                       else torch.empty(0, 3, size, size, dtype=torch.uint8))
-            return TensorImages(images, torch.tensor([kept[i][1] for i in idx], dtype=torch.long), size,
-                                IMAGENET_MEAN, IMAGENET_STD)
+            ds = TensorImages(images, torch.tensor([kept[i][1] for i in idx], dtype=torch.long), size,
+                              IMAGENET_MEAN, IMAGENET_STD)
+            ds.files = [kept[i][0] for i in idx]  # so a calibration list can name images by path
+            return ds
         return FileImages([kept[i][0] for i in idx], [kept[i][1] for i in idx], size, resize, interpolation)
 
     return make(train_idx), make(test_idx), tuple(found), skipped, tuple(notes)

@@ -139,3 +139,20 @@ def test_cli_qat_bad_input_is_refused_before_any_work(fashion_mnist):
     assert proc.returncode == 2 and "error: no valid spec in this grid" in proc.stderr
     assert "mode='qat' is not allowed with precision='fp32': a float cast has no quantization ranges" in proc.stderr
     assert "backend='ort' does not run mode='qat'" in proc.stderr
+def test_cli_refuses_bad_calibration_draws_and_lists(tmp_path, fashion_mnist, resnet18_checkpoint):
+    def sweep(*args):
+        cmd = [sys.executable, "-m", "qcore", "sweep", "--weights", str(resnet18_checkpoint), "--eval-limit", "8",
+               "--no-store", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+    zero = sweep("--calib-draws", "0")
+    assert zero.returncode == 2 and "--calib-draws" in zero.stderr and "1" in zero.stderr and "100" in zero.stderr
+    listed = tmp_path / "calib.txt"
+    listed.write_text("12\n70000\n")
+    both = sweep("--calib-draws", "2", "--calib-list", str(listed))
+    assert both.returncode == 2 and "calib_draws=2 is not allowed with calib_list" in both.stderr
+    unknown = sweep("--calib-list", str(listed))
+    assert unknown.returncode == 2, unknown.stderr[-2000:]
+    assert f"line 2 of {listed}: index 70000 is not in the training split; allowed: 0 to 59999" in unknown.stderr
+    many = sweep("--calib-size", "40000", "--calib-draws", "2")
+    assert many.returncode == 2 and "the training split has 60,000, enough for at most 1 draw(s)" in many.stderr
