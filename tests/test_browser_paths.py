@@ -242,8 +242,7 @@ def test_nothing_leaves_this_machine(walked):
     assert walked["icon"].startswith("data:image/svg+xml")  # the page icon is an emoji, drawn locally
 
 
-@pytest.mark.xfail(strict=False, reason="issue 11 item 3 (the app's HTML report takes Streamlit's placeholder "
-                   "plotly template): fixed on the numbers branch")
 def test_the_downloaded_report_has_the_precision_colours(walked):
     """The colours of the report the app hands out: never Streamlit's placeholder template (#000001, ...)."""
     assert not PLACEHOLDER.search(walked["report"])
+    assert "#d62728" in walked["report"]  # INT8's colour (qcore.report.PRECISION_COLORS) on the offline default's points
