@@ -66,9 +66,12 @@ REASONS = {
     "weight-read": "layers whose weight the model reads itself instead of calling the layer (torchvision's "
                    "Swin attention: `F.linear(x, self.qkv.weight)`) stay FP32: a quantized layer has no float "
                    "`.weight` to read.",
-    "weight-only-cpu": "weight-only on the CPU is simulated: torch has no native kernel taking int8/int4 "
-                       "weights with float activations for convolutions (torchao's run Linear layers only, "
-                       "INT4 on CUDA only). The size is real; for speed use static INT8.",
+    "weight-only-cpu": "qcore's weight-only backend is simulated on the CPU: the weights are stored in 8 or 4 "
+                       "bits and dequantized to float before each layer, as torch has no CPU kernel taking "
+                       "low-bit weights and float activations for convolutions. The size is real, the speed is "
+                       "not; for speed use static INT8. For a Linear-heavy model, `--backend torchao --scheme "
+                       "symmetric` runs torchao's INT8 weight-only Linear kernel (convolutions stay FP32; checked "
+                       "on vit_b_32).",
     "timeout": "ran past the per-mode time limit (the phase is named); on a faster or quieter machine it "
                "may finish: rerun with a larger --timeout.",
     "oom": "ran out of memory (the process was killed or an allocation failed); run it alone on a machine "
@@ -78,6 +81,21 @@ REASONS = {
     "no-int8-op": "an operator in the model has no int8 kernel in torch; the cell names it.",
     "other": "an error not classified above; the cell quotes it.",
 }
+
+# What the first runs of this zoo found broken, and how qcore now handles it (for docs/zoo.md).
+FIXES = (
+    "static INT8 failed on the 4 shufflenet_v2 and the 4 mnasnet models at 32 px with \"required rank 4 tensor "
+    "to use channels_last format\" (at 64 px they ran): these networks end with `x.mean([2, 3])`, at 32 px over "
+    "a 1x1 map, and torch's int8 `mean` refuses a channels-last 1x1 tensor. The fx backend routes each `mean` of "
+    "its converted graph through `quantized_mean`, which copies such a map (N x C bytes) to NCHW first.",
+    "dynamic INT8 failed on the 6 Swin models with \"linear(): argument 'weight' must be Tensor, not method\": "
+    "Swin's attention runs `F.linear(x, self.qkv.weight)`, and torch.ao's dynamic Linear has `weight()` as a "
+    "method. The fx backend now swaps only the Linear layers that a forward calls; the ones read instead stay "
+    "FP32 (`weight-read`), and the result's notes say how many.",
+    "`--backend torchao` (dynamic and weight-only INT8) failed on the 5 ViTs (\"Int8Tensor dispatch: ... "
+    "aten.t\"): nn.MultiheadAttention transposes its output projection's weight itself. That projection, which "
+    "torch marks `NonDynamicallyQuantizableLinear`, now stays FP32, with a note.",
+)
 
 # (regex on 'ExcType: message', reason); first match wins
 _CLASSIFY = (
@@ -479,6 +497,7 @@ def write_table(csv_path: Path, out: Path, note: str = "") -> None:
               "### Reasons", ""]
     used = {r for m in MODES for r in reason_count[m]}
     lines += [f"- `{k}`: {v}" for k, v in REASONS.items() if k in used]
+    lines += ["", "### Fixed on the way", ""] + [f"- {f}" for f in FIXES]
     lines += ["", "## Totals", "", "| | " + " | ".join(HEADINGS[m] for m in MODES) + " |",
               "|---|" + "---|" * len(MODES)]
     for s in STATUSES:
