@@ -15,3 +15,10 @@ def test_bench_peers_help_runs():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "ratio_to_best_peer_int8" in out.stdout and "--engines" in out.stdout
+
+
+def test_bench_zoo_help_runs():
+    out = subprocess.run([sys.executable, "bench/zoo.py", "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "--timeout" in out.stdout and "--redo" in out.stdout and "--table-only" in out.stdout

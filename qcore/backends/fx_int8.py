@@ -29,7 +29,9 @@ from ..spec import QuantSpec
 from ._observer import CalibrationObserver, calibrate
 from .base import Backend, Quantized, count_layers, register_backend
 
-__all__ = ["weight_observer", "activation_range", "static_qconfig_mapping", "FXInt8", "called_linears", "quantized_mean"]
+__all__ = [
+    "weight_observer", "activation_range", "static_qconfig_mapping", "FXInt8", "called_linears", "quantized_mean",
+]
 
 
 def _quantized_layer_count(model: nn.Module) -> int:

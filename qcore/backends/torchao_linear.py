@@ -20,7 +20,7 @@ from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 from ..measure import stopwatch
 from .base import Backend, Quantized, count_layers, register_backend
 
-__all__ = ["TorchAOLinear"]
+__all__ = ["TorchAOLinear", "quantizable"]
 
 
 def _config(spec):
