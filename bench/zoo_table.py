@@ -35,10 +35,12 @@ def cell(r: dict, alts: list[dict]) -> str:
         text = f"{r['status']}: {r['reason']}{counts}"
         if r["status"] == "fails" and r["reason"] in ("no-int8-op", "other", "timeout", "oom"):
             text += f" ({_clean(r['error'])[:120]})"
-    for a in alts:
+    for a in alts:  # pt2e counts int8 weight tensors, more than the layers when attention is inside one
         counts = f" {a['quantized']}/{a['total']}" if a.get("quantized") not in (None, "") else ""
-        what = a["status"] if a["status"] in ("ok", "ok-simulated") else f"{a['status']}: {a['reason']}"
-        text += f"; `{a['via']}`: {what}{counts}"
+        what = a["status"] if a["status"] == "ok" else f"{a['status']}: {a['reason']}{counts}"
+        if a["status"] == "fails" and a["reason"] in ("other", "timeout", "oom", "no-int8-op"):
+            what += f" ({_clean(a['error'])[:100]})"
+        text += f"; `--backend {a['via']}`: {what}"
     return text.replace("|", "\\|")
 
 
