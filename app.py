@@ -2,8 +2,9 @@
 
 Run with ``streamlit run app.py`` (it listens on 127.0.0.1 only: see ``.streamlit/config.toml`` and the
 README for serving a classroom). Pages: Home (here), Explore (one spec in detail), Sweep & Pareto
-(many specs, the trade-off chart) and Runs (everything measured, kept in SQLite). Long work runs
-in a background worker process (``python -m qcore worker``), never in this script.
+(many specs, the trade-off chart), Runs (everything measured, kept in SQLite) and Learn (quantization
+on one layer's real tensor). Long work runs in a background worker process (``python -m qcore worker``),
+never in this script.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig
 from ui import jobs
 from ui.common import baseline_status, dataset_label, hardware, prewarm, store
-from ui.nav import SWEEP_PAGE, setup
+from ui.nav import LEARN_PAGE, SWEEP_PAGE, job_page, setup
 
 # The offline default: a small model on Fashion-MNIST (no download), three kinds of quantization.
 DEFAULT_SPECS = [
@@ -92,6 +93,8 @@ def home() -> None:
         else:
             st.switch_page(SWEEP_PAGE, query_params={"job": jid})
     b2.page_link("pages/explore.py", label="or explore one setting in detail", icon=":material/tune:")
+    b2.page_link(LEARN_PAGE, label="or watch quantization happen on one layer of the model (Learn)",
+                 icon=":material/school:")
 
     s = store()
     recent = s.jobs(limit=5)
@@ -99,7 +102,7 @@ def home() -> None:
         st.subheader("Recent jobs")
         for job in recent:
             st.page_link(
-                SWEEP_PAGE,
+                job_page(job),
                 label=f"{job.job_id} · {job.state} · {job.done}/{job.total} · "
                 f"{job.config.get('model')} on {dataset_label(str(job.config.get('dataset')))}",
                 query_params={"job": job.job_id},

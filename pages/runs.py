@@ -10,7 +10,7 @@ import streamlit as st
 from ui import results
 from ui.common import dataset_label, job_label, no_paths, store
 from ui.jobs import resumable, resume_button
-from ui.nav import setup
+from ui.nav import job_page, setup
 
 setup("Runs")
 st.title("Runs")
@@ -31,7 +31,7 @@ for job in recent:
         f"`{job.state}` {job_label(job)} · {job.done}/{job.total} · {when}"
         + (f" · {no_paths(job.error)}" if job.error else "")
     )
-    c2.page_link("pages/sweep.py", label="Open", query_params={"job": job.job_id}, icon=":material/open_in_new:")
+    c2.page_link(job_page(job), label="Open", query_params={"job": job.job_id}, icon=":material/open_in_new:")
     if resumable(job):
         resume_button(c3, job, f"resume-{job.job_id}")
     elif job.active and c3.button("Cancel", key=f"cancel-{job.job_id}", icon=":material/stop_circle:"):

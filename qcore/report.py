@@ -17,7 +17,7 @@ from .paths import atomic_write_bytes
 from .result import COLUMNS, Result, baseline_of
 
 __all__ = ["DASH", "fmt", "text_table", "csv_text", "json_text", "write_csv", "write_json", "pareto_figure",
-           "html_report", "write_html"]
+           "build_text", "html_report", "write_html"]
 
 DASH = "–"  # what a number that was not measured (None) is shown as, in the CLI, the app and the reports
 
@@ -124,9 +124,19 @@ def _hover_text(r: Result) -> str:
         f"latency p50 {r.latency_ms_p50:.2f} ms, speed-up {r.speedup:.2f}x vs FP32 eager",
         f"size {r.size_bytes / 1e6:.2f} MB ({r.size_ratio:.3f}x)",
     ]
+    if r.build_seconds is not None:
+        lines.append(build_text(r))
     if not s.is_float:
         lines.append(f"{s.granularity} {s.calibration} {s.scheme} {s.mode}")
     return "<br>".join(lines)
+
+
+def build_text(r: Result) -> str:
+    """What compiling cost, this time and the first: ``build 0.4 s (from the build cache; first build 48.0 s)``."""
+    first = r.first_build_seconds
+    if first is None or first == r.build_seconds:  # equal only when everything was built in this run
+        return f"build {r.build_seconds:.1f} s (built now, cached for the next run)"
+    return f"build {r.build_seconds:.1f} s (from the build cache; first build {first:.1f} s)"
 
 
 def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
@@ -149,6 +159,7 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
         "speedup_vs_best_fp32",
         "size_bytes",
         "size_ratio",
+        "build_seconds",
         "pareto",
         "status",
         "error",

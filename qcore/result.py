@@ -1,11 +1,17 @@
 """Result: one measured spec, a record of fixed shape that knows its FP32 reference.
 
 Units: top1, top5 and agreement in percent (0-100); top1_delta in percentage points;
-latencies in milliseconds; sizes in bytes; seconds for calibration and quantization.
+latencies in milliseconds; sizes in bytes; seconds for calibration, quantization and building.
 
 Every row of a sweep carries ``baseline_run_id``, the run id of the torch FP32 row its deltas,
 agreement and speed-up were measured against (as torchvision's quantized weights name their
 ``meta["unquantized"]`` weights); :func:`baseline_of` finds that row among stored ones.
+
+``build_seconds`` is what compiling or lowering cost in this run (an AOTInductor package, an
+ExecuTorch program; for the FP32 row, the compiled FP32 reference): the build itself the first
+time, loading it from the build cache after that. ``first_build_seconds`` is what building it
+from scratch cost, now or when it was cached. Both are empty where nothing is compiled (eager
+torch.ao, ONNX Runtime sessions).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ COLUMNS = (
     "latency_ms_p50", "latency_ms_p90", "fp32_latency_ms_p50", "speedup", "best_fp32", "speedup_vs_best_fp32",
     "size_bytes", "size_ratio", "calib_seconds", "quantize_seconds", "quantized_layers", "total_layers",
     "pareto", "status", "error", "notes", "label", "run_id", "sweep_id", "created_at", "baseline_run_id",
+    "build_seconds", "first_build_seconds",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -63,6 +70,8 @@ class Result:
     size_ratio: float | None = None
     calib_seconds: float | None = None
     quantize_seconds: float | None = None
+    build_seconds: float | None = None
+    first_build_seconds: float | None = None
     quantized_layers: int | None = None
     total_layers: int | None = None
     pareto: bool = False

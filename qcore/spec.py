@@ -37,7 +37,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "calibration": ("minmax", "moving-average", "percentile", "entropy", "mse"),
     "scheme": ("symmetric", "asymmetric"),
     "mode": ("static", "dynamic", "weight-only"),
-    "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino"),
+    "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino", "xnnpack"),
     "device": ("auto", "cpu", "cuda"),
 }
 

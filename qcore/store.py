@@ -1,10 +1,15 @@
-"""Run history in SQLite: every Result ever measured, and the queue of sweep jobs.
+"""Run history in SQLite: every Result ever measured, and the queue of background jobs.
 
 The database lives in the user's data directory (``qcore.paths.data_home()/runs.sqlite``,
 or ``$QCORE_DB``). Each Result is committed the moment it is measured, so a process killed
 in the middle of a sweep loses nothing that had finished. Jobs carry their state
 (queued, running, done, cancelled, error, interrupted) and the worker's pid, so a job whose
 worker died shows as interrupted and can be resumed.
+
+Jobs are of a ``kind`` (``"sweep"``, ``"learn-layer"``, ...): the worker runs each with the runner
+registered for its kind (:data:`qcore.worker.JOB_RUNNERS`) and may store a JSON ``result`` on the
+job (a sweep's results are rows of ``results`` instead). Databases made before kinds existed get
+the two columns added when opened.
 """
 
 from __future__ import annotations
@@ -49,9 +54,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     cancel INTEGER NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT ''
+    error TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT 'sweep',
+    result TEXT NOT NULL DEFAULT ''
 );
 """
+# Columns added after the first release: (name, declaration) added to older databases when opened.
+JOB_COLUMNS_ADDED = (("kind", "TEXT NOT NULL DEFAULT 'sweep'"), ("result", "TEXT NOT NULL DEFAULT ''"))
 
 JOB_STATES = ("queued", "running", "done", "cancelled", "error", "interrupted")
 
@@ -80,6 +89,8 @@ class Job:
     finished_at: float | None
     cancel: bool
     error: str
+    kind: str = "sweep"
+    result: dict | None = None  # a JSON result the job's runner stored (None: none yet)
 
     @property
     def active(self) -> bool:
@@ -108,6 +119,10 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._conn() as c:
             c.executescript(SCHEMA)
+            have = {row["name"] for row in c.execute("PRAGMA table_info(jobs)")}
+            for name, decl in JOB_COLUMNS_ADDED:
+                if name not in have:
+                    c.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -207,13 +222,17 @@ class Store:
 
     # -- jobs --------------------------------------------------------------------------------------
 
-    def submit_job(self, config: dict, specs: list[dict]) -> str:
+    def submit_job(self, config: dict, specs: list[dict], kind: str = "sweep", total: int | None = None) -> str:
+        """Queue a job of ``kind``; ``total`` steps (default: a sweep's, its specs plus the FP32 baseline)."""
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"kind={kind!r} is not allowed; allowed: a job kind such as 'sweep'")
         job_id = uuid.uuid4().hex[:10]
         with self._conn() as c:
             c.execute(
-                "INSERT INTO jobs (job_id, created_at, state, config, specs, total) VALUES (?,?,?,?,?,?)",
-                (job_id, time.time(), "queued", json.dumps(config), json.dumps(specs), len(specs) + 1),
-            )
+                "INSERT INTO jobs (job_id, created_at, state, config, specs, total, kind) VALUES (?,?,?,?,?,?,?)",
+                (job_id, time.time(), "queued", json.dumps(config), json.dumps(specs),
+                 len(specs) + 1 if total is None else total, kind),
+            )  # fmt: skip
         return job_id
 
     def start_job(self, config: dict, specs: list[dict], pid: int, prefix: str = "cli-") -> Job:
@@ -253,6 +272,7 @@ class Store:
             config=json.loads(row["config"]), specs=json.loads(row["specs"]), done=row["done"],
             total=row["total"], message=row["message"], pid=row["pid"], started_at=row["started_at"],
             finished_at=row["finished_at"], cancel=bool(row["cancel"]), error=row["error"],
+            kind=row["kind"], result=json.loads(row["result"]) if row["result"] else None,
         )  # fmt: skip
 
     def job(self, job_id: str) -> Job | None:
@@ -261,10 +281,12 @@ class Store:
             row = c.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
             return self._job(row) if row else None
 
-    def jobs(self, limit: int = 50) -> list[Job]:
+    def jobs(self, limit: int = 50, kind: str | None = None) -> list[Job]:
+        """The newest jobs first; only those of ``kind`` when given."""
         self.mark_interrupted()
+        where, args = ("WHERE kind=? ", (kind,)) if kind else ("", ())
         with self._conn() as c:
-            rows = c.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            rows = c.execute(f"SELECT * FROM jobs {where}ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
             return [self._job(r) for r in rows]
 
     def queue_position(self, job_id: str) -> int | None:
@@ -293,12 +315,14 @@ class Store:
         return self.job(row["job_id"])
 
     def update_job(self, job_id: str, **fields: Any) -> None:
-        allowed = {"state", "done", "total", "message", "pid", "finished_at", "cancel", "error"}
+        allowed = {"state", "done", "total", "message", "pid", "finished_at", "cancel", "error", "result"}
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"cannot set {', '.join(sorted(bad))}; allowed: {', '.join(sorted(allowed))}")
         if "state" in fields and fields["state"] not in JOB_STATES:
             raise ValueError(f"state={fields['state']!r} is not allowed; allowed: {', '.join(JOB_STATES)}")
+        if "result" in fields:
+            fields["result"] = "" if fields["result"] is None else json.dumps(fields["result"])
         sets = ", ".join(f"{k}=?" for k in fields)
         with self._conn() as c:
             c.execute(f"UPDATE jobs SET {sets} WHERE job_id=?", (*fields.values(), job_id))
@@ -334,7 +358,7 @@ class Store:
         """Queue an interrupted (or cancelled) job again; finished specs are skipped when it runs."""
         with self._write() as c:
             c.execute(
-                "UPDATE jobs SET state='queued', cancel=0, pid=NULL, message='queued to resume', error='' "
+                "UPDATE jobs SET state='queued', cancel=0, pid=NULL, message='queued to resume', error='', result='' "
                 "WHERE job_id=? AND state IN ('interrupted','cancelled','error')",
                 (job_id,),
             )

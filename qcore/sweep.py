@@ -1,8 +1,10 @@
 """Run many specs against one FP32 baseline: progress, cancellation, one error row per failure.
 
 The model and data are loaded once. The FP32 baseline is evaluated first (its logits are
-the reference for agreement and KL) and its latency measured in two ways, eager and
-channels-last, so a speed-up can also be quoted against the faster FP32. Then each spec is
+the reference for agreement and KL) and its latency measured in three ways, eager,
+channels-last and compiled (AOTInductor with freezing, built once per model, weights and
+shape and cached: :mod:`qcore.buildcache`), interleaved, so a speed-up can also be quoted
+against the fastest FP32 (``speedup_vs_best_fp32``, named in ``best_fp32``). Then each spec is
 quantized from a copy of the FP32 model, evaluated on the same images, and timed
 interleaved with FP32 eager in this process. A spec that raises becomes an ``error`` row
 and the sweep goes on; a spec no backend can run here becomes a ``skipped`` row with the
@@ -20,7 +22,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from . import data, hardware, models, weights
-from .backends import BackendUnavailable, resolve_backend
+from .backends import BackendUnavailable, resolve
+from .buildcache import summarize
 from .limits import LIMITS, check_input_values
 from .measure import accuracy, predict, size_bytes, time_interleaved
 from .pareto import mark_pareto
@@ -49,6 +52,9 @@ class SweepConfig:
     eval_batch_size: int = 250
     calib_batch_size: int = 32
     latency_budget_s: float = 6.0
+    # also time FP32 compiled by AOTInductor (the first time per model and shape: a C++ build of a minute or
+    # more on 2 cores, then loaded from the build cache in about a second); CPU only
+    fp32_compiled: bool = True
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "calib_size", "eval_batch_size", "calib_batch_size", "seed", "latency_budget_s"):
@@ -60,6 +66,8 @@ class SweepConfig:
             check_input_values(self.batch_size, self.input_size or self.image_size)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r} is not allowed; allowed: auto, cpu, cuda")
+        if not isinstance(self.fp32_compiled, bool):
+            raise ValueError(f"fp32_compiled={self.fp32_compiled!r} is not allowed; allowed: true, false")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,19 +166,27 @@ def _base_result(p: Prepared, spec: QuantSpec) -> Result:
 
 
 def measure_baseline(p: Prepared) -> Result:
-    """The FP32 row: accuracy, eager and channels-last latency, size."""
+    """The FP32 row: accuracy, eager, channels-last and compiled latency (the fastest sets best_fp32), size."""
     model = p.loaded.model.to(p.device)
     x = p.example.to(p.device)
     cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    lat = time_interleaved(
-        {"eager": lambda: model(x), "channels_last": lambda: cl_model(x_cl)},
-        device=p.device,
-        budget_s=p.config.latency_budget_s,
-    )
-    eager, cl = lat["eager"], lat["channels_last"]
-    if cl.p50 < eager.p50:
-        p.best_fp32, p.best_fp32_ratio = "fp32 channels-last", eager.p50 / cl.p50
+    fns = {"fp32 eager": lambda: model(x), "fp32 channels-last": lambda: cl_model(x_cl)}
+    builds, notes = [], []
+    if p.config.fp32_compiled and p.device == "cpu":
+        from .backends.compiled import compiled_fp32
+
+        try:
+            compiled = compiled_fp32(model, x)
+        except Exception as exc:  # a model AOTInductor cannot compile still gets its eager baseline
+            notes.append(f"FP32 compiled (AOTInductor) not measured: {type(exc).__name__}: {str(exc)[:200]}")
+        else:
+            builds = compiled.records
+            fns["fp32 compiled"] = lambda: compiled(x)
+    lat = time_interleaved(fns, device=p.device, budget_s=p.config.latency_budget_s)
+    eager = lat["fp32 eager"]
+    p.best_fp32 = min(lat, key=lambda k: lat[k].p50)
+    p.best_fp32_ratio = eager.p50 / lat[p.best_fp32].p50
     r = _base_result(p, FP32)
     r.baseline_run_id = r.run_id  # measured against itself: delta 0, speed-up 1
     acc = accuracy(p.ref_logits, p.labels, p.ref_logits)
@@ -182,7 +198,11 @@ def measure_baseline(p: Prepared) -> Result:
     r.speedup, r.speedup_vs_best_fp32, r.best_fp32 = 1.0, 1.0 / p.best_fp32_ratio, p.best_fp32
     r.size_bytes, r.size_ratio = p.fp32_size, 1.0
     r.calib_seconds = r.quantize_seconds = 0.0
-    r.notes = [f"FP32 eager p50 {eager.p50:.2f} ms, channels-last p50 {cl.p50:.2f} ms"] + p.loaded.notes
+    r.build_seconds, r.first_build_seconds, build_note = summarize(builds)
+    timings = ", ".join(f"{k.removeprefix('fp32 ')} p50 {v.p50:.2f} ms" for k, v in lat.items())
+    r.notes = [f"FP32 {timings} (interleaved; the fastest is {p.best_fp32})"] + notes + p.loaded.notes
+    if build_note:
+        r.notes.append(f"FP32 compiled with AOTInductor and freezing, {build_note}")
     model.cpu()
     return r
 
@@ -191,10 +211,11 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
     """Quantize, evaluate and time one spec; raises on failure (the sweep turns that into a row)."""
     r = _base_result(p, spec)
     try:
-        backend = resolve_backend(spec, p.device)
+        choice = resolve(spec, p.device, model=p.config.model, batch_size=p.config.batch_size)
     except BackendUnavailable as exc:
         r.status, r.error = "skipped", str(exc)
         return r
+    backend = choice.backend
     fp32 = p.loaded.model
     calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
     q = backend.quantize(fp32, spec, calib, p.example, p.device)
@@ -228,7 +249,10 @@ def measure_spec(p: Prepared, spec: QuantSpec) -> Result:
     r.size_ratio = r.size_bytes / p.fp32_size
     r.calib_seconds, r.quantize_seconds = q.calib_seconds, q.quantize_seconds
     r.quantized_layers, r.total_layers = q.quantized_layers, q.total_layers
-    r.notes = list(q.notes)
+    r.notes = ([choice.why] if choice.why else []) + list(q.notes)
+    r.build_seconds, r.first_build_seconds, build_note = summarize(q.builds)  # also what the evaluation built
+    if build_note:
+        r.notes.append(build_note)
     if backend.own_threads:
         r.notes.append(f"{q.backend} runs its own thread pool: timed in its own block, then torch FP32 in the next")
     if q.kernel == "simulated":
@@ -271,7 +295,7 @@ def run_sweep(
     progress(0, total, f"loading {config.model} and {config.dataset}")
     p = prepare(config, progress, cancel)
     done = 0
-    progress(done, total, "FP32 baseline")
+    progress(done, total, "FP32 baseline (eager, channels-last, compiled: the first compile takes a minute or more)")
     baseline = measure_baseline(p)  # always: it sets the best-FP32 reference for the speed-ups
     p.baseline_run_id = baseline.run_id if include_baseline else baseline_run_id
     if include_baseline:

@@ -1,15 +1,22 @@
-"""The background worker: runs queued sweep jobs from the store, one at a time.
+"""The background worker: runs queued jobs from the store, one at a time.
 
 The app never runs a sweep in its own script thread (any click would kill it). It submits a
 job to the store and makes sure one worker process is alive (:func:`ensure_worker`); the
 worker claims jobs in order, commits each Result as it is measured, reports progress into
 the job row and checks the job's cancel flag between specs. One worker at a time (a file
 lock), so that two sweeps never share the CPU and distort each other's latencies.
+
+Each job has a kind; :data:`JOB_RUNNERS` names the function that runs each kind
+(``"module:function"``, imported when a job of that kind runs, so the worker does not import
+every runner's dependencies). A runner takes ``(store, job)``, reports progress with
+``store.update_job`` and returns the job's JSON result (or None); :func:`run_job` does the rest
+(final state, result, errors) the same way for every kind.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib
 import os
 import sqlite3
 import subprocess
@@ -22,9 +29,15 @@ from .paths import data_home
 from .result import Result
 from .store import Job, Store, spec_key
 
-__all__ = ["lock_path", "worker_running", "ensure_worker", "execute_job", "store_pareto", "run_job", "serve"]
+__all__ = ["JOB_RUNNERS", "lock_path", "worker_running", "ensure_worker", "job_runner", "execute_job",
+           "store_pareto", "run_job", "run_sweep_job", "serve"]
 
 ProgressFn = Callable[[int, int, str], None]
+# Job kind -> "module:function" of its runner, imported when a job of that kind runs.
+JOB_RUNNERS: dict[str, str] = {
+    "sweep": "qcore.worker:run_sweep_job",
+    "learn-layer": "qcore.learn.one_layer:run_job",
+}
 
 
 def lock_path() -> Path:
@@ -61,6 +74,14 @@ def ensure_worker(db: Path | None = None) -> bool:
         start_new_session=True,
     )
     return True
+
+
+def job_runner(kind: str) -> Callable[[Store, Job], dict | None]:
+    """The function registered in :data:`JOB_RUNNERS` for ``kind``."""
+    if kind not in JOB_RUNNERS:
+        raise ValueError(f"job kind {kind!r} has no runner; allowed: {', '.join(JOB_RUNNERS)}")
+    module, _, name = JOB_RUNNERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def execute_job(store: Store, job: Job, progress: ProgressFn | None = None,
@@ -111,22 +132,33 @@ def store_pareto(store: Store, rows: list[Result], tries: int = 3) -> str:
 
 
 def run_job(store: Store, job: Job) -> None:
-    """Run (or resume) one job; every Result is committed as soon as it exists."""
+    """Run (or resume) one job of any kind; its state ends as done, cancelled or error.
+
+    A runner returns the job's JSON result or None; a result's ``note`` is added to the final message
+    (a sweep whose Pareto flags could not be written says so, without failing its measured rows)."""
     try:
-        rows = execute_job(store, job)
+        result = job_runner(job.kind)(store, job)
     except Exception as exc:  # the job fails, the worker goes on with the next one
         store.update_job(
             job.job_id, state="error", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}", message="failed"
         )
         return
-    problem = store_pareto(store, rows)
     cancelled = store.cancel_requested(job.job_id)
     message = "cancelled" if cancelled else "finished"
-    if problem:
-        message += (f"; the Pareto column was not stored ({problem}): every result is, and the chart draws "
-                    "the frontier from them")
+    if result and result.get("note"):
+        message += f"; {result['note']}"
     store.update_job(job.job_id, state="cancelled" if cancelled else "done", finished_at=time.time(),
-                     message=message)
+                     message=message, **({"result": result} if result is not None else {}))
+
+
+def run_sweep_job(store: Store, job: Job) -> dict | None:
+    """A sweep: every Result is committed as soon as it exists; a resumed sweep skips finished specs.
+    The Pareto flags are written last; if they cannot be, the job still succeeds and says so."""
+    problem = store_pareto(store, execute_job(store, job))
+    if problem:
+        return {"note": f"the Pareto column was not stored ({problem}): every result is, and the chart draws "
+                        "the frontier from them"}
+    return None
 
 
 def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = None) -> int:

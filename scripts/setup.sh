@@ -35,7 +35,7 @@ fi
 # 2. Python packages: each requirement file is installed once per content (a stamp per file and hash),
 #    so a second run, or `make run` after `make test`, installs nothing.
 reqs=(requirements.txt requirements-peers.txt)
-[ $want_test = 1 ] && reqs+=(requirements-test.txt)
+[ $want_test = 1 ] && reqs+=(requirements-test.txt requirements-xnnpack.txt)
 missing=()
 for r in "${reqs[@]}"; do
   [ -f "$VENV/.installed-$r-$(sha256sum < "$r" | cut -c1-16)" ] || missing+=("$r")

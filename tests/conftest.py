@@ -10,11 +10,20 @@ import pytest
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+@pytest.fixture(scope="session")
+def shared_builds(tmp_path_factory):
+    return tmp_path_factory.mktemp("qcore-builds")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
+def _isolated_home(tmp_path_factory, monkeypatch, shared_builds):
     home = tmp_path_factory.mktemp("qcore-home")
     monkeypatch.setenv("QCORE_HOME", str(home))
     monkeypatch.delenv("QCORE_DB", raising=False)
+    # Compiled builds (AOTInductor packages, ExecuTorch programs) depend only on their key, so the session's
+    # tests share them: the same model at the same shape is compiled once per run of the suite. A test about
+    # the cache itself points QCORE_BUILDS at a folder of its own.
+    monkeypatch.setenv("QCORE_BUILDS", str(shared_builds))
     return home
 
 

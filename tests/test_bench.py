@@ -15,6 +15,18 @@ def test_bench_peers_help_runs():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "ratio_to_best_peer_int8" in out.stdout and "--engines" in out.stdout
+    assert "auto_ratio_to_best_peer_int8" in out.stdout and "xnnpack-int8" in out.stdout
+    assert "gemmcpp" in out.stdout and "--record-auto" in out.stdout  # the PT2E options are listed
+    bad = subprocess.run([sys.executable, "bench/peers.py", "--engines", "qcore-pt2e-int8+turbo"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert bad.returncode == 2 and "unknown PT2E option(s) ['turbo']" in bad.stderr
+
+
+def test_bench_profile_help_runs():
+    out = subprocess.run([sys.executable, "bench/profile_int8.py", "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "--onednn-verbose" in out.stdout and "--engine" in out.stdout
 
 
 def test_bench_zoo_help_runs():

@@ -77,6 +77,13 @@ def drive(page, url: str, ckpt: str) -> None:
     hover = page.locator(".hoverlayer .hovertext")
     expect(hover.first).to_be_visible()
     assert "kernel" in hover.first.text_content() and "size" in hover.first.text_content()
+    texts = []
+    for i in range(3):  # the FP32 point says what its compiled reference cost to build
+        page.mouse.move(*center(page, points.nth(i)))
+        expect(hover.first).to_be_visible()
+        texts.append(hover.first.text_content())
+    assert any(t.startswith("FP32") and "build " in t for t in texts), texts
+    page.mouse.move(x, y)
     page.mouse.click(x, y)
     expect(page.get_by_text("Full spec and manifest")).to_be_visible()
     expect(page.get_by_text("Agreement with FP32").first).to_be_visible()

@@ -47,9 +47,11 @@ def test_rows_stored_before_baseline_run_id_load_and_fall_back_to_torch_fp32(tmp
     assert baseline_of(rows, rows[0]).run_id == "torchfp32"
 
 
-def test_the_csv_has_the_columns_of_before_then_baseline_run_id():
-    assert COLUMNS[-1] == "baseline_run_id" and COLUMNS[:-1][-3:] == ("run_id", "sweep_id", "created_at")
+def test_the_csv_has_the_columns_of_before_then_baseline_run_id_then_the_build_times():
+    assert COLUMNS[-3:] == ("baseline_run_id", "build_seconds", "first_build_seconds")
+    assert COLUMNS[-6:-3] == ("run_id", "sweep_id", "created_at")
     header, base, ort, int8 = csv_text(_rows()).splitlines()
     assert header.split(",") == list(COLUMNS)
-    assert [line.rsplit(",", 1)[1] for line in (base, ort, int8)] == ["torchfp32"] * 3
+    # nothing was compiled for these rows: the build times are empty, after the FP32 row's run id
+    assert [line.rsplit(",", 3)[1:] for line in (base, ort, int8)] == [["torchfp32", "", ""]] * 3
     assert Result.from_dict(_rows()[2].to_dict()).baseline_run_id == "torchfp32"

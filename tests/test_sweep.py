@@ -4,8 +4,9 @@ import dataclasses
 import pytest
 
 from qcore.backends import fx_int8
+from qcore.backends.auto import ORDER
 from qcore.models import ModelInputError
-from qcore.report import csv_text, html_report
+from qcore.report import _hover_text, csv_text, html_report
 from qcore.result import COLUMNS, baseline_of
 from qcore.spec import FP32, QuantSpec
 from qcore.sweep import SweepConfig, prepare, run_sweep
@@ -41,6 +42,16 @@ def test_a_failing_spec_becomes_an_error_row_and_the_rest_go_on(config, monkeypa
     base, int8, _, int4 = results
     assert base.spec == FP32 and base.speedup == 1.0 and base.size_ratio == 1.0
     assert int8.kernel == "native" and int8.backend == "fx" and int8.size_ratio < 0.26
+    assert any(n.startswith(f"auto chose fx (qcore's default order for static: {', '.join(ORDER['static'])})")
+               for n in int8.notes)  # fmt: skip
+    # FP32 eager, channels-last and compiled (AOTInductor, cached) were timed: the fastest is the reference
+    assert base.best_fp32 in ("fp32 eager", "fp32 channels-last", "fp32 compiled")
+    assert base.speedup_vs_best_fp32 <= 1.0 and (base.speedup_vs_best_fp32 == 1.0) == (base.best_fp32 == "fp32 eager")
+    assert "eager p50" in base.notes[0] and "channels-last p50" in base.notes[0] and "compiled p50" in base.notes[0]
+    assert int8.speedup_vs_best_fp32 == pytest.approx(int8.speedup * base.speedup_vs_best_fp32)
+    assert base.build_seconds > 0 and base.first_build_seconds > 0
+    assert any(n.startswith("FP32 compiled with AOTInductor and freezing, ") for n in base.notes)
+    assert int8.build_seconds is None  # torch.ao FX compiles nothing
     assert int4.kernel == "simulated" and int4.size_ratio < 0.14
     assert 0 <= int8.agreement <= 100 and int8.top1_delta == pytest.approx(int8.top1 - base.top1)
     assert int8.manifest["calib_size"] == 32 and int8.manifest["eval_size"] == 64
@@ -49,6 +60,9 @@ def test_a_failing_spec_becomes_an_error_row_and_the_rest_go_on(config, monkeypa
     rows = list(csv.DictReader(csv_text(results).splitlines()))
     assert list(rows[0]) == list(COLUMNS)
     assert rows[1]["device"] == "cpu" and rows[1]["input_shape"] == "1x3x32x32"
+    assert float(rows[0]["build_seconds"]) == pytest.approx(base.build_seconds, abs=1e-5)  # CSV: 6 decimals
+    assert rows[1]["build_seconds"] == ""
+    assert "build " in _hover_text(base) and "build" not in _hover_text(int8)
     page = html_report(results)
     assert "plotly" in page and "&quot;torch&quot;" in page and "injected failure" in page
 
@@ -124,7 +138,7 @@ def test_other_engines_are_timed_in_their_own_block(config, monkeypatch):
 
     monkeypatch.setattr(sweep, "time_interleaved", recording)
     base, ort_row, fx_row = run_sweep(config, [QuantSpec("fp32", backend="ort"), QuantSpec("int8")])
-    assert blocks == [["channels_last", "eager"], ["variant"], ["fp32"], ["fp32", "variant"]]
+    assert blocks == [["fp32 channels-last", "fp32 compiled", "fp32 eager"], ["variant"], ["fp32"], ["fp32", "variant"]]
     assert ort_row.status == "ok" and ort_row.backend == "ort" and any("own block" in n for n in ort_row.notes)
     assert ort_row.speedup == pytest.approx(ort_row.fp32_latency_ms_p50 / ort_row.latency_ms_p50)
     assert fx_row.backend == "fx" and not any("own block" in n for n in fx_row.notes)

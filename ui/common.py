@@ -129,7 +129,8 @@ def baseline_status(model: str, dataset: str, image_size: int | None = None) -> 
 
 def job_label(job: Job) -> str:
     c = job.config
-    return f"{job.job_id} · {c.get('model')} on {dataset_label(str(c.get('dataset')))} · {len(job.specs)} spec(s)"
+    what = f"{len(job.specs)} spec(s)" if job.kind == "sweep" else f"{job.kind}: {c.get('layer')} {c.get('kind')}"
+    return f"{job.job_id} · {c.get('model')} on {dataset_label(str(c.get('dataset')))} · {what}"
 
 
 def query_job() -> str | None:

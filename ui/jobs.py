@@ -47,13 +47,16 @@ def remember(jid: str, session_key: str) -> None:
     st.query_params["job"] = jid
 
 
-def current(session_key: str) -> str | None:
-    """The job this page shows: the URL's ``?job=``, else the last one of this session."""
+def current(session_key: str, kind: str = "sweep") -> str | None:
+    """The job of ``kind`` this page shows: the URL's ``?job=``, else the last one of this session."""
     jid = query_job() or st.session_state.get(session_key)
     if not jid:
         return None
-    if store().job(jid) is None:
-        st.warning(f"There is no job {jid} in {store().path}; it may have been made on another machine.")
+    job = store().job(jid)
+    if job is None or job.kind != kind:
+        where = (f"there is no job {jid} in {store().path}; it may have been made on another machine" if job is None
+                 else f"job {jid} is a {job.kind} job, shown on its own page")
+        st.warning(where[0].upper() + where[1:] + ".")
         st.session_state.pop(session_key, None)
         return None
     remember(jid, session_key)

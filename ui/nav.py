@@ -14,8 +14,15 @@ PAGES = [  # (script, label, icon); Streamlit's own list would call Home "app"
     ("pages/explore.py", "Explore", ":material/tune:"),
     ("pages/sweep.py", "Sweep & Pareto", ":material/scatter_plot:"),
     ("pages/runs.py", "Runs", ":material/history:"),
+    ("pages/learn.py", "Learn", ":material/school:"),
 ]
 SWEEP_PAGE = "pages/sweep.py"
+LEARN_PAGE = "pages/learn.py"
+JOB_PAGES = {"sweep": SWEEP_PAGE, "learn-layer": LEARN_PAGE}  # where each kind of job is shown
+
+
+def job_page(job) -> str:
+    return JOB_PAGES.get(job.kind, SWEEP_PAGE)
 
 
 def setup(title: str) -> None:
@@ -29,7 +36,7 @@ def setup(title: str) -> None:
 
 
 def queue() -> None:
-    """Running and waiting jobs, each a link to its Sweep view; refreshed every few seconds while any."""
+    """Running and waiting jobs, each a link to its page; refreshed every few seconds while any."""
     busy = any(j.active for j in store().jobs(limit=20))
     st.fragment(_queue, run_every=3.0 if busy else None)()
 
@@ -43,7 +50,7 @@ def _queue() -> None:
     st.caption(f"Worker queue: {running} running, {len(active) - running} waiting")
     for j in sorted(active, key=lambda j: j.created_at)[:4]:
         st.page_link(
-            SWEEP_PAGE,
+            job_page(j),
             label=f"{j.job_id} · {j.state} {j.done}/{j.total}",
             query_params={"job": j.job_id},
             icon=":material/pending:",

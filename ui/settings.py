@@ -39,7 +39,8 @@ HELP = {
     "scheme": "symmetric: zero-point 0; asymmetric: a zero-point shifts the range to fit the data",
     "mode": "static: weights and activations int8, ranges calibrated ahead; dynamic: Linear layers only, "
     "activation ranges taken per batch; weight-only: weights stored low-bit, computed in FP32",
-    "backend": "which implementation runs the spec; auto picks the first that can",
+    "backend": "which implementation runs the spec; auto picks the fastest measured on this machine, else the "
+    "first in qcore's order that can, and the run's notes say which and why",
 }
 
 

@@ -6,9 +6,11 @@ or dequantized to float at run time), the deployable artifact whose serialized s
 how many layers were really quantized.
 
 Each backend declares the kinds of spec it implements (``kinds``) and says why it cannot run a given
-spec on a given device (``unsupported``); :func:`kind_problem`, :func:`backends_for` and
-:func:`resolve_backend` read only that, and ``backend="auto"`` tries the backends of :data:`_AUTO` in its
-order of preference. ``QuantSpec`` checks the maths (INT4 activations do not exist), not the backends.
+spec on a given device (``unsupported``); :func:`kind_problem`, :func:`backends_for`, :func:`resolve` and
+:func:`resolve_backend` read only that. What ``backend="auto"`` picks, and why, is the policy of
+:mod:`qcore.backends.auto` (its default order, or this machine's measurements); its default order is also
+the order the backends of a kind are listed in here. ``QuantSpec`` checks the maths (INT4 activations do
+not exist), not the backends.
 Importing this package registers the built-in backends lazily; backends never time anything
 (``qcore.measure`` does).
 """
@@ -21,19 +23,12 @@ import torch
 from torch import nn
 
 from ..spec import QuantSpec, expand_grid
+from .auto import ORDER, Choice, choose
 from .base import LAYER_TYPES, Backend, BackendUnavailable, Quantized, count_layers, register_backend, registered
 
 __all__ = ["Backend", "BackendUnavailable", "Quantized", "LAYER_TYPES", "count_layers", "register_backend",
-           "list_backends", "get_backend", "kind_problem", "backends_for", "resolve_backend", "runnable_grid",
-           "quantize"]
-
-# The backends "auto" tries, in order of preference, for each kind of spec (QuantSpec.kind).
-_AUTO = {
-    "float": ("float",),
-    "static": ("fx", "pt2e"),
-    "dynamic": ("fx", "torchao"),
-    "weight-only": ("weight-only", "torchao"),
-}
+           "list_backends", "get_backend", "kind_problem", "backends_for", "Choice", "resolve", "resolve_backend",
+           "runnable_grid", "quantize"]
 
 
 def list_backends() -> list[str]:
@@ -50,9 +45,9 @@ def get_backend(name: str) -> Backend:
 
 
 def _preferred(kind: str) -> list[str]:
-    """Every backend that implements ``kind``: auto's choices first, in its order, then the rest."""
+    """Every backend that implements ``kind``: auto's default order first, then the rest."""
     table = _table()
-    names = [n for n in _AUTO.get(kind, ()) if n in table] + list(table)
+    names = [n for n in ORDER.get(kind, ()) if n in table] + list(table)
     return [n for n in dict.fromkeys(names) if kind in table[n].kinds]
 
 
@@ -74,24 +69,26 @@ def backends_for(spec: QuantSpec, device: str) -> list[str]:
     return [n for n in _preferred(spec.kind) if table[n].unsupported(spec, device) is None]
 
 
-def resolve_backend(spec: QuantSpec, device: str) -> Backend:
-    """The backend that will run ``spec`` on ``device``; raises BackendUnavailable with the reason."""
+def resolve(spec: QuantSpec, device: str, *, model: str | None = None, batch_size: int | None = None) -> Choice:
+    """The backend that will run ``spec`` on ``device`` and why (a :class:`~qcore.backends.auto.Choice`);
+    raises BackendUnavailable with the reason.
+
+    For ``backend="auto"`` the policy is :func:`qcore.backends.auto.choose` (``model`` and ``batch_size``
+    select this machine's measurements, if any); a backend named by the spec is a choice already made
+    (``why`` is empty).
+    """
     table = _table()
     if spec.backend != "auto":
         reason = kind_problem(spec) or table[spec.backend].unsupported(spec, device)
         if reason:
             raise BackendUnavailable(reason)
-        return table[spec.backend]
-    reasons = []
-    for name in _AUTO[spec.kind]:
-        if name not in table:
-            continue
-        reason = table[name].unsupported(spec, device)
-        if reason is None:
-            return table[name]
-        reasons.append(reason)
-    parts = list(dict.fromkeys(part for reason in reasons for part in reason.split("; ")))  # each reason once
-    raise BackendUnavailable("; ".join(parts) or f"no backend runs {spec.label()} on {device}")
+        return Choice(table[spec.backend], "")
+    return choose(spec, device, table, model=model, batch_size=batch_size)
+
+
+def resolve_backend(spec: QuantSpec, device: str) -> Backend:
+    """The backend that will run ``spec`` on ``device``; raises BackendUnavailable with the reason."""
+    return resolve(spec, device).backend
 
 
 def runnable_grid(**options) -> tuple[list[QuantSpec], list[tuple[dict, str]]]:
@@ -126,7 +123,7 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import (  # noqa: F401  (each registers itself; ort and openvino import their engines lazily)
+    from . import (  # noqa: F401  (each registers itself; ort, openvino, xnnpack import their engines lazily)
         float_cast,
         fx_int8,
         openvino_backend,
@@ -134,6 +131,7 @@ def _load_builtin() -> None:
         pt2e_int8,
         torchao_linear,
         weight_only,
+        xnnpack,
     )
 
 

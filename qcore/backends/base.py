@@ -39,6 +39,9 @@ class Quantized:
     quantize_seconds: float = 0.0
     engine: str = ""
     notes: list[str] = field(default_factory=list)
+    # what was compiled or lowered for it (qcore.buildcache.BuildRecord), built or loaded from the cache;
+    # a list the model may still append to (a program per new input shape)
+    builds: list = field(default_factory=list)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.to(self.input_dtype))

@@ -1,52 +1,38 @@
-"""INT8 on CPU through torchao's PT2E flow: export, X86InductorQuantizer, Inductor with freezing.
+"""INT8 on CPU through torchao's PT2E flow: export, X86InductorQuantizer, AOTInductor with freezing.
 
 ``torch.export`` (strict) captures the model with a dynamic batch dimension, the quantizer
 annotates it (activations uint8 per tensor with the user's calibration method, weights int8
-symmetric per output channel), calibration runs on the exported graph (:func:`build_pt2e`, public so
-that ``bench/peers.py`` compiles the very same graph other ways), and ``torch.compile`` with
-``freezing`` lowers the quantize/dequantize pairs into fused oneDNN int8 kernels
-(:func:`compile_pt2e`). Without freezing there is no speed-up; it is passed to this one compile as an
-option (every recompile for a new input shape gets it too), never left set for the whole process.
+symmetric per output channel), calibration runs on the exported graph and it is converted
+(:func:`quantized_graph` for any quantizer, :func:`build_pt2e` for this backend's: public, so that
+``bench/peers.py`` compiles the very same graph other ways and the xnnpack backend lowers one made by
+its own quantizer). AOTInductor with ``freezing`` then lowers the quantize/dequantize pairs into
+fused oneDNN int8 kernels driven by generated C++ (:mod:`.compiled`): one package for the latency
+shape, one per evaluation batch shape, channels-last input (oneDNN's int8 convolutions work in
+NHWC, so an NCHW input would cost a reorder before the first one: mobilenet_v2, batch 32: 276 -> 143
+ms here). Packages are cached on disk (:mod:`qcore.buildcache`), keyed by the quantized graph (its
+int8 weights, scales and zero points) and the input shape, so a spec run a second time loads its
+packages instead of compiling them. Without freezing there is no speed-up, so it is on for every
+build: passed to the call (AOTInductor applies it for the length of that build, the graph being
+exported before, so no tracer reads the global flag), never set process-wide.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..buildcache import digest
 from ..measure import stopwatch
 from ._observer import calibrate
 from .base import Backend, Quantized, count_layers, register_backend
+from .compiled import PerShape, aoti_compiler
 from .fx_int8 import activation_range
 
-__all__ = ["COMPILE_OPTIONS", "CompiledWithFreezing", "ChannelsLastInput", "PT2EGraph", "build_pt2e", "compile_pt2e",
-           "drop_export_guards", "PT2EInt8"]
-
-# Inductor options of the compile (torch.compile(options=...)): freezing folds the int8 weights and their
-# scales into constants, which is what turns the quantize/dequantize pairs into oneDNN's fused int8 kernels;
-# cpp_wrapper calls the graph's kernels from generated C++, not Python (mobilenet_v2, batch 1: 12.3 -> 9.9 ms
-# here). Applied to every compile of this one callable, recompiles for new input shapes included.
-COMPILE_OPTIONS = {"freezing": True, "cpp_wrapper": True}
-
-
-@contextmanager
-def _freezing_while_tracing():
-    """Dynamo, which traces before Inductor sees the options, reads ``torch._inductor.config.freezing`` itself
-    to decide that parameters are constants; without it the frozen graph still takes the weights as inputs
-    and oneDNN's weight prepacking fails. So the flag is on while a call may trace, and restored after."""
-    import torch._inductor.config as inductor_config
-
-    before = inductor_config.freezing
-    inductor_config.freezing = True
-    try:
-        yield
-    finally:
-        inductor_config.freezing = before
+__all__ = ["PT2EGraph", "quantized_graph", "build_pt2e", "drop_export_guards", "PT2EInt8"]
 
 
 def _quantizer(spec):
@@ -101,35 +87,29 @@ def drop_export_guards(gm: torch.fx.GraphModule) -> None:
     gm.recompile()
 
 
-class CompiledWithFreezing:
-    """Calls a ``torch.compile``'d callable whose options include freezing. Its first call for each input
-    shape and grad mode (what makes Dynamo trace and compile again) runs with freezing visible to Dynamo
-    (:func:`_freezing_while_tracing`); the later calls, the timed ones, pay only a set lookup."""
+def quantized_graph(
+    model: nn.Module, quantizer, calib, example: torch.Tensor
+) -> tuple[torch.fx.GraphModule, float, float]:
+    """``(converted graph, prepare + convert seconds, calibration seconds)``: the PT2E recipe up to the
+    quantized graph (quantize/dequantize pairs around FP32 ops) that ``quantizer`` annotates, before any
+    compilation: export with a dynamic batch, prepare, calibrate on ``calib``, convert. ``model`` is
+    not modified (export copies it)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    def __init__(self, compiled) -> None:
-        self.compiled = compiled
-        self._traced: set[tuple] = set()
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        key = (tuple(x.shape), tuple(x.stride()), x.dtype, torch.is_grad_enabled(), torch.is_inference_mode_enabled())
-        if key in self._traced:
-            return self.compiled(x)
-        with _freezing_while_tracing():
-            out = self.compiled(x)
-        self._traced.add(key)
-        return out
-
-
-class ChannelsLastInput(nn.Module):
-    """Feeds the compiled graph NHWC images: oneDNN's int8 convolutions work in that layout, so an NCHW
-    input costs a reorder before the first one (mobilenet_v2, batch 32: 276 -> 143 ms here)."""
-
-    def __init__(self, compiled) -> None:
-        super().__init__()
-        self.compiled = compiled
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.compiled(x.contiguous(memory_format=torch.channels_last))
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with warnings.catch_warnings(), stopwatch() as t_prep:
+        warnings.simplefilter("ignore")
+        # Batch 1 would be specialised to a constant; export at 2 with the batch marked dynamic.
+        ex2 = example if example.shape[0] > 1 else torch.cat([example, example])
+        exported = torch.export.export(model, (ex2,), dynamic_shapes=({0: batch},), strict=True).module()
+        prepared = prepare_pt2e(exported, quantizer)
+    # the weight observers run in the forward pass too: with no calibration batch (dynamic mode needs none
+    # for its activations) the example runs once, else the weights would keep default qparams
+    calib_s = calibrate(prepared, list(calib) or [example])
+    with stopwatch() as t_conv, torch.no_grad():
+        converted = convert_pt2e(prepared)
+        drop_export_guards(converted)
+    return converted, t_prep[0] + t_conv[0], calib_s
 
 
 @dataclass
@@ -143,35 +123,12 @@ class PT2EGraph:
 
 
 def build_pt2e(model: nn.Module, spec, calib, example: torch.Tensor) -> PT2EGraph:
-    """Export ``model`` (batch dimension dynamic), annotate it with the X86 Inductor quantizer for ``spec``
-    (the user's calibration method on activations), calibrate on ``calib`` and convert. ``model`` is
-    untouched; nothing is compiled (:func:`compile_pt2e` does that)."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
+    """The pt2e backend's graph: ``model`` exported, annotated with the X86 Inductor quantizer for ``spec``
+    (the user's calibration method on activations), calibrated on ``calib`` and converted
+    (:func:`quantized_graph`). ``model`` is untouched; nothing is compiled."""
     model = copy.deepcopy(model).eval().cpu()
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    with warnings.catch_warnings(), stopwatch() as t_prep:
-        warnings.simplefilter("ignore")
-        # Batch 1 would be specialised to a constant; export at 2 with the batch marked dynamic.
-        ex2 = example if example.shape[0] > 1 else torch.cat([example, example])
-        exported = torch.export.export(model, (ex2,), dynamic_shapes=({0: batch},), strict=True).module()
-        prepared = prepare_pt2e(exported, _quantizer(spec))
-    calib_s = calibrate(prepared, calib)
-    with stopwatch() as t_conv, torch.no_grad():
-        converted = convert_pt2e(prepared)
-        drop_export_guards(converted)
-    return PT2EGraph(converted, _graph_constants(converted), calib_s, t_prep[0] + t_conv[0])
-
-
-def compile_pt2e(converted: torch.fx.GraphModule, example: torch.Tensor) -> ChannelsLastInput:
-    """``converted`` compiled by Inductor with :data:`COMPILE_OPTIONS`, fed channels-last input, and run
-    once on ``example`` (so that the first timed call is not the compile)."""
-    # no guards on the module's attributes: its frozen weights never change
-    options = {**COMPILE_OPTIONS, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
-    compiled = ChannelsLastInput(CompiledWithFreezing(torch.compile(converted, options=options)))
-    with torch.no_grad():
-        compiled(example)
-    return compiled
+    converted, build_s, calib_s = quantized_graph(model, _quantizer(spec), calib, example)
+    return PT2EGraph(converted, _graph_constants(converted), calib_s, build_s)
 
 
 class PT2EInt8(Backend):
@@ -196,11 +153,13 @@ class PT2EInt8(Backend):
     def quantize(self, model, spec, calib, example, device):
         total = count_layers(model)
         graph = build_pt2e(model, spec, calib, example)
-        with stopwatch() as t_compile:
-            compiled = compile_pt2e(graph.converted, example)
+        with stopwatch() as t_key:  # the key of every shape's package: a hash of the int8 graph
+            what = digest(graph.converted)
+        runner = PerShape(aoti_compiler(graph.converted, what), memory_format=torch.channels_last)
+        runner.prepare(example)  # build (or load) the latency shape's package now, not in the first timed call
         nq = sum(1 for t in graph.artifact.values() if t.dtype == torch.int8 and t.dim() > 1)
         return Quantized(
-            model=compiled,
+            model=runner,
             backend=self.name,
             kernel="native",
             device="cpu",
@@ -208,10 +167,11 @@ class PT2EInt8(Backend):
             quantized_layers=nq,
             total_layers=total,
             calib_seconds=graph.calib_seconds,
-            quantize_seconds=graph.build_seconds + t_compile[0],
+            quantize_seconds=graph.build_seconds + t_key[0],
             engine="onednn (inductor)",
-            notes=["torchao PT2E: X86InductorQuantizer, torch.compile with freezing and the C++ wrapper, "
-                   "channels-last input"],
+            notes=["torchao PT2E: X86InductorQuantizer, AOTInductor with freezing (a C++ package per input "
+                   "shape), channels-last input"],
+            builds=runner.records,
         )
 
 

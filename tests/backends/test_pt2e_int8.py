@@ -1,11 +1,13 @@
-"""The pt2e backend: torchao's PT2E export, X86InductorQuantizer and Inductor with freezing."""
+"""The pt2e backend: torchao's PT2E export, X86InductorQuantizer and AOTInductor packages with freezing."""
+
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from qcore.backends import BackendUnavailable, quantize, resolve_backend
-from qcore.backends.pt2e_int8 import ChannelsLastInput
+from qcore.backends.compiled import PerShape
 from qcore.spec import QuantSpec
 
 EXAMPLE = torch.randn(1, 3, 32, 32)
@@ -29,17 +31,50 @@ def _small_cnn():
     ).eval()
 
 
-def test_pt2e_int8_on_a_small_cnn(calib):
+@pytest.mark.slow
+def test_pt2e_int8_packages_are_frozen_cached_and_a_bad_one_is_rebuilt(calib, tmp_path, monkeypatch):
+    """Real int8 AOTInductor packages per shape, each built frozen: Inductor's freeze pass runs with the flag
+    on, so the int8 weights are prepacked into oneDNN's fused convolutions (the speed-up), and the global
+    setting is left as it was (AOTInductor applies its options for the build only, and the graph is exported
+    before, so no tracer reads the global flag as torch.compile's Dynamo does). A second quantization loads
+    the packages (same outputs), and a damaged package is rebuilt instead of failing the run."""
+    import zipfile
+
+    import torch._inductor.config as inductor_config
+    import torch._inductor.freezing as freezing
+
+    monkeypatch.setenv("QCORE_BUILDS", str(tmp_path / "builds"))  # built here, not loaded from another test's
+    seen = []
+    real = freezing.freeze
+    monkeypatch.setattr(freezing, "freeze", lambda *a, **k: seen.append(inductor_config.freezing) or real(*a, **k))
+    before = inductor_config.freezing
     model = _small_cnn()
-    q = quantize(model, QuantSpec("int8", backend="pt2e"), calib, EXAMPLE)
-    assert q.backend == "pt2e" and q.kernel == "native"
+    spec = QuantSpec("int8", backend="pt2e")
+    q = quantize(model, spec, calib, EXAMPLE)
+    assert q.backend == "pt2e" and q.kernel == "native" and isinstance(q.model, PerShape)
+    assert inductor_config.freezing == before and seen == [True]
     int8 = [t for t in q.artifact.values() if t.dtype == torch.int8]
     assert len(int8) >= 2
+    out, out_ex = q(calib[0]), q(EXAMPLE)  # the evaluation batch gets a package of its own (grad mode on here)
+    assert inductor_config.freezing == before and seen == [True, True]
     with torch.no_grad():
-        assert _rel_err(q(calib[0]), model(calib[0])) < 0.2
-        assert q(torch.randn(5, 3, 32, 32)).shape == (5, 10)  # the batch dimension is dynamic
-        assert q(torch.randn(2, 3, 48, 48)).shape == (2, 10)  # so are H and W (latency 224, evaluation 32)
-    assert isinstance(q.model, ChannelsLastInput)
+        assert _rel_err(out, model(calib[0])) < 0.2
+        assert torch.equal(q(calib[0][:5]), out[:5])  # a smaller batch runs padded to 16
+    assert [(r.cached, tuple(r.meta["shape"])) for r in q.builds] == [(False, (1, 3, 32, 32)), (False, (16, 3, 32, 32))]
+    for record in q.builds:  # the generated C++ calls oneDNN's int8 convolution for both convs, no FP32 one
+        with zipfile.ZipFile(record.path) as z:
+            code = "".join(z.read(n).decode(errors="ignore") for n in z.namelist() if n.endswith(".cpp"))
+        assert code.count("_qconv_pointwise_tensor(") == 2 and "_convolution_pointwise(" not in code, record.meta
+    q2 = quantize(model, spec, calib, EXAMPLE)  # the same spec again: both packages come from the cache
+    with torch.no_grad():
+        assert torch.equal(q2(calib[0]), out) and torch.equal(q2(EXAMPLE), out_ex)
+    assert [r.cached for r in q2.builds] == [True, True] and len(seen) == 2
+    assert q2.builds[1].first_build_seconds == pytest.approx(q.builds[1].first_build_seconds, rel=0.2)
+    Path(q.builds[0].path).write_bytes(b"PK\x03\x04 not a package")  # the latency shape's package, damaged
+    q3 = quantize(model, spec, calib, EXAMPLE)
+    with torch.no_grad():
+        assert torch.equal(q3(calib[0]), out) and torch.equal(q3(EXAMPLE), out_ex)
+    assert [r.cached for r in q3.builds] == [False, True] and q3.builds[0].rebuilt_because
 
 
 def test_pt2e_refuses_per_tensor_with_reason():
@@ -47,24 +82,20 @@ def test_pt2e_refuses_per_tensor_with_reason():
         resolve_backend(QuantSpec("int8", granularity="per-tensor", backend="pt2e"), "cpu")
 
 
-def test_freezing_is_an_option_of_each_compile_not_a_process_setting(calib, monkeypatch):
-    """Every compile of the quantized graph, recompiles for new input sizes included, is frozen (the int8
-    weights folded into oneDNN's kernels: the speed-up), and Inductor's global setting is left as it was."""
-    import torch._inductor.compile_fx as compile_fx
+def test_compiled_with_freezing_sets_the_flag_only_while_tracing(monkeypatch):
+    """bench/peers.py's torch.compile engines: Dynamo reads the global flag while it traces, so the wrapper
+    turns it on for the first call per shape only and restores it."""
     import torch._inductor.config as inductor_config
 
-    frozen = []
-    real = compile_fx.fw_compiler_freezing
-    monkeypatch.setattr(compile_fx, "fw_compiler_freezing", lambda *a, **k: frozen.append(1) or real(*a, **k))
+    from qcore.backends.compiled import CompiledWithFreezing
+
+    seen = []
+    fn = CompiledWithFreezing(lambda x: seen.append(inductor_config.freezing) or x * 2)
     before = inductor_config.freezing
-    q = quantize(_small_cnn(), QuantSpec("int8", backend="pt2e"), calib, EXAMPLE)
-    assert inductor_config.freezing == before and len(frozen) == 1
-    with torch.no_grad():
-        q(torch.randn(5, 3, 32, 32))  # a new batch size: Dynamo compiles again
-    assert inductor_config.freezing == before and len(frozen) == 2
-    with torch.no_grad():
-        q(torch.randn(5, 3, 32, 32))  # the same shape: no compile, the set lookup only
-    assert len(frozen) == 2
+    assert torch.equal(fn(torch.ones(2)), torch.full((2,), 2.0))
+    fn(torch.ones(2))  # the same shape: traced already
+    fn(torch.ones(3))  # a new shape: Dynamo would trace again
+    assert seen == [True, before, True] and inductor_config.freezing == before
 
 
 def test_build_pt2e_is_the_backends_graph_before_compiling(calib):

@@ -51,7 +51,8 @@ _EXAMPLES = {
                 "pt2e": QuantSpec("int8", backend="pt2e"), "float": QuantSpec("fp16", backend="float"),
                 "torchao": QuantSpec("int8", mode="dynamic", backend="torchao"),
                 "weight-only": QuantSpec("int4", mode="weight-only", backend="weight-only"),
-                "ort": QuantSpec("int8", backend="ort"), "openvino": QuantSpec("int8", backend="openvino")},
+                "ort": QuantSpec("int8", backend="ort"), "openvino": QuantSpec("int8", backend="openvino"),
+                "xnnpack": QuantSpec("int8", backend="xnnpack")},
 }  # fmt: skip
 
 
@@ -60,16 +61,16 @@ def test_every_choice_can_be_measured_on_this_cpu(field):
     assert sorted(_EXAMPLES[field]) == sorted(CHOICES[field]), "a choice without an example (or a stale one)"
     for value, spec in _EXAMPLES[field].items():
         assert getattr(spec, field) == value
-        if spec.backend in ("ort", "openvino") and get_backend(spec.backend).unsupported(spec, "cpu"):
-            continue  # the optional peers are not installed here (requirements-peers.txt)
+        if spec.backend in ("ort", "openvino", "xnnpack") and get_backend(spec.backend).unsupported(spec, "cpu"):
+            continue  # the optional engines are not installed here (requirements-peers.txt, requirements-xnnpack.txt)
         assert resolve_backend(spec, "cpu").name in backends_for(spec, "cpu"), spec.label()
 
 
 @pytest.mark.parametrize(
     "spec, allowed",
     [
-        (QuantSpec(backend="float"), "allowed: auto, fx, pt2e, openvino, ort"),
-        (QuantSpec("fp16", backend="fx"), "allowed: auto, float, openvino, ort"),
+        (QuantSpec(backend="float"), "allowed: auto, fx, pt2e, xnnpack, openvino, ort"),
+        (QuantSpec("fp16", backend="fx"), "allowed: auto, float, openvino, ort, xnnpack"),
         (QuantSpec("int8", mode="weight-only", backend="pt2e"), "allowed: auto, weight-only, torchao"),
         (QuantSpec("int8", mode="dynamic", backend="weight-only"), "allowed: auto, fx, torchao, pt2e"),
     ],
@@ -80,6 +81,14 @@ def test_a_backend_that_never_runs_a_kind_says_which_do(spec, allowed):
     assert why.startswith(f"backend={spec.backend!r} does not run") and why.endswith(allowed)
     with pytest.raises(BackendUnavailable, match=allowed):
         resolve_backend(spec, "cpu")
+
+
+def test_autos_order_names_every_kind_and_only_backends_of_that_kind():
+    from qcore.backends.auto import ORDER
+
+    assert set(ORDER) == set(KINDS)
+    for kind, names in ORDER.items():
+        assert all(kind in get_backend(n).kinds for n in names), kind
 
 
 def test_auto_prefers_its_order_and_falls_back_with_the_reasons():

@@ -1,0 +1,141 @@
+"""What ``backend="auto"`` runs a spec on, and why: the one place this policy lives.
+
+The rule: the first backend of :data:`ORDER` (for the spec's kind, ``QuantSpec.kind``) that can
+run the spec here, unless this machine has measurements. Which INT8 path is fastest depends on the CPU (VNNI or
+not, AVX-512 or AVX2, x86 or ARM), so ``bench/peers.py --record-auto`` can store what it measured
+in ``auto-backends.json`` in qcore's data directory: each backend's p50 latency per model, batch
+size and input size. Where that table has numbers for the spec's mode, backends are tried
+fastest first; the table is only read on the machine (CPU, flags, torch version) it was
+measured on.
+
+Ranking example: measured p50 at batch 1 and 32 for resnet18, pt2e 16.3 and 419 ms, fx 19.9 and
+565 ms. Each backend's latency is divided by the fastest at that point (pt2e 1.00 and 1.00, fx 1.22
+and 1.35), and the backends are ranked by the geometric mean of those ratios (pt2e 1.00, fx 1.28):
+``auto`` picks pt2e for a static INT8 spec it can run, fx for one it cannot (per-tensor weights).
+Points for the sweep's own model and batch size are used when there are any, else the points
+for its batch size, else all of them.
+
+The choice and the reason are returned as text that goes into the Result's notes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..paths import atomic_write_bytes, data_home
+from ..spec import QuantSpec
+from .base import BackendUnavailable
+
+__all__ = ["ORDER", "MEASURED_FILE", "machine", "load_measured", "record_measurement", "ranking", "Choice",
+           "choose"]
+
+# The order ``auto`` tries backends in, per kind of spec, where nothing was measured on this machine. The
+# registry (qcore.backends) also lists these first wherever it names the backends of a kind.
+ORDER: dict[str, tuple[str, ...]] = {
+    "float": ("float",),
+    "static": ("fx", "pt2e", "xnnpack"),
+    "dynamic": ("fx", "torchao"),
+    "weight-only": ("weight-only", "torchao"),
+}
+MEASURED_FILE = "auto-backends.json"
+
+
+def machine() -> dict[str, str]:
+    """What a measurement is valid for: the CPU, its flags and torch (a new torch has new kernels)."""
+    from ..buildcache import environment
+
+    env = environment()
+    return {k: env[k] for k in ("cpu", "machine", "cpu_flags", "torch")}
+
+
+def load_measured() -> list[dict]:
+    """This machine's measurements (an unreadable or foreign file counts as none)."""
+    path = data_home() / MEASURED_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or data.get("machine") != machine():
+        return []
+    return [e for e in data.get("entries", []) if isinstance(e, dict) and isinstance(e.get("p50_ms"), dict)]
+
+
+def record_measurement(
+    mode: str, model: str, batch_size: int, input_size: int, p50_ms: Mapping[str, float], source: str
+) -> None:
+    """Store (replacing an earlier one for the same point) what each backend's p50 was on this machine."""
+    if mode not in ORDER:
+        raise ValueError(f"mode={mode!r} is not allowed; allowed: {', '.join(ORDER)}")
+    p50 = {b: float(v) for b, v in p50_ms.items() if v is not None and math.isfinite(v) and v > 0}
+    if len(p50) < 1:
+        raise ValueError("no finite latency to record")
+    point = {"mode": mode, "model": model, "batch_size": int(batch_size), "input_size": int(input_size)}
+    entries = [e for e in load_measured() if {k: e.get(k) for k in point} != point]
+    entries.append({**point, "p50_ms": p50, "source": source, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    body = {"machine": machine(), "entries": entries}
+    atomic_write_bytes(data_home() / MEASURED_FILE, json.dumps(body, indent=1).encode())
+
+
+def ranking(mode: str, model: str | None = None, batch_size: int | None = None) -> tuple[list[str], str]:
+    """Backends measured for ``mode`` on this machine, fastest first, and what the ranking rests on."""
+    entries = [e for e in load_measured() if e.get("mode") == mode]
+    for pick in (
+        lambda e: e.get("model") == model and e.get("batch_size") == batch_size,
+        lambda e: e.get("batch_size") == batch_size,
+        lambda e: True,
+    ):
+        chosen = [e for e in entries if pick(e)]
+        if chosen:
+            break
+    else:
+        return [], ""
+    logs: dict[str, list[float]] = {}
+    for e in chosen:
+        best = min(e["p50_ms"].values())
+        for b, v in e["p50_ms"].items():
+            logs.setdefault(b, []).append(math.log(v / best))
+    score = {b: math.exp(sum(v) / len(v)) for b, v in logs.items()}
+    order = sorted(score, key=score.get)
+    where = ", ".join(f"{e['model']} batch {e['batch_size']}" for e in chosen[:4]) + (" ..." if len(chosen) > 4 else "")
+    table = ", ".join(f"{b} {score[b]:.2f}x" for b in order)
+    return order, f"measured on this machine ({where}; p50 over the fastest: {table}; {chosen[0].get('source', '')})"
+
+
+@dataclass
+class Choice:
+    """The backend that runs a spec and why (empty when the spec named its backend: no choice was made)."""
+
+    backend: object  # a registered qcore.backends.base.Backend
+    why: str
+
+
+def choose(
+    spec: QuantSpec, device: str, registry: Mapping[str, object], *, model: str | None = None,
+    batch_size: int | None = None,
+) -> Choice:  # fmt: skip
+    """The backend ``auto`` runs ``spec`` on, and why; raises BackendUnavailable naming every refusal.
+
+    ``registry`` maps names to registered backends; one that does not implement the spec's kind
+    (``Backend.kinds``) is never chosen, measured or not."""
+    mode = spec.kind
+    default = ORDER[mode]
+    measured, basis = ranking(mode, model, batch_size) if mode != "float" else ([], "")
+    order = [b for b in measured if b in registry] + [b for b in default if b not in measured]
+    reasons: dict[str, str] = {}
+    for name in order:
+        if name not in registry or mode not in registry[name].kinds:
+            continue
+        reason = registry[name].unsupported(spec, device)
+        if reason is None:
+            how = f"fastest first, {basis}" if measured else f"qcore's default order for {mode}: {', '.join(default)}"
+            why = f"auto chose {name} ({how})"
+            if reasons:
+                why += "; " + "; ".join(f"{b} cannot: {r}" for b, r in reasons.items())
+            return Choice(registry[name], why)
+        reasons[name] = reason
+    parts = list(dict.fromkeys(p for r in reasons.values() for p in r.split("; ")))  # each reason once
+    raise BackendUnavailable("; ".join(parts) or f"no backend runs {spec.label()} on {device}")
