@@ -11,7 +11,7 @@ from qcore.result import Result, baseline_of
 from qcore.spec import DEFAULT_GRID, QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
-from ui import cluster, jobs, results, settings, spec_list
+from ui import cluster, grid_settings, jobs, results, settings, spec_list
 from ui.common import job_label, store
 from ui.nav import setup
 
@@ -51,7 +51,7 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
     )
     config_kwargs, problems = settings.config_widgets()
     st.markdown("##### Quantization grid")
-    grid = settings.spec_grid()
+    grid = grid_settings.spec_grid()
     from_grid, skipped, grid_problems = grid_specs(grid, config_kwargs["device"])
     from_grid = [s for s in from_grid if not s.is_reference]
     g1, g2 = st.columns(2, vertical_alignment="center")

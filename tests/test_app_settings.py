@@ -16,7 +16,8 @@ from streamlit.testing.v1 import AppTest
 from qcore.data.registry import list_datasets
 from qcore.spec import CHOICES, GROUP_SIZES
 from ui.common import dataset_label, label_of
-from ui.settings import GRID_FIELDS, UPLOAD, UPLOAD_LABEL, WEIGHTS
+from ui.grid_settings import GRID_FIELDS
+from ui.settings import UPLOAD, UPLOAD_LABEL, WEIGHTS
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

@@ -35,3 +35,8 @@ def test_bench_stability_help_runs():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "--protocol" in out.stdout and "--diagnose" in out.stdout and "--repeat" in out.stdout
+def test_bench_zoo_help_runs():
+    out = subprocess.run([sys.executable, "bench/zoo.py", "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "--timeout" in out.stdout and "--redo" in out.stdout and "--table-only" in out.stdout

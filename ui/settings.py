@@ -19,11 +19,12 @@ from qcore.sweep import SweepConfig
 from . import upload_panel
 from .common import dataset_image_size, dataset_label, hardware, input_problem, label_of, model_info, model_names
 
-__all__ = ["UPLOAD", "UPLOAD_LABEL", "WEIGHTS", "HELP", "GRID_FIELDS", "config_widgets", "spec_single", "spec_grid"]
+__all__ = ["UPLOAD", "UPLOAD_LABEL", "WEIGHTS", "HELP", "PERCENTILES", "QAT_EPOCHS", "config_widgets", "spec_single",
+           "qat_epochs_input"]
 
 _D = SweepConfig()  # the CLI's defaults
 _S = QuantSpec()
-_PERCENTILES = [99.0, 99.9, 99.99, 99.999]
+PERCENTILES = [99.0, 99.9, 99.99, 99.999]
 UPLOAD = "__upload__"
 UPLOAD_LABEL = "upload a zip of class folders ..."
 WEIGHTS = {  # option (as in the URL): caption
@@ -365,29 +366,6 @@ def spec_single() -> dict:
     )
 
 
-# The grid's fields: (QuantSpec field, options, title). Pills rather than multiselects: every value stays
-# readable (a multiselect clips its chips to stubs such as "I.." at 1024 px), and what is not chosen shows too.
-GRID_FIELDS = [
-    ("precision", CHOICES["precision"], "Precisions"), ("mode", CHOICES["mode"], "Modes"),
-    ("granularity", CHOICES["granularity"], "Granularities"), ("group_size", GROUP_SIZES, "Group sizes (per-group)"),
-    ("calibration", CHOICES["calibration"], "Calibrations"),
-    ("percentile", _PERCENTILES, "Percentiles (percentile calibration)"),
-    ("scheme", CHOICES["scheme"], "Schemes"), ("backend", CHOICES["backend"], "Backends"),
-]  # fmt: skip
-
-
-def _grid_fit_mode(chosen: list[str] | None = None) -> None:
-    """A precision added to the grid whose modes are all unchosen (INT4 with static only) adds the first mode it
-    allows, so the new precision is in the grid rather than skipped whole. ``chosen``: the modes before (default:
-    the mode pills' value)."""
-    chosen = chosen if chosen is not None else st.session_state.get("g_mode") or []
-    add = []
-    for precision in st.session_state.get("g_precision") or []:
-        modes = allowed_modes(precision)
-        if modes and not set(modes) & set(chosen + add):
-            add.append(modes[0])
-    if add:
-        st.session_state["g_mode"] = [m for m in CHOICES["mode"] if m in chosen + add]
 QAT_EPOCHS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0)
 
 
@@ -402,23 +380,3 @@ def qat_epochs_input(where, key: str) -> dict:
              f"{QAT_DEFAULTS['qat_freeze_observers']:g} of the steps. Cached: a second run loads it",
     )  # fmt: skip
     return {"qat_epochs": epochs}
-
-
-def spec_grid() -> dict:
-    """Several values per QuantSpec field (Sweep); the grid is their product. A link that names precisions and
-    no modes opens with the first mode each precision allows added (``g_precision=INT4``: weight-only), as a
-    precision chosen on the page does."""
-    cols = st.columns(2)
-    out = {}
-    for i, (name, options, title) in enumerate(GRID_FIELDS):
-        key = f"g_{name}"
-        if name == "mode" and key not in st.session_state and key not in st.query_params:
-            _grid_fit_mode(list(DEFAULT_GRID["mode"]))  # (sets the state only when it adds a mode)
-        out[name] = cols[i % 2].pills(
-            title, list(options), selection_mode="multi", format_func=label_of, key=key, bind="query-params", wrap=True,
-            default=None if key in st.session_state else list(DEFAULT_GRID[name]),  # (a callback may have set it)
-            help=HELP.get(name), on_change=_grid_fit_mode if name == "precision" else None,
-        )  # fmt: skip
-    if "qat" in out["mode"]:
-        out["qat_epochs"] = [qat_epochs_input(cols[len(GRID_FIELDS) % 2], key="g_qat_epochs")["qat_epochs"]]
-    return out

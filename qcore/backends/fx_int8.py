@@ -6,7 +6,10 @@ Static mode: FX traces the model, fuses conv-bn-relu, inserts an observer per ac
 quantized modules whose arithmetic is int8 x int8 -> int32.
 
 Dynamic mode: Linear layers only; weights are quantized ahead of time, activations per batch
-at run time. Convolutions stay FP32 and the result says how many layers were quantized.
+at run time. Convolutions stay FP32 and the result says how many layers were quantized. So do
+Linear layers the model never calls but reads the weight of (torchvision's Swin attention runs
+``F.linear(x, self.qkv.weight)``, nn.MultiheadAttention reads ``out_proj.weight``): a dynamic
+quantized Linear's ``weight`` is a method, and such a read would fail.
 
 On CPUs without VNNI (AVX2 only), fbgemm multiplies uint8 x int8 pairs into int16 with
 saturation, so activations use 7 bits (``reduce_range``), as torch's own x86 defaults do.
@@ -26,7 +29,9 @@ from ..spec import QuantSpec
 from ._observer import CalibrationObserver, calibrate
 from .base import Backend, Quantized, count_layers, register_backend
 
-__all__ = ["weight_observer", "activation_range", "static_qconfig_mapping", "FXInt8"]
+__all__ = [
+    "weight_observer", "activation_range", "static_qconfig_mapping", "FXInt8", "called_linears", "quantized_mean",
+]
 
 
 def _quantized_layer_count(model: nn.Module) -> int:
@@ -112,12 +117,17 @@ class FXInt8(Backend):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao FX warns that it is deprecated in favour of PT2E
             if spec.mode == "dynamic":
-                q, seconds = self._dynamic(model, spec)
+                q, seconds, read = self._dynamic(model, spec, example)
                 calib_s = 0.0
                 notes.append(
                     "dynamic: Linear layers hold int8 weights and quantize activations per batch; "
                     "convolutions stay FP32"
                 )
+                if read:
+                    notes.append(
+                        f"{len(read)} Linear layer(s) stay FP32: the model reads their weight instead of calling "
+                        f"them (e.g. {read[0]}; attention code such as Swin's or nn.MultiheadAttention's)"
+                    )
             else:
                 q, calib_s, seconds = self._static(model, spec, calib, example, engine)
         nq = _quantized_layer_count(q)
@@ -148,18 +158,68 @@ class FXInt8(Backend):
         calib_s = calibrate(prepared, calib)
         with stopwatch() as t_conv:
             q = convert_fx(prepared)
+            _route_quantized_means(q)
         return q, calib_s, t_prep[0] + t_conv[0]
 
-    def _dynamic(self, model, spec):
+    def _dynamic(self, model, spec, example):
         from torch.ao.quantization import QConfig, quantize_dynamic
         from torch.ao.quantization.observer import PlaceholderObserver
 
         act = PlaceholderObserver.with_args(dtype=torch.quint8, is_dynamic=True)
         qconfig = QConfig(activation=act, weight=weight_observer(spec))
         with stopwatch() as t:
-            # a module name overrides the type entry in torch.ao's propagation: kept layers get no qconfig
-            q = quantize_dynamic(model, {nn.Linear: qconfig, **dict.fromkeys(spec.keep_float)}, dtype=torch.qint8)
-        return q, t[0]
+            called = called_linears(model, example)
+            read = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n not in called]
+            # kept layers (spec.keep_float) get no qconfig: a name-keyed mapping quantizes only what it names
+            q = quantize_dynamic(model, {name: qconfig for name in called if name not in spec.keep_float},
+                                 dtype=torch.qint8)
+        return q, t[0], read
+
+
+def called_linears(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Qualified names of the ``nn.Linear`` layers that one forward of ``model`` calls as modules.
+
+    The others are read, not called: their parent passes ``layer.weight`` to a function itself.
+    """
+    called: list[str] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, name=name: called.append(name))
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear)
+    ]
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return list(dict.fromkeys(called))
+
+
+def quantized_mean(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """``x.mean(...)``, also for a quantized channels-last map of 1x1 pixels.
+
+    torch's int8 ``mean`` fails on such a tensor ("required rank 4 tensor to use channels_last format"):
+    its strides, (C, 1, C, C), read as channels-last, and the kernel then asks for a channels-last result
+    of rank 2. shufflenet_v2 and mnasnet end with ``x.mean([2, 3])``, and at 32x32 their last map is 1x1.
+    A contiguous copy (N*C bytes) reads as NCHW; the mean of one pixel is that pixel, requantized as before.
+    """
+    if x.is_quantized and x.dim() == 4 and x.shape[2] * x.shape[3] == 1:
+        x = x.clone(memory_format=torch.contiguous_format)
+    return x.mean(*args, **kwargs)
+
+
+def _route_quantized_means(gm: torch.fx.GraphModule) -> None:
+    """Every ``mean`` of the converted graph goes through :func:`quantized_mean`."""
+    changed = False
+    for node in gm.graph.nodes:
+        if (node.op == "call_method" and node.target == "mean") or (
+            node.op == "call_function" and node.target is torch.mean
+        ):
+            node.op, node.target = "call_function", quantized_mean
+            changed = True
+    if changed:
+        gm.recompile()
 
 
 register_backend(FXInt8())

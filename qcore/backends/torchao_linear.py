@@ -4,7 +4,9 @@ These are torchao's own tensor subclasses and kernels (int8 weight matmuls on CP
 tinygemm INT4 on CUDA: torch's own ``_weight_int4pack_mm``, bfloat16 activations). Only ``nn.Linear`` layers are
 quantized: for transformers (vit_b_16, swin_t) that is most of the weights, for CNNs just the
 classifier; the result says how many layers were quantized. torchao chooses its own ranges
-(min-max), so only ``calibration=minmax`` is accepted here.
+(min-max), so only ``calibration=minmax`` is accepted here. nn.MultiheadAttention's output
+projection stays FP32: torch marks it (``NonDynamicallyQuantizableLinear``) because the attention
+reads and transposes its weight itself, which torchao's weight tensors do not support.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from ..measure import stopwatch
 from .base import Backend, Quantized, count_layers, keep_float_problem, register_backend
 
-__all__ = ["TorchAOLinear"]
+__all__ = ["TorchAOLinear", "quantizable"]
 
 
 def _config(spec):
@@ -39,6 +42,11 @@ def _config(spec):
         return Int8WeightOnlyConfig(granularity=gran)
     # tile_packed_to_4d is tinygemm's layout, run by torch's own kernel; torchao's default ("plain") needs mslk
     return Int4WeightOnlyConfig(group_size=spec.group_size, int4_packing_format="tile_packed_to_4d")
+
+
+def quantizable(layer: nn.Module, fqn: str = "") -> bool:
+    """An nn.Linear that torchao can take: any but those its parent reads (nn.MultiheadAttention's out_proj)."""
+    return isinstance(layer, nn.Linear) and not isinstance(layer, NonDynamicallyQuantizableLinear)
 
 
 class TorchAOLinear(Backend):
@@ -70,13 +78,17 @@ class TorchAOLinear(Backend):
 
         with stopwatch() as t:
             m = copy.deepcopy(model).eval().to(device)
-            n = sum(isinstance(x, nn.Linear) for x in m.modules())
+            n = sum(quantizable(x) for x in m.modules())
+            kept = sum(isinstance(x, nn.Linear) for x in m.modules()) - n
             if spec.precision == "int4":  # tinygemm takes bfloat16 weights; activations are cast in and out
                 for layer in m.modules():
-                    if isinstance(layer, nn.Linear):
+                    if quantizable(layer):
                         layer.to(torch.bfloat16)
-            quantize_(m, _config(spec), filter_fn=lambda mod, fqn: isinstance(mod, nn.Linear))
+            quantize_(m, _config(spec), filter_fn=quantizable)
         notes = [f"torchao quantized {n} Linear layer(s); convolutions stay FP32"]
+        if kept:
+            notes.append(f"{kept} nn.MultiheadAttention output projection(s) stay FP32: the attention reads their "
+                         "weight itself")
         if n == 0:
             notes.append("this model has no Linear layer: nothing was quantized")
         if device == "cuda" and spec.mode == "dynamic":
