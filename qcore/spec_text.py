@@ -82,8 +82,14 @@ def _one_word(label: str) -> str:
     return {v: k for k, v in LABELS.items()}.get(label, label).lower()
 
 
+def _numeric_fields() -> dict[str, type]:
+    """QuantSpec's number fields and their types (group_size and qat_seed int, percentile and qat_* float)."""
+    kinds = {"int": int, "float": float}
+    return {f.name: kinds[f.type] for f in fields(QuantSpec) if f.type in kinds}
+
+
 def _number(name: str, text: str, field_name: str):
-    kind = int if field_name == "group_size" else float
+    kind = _numeric_fields().get(field_name, float)
     try:
         return kind(text)
     except ValueError:
@@ -117,7 +123,7 @@ def _parse_words(text: str, device: str) -> dict[str, Any]:
             name = name.replace("-", "_")
             if name not in names:
                 raise SpecError(f"{name!r} in {text!r} is not a QuantSpec field; allowed: {_allowed(sorted(names))}")
-            put(name, _number(name, value, name) if name in ("group_size", "percentile") else value, word)
+            put(name, _number(name, value, name) if name in _numeric_fields() else value, word)
             continue
         if word.replace(".", "", 1).isdigit() and last_number_field:
             put(last_number_field, _number(last_number_field, word, last_number_field), word)

@@ -183,11 +183,13 @@ def test_the_modes_a_precision_allows_come_from_the_rules():
     from qcore.spec import allowed_modes
 
     assert allowed_modes("int4") == ["weight-only"]
-    assert allowed_modes("int8") == ["static", "dynamic", "weight-only"]
+    assert allowed_modes("int8") == ["static", "dynamic", "weight-only", "qat"]
     assert allowed_modes("int8", granularity="per-group") == ["weight-only"]
-    assert allowed_modes("int8", calibration="entropy") == ["static"]
+    assert allowed_modes("int8", calibration="entropy") == ["static", "qat"]  # QAT starts from PTQ's ranges
     assert allowed_modes("int4", calibration="entropy") == ["weight-only"]  # no mode fits: the precision's own
     assert allowed_modes("fp16") == []
+
+
 def test_keep_float_is_a_sorted_set_of_names_with_a_stable_short_label():
     a = QuantSpec("int8", keep_float=("layer1.0.conv1", "fc", "conv1"))
     b = QuantSpec("int8", keep_float=["conv1", "fc", "layer1.0.conv1", "fc"])
