@@ -151,7 +151,7 @@ def build(engine: str, model, calib, threads: int) -> Engine:
     if engine in ("xnnpack-int8", "xnnpack-fp32"):
         spec = int8_spec("xnnpack") if engine == "xnnpack-int8" else QuantSpec("fp32", backend="xnnpack")
         backend = get_backend("xnnpack")
-        reason = backend.unsupported(spec, "cpu")
+        reason = backend.problem(spec, "cpu")
         if reason:
             raise RuntimeError(reason)
         q = backend.quantize(model, spec, calib, example, "cpu")

@@ -74,7 +74,7 @@ def backends_for(spec: QuantSpec, device: str) -> list[str]:
         from ..qat.flows import QAT_BACKENDS
 
         return [n for n in backends_for(spec.ptq_spec, device) if n in QAT_BACKENDS]
-    return [n for n in _preferred(spec.kind) if table[n].unsupported(spec, device) is None]
+    return [n for n in _preferred(spec.kind) if table[n].problem(spec, device) is None]
 
 
 def resolve(spec: QuantSpec, device: str, *, model: str | None = None, batch_size: int | None = None) -> Choice:
@@ -91,7 +91,7 @@ def resolve(spec: QuantSpec, device: str, *, model: str | None = None, batch_siz
 
         return resolve_qat(spec, device, table, model=model, batch_size=batch_size)
     if spec.backend != "auto":
-        reason = kind_problem(spec) or table[spec.backend].unsupported(spec, device)
+        reason = kind_problem(spec) or table[spec.backend].problem(spec, device)
         if reason:
             raise BackendUnavailable(reason)
         return Choice(table[spec.backend], "")

@@ -129,7 +129,7 @@ def choose(
     for name in order:
         if name not in registry or mode not in registry[name].kinds:
             continue
-        reason = registry[name].unsupported(spec, device)
+        reason = registry[name].problem(spec, device)
         if reason is None:
             how = f"fastest first, {basis}" if measured else f"qcore's default order for {mode}: {', '.join(default)}"
             why = f"auto chose {name} ({how})"

@@ -65,6 +65,11 @@ class Backend:
         """None when this backend can run ``spec`` on ``device``; else the reason it cannot."""
         raise NotImplementedError
 
+    def problem(self, spec: QuantSpec, device: str) -> str | None:
+        """Why this backend cannot run ``spec`` on ``device`` (None: it can): the rules every backend shares
+        (layers kept in FP32 only where :data:`KEEP_FLOAT_BACKENDS` says), then its own :meth:`unsupported`."""
+        return keep_float_problem(spec, self.name) or self.unsupported(spec, device)
+
     def quantize(
         self, model: nn.Module, spec: QuantSpec, calib: Iterable[torch.Tensor], example: torch.Tensor, device: str
     ) -> Quantized:

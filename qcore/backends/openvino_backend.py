@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, keep_float_problem, register_backend
+from .base import Backend, Quantized, count_layers, register_backend
 
 __all__ = ["convert", "OpenVinoBackend"]
 
@@ -142,8 +142,6 @@ class OpenVinoBackend(Backend):
     own_threads = True
 
     def unsupported(self, spec, device):
-        if why := keep_float_problem(spec, self.name):
-            return why
         if device != "cpu":
             return "the openvino backend runs OpenVINO's CPU plugin only"
         try:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, keep_float_problem, register_backend
+from .base import Backend, Quantized, count_layers, register_backend
 from .onnx_export import INPUT_NAME, export_onnx
 
 __all__ = ["OrtModel", "OrtBackend"]
@@ -139,8 +139,6 @@ class OrtBackend(Backend):
     own_threads = True
 
     def unsupported(self, spec, device):
-        if why := keep_float_problem(spec, self.name):
-            return why
         if device != "cpu":
             return "the ort backend runs ONNX Runtime's CPU execution provider only"
         try:

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, keep_float_problem, register_backend
+from .base import Backend, Quantized, count_layers, register_backend
 
 __all__ = ["TorchAOLinear", "quantizable"]
 
@@ -54,8 +54,6 @@ class TorchAOLinear(Backend):
     kinds = ("dynamic", "weight-only")
 
     def unsupported(self, spec, device):
-        if why := keep_float_problem(spec, self.name):
-            return why
         if spec.is_float or spec.mode == "static":
             return "the torchao backend runs dynamic INT8 and weight-only INT8/INT4 on Linear layers"
         if spec.calibration != "minmax":

@@ -32,7 +32,7 @@ import torch
 
 from ..buildcache import BuildCache, digest, input_signature
 from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, keep_float_problem, register_backend
+from .base import Backend, Quantized, count_layers, register_backend
 from .compiled import RECIPE, PerShape, export_for
 
 __all__ = ["set_threads", "delegation", "xnnpack_compiler", "XnnpackBackend"]
@@ -140,8 +140,6 @@ class XnnpackBackend(Backend):
     own_threads = True
 
     def unsupported(self, spec, device):
-        if why := keep_float_problem(spec, self.name):
-            return why
         if device != "cpu":
             return "ExecuTorch's XNNPACK backend runs on the CPU"
         if spec.is_float and spec.precision != "fp32":

@@ -62,7 +62,7 @@ def resolve_qat(spec: QuantSpec, device: str, table: Mapping[str, object], *, mo
     ptq = spec.ptq_spec
     if spec.backend != "auto":
         backend = table[spec.backend]
-        if (reason := backend.unsupported(ptq, device)) is not None:
+        if (reason := backend.problem(ptq, device)) is not None:
             raise BackendUnavailable(reason)
         return Choice(backend, "")
     qat_table = {n: b for n, b in table.items() if n in QAT_BACKENDS}

@@ -61,7 +61,7 @@ def test_every_choice_can_be_measured_on_this_cpu(field):
     assert sorted(_EXAMPLES[field]) == sorted(CHOICES[field]), "a choice without an example (or a stale one)"
     for value, spec in _EXAMPLES[field].items():
         assert getattr(spec, field) == value
-        if spec.backend in ("ort", "openvino", "xnnpack") and get_backend(spec.backend).unsupported(spec, "cpu"):
+        if spec.backend in ("ort", "openvino", "xnnpack") and get_backend(spec.backend).problem(spec, "cpu"):
             continue  # the optional engines are not installed here (requirements-peers.txt, requirements-xnnpack.txt)
         assert resolve_backend(spec, "cpu").name in backends_for(spec, "cpu"), spec.label()
 
