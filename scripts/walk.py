@@ -1,5 +1,5 @@
-"""Walk Home, Explore, Sweep, Runs and Learn in headless Chromium from URLs that carry every value of every select
-box and pill (as a shared link would), and print what each page shows: its URL after the load (a value the page
+"""Walk Home, Explore, Sweep, Runs, Learn and Layers in headless Chromium from URLs that carry every value of every
+select box and pill (as a shared link would), and print what each page shows: its URL after the load (a value the page
 did not take is gone from it), any exception, the errors. Screenshots of the pages worth a look go to ``--out``.
 
     .venv/bin/python -m scripts.walk --out /tmp/walk        # about 60 pages; 4 minutes on 2 busy cores
@@ -50,7 +50,9 @@ def _queries() -> list[tuple[str, str, bool]]:
           ("sweep?g_percentile=99.0&g_percentile=99.999&g_calibration=percentile", "sweep-percentiles", False),
           ("sweep?g_precision=INT8&g_mode=static&g_granularity=per-group", "sweep-impossible", True),
           ("sweep?x=size_bytes", "sweep-size-axis", False), ("runs", "runs", True),
-          ("learn", "learn", True)]  # fmt: skip
+          ("learn", "learn", True), ("layers", "layers", True),
+          ("explore?precision=INT8&mode=qat&qat_epochs=0.05", "explore-qat", True),
+          ("explore?draws=3", "explore-draws", False)]  # fmt: skip
     return q
 
 

@@ -376,8 +376,9 @@ def test_the_cli_prints_the_skipped_images(tmp_path, capsys):
     torch.manual_seed(0)
     ckpt = tmp_path / "r18.pt"
     torch.save(torchvision.models.resnet18(num_classes=2).state_dict(), ckpt)
-    code = main(["sweep", "--dataset", f"imagefolder:{root}", "--weights", str(ckpt), "--precision", "fp32",
-                 "--image-size", "32", "--calib-size", "2", "--latency-budget", "0.1", "--no-store"])
+    code = main(["sweep", "--model", "resnet18", "--dataset", f"imagefolder:{root}", "--weights", str(ckpt),
+                 "--precision", "fp32", "--image-size", "32", "--calib-size", "2", "--latency-budget", "0.1",
+                 "--no-store"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0, err
     assert "note: 1 unreadable file(s) skipped" in err and "note: 1 image(s) larger than 40 megapixels skipped" in err

@@ -11,8 +11,8 @@ from qcore.store import Store
 
 @pytest.fixture
 def base(fashion_mnist, resnet18_checkpoint):
-    return ["--weights", str(resnet18_checkpoint), "--calib-size", "16", "--eval-limit", "32",
-            "--precision", "int8", "--granularity", "per-tensor", "--backend", "fx"]
+    return ["--model", "resnet18", "--weights", str(resnet18_checkpoint), "--calib-size", "16", "--eval-limit", "32",
+            "--precision", "int8", "--granularity", "per-tensor", "--backend", "fx"]  # fmt: skip
 
 
 def test_layers_writes_one_row_per_layer(base, tmp_path, capsys, one_thread):

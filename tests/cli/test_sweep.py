@@ -141,8 +141,8 @@ def test_cli_qat_bad_input_is_refused_before_any_work(fashion_mnist):
     assert "backend='ort' does not run mode='qat'" in proc.stderr
 def test_cli_refuses_bad_calibration_draws_and_lists(tmp_path, fashion_mnist, resnet18_checkpoint):
     def sweep(*args):
-        cmd = [sys.executable, "-m", "qcore", "sweep", "--weights", str(resnet18_checkpoint), "--eval-limit", "8",
-               "--no-store", *args]
+        cmd = [sys.executable, "-m", "qcore", "sweep", "--model", "resnet18", "--weights", str(resnet18_checkpoint),
+               "--eval-limit", "8", "--no-store", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
     zero = sweep("--calib-draws", "0")
