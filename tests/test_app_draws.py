@@ -15,7 +15,8 @@ def _no_worker(monkeypatch):
 
 
 def test_explore_with_three_draws_shows_each_draw(resnet18_checkpoint, fashion_mnist):
-    at = _app("pages/explore.py", precision="int8", granularity="per-tensor", draws="3", calib="16", eval="40",
+    at = _app("pages/explore.py", model="resnet18", precision="int8", granularity="per-tensor", draws="3",
+              calib="16", eval="40",
               budget="0.2", weights="upload")
     field = at.number_input(key="draws")
     assert field.value == 3 and (field.min, field.max) == (LIMITS["calib_draws"].lo, LIMITS["calib_draws"].hi)
@@ -24,7 +25,7 @@ def test_explore_with_three_draws_shows_each_draw(resnet18_checkpoint, fashion_m
     next(b for b in at.button if b.label == "Run").click().run()
     assert at.query_params["draws"] == "3"
     jid = _run_queued_job()
-    at = _app("pages/explore.py", job=jid, ckpt=at.query_params["ckpt"], precision="int8",
+    at = _app("pages/explore.py", job=jid, ckpt=at.query_params["ckpt"], model="resnet18", precision="int8",
               granularity="per-tensor", draws="3", calib="16", eval="40", budget="0.2", weights="upload")
     caps = [c.value for c in at.caption]
     assert any(c.startswith("3 calibrations of 16 training images each, disjoint (seeds 0 to 2), every one "

@@ -80,8 +80,8 @@ def test_rows_stored_before_draws_existed_still_open(tmp_path):
 
 
 def test_a_sweep_with_draws(fashion_mnist, resnet18_checkpoint):
-    config = SweepConfig(weights=str(resnet18_checkpoint), calib_size=16, eval_limit=48, latency_budget_s=0.1,
-                         calib_draws=3, seed=4, fp32_compiled=False)
+    config = SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), calib_size=16, eval_limit=48,
+                         latency_budget_s=0.1, calib_draws=3, seed=4, fp32_compiled=False)
     base, int8, int4 = run_sweep(config, [FP32, INT8, INT4])
     assert int8.ok and int8.calib_draws == 3 and int8.calib_seeds == [4, 5, 6] and len(int8.draws_top1) == 3
     assert int8.top1 == pytest.approx(sum(int8.draws_top1) / 3)
@@ -111,15 +111,16 @@ def _fashion():
 def test_a_calibration_list_is_recorded(tmp_path, fashion_mnist, resnet18_checkpoint):
     f = tmp_path / "calib.txt"
     f.write_text("5\n1\n59999\n")
-    p = prepare(SweepConfig(weights=str(resnet18_checkpoint), eval_limit=8, calib_list=str(f)))
+    p = prepare(SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), eval_limit=8, calib_list=str(f)))
     assert p.manifest["calib_draws"] == [{"seed": None, "indices": [1, 5, 59999]}]
     assert p.manifest["calib_list"]["path"] == str(f) and p.manifest["calib_list"]["images"] == 3
     assert p.manifest["calib_size"] == 3 and sum(len(b) for b in p.calib) == 3
     f.write_text("60000\n")
     with pytest.raises(ValueError, match="index 60000 is not in the training split; allowed: 0 to 59999"):
-        prepare(SweepConfig(weights=str(resnet18_checkpoint), eval_limit=8, calib_list=str(f)))
+        prepare(SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), eval_limit=8, calib_list=str(f)))
     with pytest.raises(ValueError, match="enough for at most 1 draw"):
-        prepare(SweepConfig(weights=str(resnet18_checkpoint), eval_limit=8, calib_size=40_000, calib_draws=2))
+        prepare(SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), eval_limit=8, calib_size=40_000,
+                            calib_draws=2))
 
 
 def test_the_pareto_chart_draws_bars_and_says_what_it_cannot_tell_apart():

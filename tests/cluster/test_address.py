@@ -89,7 +89,8 @@ from qcore.sweep import SweepConfig
 from qcore.spec import QuantSpec
 from qcore.worker import run_job
 store = Store({str(tmp_path / 'runs.sqlite')!r})
-config = SweepConfig(weights={str(resnet18_checkpoint)!r}, calib_size=16, eval_limit=32, latency_budget_s=0.1,
+config = SweepConfig(model="resnet18", weights={str(resnet18_checkpoint)!r}, calib_size=16, eval_limit=32,
+                     latency_budget_s=0.1,
                      fp32_compiled=False)
 jid = store.submit_job(config.to_dict(), [QuantSpec("int8", mode="dynamic").to_dict()])
 run_job(store, store.claim_next_job(os.getpid()))

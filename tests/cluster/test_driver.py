@@ -38,7 +38,7 @@ NODE = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "resources": {"qcore_benc
 
 
 def _config(checkpoint) -> SweepConfig:
-    return SweepConfig(weights=str(checkpoint), calib_size=16, eval_limit=32, calib_batch_size=16,
+    return SweepConfig(model="resnet18", weights=str(checkpoint), calib_size=16, eval_limit=32, calib_batch_size=16,
                        latency_budget_s=0.2, fp32_compiled=False)
 
 

@@ -21,7 +21,8 @@ SPEC = QuantSpec("int8", granularity="per-tensor", backend="fx")
 
 @pytest.fixture
 def config(fashion_mnist, resnet18_checkpoint):
-    return SweepConfig(weights=str(resnet18_checkpoint), calib_size=16, eval_limit=32, latency_budget_s=0.2,
+    return SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), calib_size=16, eval_limit=32,
+                       latency_budget_s=0.2,
                        fp32_compiled=False)
 
 
