@@ -24,8 +24,8 @@ def _no_worker(monkeypatch):
 
 def _stored_job() -> str:
     store = Store()
-    jid = store.submit_job(layers_config(SweepConfig(model="resnet18", eval_limit=100), SPEC, accuracy=True), [], kind="layers",
-                           total=5)
+    config = layers_config(SweepConfig(model="resnet18", eval_limit=100), SPEC, accuracy=True)
+    jid = store.submit_job(config, [], kind="layers", total=5)
     rows = LayerRows(store.path)
     rows.add(jid, LayerRow("conv1", 0, "Conv2d 7x7 3->64", 9408, 40.1, 1e-4, 30.0, 1e-3, 0.999, 90.0, 99.0, 89.0,
                            98.0, 0.5, 1.0, 100, 64))
