@@ -55,7 +55,7 @@ def drive(page, url: str, ckpt: str) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{url}/sweep?{small_sweep_query(ckpt)}")
-    expect(page.get_by_text("2 spec(s)")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^2 specs \+ the FP32 baseline")).first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "sweep-settings.png"), full_page=True)
     page.get_by_role("button", name="Run sweep").click()
     expect(page.get_by_role("button", name="Cancel")).to_be_visible()  # while it runs
@@ -69,7 +69,7 @@ def drive(page, url: str, ckpt: str) -> None:
     wait_idle(page)
     expect(chart).to_have_count(1)  # (while the page reruns, the old chart may linger a moment)
     expect(points).to_have_count(3)  # FP32, INT8, FP16
-    expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+    expect(page.locator('[data-testid="stDataFrame"]:visible').first).to_be_visible()
     page.wait_for_timeout(1000)  # the table draws on a canvas after it appears
     page.screenshot(path=str(ARTIFACTS / "pareto.png"), full_page=True)
 
