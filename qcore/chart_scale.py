@@ -40,8 +40,13 @@ def x_title(x: str, log: bool) -> str:
 
 
 def symbol(r) -> str:
-    """Marker shape: filled circle; open when the kernel is simulated; a diamond when timed while busy."""
-    base = "diamond" if getattr(r, "busy", "") else "circle"
+    """Marker shape: a circle (a star for a QAT row); a diamond (a star-diamond) when timed while busy; open
+    when the kernel is simulated."""
+    busy = bool(getattr(r, "busy", ""))
+    if r.spec.mode == "qat":
+        base = "star-diamond" if busy else "star"
+    else:
+        base = "diamond" if busy else "circle"
     return base + "-open" if r.kernel == "simulated" else base
 
 

@@ -276,8 +276,8 @@ class QuantSpec:
                 short = f"{self.percentile:g}"  # 99.99, not 99.99000000000001; repr when g would round
                 cal += f"({short if float(short) == self.percentile else repr(self.percentile)})"
             parts += [cal, "sym" if self.symmetric else "asym", self.mode]
-            if self.mode == "qat":  # the fine-tune's length, as parse_spec reads any field back
-                parts.append(f"qat_epochs={self.qat_epochs:g}")
+            if self.mode == "qat":  # the fine-tune's length (qcore.spec_text reads "qat(0.5 ep)" back)
+                parts[-1] += f"({self.qat_epochs:g} ep)"
         if self.backend != "auto":
             parts.append(f"[{self.backend}]")
         if self.keep_float:

@@ -105,6 +105,7 @@ def _parse_words(text: str, device: str) -> dict[str, Any]:
         if " " in label or "(" in label:
             norm = norm.replace(label.lower(), key)
     norm = norm.replace("min-max", "minmax")
+    norm = re.sub(r"\bqat\(([^()\s]+) ep\)", r"qat qat_epochs=\1", norm)  # QAT's label: "qat(0.5 ep)"
     words, names = _words(), {f.name for f in fields(QuantSpec)}
     out: dict[str, Any] = {"device": device}
     last_number_field = None

@@ -276,7 +276,7 @@ def test_qat_points_get_their_own_marker_and_the_curve_has_both_runs():
                     speedup=2.0, size_bytes=1_000_000, size_ratio=0.25)
     fig = pareto_figure([base, static, _qat_row()])
     traces = {t.name: t for t in fig.data}
-    assert traces["INT8 QAT"].marker.symbol == QAT_SYMBOL and list(traces["INT8 QAT"].y) == [88.5]
+    assert list(traces["INT8 QAT"].marker.symbol) == [QAT_SYMBOL] and list(traces["INT8 QAT"].y) == [88.5]
     assert list(traces["INT8"].y) == [87.0]  # the PTQ point stays a circle of its precision
     assert "recovered 0.68" in traces["INT8 QAT"].text[0]
     assert qat_hover_line(_qat_row()) == ("QAT 0.5 epoch: PTQ 87.00%, control 89.20%, recovered 0.68, "

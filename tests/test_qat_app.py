@@ -19,6 +19,6 @@ def test_explore_offers_qat_with_its_epochs_and_refuses_a_backend_without_a_qat_
 def test_sweep_grid_of_static_and_qat_counts_the_qat_spec_and_skips_fp32_qat():
     at = _app("pages/sweep.py", g_mode=["static", "qat"], g_qat_epochs="0.1")
     assert at.selectbox(key="g_qat_epochs").value == 0.1
-    assert any("**2 spec(s)** to measure after the FP32 baseline" in m.value for m in at.markdown), \
+    assert any("**2 specs + the FP32 baseline** to measure" in m.value for m in at.markdown), \
         [m.value for m in at.markdown][:8]
     assert any("mode='qat' is not allowed with precision='fp32'" in m.value for m in at.markdown)

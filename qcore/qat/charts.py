@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["QAT_SYMBOL", "curve_figure", "add_qat_points", "qat_hover_line"]
 
-QAT_SYMBOL = "diamond"  # PTQ points are circles
+QAT_SYMBOL = "star"  # PTQ points are circles, rows timed while busy diamonds (qcore.chart_scale.symbol)
 
 
 def qat_hover_line(r) -> str:
@@ -22,7 +22,7 @@ def qat_hover_line(r) -> str:
 
 
 def add_qat_points(fig, rows: Sequence, x: str, max_size: float, hover: Callable) -> None:
-    """One trace of QAT rows (diamonds, sized by model size like the others) on a Pareto figure."""
+    """One trace of QAT rows (stars, sized by model size like the others) on a Pareto figure."""
     import plotly.graph_objects as go
 
     if not rows:
