@@ -88,8 +88,10 @@ def write_table(csv_path: Path, out: Path, note: str = "") -> None:
     ]
     lines += [f"- `{k}`: {v}" for k, v in STATUSES.items()]
     lines += ["", "`partial` and `fails` cells name a reason, and `n/m` counts the Conv/Linear layers that are "
-              "int8 out of all. Where static or dynamic INT8 is not `ok`, the other torch backends that take "
-              "the spec were tried too; the cell ends with what they did (pick one with `--backend`).", "",
+              "int8 out of all. Where static or dynamic INT8 is not `ok`, `bench/zoo.py` then tries the other "
+              "torch backends that take the spec, after every model's own cells; the cell ends with what they did "
+              f"(pick one with `--backend`). This table holds {sum(map(len, alt.values()))} such tries"
+              + ("" if alt else " (the run was stopped before them: `bench/zoo.py` resumes there)") + ".", "",
               "### Reasons", ""]
     used = {r for m in MODES for r in reason_count[m]}
     lines += [f"- `{k}`: {v}" for k, v in REASONS.items() if k in used]
