@@ -112,20 +112,12 @@ def spec_of(mode: str):
 def layer_census(model, example) -> dict[str, str]:
     """Each Conv/Linear of ``model`` by qualified name -> ``conv`` or ``linear`` (called as a module),
     ``mha`` (inside nn.MultiheadAttention) or ``weight-read`` (never called: its parent reads ``.weight``)."""
-    import torch
     from torch import nn
 
     from qcore.backends import LAYER_TYPES
+    from qcore.backends.fx_int8 import called_modules
 
-    called: set[str] = set()
-    hooks = [m.register_forward_pre_hook(lambda mod, args, q=q: called.add(q))
-             for q, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    called = set(called_modules(model, example, LAYER_TYPES))
     mha = {f"{q}.{c}" if q else c for q, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
            for c, _ in m.named_modules() if c}
     return {q: "mha" if q in mha else ("linear" if isinstance(m, nn.Linear) else "conv") if q in called

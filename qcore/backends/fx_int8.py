@@ -30,7 +30,7 @@ from ._observer import CalibrationObserver, calibrate
 from .base import Backend, Quantized, count_layers, register_backend
 
 __all__ = [
-    "weight_observer", "activation_range", "static_qconfig_mapping", "FXInt8", "called_linears", "quantized_mean",
+    "weight_observer", "activation_range", "static_qconfig_mapping", "FXInt8", "called_modules", "quantized_mean",
 ]
 
 
@@ -168,7 +168,7 @@ class FXInt8(Backend):
         act = PlaceholderObserver.with_args(dtype=torch.quint8, is_dynamic=True)
         qconfig = QConfig(activation=act, weight=weight_observer(spec))
         with stopwatch() as t:
-            called = called_linears(model, example)
+            called = called_modules(model, example)
             read = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n not in called]
             # kept layers (spec.keep_float) get no qconfig: a name-keyed mapping quantizes only what it names
             q = quantize_dynamic(model, {name: qconfig for name in called if name not in spec.keep_float},
@@ -176,8 +176,8 @@ class FXInt8(Backend):
         return q, t[0], read
 
 
-def called_linears(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """Qualified names of the ``nn.Linear`` layers that one forward of ``model`` calls as modules.
+def called_modules(model: nn.Module, example: torch.Tensor, types: tuple[type, ...] = (nn.Linear,)) -> list[str]:
+    """Qualified names of the layers of ``types`` that one forward of ``model`` calls as modules, in call order.
 
     The others are read, not called: their parent passes ``layer.weight`` to a function itself.
     """
@@ -185,7 +185,7 @@ def called_linears(model: nn.Module, example: torch.Tensor) -> list[str]:
     hooks = [
         m.register_forward_pre_hook(lambda mod, args, name=name: called.append(name))
         for name, m in model.named_modules()
-        if isinstance(m, nn.Linear)
+        if isinstance(m, types)
     ]
     try:
         with torch.inference_mode():

@@ -6,7 +6,7 @@ from torch import nn
 
 from qcore import models
 from qcore.backends import BackendUnavailable, quantize, resolve_backend
-from qcore.backends.fx_int8 import called_linears, quantized_mean
+from qcore.backends.fx_int8 import called_modules, quantized_mean
 from qcore.measure import size_bytes
 from qcore.spec import QuantSpec
 
@@ -147,8 +147,8 @@ class ReadsWeight(nn.Module):
         return nn.functional.linear(self.called(x), self.read.weight, self.read.bias)
 
 
-def test_called_linears_leaves_out_layers_whose_weight_is_read():
-    assert called_linears(ReadsWeight(), torch.randn(2, 8)) == ["called"]
+def test_called_modules_leaves_out_layers_whose_weight_is_read():
+    assert called_modules(ReadsWeight(), torch.randn(2, 8)) == ["called"]
 
 
 def test_dynamic_int8_keeps_read_weights_fp32():
