@@ -51,6 +51,7 @@ COLUMNS = (
     "keep_float",
     "ptq_top1", "control_top1", "recovered", "finetune_seconds", "qat_epochs",
     "calib_draws", "top1_std", "top1_min", "top1_max", "calib_seeds",
+    "keep_int8",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -157,6 +158,7 @@ class Result:
         d["calib_seeds"] = " ".join(map(str, self.calib_seeds))
         d["label"] = self.label
         d["keep_float"] = ";".join(self.spec.keep_float)  # module names hold no ";" (torchvision: dots, digits)
+        d["keep_int8"] = ";".join(self.spec.keep_int8)  # INT4 weight-only layers stored in INT8 instead
         return {k: d.get(k) for k in COLUMNS}
 
     def to_dict(self) -> dict[str, Any]:

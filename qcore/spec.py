@@ -18,10 +18,11 @@ Float precisions (fp32, fp16, bf16) ignore the integer settings: they are normal
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 from dataclasses import dataclass, fields
 from typing import Any
+
+from .spec_keep import KEEP_FIELDS, check_keep, keep_label, keep_names
 
 __all__ = ["FLOAT_PRECISIONS", "INT_PRECISIONS", "KINDS", "NA", "CHOICES", "LABELS", "GROUP_SIZES", "DEFAULT_GRID",
            "WEIGHT_CALIBRATIONS", "QAT_DEFAULTS", "SpecError", "QuantSpec", "FP32", "expand_grid", "allowed_modes"]
@@ -110,6 +111,8 @@ class QuantSpec:
     # module names (torchvision's, e.g. "features.0.0") left in FP32 while the rest is quantized: a mixed-precision
     # point (qcore.layers); sorted, so the same set is the same spec whatever order it was given in
     keep_float: tuple[str, ...] = ()
+    # INT4 weight-only only: module names whose weights are stored in INT8 instead (qcore.spec_keep)
+    keep_int8: tuple[str, ...] = ()
     # mode="qat" only (set to 0 for every other mode; see QAT_DEFAULTS and qcore.qat)
     qat_epochs: float = QAT_DEFAULTS["qat_epochs"]
     qat_lr_scale: float = QAT_DEFAULTS["qat_lr_scale"]
@@ -148,16 +151,15 @@ class QuantSpec:
             raise SpecError(f"{name}={value!r} is not allowed; allowed: {_allowed(CHOICES[name])}")
 
     def _check_keep_float(self) -> None:
-        names = self.keep_float
-        if isinstance(names, str):  # "a;b" from a CSV cell or a URL
-            names = tuple(n for n in names.split(";") if n.strip())
-        if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) and n.strip() for n in names):
-            raise SpecError(f"keep_float={self.keep_float!r} is not allowed; allowed: a list of module names "
-                            "such as ('features.0.0', 'classifier.3')")
-        names = tuple(sorted({n.strip() for n in names}))
-        if self.precision in FLOAT_PRECISIONS:
-            names = ()  # nothing is quantized, so nothing is kept out of it
-        object.__setattr__(self, "keep_float", names)
+        """keep_float and keep_int8 as sorted tuples of names, emptied for a float precision (nothing is quantized,
+        so nothing is kept out of it); keep_int8 on INT4 weight-only only, no layer in both (qcore.spec_keep)."""
+        try:
+            for name in KEEP_FIELDS:
+                names = keep_names(getattr(self, name), name)
+                object.__setattr__(self, name, () if self.precision in FLOAT_PRECISIONS else names)
+            check_keep(self.precision, self.mode, self.keep_float, self.keep_int8)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
 
     def _check_numbers(self) -> None:
         if self.granularity == "per-group":
@@ -280,26 +282,21 @@ class QuantSpec:
                 parts[-1] += f"({self.qat_epochs:g} ep)"
         if self.backend != "auto":
             parts.append(f"[{self.backend}]")
-        if self.keep_float:
-            parts.append(self.keep_float_label())
+        parts += [keep_label(getattr(self, name), precision) for name, precision in KEEP_FIELDS.items()
+                  if getattr(self, name)]
         return " ".join(parts)
 
     def keep_float_label(self) -> str:
         """The layers kept in FP32, short and stable: ``+fp32(fc)`` for one, ``+fp32(3 layers #1a2b)`` for more
         (the hash of the sorted names tells two sets of three apart); "" when none."""
-        names = self.keep_float
-        if not names:
-            return ""
-        if len(names) == 1:
-            return f"+fp32({names[0]})"
-        tag = hashlib.sha1(";".join(names).encode()).hexdigest()[:4]
-        return f"+fp32({len(names)} layers #{tag})"
+        return keep_label(self.keep_float, "fp32")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["keep_float"] = list(self.keep_float)
-        if not self.keep_float:  # specs without exclusions keep the dict (and stored keys) they always had
-            del d["keep_float"]
+        for name in KEEP_FIELDS:  # specs without kept layers keep the dict (and stored keys) they always had
+            d[name] = list(getattr(self, name))
+            if not d[name]:
+                del d[name]
         return d
 
     @classmethod

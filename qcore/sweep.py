@@ -199,7 +199,7 @@ def quantize_spec(p: Prepared, spec: QuantSpec):
     except BackendUnavailable as exc:
         r.status, r.error = "skipped", str(exc)
         return r, None, None
-    if spec.keep_float:  # an unknown name would be ignored by the backends: refused here with the near names
+    if spec.keep_float or spec.keep_int8:  # an unknown name would be ignored by the backends: refused here
         from .layers.names import check_keep_float
 
         check_keep_float(spec, p.loaded.model)

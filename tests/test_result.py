@@ -52,21 +52,21 @@ QAT = ("ptq_top1", "control_top1", "recovered", "finetune_seconds", "qat_epochs"
 DRAWS = ("calib_draws", "top1_std", "top1_min", "top1_max", "calib_seeds")  # issue 17
 
 
-def test_the_csv_has_the_columns_of_before_then_the_build_times_then_scale_where_kept_qat_draws():
+def test_the_csv_has_the_columns_of_before_then_the_build_times_then_scale_where_kept_qat_draws_int8():
     at = COLUMNS.index("baseline_run_id")
     assert COLUMNS[at - 3 : at + 3] == ("run_id", "sweep_id", "created_at", "baseline_run_id", "build_seconds",
                                         "first_build_seconds")  # fmt: skip
     rest = COLUMNS[at + 3 :]
-    assert rest == (*SCALE_COLUMNS, *WHERE, "keep_float", *QAT, *DRAWS)  # each feature's columns appended in turn
+    assert rest == (*SCALE_COLUMNS, *WHERE, "keep_float", *QAT, *DRAWS, "keep_int8")  # each feature's appended
     header, base, ort, int8 = csv_text(_rows()).splitlines()
     assert header.split(",") == list(COLUMNS)
     # nothing was compiled for these rows: the build times are empty, after the FP32 row's run id
     cut = 3 + len(rest)
     assert [line.rsplit(",", cut)[1:4] for line in (base, ort, int8)] == [["torchfp32", "", ""]] * 3
-    after = len(WHERE) + 1 + len(QAT) + len(DRAWS)
+    after = len(WHERE) + 1 + len(QAT) + len(DRAWS) + 1
     where = [line.rsplit(",", after)[1 : 1 + len(WHERE) + 1] for line in (base, ort, int8)]
     assert where == [["", "", "", "0", "", "", "", ""]] * 3
-    assert [line.rsplit(",", len(DRAWS))[1:] for line in (base, ort, int8)] == [["1", "", "", "", ""]] * 3  # one draw
+    assert [line.rsplit(",", len(DRAWS) + 1)[1:] for line in (base, ort, int8)] == [["1", "", "", "", "", ""]] * 3
     assert Result.from_dict(_rows()[2].to_dict()).baseline_run_id == "torchfp32"
 
 
@@ -89,3 +89,15 @@ def test_rows_stored_before_the_where_fields_load_with_empty_ones_and_new_rows_k
     new = by_id["int8"]
     assert (new.node_id, new.host, new.cpu_model, new.retries, new.timed_to) == ("ab" * 28, "node-2", "Xeon", 1, 12.5)
     assert new.row()["host"] == "node-2" and new.row()["retries"] == 1
+
+
+def test_a_row_keeping_layers_in_int8_fills_the_last_column_and_loads_back(tmp_path):
+    spec = QuantSpec("int4", mode="weight-only", keep_float=("conv1",), keep_int8=("fc", "layer1.0.conv1"))
+    r = Result(spec, "resnet18", "fashion-mnist", backend="weight-only", top1=90.0, run_id="mixed", sweep_id="s")
+    header, line = csv_text([r]).splitlines()
+    assert header.endswith(",calib_seeds,keep_int8") and line.endswith(",fc;layer1.0.conv1")
+    assert r.row()["keep_float"] == "conv1"
+    store = Store(tmp_path / "runs.sqlite")
+    store.add_result(r)
+    (back,) = store.results(sweep_id="s")
+    assert back.spec == spec and back.label.endswith("+fp32(conv1) +int8(2 layers #" + back.label[-5:])

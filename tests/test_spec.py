@@ -214,3 +214,33 @@ def test_keep_float_refuses_what_is_not_a_list_of_names(bad):
         return
     with pytest.raises(SpecError, match="keep_float=.* is not allowed; allowed: a list of module names"):
         QuantSpec("int8", keep_float=bad)
+
+
+INT4 = QuantSpec("int4", mode="weight-only", granularity="per-channel")
+
+
+def test_keep_int8_under_int4_is_a_sorted_set_with_its_own_label_and_round_trips():
+    spec = INT4.replace(keep_int8="fc;conv1", keep_float=("layer1.0.conv1",))
+    assert spec.keep_int8 == ("conv1", "fc") and spec == INT4.replace(keep_int8=["fc", "conv1", "fc"],
+                                                                      keep_float=["layer1.0.conv1"])
+    assert spec.label().endswith(" +fp32(layer1.0.conv1) +int8(2 layers #" + spec.label()[-5:])
+    assert INT4.replace(keep_int8=("fc",)).label() == "INT4 per-channel min-max asym weight-only +int8(fc)"
+    d = spec.to_dict()
+    assert d["keep_int8"] == ["conv1", "fc"] and QuantSpec.from_dict(d) == spec
+    assert "keep_int8" not in INT4.to_dict()  # stored spec keys of earlier rows still match
+    assert QuantSpec("fp16", keep_int8=("fc",)).keep_int8 == ()  # a float cast keeps nothing out of anything
+    assert parse_spec("int4 weight-only keep_int8=fc;conv1") == INT4.replace(keep_int8=("conv1", "fc"))
+
+
+def test_keep_int8_is_refused_outside_int4_weight_only_and_with_a_layer_in_both_lists():
+    with pytest.raises(SpecError, match=r"keep_int8 \(fc\) is not allowed with precision='int8' mode='static'.*"
+                                        r"allowed: precision='int4' mode='weight-only' \(or keep_float for FP32\)"):
+        QuantSpec("int8", keep_int8=("fc",))
+    with pytest.raises(SpecError, match="keep_int8 .* is not allowed with precision='int8' mode='weight-only'"):
+        QuantSpec("int8", mode="weight-only", keep_int8=("fc",))
+    with pytest.raises(SpecError, match="fc is in both keep_float and keep_int8; allowed: each layer in one"):
+        INT4.replace(keep_float=("conv1", "fc"), keep_int8=("fc",))
+    with pytest.raises(SpecError, match="keep_int8=5 is not allowed; allowed: a list of module names"):
+        INT4.replace(keep_int8=5)
+    specs, skipped = expand_grid(precision=["int8", "int4"], mode=["weight-only"], keep_int8=[("fc",)])
+    assert [s.precision for s in specs] == ["int4"] and "keep_int8" in skipped[0][1]

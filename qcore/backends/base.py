@@ -16,7 +16,7 @@ from torch import nn
 from ..spec import KINDS, QuantSpec
 
 __all__ = ["BackendUnavailable", "Quantized", "Backend", "LAYER_TYPES", "count_layers", "register_backend",
-           "registered", "KEEP_FLOAT_BACKENDS", "keep_float_problem"]
+           "registered", "KEEP_FLOAT_BACKENDS", "KEEP_INT8_BACKENDS", "keep_float_problem"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -106,11 +106,17 @@ def count_layers(model: nn.Module) -> int:
 # QConfigMapping.set_module_name(name, None), pt2e through the quantizer's module-name config, weight-only by not
 # packing those layers. The others refuse such a spec rather than quietly quantize every layer.
 KEEP_FLOAT_BACKENDS = ("fx", "pt2e", "weight-only")
+# The backends that store named layers of an INT4 weight-only spec in INT8 instead (QuantSpec.keep_int8).
+KEEP_INT8_BACKENDS = ("weight-only",)
 
 
 def keep_float_problem(spec: QuantSpec, backend: str) -> str | None:
-    """Why ``backend`` cannot run ``spec``'s ``keep_float`` (None when it has none, or the backend can)."""
-    if not spec.keep_float or backend in KEEP_FLOAT_BACKENDS:
-        return None
-    return (f"the {backend} backend cannot keep layers in FP32 (keep_float); allowed: "
-            f"{', '.join(KEEP_FLOAT_BACKENDS)} (or auto)")
+    """Why ``backend`` cannot run ``spec``'s ``keep_float`` or ``keep_int8`` (None when it has neither, or the
+    backend can)."""
+    if spec.keep_float and backend not in KEEP_FLOAT_BACKENDS:
+        return (f"the {backend} backend cannot keep layers in FP32 (keep_float); allowed: "
+                f"{', '.join(KEEP_FLOAT_BACKENDS)} (or auto)")
+    if spec.keep_int8 and backend not in KEEP_INT8_BACKENDS:
+        return (f"the {backend} backend cannot keep layers in INT8 under INT4 (keep_int8); allowed: "
+                f"{', '.join(KEEP_INT8_BACKENDS)} (or auto)")
+    return None

@@ -5,7 +5,9 @@ channel; per-group: groups of ``group_size`` consecutive input weights of one ou
 each row gets a scale and, when asymmetric, a zero point; INT4 values are packed two per byte and
 INT4 zero points likewise. Per-tensor and per-channel scales are stored in FP16; per-group scales,
 one per group, in 8 bits each (:func:`encode_scales`). BatchNorms are folded into the
-convolutions first. That packed state dict is the artifact whose size is reported. At run time
+convolutions first. That packed state dict is the artifact whose size is reported. Layers a spec names in
+``keep_float`` stay FP32 modules; under INT4, those in ``keep_int8`` are packed in 8 bits the same way
+(their bytes count as 8-bit weights in the artifact). At run time
 the weights are dequantized to float before each matmul/conv, so the result is marked
 ``simulated``: smaller, not faster.
 
@@ -158,17 +160,20 @@ class WeightOnlyLayer(nn.Module):
         return F.conv2d(x, w, bias, **self.conv_args)
 
 
-def _replace(model: nn.Module, make, keep: tuple[str, ...] = (), prefix: str = "") -> int:
+def _replace(model: nn.Module, make, keep: tuple[str, ...] = (), prefix: str = "",
+             make_int8=None, keep_int8: tuple[str, ...] = ()) -> int:
+    """Swap each Conv2d/Linear for ``make(layer)``, except those named in ``keep`` (left FP32) and those in
+    ``keep_int8`` (``make_int8(layer)``); returns how many were swapped."""
     count = 0
     for name, child in list(model.named_children()):
         full = f"{prefix}{name}"
         if isinstance(child, (nn.Linear, nn.Conv2d)):
             if full in keep:  # QuantSpec.keep_float: stays an FP32 layer
                 continue
-            setattr(model, name, make(child))
+            setattr(model, name, make_int8(child) if full in keep_int8 else make(child))
             count += 1
         else:
-            count += _replace(child, make, keep, f"{full}.")
+            count += _replace(child, make, keep, f"{full}.", make_int8, keep_int8)
     return count
 
 
@@ -206,22 +211,19 @@ class WeightOnly(Backend):
 
     def quantize(self, model, spec, calib, example, device):
         bits = spec.bits
+
+        def make(layer: nn.Module, bits: int = bits) -> WeightOnlyLayer:
+            return WeightOnlyLayer(layer, bits, spec.granularity, spec.group_size, spec.calibration, spec.symmetric,
+                                   spec.percentile)
+
         with stopwatch() as t:
             m, folded = fold_batchnorm(copy.deepcopy(model).eval().cpu())
-            n = _replace(
-                m,
-                lambda layer: WeightOnlyLayer(
-                    layer,
-                    bits,
-                    spec.granularity,
-                    spec.group_size,
-                    spec.calibration,
-                    spec.symmetric,
-                    spec.percentile,
-                ),
-                spec.keep_float,
-            )
+            # keep_int8 (INT4 specs only): those layers packed in 8 bits, same granularity, calibration and scheme
+            n = _replace(m, make, spec.keep_float, make_int8=lambda layer: make(layer, 8), keep_int8=spec.keep_int8)
             m = m.to(device)
+        kept = [f"{len(names)} layer(s) kept in {what}: {', '.join(names)}"
+                for names, what in ((spec.keep_int8, "INT8 weights"), (spec.keep_float, "FP32"))
+                if names]
         return Quantized(
             model=m,
             backend=self.name,
@@ -235,7 +237,8 @@ class WeightOnly(Backend):
                 f"INT{bits} weights are stored packed and dequantized to float before each layer: "
                 "the size is real, the arithmetic is float (simulated), so it is smaller but not faster"
             ]
-            + ([folded] if folded else []),
+            + ([folded] if folded else [])
+            + kept,
         )
 
 

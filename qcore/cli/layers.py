@@ -6,10 +6,13 @@ Examples::
         --granularity per-tensor --no-accuracy --out layers.csv
     python -m qcore mixed --model mobilenet_v3_small --precision int4 --mode weight-only \\
         --granularity per-tensor --steps 3 --order random --seed 1 --out walk.csv
+    python -m qcore mixed --model mobilenet_v3_small --precision int4 --mode weight-only \\
+        --granularity per-tensor --steps 3 --promote-to int8 --out walk-int8.csv
 
 One spec (single values, not a grid). Both are jobs in the run database from their start: ``layers`` commits
-each layer's row as measured, ``mixed`` each walk point (a sweep row, ``keep_float`` filled); ``--resume JOB``
-measures what a stopped one left. Exit codes as ``sweep``'s: 0 done, 1 could not, 2 bad input, 130 interrupted.
+each layer's row as measured, ``mixed`` each walk point (a sweep row, ``keep_float`` or ``keep_int8`` filled);
+``--resume JOB`` measures what a stopped one left. Exit codes as ``sweep``'s: 0 done, 1 could not, 2 bad input,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -118,13 +121,13 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_mixed(args: argparse.Namespace) -> int:
-    """``mixed``: the walk, one measured point per layer kept in FP32."""
+    """``mixed``: the walk, one measured point per layer kept in FP32 (or INT8 under INT4, ``--promote-to int8``)."""
     from qcore.layers.job import WALK_KIND, run_walk_job, walk_config
     from qcore.report import text_table, write_csv
 
     store, job, code = _start(args, WALK_KIND, lambda: walk_config(
         _config(args), _spec(args), order=args.order, metric=args.metric, seed=args.walk_seed, steps=args.steps,
-        minutes=args.minutes, ranking_images=args.ranking_images))
+        minutes=args.minutes, ranking_images=args.ranking_images, promote_to=args.promote_to))
     if job is None:
         return code
     result, code = _run(store, job, run_walk_job, "mixed")
@@ -185,7 +188,7 @@ def _common(s: argparse.ArgumentParser) -> None:
 def add_subcommands(subparsers) -> None:
     """Add ``layers`` and ``mixed``."""
     from qcore.layers.sensitivity import METRICS
-    from qcore.layers.walk import ORDERS
+    from qcore.layers.walk import ORDERS, PROMOTE_TO
 
     s = subparsers.add_parser("layers", help="per-layer sensitivity of one quantized spec")
     _common(s)
@@ -195,9 +198,13 @@ def add_subcommands(subparsers) -> None:
     s.add_argument("--layers", help="comma list of layer names to measure (default: all)")
     s.set_defaults(func=cmd_layers, parser=s)
 
-    m = subparsers.add_parser("mixed", help="mixed-precision walk: keep the most sensitive layers in FP32, measured")
+    m = subparsers.add_parser("mixed", help="mixed-precision walk: keep the most sensitive layers in FP32 (or INT8), "
+                              "measured")
     _common(m)
-    m.add_argument("--steps", type=_positive_int, default=3, help="layers to keep in FP32, one measured step each")
+    m.add_argument("--steps", type=_positive_int, default=3, help="layers to promote, one measured step each")
+    m.add_argument("--promote-to", default="fp32", choices=list(PROMOTE_TO),
+                   help="the precision promoted layers are kept in: fp32 (keep_float), or int8 (keep_int8: INT4 "
+                        "weight-only specs only)")
     m.add_argument("--minutes", type=_positive_float, default=None, help="stop after this many minutes")
     m.add_argument("--order", default="sensitivity", choices=ORDERS)
     m.add_argument("--metric", default="output_sqnr_db", choices=list(METRICS), help="the ranking's metric")

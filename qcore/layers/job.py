@@ -13,7 +13,7 @@ from ..spec import QuantSpec
 from ..sweep import SweepConfig
 from .rows import LayerRows
 from .sensitivity import METRICS, LayerRow, measure_layers
-from .walk import ORDERS, check_budget, random_order, rank, run_walk, walk_specs
+from .walk import ORDERS, check_budget, check_promote, random_order, rank, run_walk, walk_specs
 
 __all__ = ["LAYERS_KIND", "WALK_KIND", "layers_config", "walk_config", "run_layers_job", "run_walk_job"]
 
@@ -36,17 +36,20 @@ def layers_config(config: SweepConfig, spec: QuantSpec, *, accuracy: bool = True
 
 def walk_config(config: SweepConfig, spec: QuantSpec, *, order: str = "sensitivity", metric: str = "output_sqnr_db",
                 seed: int = 0, steps: int | None = 3, minutes: float | None = None, ranking_images: int = 1000,
-                layers_job: str = "") -> dict:
-    """The stored config of a walk; raises ValueError for a bad order, metric or budget."""
+                layers_job: str = "", promote_to: str = "fp32") -> dict:
+    """The stored config of a walk; raises ValueError for a bad order, metric, budget or ``promote_to``
+    (:data:`qcore.layers.walk.PROMOTE_TO`: fp32, or int8 for an INT4 weight-only spec)."""
     if order not in ORDERS:
         raise ValueError(f"order={order!r} is not allowed; allowed: {', '.join(ORDERS)}")
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed; allowed: {', '.join(METRICS)}")
     check_budget(steps, minutes)
-    if spec.is_float or spec.keep_float:
-        raise ValueError("a walk starts from an INT8 or INT4 spec on every layer (no keep_float)")
+    if spec.is_float or spec.keep_float or spec.keep_int8:
+        raise ValueError("a walk starts from an INT8 or INT4 spec on every layer (no keep_float or keep_int8)")
+    check_promote(spec, promote_to)
     return {"sweep": config.to_dict(), "spec": spec.to_dict(), "order": order, "metric": metric, "seed": seed,
-            "steps": steps, "minutes": minutes, "ranking_images": ranking_images, "layers_job": layers_job}
+            "steps": steps, "minutes": minutes, "ranking_images": ranking_images, "layers_job": layers_job,
+            "promote_to": promote_to}
 
 
 def run_layers_job(store, job, progress_to=None) -> dict:
@@ -112,7 +115,8 @@ def run_walk_job(store, job, progress_to=None) -> dict | None:
     order = _order(store, job, rows_db)
     if store.cancel_requested(job.job_id):
         return None
-    specs = walk_specs(QuantSpec.from_dict(cfg["spec"]), order, cfg["steps"])
+    promote_to = cfg.get("promote_to", "fp32")  # walks stored before INT8 promotion existed kept FP32
+    specs = walk_specs(QuantSpec.from_dict(cfg["spec"]), order, cfg["steps"], promote_to)
     done_keys = store.done_spec_keys(job.job_id)
     stored = store.results(sweep_id=job.job_id, status="ok")
     base = next((r for r in stored if r.spec.is_reference), None)
@@ -124,11 +128,13 @@ def run_walk_job(store, job, progress_to=None) -> dict | None:
 
     run_walk(SweepConfig.from_dict(cfg["sweep"]), specs, minutes=cfg.get("minutes"), done_keys=done_keys,
              include_baseline=base is None, baseline_run_id=base.run_id if base else "", sweep_id=job.job_id,
-             on_result=store.add_result, progress=progress, cancel=lambda: store.cancel_requested(job.job_id))
+             promote_to=promote_to, on_result=store.add_result, progress=progress,
+             cancel=lambda: store.cancel_requested(job.job_id))
     rows = sorted(store.results(sweep_id=job.job_id), key=lambda r: r.created_at)
     from ..pareto import mark_pareto
 
     mark_pareto(rows)
     problem = store_pareto(store, rows)
-    return {"order": order, "points": sum(1 for r in rows if r.ok and not r.spec.is_reference),
+    return {"order": order, "promote_to": promote_to,
+            "points": sum(1 for r in rows if r.ok and not r.spec.is_reference),
             **({"note": f"the Pareto column was not stored ({problem})"} if problem else {})}

@@ -4,7 +4,7 @@ A layer here is a Conv or Linear module (:data:`qcore.backends.base.LAYER_TYPES`
 model: ``features.0.0`` (mobilenet_v3_small's first convolution), ``layer1.0.conv1``, ``fc``.
 :func:`check_keep_float` refuses a name the model does not have, listing the model's names nearest to it (by
 :func:`difflib.get_close_matches`: ``layer1.0.conv3`` -> ``layer1.0.conv1, layer1.0.conv2``), and a spec that
-would quantize nothing once its exclusions apply.
+would quantize nothing once its exclusions apply (``keep_int8`` names are checked the same way).
 """
 
 from __future__ import annotations
@@ -38,18 +38,21 @@ def near_names(name: str, names: list[str], n: int = 5) -> list[str]:
 
 
 def check_keep_float(spec: QuantSpec, model: nn.Module) -> list[str]:
-    """The model's layer names, after checking ``spec.keep_float`` against them.
+    """The model's layer names, after checking ``spec.keep_float`` and ``spec.keep_int8`` against them.
 
     Raises :class:`qcore.spec.SpecError` for an unknown name (with the nearest names) and for a spec that keeps
-    every layer in FP32 (it would quantize nothing: measure FP32 instead).
+    every layer out of its precision (it would quantize nothing as it says: measure FP32 instead).
     """
     names = layer_names(model)
     known = set(names)
-    for name in spec.keep_float:
-        if name not in known:
-            raise SpecError(f"keep_float: the model has no layer {name!r}; near names: "
-                            f"{', '.join(near_names(name, names))} ({len(names)} layers in all)")
-    if not spec.is_float and known <= set(spec.keep_float):
-        raise SpecError(f"keep_float keeps all {len(names)} layers in FP32, so nothing would be quantized; allowed: "
-                        "at most all layers but one (or measure the FP32 spec)")
+    for field in ("keep_float", "keep_int8"):
+        for name in getattr(spec, field):
+            if name not in known:
+                raise SpecError(f"{field}: the model has no layer {name!r}; near names: "
+                                f"{', '.join(near_names(name, names))} ({len(names)} layers in all)")
+    if not spec.is_float and known <= set(spec.keep_float) | set(spec.keep_int8):
+        who, where = ("keep_float and keep_int8 keep", "in FP32 or INT8") if spec.keep_int8 else ("keep_float keeps",
+                                                                                                "in FP32")
+        raise SpecError(f"{who} all {len(names)} layers {where}, so nothing would be quantized as the spec says; "
+                        "allowed: at most all layers but one (or measure the FP32 spec)")
     return names

@@ -1,7 +1,8 @@
-"""The mixed-precision walk: keep layers in FP32 one at a time, each step a fully measured point.
+"""The mixed-precision walk: keep layers in higher precision one at a time, each step a fully measured point.
 
 Step 0 is the spec on every layer; step ``k`` keeps the first ``k`` layers of an order in FP32
-(``QuantSpec.keep_float``) and is measured exactly like a sweep row (:func:`qcore.sweep.measure_spec`: top-1 on
+(``QuantSpec.keep_float``), or under INT4 weight-only in INT8 if asked (``promote_to="int8"``,
+``QuantSpec.keep_int8``), and is measured exactly like a sweep row (:func:`qcore.sweep.measure_spec`: top-1 on
 the whole evaluation set, latency on the real kernels interleaved with FP32, artifact size), so the walk is a
 connected line of real points on the Pareto chart. The order is a ranking from the per-layer sensitivity
 (:func:`rank`: most sensitive first by one of :data:`qcore.layers.sensitivity.METRICS`) or, as the control,
@@ -24,9 +25,12 @@ from ..sweep import ProgressFn, SweepConfig, _base_result, measure_baseline, mea
 from .names import check_keep_float
 from .row import METRICS, LayerRow
 
-__all__ = ["ORDERS", "rank", "random_order", "walk_specs", "check_budget", "run_walk"]
+__all__ = ["ORDERS", "PROMOTE_TO", "rank", "random_order", "walk_specs", "check_promote", "check_budget", "run_walk"]
 
 ORDERS = ("sensitivity", "random")
+# The precision a walk keeps each promoted layer in -> the QuantSpec field that names it. INT8 only under INT4
+# weight-only (QuantSpec.keep_int8): its 8-bit layers cost a quarter of FP32's bytes, not all of them.
+PROMOTE_TO = {"fp32": "keep_float", "int8": "keep_int8"}
 
 
 def rank(rows: list[LayerRow], metric: str) -> list[str]:
@@ -60,12 +64,24 @@ def check_budget(steps: int | None, minutes: float | None) -> None:
         raise ValueError(f"minutes={minutes!r} is not allowed; allowed: a number above 0")
 
 
-def walk_specs(spec: QuantSpec, order: list[str], steps: int | None) -> list[QuantSpec]:
-    """Step 0 (``spec`` on every layer) and steps 1..``steps``, never keeping every layer in FP32."""
-    if spec.keep_float:
-        raise SpecError(f"a walk starts from the spec on every layer; drop keep_float ({', '.join(spec.keep_float)})")
+def check_promote(spec: QuantSpec, promote_to: str) -> None:
+    """``promote_to`` must be one of :data:`PROMOTE_TO`, and ``"int8"`` needs an INT4 weight-only spec."""
+    if promote_to not in PROMOTE_TO:
+        raise ValueError(f"promote_to={promote_to!r} is not allowed; allowed: {', '.join(PROMOTE_TO)}")
+    if promote_to == "int8" and (spec.precision != "int4" or spec.mode != "weight-only"):
+        raise ValueError(f"promote_to='int8' is not allowed with {spec.label()}: only INT4 weight-only has a higher "
+                         "integer precision to keep a layer in; allowed: fp32 (or an INT4 weight-only spec)")
+
+
+def walk_specs(spec: QuantSpec, order: list[str], steps: int | None, promote_to: str = "fp32") -> list[QuantSpec]:
+    """Step 0 (``spec`` on every layer) and steps 1..``steps``, never promoting every layer; step ``k`` keeps the
+    first ``k`` layers of ``order`` in ``promote_to`` (:data:`PROMOTE_TO`: FP32, or INT8 under INT4)."""
+    if spec.keep_float or spec.keep_int8:
+        kept = ", ".join(spec.keep_float + spec.keep_int8)
+        raise SpecError(f"a walk starts from the spec on every layer; drop keep_float and keep_int8 ({kept})")
+    check_promote(spec, promote_to)
     last = len(order) - 1 if steps is None else min(steps, len(order) - 1)
-    return [spec.replace(keep_float=tuple(order[:k])) for k in range(last + 1)]
+    return [spec.replace(**{PROMOTE_TO[promote_to]: tuple(order[:k])}) for k in range(last + 1)]
 
 
 def run_walk(
@@ -77,11 +93,15 @@ def run_walk(
     include_baseline: bool = True,
     baseline_run_id: str = "",
     sweep_id: str = "",
+    promote_to: str = "",
     on_result: Callable[[Result], None] | None = None,
     progress: ProgressFn | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> list[Result]:
-    """Measure the FP32 baseline (when asked) and each walk point not in ``done_keys`` (see the module)."""
+    """Measure the FP32 baseline (when asked) and each walk point not in ``done_keys`` (see the module).
+
+    ``promote_to`` (:data:`PROMOTE_TO`; "" reads it from the specs) is written into each point's notes, step 0
+    included, so a row says which walk it belongs to."""
     from ..store import spec_key
 
     progress = progress or (lambda d, t, m: None)
@@ -89,6 +109,7 @@ def run_walk(
     done_keys = done_keys or set()
     start = time.monotonic()
     progress(0, len(specs) + 1, f"loading {config.model} and {config.dataset}")
+    where = (promote_to or ("int8" if any(s.keep_int8 for s in specs) else "fp32")).upper()
     p = prepare(config, progress, cancel)
     names_ok = check_keep_float(specs[-1], p.loaded.model)  # every step's names are in the last one's
     del names_ok
@@ -112,7 +133,7 @@ def run_walk(
         if minutes is not None and time.monotonic() - start > 60 * minutes:
             progress(k, len(specs), f"stopped: the budget of {minutes:g} min is spent; resume to go on")
             break
-        progress(k, len(specs), f"step {k}: {k} layer(s) in FP32")
+        progress(k, len(specs), f"step {k}: {k} layer(s) in {where}")
         t0 = time.perf_counter()
         try:
             r = measure_spec(p, spec)
@@ -120,7 +141,8 @@ def run_walk(
             r = _base_result(p, spec)
             r.status, r.error = "error", f"{type(exc).__name__}: {exc}"
         gc.collect()
-        r.notes.append(f"walk step {k}: kept in FP32, in order: {', '.join(spec.keep_float) or 'none'}; "
+        kept = ", ".join(spec.keep_int8 or spec.keep_float) or "none"
+        r.notes.append(f"walk step {k}: kept in {where}, in order: {kept}; "
                        f"measured in {time.perf_counter() - t0:.1f} s")
         emit(r)
         progress(k + 1, len(specs), f"step {k} measured")

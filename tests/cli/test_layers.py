@@ -38,4 +38,6 @@ def test_bad_input_is_refused_and_nothing_is_written(base, tmp_path, capsys):
     assert exc.value.code == 2 and "a budget of 0 measures nothing" in capsys.readouterr().err
     assert main(["mixed", *base, "--precision", "int4", "--mode", "static"]) == 2
     assert "no INT4 activation kernels" in capsys.readouterr().err
+    assert main(["mixed", *base, "--promote-to", "int8"]) == 2  # base is INT8 static: nothing above it but FP32
+    assert "promote_to='int8' is not allowed with INT8 per-tensor" in capsys.readouterr().err
     assert [j.kind for j in Store().jobs()] == ["layers"]  # the refused walk stored no job

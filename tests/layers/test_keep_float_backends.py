@@ -40,3 +40,43 @@ def test_backends_that_cannot_exclude_layers_refuse_and_auto_picks_one_that_can(
     with pytest.raises(BackendUnavailable, match="keep_float"):
         resolve(spec, "cpu")
     assert resolve(QuantSpec("int8", keep_float=("fc",)), "cpu").backend.name in ("fx", "pt2e")
+
+
+def _payload(artifact) -> int:
+    return sum(t.numel() * t.element_size() for t in artifact.values())
+
+
+def test_weight_only_int4_stores_keep_int8_layers_in_8_bits_and_sizes_them_so(resnet, one_thread):
+    from qcore.backends.weight_only import WeightOnlyLayer
+    from qcore.measure import size_bytes
+
+    calib, example = [torch.randn(4, 3, 32, 32)], torch.randn(1, 3, 32, 32)
+    int4 = QuantSpec("int4", mode="weight-only", granularity="per-channel", scheme="symmetric")
+    keep = ("fc", "layer4.1.conv2")
+    full = quantize(resnet, int4, calib, example)
+    mixed = quantize(resnet, int4.replace(keep_int8=keep), calib, example)
+    fp32 = quantize(resnet, int4.replace(keep_float=keep), calib, example)
+    mods = dict(mixed.model.named_modules())
+    assert mixed.backend == "weight-only" and mixed.quantized_layers == full.quantized_layers == 21
+    assert all(isinstance(mods[n], WeightOnlyLayer) and mods[n].bits == 8 for n in keep)
+    assert mods["layer1.0.conv1"].bits == 4 and "2 layer(s) kept in INT8 weights: fc, layer4.1.conv2" in mixed.notes
+    # the same scales (FP16, one per output channel); each kept weight takes a byte instead of half of one
+    numel = {n: m.weight.numel() for n, m in resnet.named_modules() if n in keep}
+    assert _payload(mixed.artifact) - _payload(full.artifact) == sum(n - (n + 1) // 2 for n in numel.values())
+    assert size_bytes(full.artifact) < size_bytes(mixed.artifact) < size_bytes(fp32.artifact)
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        ref = resnet(x)
+        err = {k: q.model(x).sub(ref).abs().mean().item() for k, q in (("int4", full), ("int8", mixed))}
+        assert err["int8"] < err["int4"]  # the two layers' 8-bit weights are closer to FP32
+        w8 = mods["fc"].dequantized_weight()
+        w4 = dict(full.model.named_modules())["fc"].dequantized_weight()
+        # 2**4 times as many levels over the same per-channel range: about a sixteenth of the error
+        assert 10 < (w4 - resnet.fc.weight).abs().mean() / (w8 - resnet.fc.weight).abs().mean() < 25
+
+
+def test_keep_int8_only_runs_where_a_backend_stores_int8_layers(resnet):
+    spec = QuantSpec("int4", mode="weight-only", granularity="per-group", group_size=32, keep_int8=("fc",))
+    assert resolve(spec, "cpu").backend.name == "weight-only"
+    assert "cannot keep layers in INT8 under INT4 (keep_int8); allowed: weight-only" in get_backend(
+        "torchao").problem(spec, "cpu")

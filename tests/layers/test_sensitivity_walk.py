@@ -9,7 +9,7 @@ import pytest
 from qcore.layers.job import layers_config, walk_config
 from qcore.layers.rows import LayerRows
 from qcore.layers.sensitivity import measure_layers, plan
-from qcore.layers.walk import check_budget, random_order, walk_specs
+from qcore.layers.walk import check_budget, check_promote, random_order, walk_specs
 from qcore.report import csv_text
 from qcore.spec import QuantSpec, SpecError
 from qcore.store import Store
@@ -89,6 +89,18 @@ def test_walk_specs_and_random_orders():
     assert random_order(names, 1) == random_order(names, 1) and sorted(random_order(names, 2)) == names
     specs = walk_specs(SPEC, ["c", "a", "b"], steps=5)
     assert [s.keep_float for s in specs] == [(), ("c",), ("a", "c")]  # never every layer
+    int4 = QuantSpec("int4", mode="weight-only", granularity="per-tensor")
+    specs = walk_specs(int4, ["c", "a", "b"], steps=2, promote_to="int8")
+    assert [(s.keep_int8, s.keep_float) for s in specs] == [((), ()), (("c",), ()), (("a", "c"), ())]
+
+
+def test_promoting_to_int8_needs_an_int4_weight_only_spec(config):
+    with pytest.raises(ValueError, match="promote_to='int8' is not allowed with INT8 per-tensor .*allowed: fp32"):
+        walk_config(config, SPEC, promote_to="int8")
+    with pytest.raises(ValueError, match="promote_to='bf16' is not allowed; allowed: fp32, int8"):
+        check_promote(SPEC, "bf16")
+    with pytest.raises(SpecError, match="drop keep_float and keep_int8 \\(fc\\)"):
+        walk_specs(QuantSpec("int4", mode="weight-only", keep_int8=("fc",)), ["a", "fc"], 1, "int8")
 
 
 def test_a_random_walk_job_stores_each_point_as_a_sweep_row(config, one_thread):
@@ -111,9 +123,30 @@ def test_a_random_walk_job_stores_each_point_as_a_sweep_row(config, one_thread):
     assert [t["keep_float"] for t in table] == ["", "", order[0]]
 
 
+def test_an_int8_promoting_walk_keeps_layers_in_8_bits_and_says_so_in_each_row(config, one_thread):
+    store = Store()
+    int4 = QuantSpec("int4", mode="weight-only", granularity="per-tensor")
+    jid = store.submit_job(walk_config(config, int4, order="random", seed=3, steps=1, ranking_images=16,
+                                       promote_to="int8"), [], kind="mixed-walk", total=1)
+    run_job(store, store.claim_next_job(os.getpid()))
+    job = store.job(jid)
+    assert job.state == "done" and job.result["promote_to"] == "int8", job.error
+    order = LayerRows(store.path).walk(jid)["order"]
+    rows = sorted(store.results(sweep_id=jid), key=lambda r: r.created_at)
+    assert [(r.spec.keep_int8, r.spec.keep_float) for r in rows] == [((), ()), ((), ()), ((order[0],), ())]
+    assert all(r.ok for r in rows) and rows[2].quantized_layers == rows[1].quantized_layers  # stored, in 8 bits
+    assert rows[1].size_bytes < rows[2].size_bytes < rows[0].size_bytes
+    assert all("kept in INT8" in " ".join(r.notes) for r in rows[1:])
+    table = list(csv.DictReader(io.StringIO(csv_text(rows))))
+    assert [(t["keep_int8"], t["keep_float"]) for t in table] == [("", ""), ("", ""), (order[0], "")]
+
+
 def test_a_sweep_point_with_an_unknown_layer_is_an_error_row_naming_the_near_ones(config, one_thread):
     from qcore.sweep import run_sweep
 
     base, bad = run_sweep(config, [QuantSpec("int8", backend="fx", keep_float=("layer1.0.conv3",))])
     assert base.ok and bad.status == "error" and bad.top1 is None
     assert "no layer 'layer1.0.conv3'; near names: layer1.0.conv" in bad.error
+    int4 = QuantSpec("int4", mode="weight-only", keep_int8=("fc2",))
+    _, bad = run_sweep(config, [int4])
+    assert bad.status == "error" and "keep_int8: the model has no layer 'fc2'; near names: fc" in bad.error
