@@ -104,8 +104,10 @@ def count_layers(model: nn.Module) -> int:
 
 # The backends that leave named layers in FP32 (QuantSpec.keep_float) on their own kernels: fx through
 # QConfigMapping.set_module_name(name, None), pt2e through the quantizer's module-name config, weight-only by not
-# packing those layers. The others refuse such a spec rather than quietly quantize every layer.
-KEEP_FLOAT_BACKENDS = ("fx", "pt2e", "weight-only")
+# packing those layers, ONNX Runtime through quantize_static's nodes_to_exclude, OpenVINO through NNCF's
+# ignored_scope (the module names mapped to the exported graph's nodes by qcore.backends.graph_names). The others
+# refuse such a spec rather than quietly quantize every layer.
+KEEP_FLOAT_BACKENDS = ("fx", "pt2e", "weight-only", "ort", "openvino")
 # The backends that store named layers of an INT4 weight-only spec in INT8 instead (QuantSpec.keep_int8).
 KEEP_INT8_BACKENDS = ("weight-only",)
 

@@ -9,6 +9,11 @@ symmetric per channel or per tensor. NNCF picks its own activation ranges (its m
 of estimators plus fast bias correction), so only ``calibration="minmax"`` is accepted: any
 other method name would be a label on NNCF's choice.
 
+Layers a spec keeps in FP32 (``QuantSpec.keep_float``) go into NNCF's ``IgnoredScope(names=...)``, found by
+their scope names (:mod:`.graph_names`: ``fc`` is ``__module.fc/aten::linear/MatMul``). OpenVINO names a
+convolution whose BatchNorm it folds itself ``Multiply_N``, so for INT8 the BatchNorms are folded in torch first
+(:func:`.weight_only.fold_batchnorm`, the same arithmetic), which keeps every convolution's name.
+
 The compiled model uses ``INFERENCE_NUM_THREADS = torch.get_num_threads()`` and the LATENCY
 hint. The artifact is the serialized IR (``.xml`` + ``.bin``, weights not compressed to FP16).
 OpenVINO compiles one program per model; a model with dynamic dimensions runs any shape, and
@@ -27,8 +32,13 @@ import torch
 
 from ..measure import stopwatch
 from .base import Backend, Quantized, count_layers, register_backend
+from .graph_names import layer_nodes, nodes_for, openvino_module
+from .weight_only import fold_batchnorm
 
-__all__ = ["convert", "OpenVinoBackend"]
+__all__ = ["convert", "ignored_nodes", "OpenVinoBackend"]
+
+# The ops NNCF quantizes in a Conv or Linear layer: what its ignored scope names.
+_LAYER_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
 
 
 def _ov_config(threads: int | None = None) -> dict:
@@ -86,8 +96,16 @@ def convert(model: torch.nn.Module, example: torch.Tensor):
         return ov.convert_model(model, example_input=ex, input=[ov.PartialShape([-1, ex.shape[1], -1, -1])])
 
 
+def ignored_nodes(ov_model, keep: tuple[str, ...]) -> list[str]:
+    """The OpenVINO op names of the torchvision layers in ``keep`` (``fc`` -> ``__module.fc/aten::linear/MatMul``):
+    NNCF's ``IgnoredScope(names=...)``. Raises SpecError for a layer no op is named after (:mod:`.graph_names`)."""
+    ops = ((op.get_friendly_name(), op.get_type_name()) for op in ov_model.get_ordered_ops())
+    return nodes_for(keep, layer_nodes(ops, openvino_module, _LAYER_OPS), "OpenVINO")
+
+
 def _nncf_quantize(ov_model, calib, spec):
-    """NNCF static INT8 of ``ov_model`` on the calibration images in ``calib`` (batches)."""
+    """NNCF static INT8 of ``ov_model`` on the calibration images in ``calib`` (batches); the layers of
+    ``spec.keep_float`` are in NNCF's ignored scope (no FakeQuantize on their weights or inputs)."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
@@ -103,6 +121,7 @@ def _nncf_quantize(ov_model, calib, spec):
         target_device=nncf.TargetDevice.CPU,
         subset_size=len(images),
         advanced_parameters=advanced,
+        ignored_scope=nncf.IgnoredScope(names=ignored_nodes(ov_model, spec.keep_float)) if spec.keep_float else None,
     )
 
 
@@ -170,15 +189,21 @@ class OpenVinoBackend(Backend):
 
         total = count_layers(model)
         model = copy.deepcopy(model)
-        with stopwatch() as t_conv:
-            ov_model = convert(model, example)
         notes = ["OpenVINO CPU plugin, LATENCY hint, INFERENCE_NUM_THREADS = torch threads"]
+        with stopwatch() as t_conv:
+            if not spec.is_float:  # folded in torch, a convolution keeps its name (NNCF's ignored scope needs it)
+                model, folded = fold_batchnorm(model.eval())
+                notes += [folded] if folded else []
+            ov_model = convert(model, example)
         calib_s, nq = 0.0, 0
         if not spec.is_float:
             with stopwatch() as t_q:
                 ov_model = _nncf_quantize(ov_model, list(calib), spec)
             calib_s, nq = t_q[0], _int8_weight_count(ov_model)
             notes.insert(0, f"NNCF post-training quantization, preset {'PERFORMANCE' if spec.symmetric else 'MIXED'}")
+            if spec.keep_float:
+                notes.insert(1, f"{len(spec.keep_float)} layer(s) left in FP32 (NNCF ignored_scope): "
+                                f"{', '.join(spec.keep_float)}")
         with stopwatch() as t_compile:
             runner = _OvModel(ov_model)
             runner(example)

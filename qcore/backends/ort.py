@@ -12,6 +12,10 @@ Calibration methods map onto ORT's: minmax -> MinMax, moving-average -> MinMax w
 ``CalibMovingAverage``, entropy -> Entropy, percentile -> Percentile (same percentile).
 ORT has no MSE search, so ``mse`` is refused with a reason.
 
+Layers a spec keeps in FP32 (``QuantSpec.keep_float``) are found in the exported graph by their scope names
+(:mod:`.graph_names`: ``fc`` is the node ``/fc/Gemm``) and passed to ``quantize_static`` as
+``nodes_to_exclude``: their weights stay float initializers and ORT runs them as float ops.
+
 Sessions use ``torch.get_num_threads()`` intra-op threads, one inter-op thread, all graph
 optimizations, and no spinning by default: a sweep times the session in a block of its own and
 torch FP32 in the next, in one process, and spinning ORT workers would still hold the cores when
@@ -32,11 +36,14 @@ import torch
 
 from ..measure import stopwatch
 from .base import Backend, Quantized, count_layers, register_backend
+from .graph_names import layer_nodes, nodes_for, onnx_module
 from .onnx_export import INPUT_NAME, export_onnx
 
-__all__ = ["OrtModel", "OrtBackend"]
+__all__ = ["OrtModel", "OrtBackend", "excluded_nodes"]
 
 _CALIBRATIONS = {"minmax": "MinMax", "moving-average": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+# The ops of a Conv or Linear layer's scope (a Linear on 3-d input exports as MatMul + Add): excluded together.
+_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
 
 
 def _make_session(model_bytes: bytes, threads: int | None = None, spinning: bool = False):
@@ -72,8 +79,18 @@ def _ort_version() -> str:
     return ort.__version__
 
 
+def excluded_nodes(model_bytes: bytes, keep: tuple[str, ...]) -> list[str]:
+    """The graph's node names of the torchvision layers in ``keep`` (``fc`` -> ``/fc/Gemm``): quantize_static's
+    ``nodes_to_exclude``. Raises SpecError for a layer no node is named after (:mod:`.graph_names`)."""
+    import onnx
+
+    graph = onnx.load_from_string(model_bytes).graph
+    return nodes_for(keep, layer_nodes(((n.name, n.op_type) for n in graph.node), onnx_module, _LAYER_OPS), "ONNX")
+
+
 def _quantize_onnx(fp32_bytes: bytes, spec, calib: Iterable[torch.Tensor], reduce_range: bool = False) -> bytes:
-    """Static QDQ INT8 of an exported FP32 ONNX model, calibrated on ``calib`` as ``spec`` says."""
+    """Static QDQ INT8 of an exported FP32 ONNX model, calibrated on ``calib`` as ``spec`` says; the layers of
+    ``spec.keep_float`` are left out (``nodes_to_exclude``: their weights stay float, no QDQ pair of theirs)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -105,6 +122,8 @@ def _quantize_onnx(fp32_bytes: bytes, spec, calib: Iterable[torch.Tensor], reduc
             quant_pre_process(src, pre, skip_symbolic_shape=False)
         except Exception:  # pre-processing is an optimization; quantize the raw export instead
             pre = src
+        with open(pre, "rb") as fh:  # the names quantize_static will see (pre-processing keeps the exporter's)
+            exclude = excluded_nodes(fh.read(), spec.keep_float) if spec.keep_float else []
         # ORT's entropy and percentile calibrators print their progress; keep stdout clean.
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -118,6 +137,7 @@ def _quantize_onnx(fp32_bytes: bytes, spec, calib: Iterable[torch.Tensor], reduc
                 activation_type=QuantType.QInt8 if spec.symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=getattr(CalibrationMethod, _CALIBRATIONS[spec.calibration]),
+                nodes_to_exclude=exclude,
                 extra_options=extra,
             )
         with open(dst, "rb") as fh:
@@ -176,6 +196,9 @@ class OrtBackend(Backend):
                 f"{'int8' if spec.symmetric else 'uint8'} activations, int8 {spec.granularity} weights "
                 "(calibration seconds include writing the QDQ model)",
             )
+            if spec.keep_float:
+                notes.insert(1, f"{len(spec.keep_float)} layer(s) left in FP32 (nodes_to_exclude): "
+                                f"{', '.join(spec.keep_float)}")
         with stopwatch() as t_sess:
             runner = OrtModel(artifact)
             runner(example)  # the first run allocates; keep it out of the timed calls

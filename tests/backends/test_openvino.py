@@ -38,3 +38,38 @@ def test_openvino_refuses_calibrations_nncf_does_not_take(cnn):
 
     reason = openvino_backend.OpenVinoBackend().unsupported(QuantSpec("int8", calibration="entropy"), "cpu")
     assert "allowed: minmax" in reason
+
+
+@needs_ov
+def test_openvino_leaves_keep_float_layers_in_fp32_through_nncf_ignored_scope(cnn, peer_calib):
+    import torch
+
+    from qcore.backends import openvino_backend
+    from qcore.spec import SpecError
+
+    from .test_ort import outlier_cnn
+
+    cnn = outlier_cnn(cnn)
+    backend = openvino_backend.OpenVinoBackend()
+    spec = QuantSpec("int8", granularity="per-tensor", backend="openvino")
+    assert backend.problem(spec.replace(keep_float=("fc",)), "cpu") is None
+    full = backend.quantize(cnn, spec, peer_calib, peer_calib[0][:1], "cpu")
+    kept = backend.quantize(cnn, spec.replace(keep_float=("features.3", "fc")), peer_calib, peer_calib[0][:1], "cpu")
+    assert full.quantized_layers == 4 and kept.quantized_layers == 2
+    assert "2 layer(s) left in FP32 (NNCF ignored_scope): fc, features.3" in kept.notes
+
+    def feeds(model, name):  # the op types feeding the named op
+        (op,) = [o for o in model.get_ordered_ops() if o.get_friendly_name() == name]
+        return [i.get_source_output().get_node().get_type_name() for i in op.inputs()]
+
+    conv3, conv5 = (f"__module.features.{i}/aten::_convolution/Convolution" for i in (3, 5))
+    assert feeds(kept.model.model, conv3) == ["Relu", "Constant"]  # FP32 weight, no FakeQuantize on its input
+    assert feeds(kept.model.model, "__module.fc/aten::linear/MatMul")[1] == "Constant"
+    assert feeds(kept.model.model, conv5)[0] == "FakeQuantize" and feeds(full.model.model, conv3)[0] == "FakeQuantize"
+    x = peer_calib[1][:8]
+    with torch.no_grad():
+        ref = cnn(x)
+    err = {name: ((q(x) - ref).norm() / ref.norm()).item() for name, q in (("full", full), ("kept", kept))}
+    assert err["kept"] < err["full"] / 3, err  # the layer per-tensor INT8 cannot hold, left in FP32
+    with pytest.raises(SpecError, match="no node of the OpenVINO graph is layer 'features.1'"):
+        backend.quantize(cnn, spec.replace(keep_float=("features.1",)), peer_calib, peer_calib[0][:1], "cpu")
