@@ -5,7 +5,8 @@ For one model and one setting (a name from ``bench/layers_table.py``'s SETTINGS)
 1. per-layer sensitivity without and with the accuracy columns (``--ranking-images`` images): its seconds
    (Part 1's cost; wall-clock, so quote it only from a quiet machine);
 2. the walk in the ranking's order (``--metric``) and in ``--seeds`` random orders: top-1 after 1, 2, 3 layers
-   kept in FP32, as points recovered over the spec on every layer, with paired 95% intervals, on ``--eval-limit``
+   kept in FP32 (``--promote-to int8``: in INT8 weights, INT4 weight-only settings), as points recovered
+   over the spec on every layer, with paired 95% intervals, on ``--eval-limit``
    test images (default all 10,000; accuracy does not depend on load);
 3. the ranking's walk continued until top-1 is within ``--within`` points of FP32 (at most ``--max-steps``): how
    many layers it keeps, and that point measured like a sweep row (latency speed-up over FP32 and size ratio).
@@ -26,7 +27,7 @@ import torch
 from qcore.backends import quantize
 from qcore.layers.paired import correct, paired_delta
 from qcore.layers.sensitivity import METRICS, measure_layers
-from qcore.layers.walk import random_order, rank
+from qcore.layers.walk import PROMOTE_TO, check_promote, random_order, rank
 from qcore.measure import predict
 from qcore.sweep import SweepConfig, measure_baseline, measure_spec, prepare
 
@@ -47,10 +48,14 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-cost", action="store_true", help="skip the timing of Part 1 without accuracy")
     ap.add_argument("--float-only", action="store_true",
                     help="with --metric gain_only_float: measure only that column (one build a layer, not two)")
+    ap.add_argument("--promote-to", default="fp32", choices=list(PROMOTE_TO),
+                    help="the walks keep layers in FP32, or (INT4 weight-only settings) in INT8 weights")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     spec = SETTINGS[args.setting]
-    out: dict = {"model": args.model, "setting": args.setting, "metric": args.metric}
+    check_promote(spec, args.promote_to)
+    field = PROMOTE_TO[args.promote_to]  # the ranking is Part 1's either way; the walks promote to this
+    out: dict = {"model": args.model, "setting": args.setting, "metric": args.metric, "promote_to": args.promote_to}
     small = SweepConfig(model=args.model, weights="baseline", eval_limit=args.ranking_images, fp32_compiled=False)
     if not args.skip_cost:
         t = time.perf_counter()
@@ -89,7 +94,7 @@ def main(argv=None) -> int:
     def top(keep: tuple) -> torch.Tensor:
         key = tuple(sorted(keep))
         if key not in cache:
-            q = quantize(p.loaded.model, spec.replace(keep_float=key), p.calib, p.example, p.device)
+            q = quantize(p.loaded.model, spec.replace(**{field: key}), p.calib, p.example, p.device)
             cache[key] = correct(predict(q, p.eval_batches, q.device)[0], p.labels)
         return cache[key]
 
@@ -125,10 +130,11 @@ def main(argv=None) -> int:
         p.config = SweepConfig(model=args.model, weights="baseline", eval_limit=args.eval_limit,
                                fp32_compiled=False, latency_budget_s=4.0)
         measure_baseline(p)
-        r = measure_spec(p, spec.replace(keep_float=tuple(order[:first])))
+        r = measure_spec(p, spec.replace(**{field: tuple(order[:first])}))
         out["first_point"] = {"layers": order[:first], "top1_delta": r.top1_delta, "speedup": r.speedup,
                               "size_ratio": r.size_ratio, "kernel": r.kernel}
-        print(f"first point within {args.within} pts: {first} layer(s) in FP32 ({', '.join(order[:first])}): "
+        where = args.promote_to.upper()
+        print(f"first point within {args.within} pts: {first} layer(s) in {where} ({', '.join(order[:first])}): "
               f"delta {r.top1_delta:+.2f} pts, speed-up {r.speedup:.2f}x over FP32 eager (kernel {r.kernel}; "
               f"measured under load), size {r.size_ratio:.3f}x", flush=True)
     if args.out:

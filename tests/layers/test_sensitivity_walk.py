@@ -150,3 +150,16 @@ def test_a_sweep_point_with_an_unknown_layer_is_an_error_row_naming_the_near_one
     int4 = QuantSpec("int4", mode="weight-only", keep_int8=("fc2",))
     _, bad = run_sweep(config, [int4])
     assert bad.status == "error" and "keep_int8: the model has no layer 'fc2'; near names: fc" in bad.error
+
+
+def test_a_sweep_keeps_a_layer_in_fp32_on_onnx_runtime(config, one_thread):
+    pytest.importorskip("onnxruntime")
+    from qcore.sweep import run_sweep
+
+    spec = QuantSpec("int8", granularity="per-tensor", backend="ort")
+    base, full, kept = run_sweep(config, [spec, spec.replace(keep_float=("fc", "layer4.1.conv2"))])
+    assert base.ok and full.ok and kept.ok, (full.error, kept.error)
+    assert (full.quantized_layers, kept.quantized_layers) == (21, 19)
+    assert kept.row()["keep_float"] == "fc;layer4.1.conv2"
+    assert "2 layer(s) left in FP32 (nodes_to_exclude): fc, layer4.1.conv2" in kept.notes
+    assert kept.size_bytes > full.size_bytes  # two layers' weights stored in 4 bytes, not 1
