@@ -26,8 +26,8 @@ def layers_config(config: SweepConfig, spec: QuantSpec, *, accuracy: bool = True
     """The stored config of a sensitivity job; raises ValueError/SpecError for a request that cannot run."""
     if spec.is_float:
         raise ValueError(f"{spec.label()} quantizes nothing; per-layer sensitivity needs an INT8 or INT4 spec")
-    if spec.keep_float:
-        raise ValueError("per-layer sensitivity starts from the spec on every layer; drop keep_float")
+    if spec.keep_float or spec.keep_int8:
+        raise ValueError("per-layer sensitivity starts from the spec on every layer; drop keep_float and keep_int8")
     if not isinstance(error_images, int) or not 1 <= error_images <= 10000:
         raise ValueError(f"error_images={error_images!r} is not allowed; allowed: 1 to 10000")
     return {"sweep": config.to_dict(), "spec": spec.to_dict(), "accuracy": bool(accuracy),

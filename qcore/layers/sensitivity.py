@@ -167,9 +167,9 @@ def measure_layers(
     """
     if spec.is_float:
         raise SpecError(f"{spec.label()} quantizes nothing; per-layer sensitivity needs an INT8 or INT4 spec")
-    if spec.keep_float:
-        raise SpecError("per-layer sensitivity starts from the spec on every layer; drop keep_float "
-                        f"({', '.join(spec.keep_float)})")
+    if spec.keep_float or spec.keep_int8:
+        raise SpecError("per-layer sensitivity starts from the spec on every layer; drop keep_float and keep_int8 "
+                        f"({', '.join(spec.keep_float + spec.keep_int8)})")
     progress = progress or (lambda d, t, m: None)
     cancel = cancel or (lambda: False)
     done = dict(done or {})

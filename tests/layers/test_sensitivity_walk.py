@@ -101,6 +101,8 @@ def test_promoting_to_int8_needs_an_int4_weight_only_spec(config):
         check_promote(SPEC, "bf16")
     with pytest.raises(SpecError, match="drop keep_float and keep_int8 \\(fc\\)"):
         walk_specs(QuantSpec("int4", mode="weight-only", keep_int8=("fc",)), ["a", "fc"], 1, "int8")
+    with pytest.raises(ValueError, match="starts from the spec on every layer; drop keep_float and keep_int8"):
+        layers_config(config, QuantSpec("int4", mode="weight-only", keep_int8=("fc",)))
 
 
 def test_a_random_walk_job_stores_each_point_as_a_sweep_row(config, one_thread):
