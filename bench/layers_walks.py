@@ -95,7 +95,7 @@ def main(argv=None) -> int:
 
     start = top(())
     base = paired_delta(ref, start)
-    out.update(top1_fp32=100 * float(ref.mean()), start_delta=base.delta, start_half_width=base.half_width, n=n)
+    out.update(top1_fp32=100 * float(ref.mean()), start_delta=base.delta, start_low=base.low, start_high=base.high, n=n)
     print(f"{args.model} {args.setting}: FP32 {100 * float(ref.mean()):.2f}%, all quantized {base.text()} pts "
           f"(n={n})", flush=True)
     walks = {}
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         walks[name] = []
         for k in (1, 2, 3):
             rec = paired_delta(start, top(tuple(order[:k])))
-            walks[name].append({"k": k, "layers": order[:k], "recovered": rec.delta, "half_width": rec.half_width})
+            walks[name].append({"k": k, "layers": order[:k], "recovered": rec.delta, "low": rec.low, "high": rec.high})
             print(f"  {name:16s} k={k}: recovered {rec.text()} pts  ({', '.join(order[:k])})", flush=True)
     out["walks"] = walks
     mean_rand = [sum(w[k]["recovered"] for n_, w in walks.items() if n_ != "ranking") / (len(walks) - 1)
