@@ -207,7 +207,7 @@ class QuantSpec:
         if p == "int4" and m != "weight-only":
             raise SpecError(
                 f"mode={m!r} is not allowed with precision='int4': no INT4 activation kernels exist "
-                "here; allowed: weight-only"
+                "here; allowed: weight-only, qat (QAT of INT4 weight-only)"
             )
         if m == "static" and g == "per-group":
             raise SpecError(
