@@ -25,6 +25,9 @@ SETTINGS = {
     "INT8 static per-channel min-max": QuantSpec("int8", granularity="per-channel", backend="fx"),
     "INT8 static per-tensor percentile": QuantSpec("int8", granularity="per-tensor", calibration="percentile",
                                                    backend="fx"),
+    "INT8 static per-tensor entropy": QuantSpec("int8", granularity="per-tensor", calibration="entropy", backend="fx"),
+    "INT8 static per-channel entropy": QuantSpec("int8", granularity="per-channel", calibration="entropy",
+                                                 backend="fx"),
     "INT8 weight-only per-tensor": QuantSpec("int8", mode="weight-only", granularity="per-tensor"),
     "INT4 weight-only per-tensor min-max": QuantSpec("int4", mode="weight-only", granularity="per-tensor"),
     "INT4 weight-only per-channel min-max": QuantSpec("int4", mode="weight-only", granularity="per-channel"),
@@ -52,7 +55,7 @@ def main(argv=None) -> int:
             logits, _ = predict(q, p.eval_batches, q.device)
             d = paired_delta(ref, correct(logits, p.labels))
             rows.append({"model": model, "setting": name, "spec": SETTINGS[name].to_dict(), "top1_fp32": top1_fp32,
-                         "top1": top1_fp32 + d.delta, "delta": d.delta, "half_width": d.half_width, "n": d.n,
+                         "top1": top1_fp32 + d.delta, "delta": d.delta, "low": d.low, "high": d.high, "n": d.n,
                          "backend": q.backend, "kernel": q.kernel})
             print(f"{model:20s} {name:40s} {d.text():>16s} pts  (n={d.n}, {q.backend}/{q.kernel}, "
                   f"{time.perf_counter() - t:.0f} s)", flush=True)

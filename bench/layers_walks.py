@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -33,6 +34,10 @@ from qcore.sweep import SweepConfig, measure_baseline, measure_spec, prepare
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from layers_table import SETTINGS  # noqa: E402
+
+
+def _load() -> str:
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def main(argv=None) -> int:
@@ -61,7 +66,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         measure_layers(small, spec, accuracy_columns=False)
         out["part1_seconds_no_accuracy"] = time.perf_counter() - t
-        print(f"Part 1 without accuracy: {out['part1_seconds_no_accuracy']:.0f} s (under load)", flush=True)
+        print(f"Part 1 without accuracy: {out['part1_seconds_no_accuracy']:.0f} s ({_load()})", flush=True)
     needs_acc = args.metric in ("gain_only_float", "loss_only_quant") and not args.float_only
     t = time.perf_counter()
     sens = measure_layers(small, spec, accuracy_columns=needs_acc)
@@ -77,7 +82,7 @@ def main(argv=None) -> int:
             flush=True)
     out[f"part1_seconds_{'with' if needs_acc else 'no'}_accuracy"] = time.perf_counter() - t
     print(f"Part 1 ({'with' if needs_acc else 'no'} accuracy, {args.ranking_images} images): "
-          f"{time.perf_counter() - t:.0f} s (under load), {sens.plan.text()}", flush=True)
+          f"{time.perf_counter() - t:.0f} s ({_load()}), {sens.plan.text()}", flush=True)
     out["rows"] = [r.to_dict() for r in sens.rows]
     names = [r.layer for r in sens.rows]
     orders = {"ranking": rank(sens.rows, args.metric)}
@@ -100,7 +105,7 @@ def main(argv=None) -> int:
 
     start = top(())
     base = paired_delta(ref, start)
-    out.update(top1_fp32=100 * float(ref.mean()), start_delta=base.delta, start_half_width=base.half_width, n=n)
+    out.update(top1_fp32=100 * float(ref.mean()), start_delta=base.delta, start_low=base.low, start_high=base.high, n=n)
     print(f"{args.model} {args.setting}: FP32 {100 * float(ref.mean()):.2f}%, all quantized {base.text()} pts "
           f"(n={n})", flush=True)
     walks = {}
@@ -108,7 +113,7 @@ def main(argv=None) -> int:
         walks[name] = []
         for k in (1, 2, 3):
             rec = paired_delta(start, top(tuple(order[:k])))
-            walks[name].append({"k": k, "layers": order[:k], "recovered": rec.delta, "half_width": rec.half_width})
+            walks[name].append({"k": k, "layers": order[:k], "recovered": rec.delta, "low": rec.low, "high": rec.high})
             print(f"  {name:16s} k={k}: recovered {rec.text()} pts  ({', '.join(order[:k])})", flush=True)
     out["walks"] = walks
     mean_rand = [sum(w[k]["recovered"] for n_, w in walks.items() if n_ != "ranking") / (len(walks) - 1)
@@ -136,7 +141,7 @@ def main(argv=None) -> int:
         where = args.promote_to.upper()
         print(f"first point within {args.within} pts: {first} layer(s) in {where} ({', '.join(order[:first])}): "
               f"delta {r.top1_delta:+.2f} pts, speed-up {r.speedup:.2f}x over FP32 eager (kernel {r.kernel}; "
-              f"measured under load), size {r.size_ratio:.3f}x", flush=True)
+              f"{_load()}), size {r.size_ratio:.3f}x", flush=True)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(out, fh, indent=1)

@@ -181,12 +181,10 @@ class QuantSpec:
             for name in QAT_DEFAULTS:
                 object.__setattr__(self, name, 0 if name == "qat_seed" else 0.0)
             return
-        if self.precision != "int8":
+        if self.precision not in ("int8", "int4"):
             raise SpecError(
-                f"mode='qat' is not allowed with precision={self.precision!r}: QAT trains the ranges of INT8 "
-                "static quantization, and no backend here has kernels for INT4 weights with INT8 activations "
-                "in convolutions (torchao's int8-activation int4-weight kernels take Linear layers only, "
-                "and not on this CPU path); allowed: int8"
+                f"mode='qat' is not allowed with precision={self.precision!r}; allowed: int8 (QAT of static "
+                "INT8), int4 (QAT of INT4 weight-only)"
             )
         for name, low, high in (("qat_epochs", 0.0, 100.0), ("qat_lr_scale", 0.0, 10.0),
                                 ("qat_freeze_bn", 0.0, 1.0), ("qat_freeze_observers", 0.0, 1.0)):
@@ -199,9 +197,11 @@ class QuantSpec:
 
     def _check_combination(self) -> None:
         p, g, c, m = self.precision, self.granularity, self.calibration, self.mode
-        if m == "qat" and p != "int8":
+        if m == "qat" and p not in ("int8", "int4"):
             return  # _check_qat names what is wrong
-        if m == "qat" and g == "per-group":
+        if m == "qat" and p == "int4":  # QAT of INT4 weight-only: the weight-only rules below apply
+            m = "weight-only"
+        elif m == "qat" and g == "per-group":
             raise SpecError(
                 "granularity='per-group' is not allowed in mode='qat': it trains INT8 static quantization, "
                 "whose kernels take one scale per tensor or per output channel; allowed: per-tensor, per-channel"
@@ -209,7 +209,7 @@ class QuantSpec:
         if p == "int4" and m != "weight-only":
             raise SpecError(
                 f"mode={m!r} is not allowed with precision='int4': no INT4 activation kernels exist "
-                "here; allowed: weight-only"
+                "here; allowed: weight-only, qat (QAT of INT4 weight-only)"
             )
         if m == "static" and g == "per-group":
             raise SpecError(
@@ -248,8 +248,11 @@ class QuantSpec:
     @property
     def ptq_spec(self) -> QuantSpec:
         """What a QAT spec deploys as, and what its ``ptq_top1`` is measured with: the same spec in static
-        mode, trained ranges aside (any other spec is its own)."""
-        return self.replace(mode="static") if self.mode == "qat" else self
+        mode (INT8) or weight-only mode (INT4: no INT4 activation kernels exist here), trained weights and ranges
+        aside (any other spec is its own)."""
+        if self.mode != "qat":
+            return self
+        return self.replace(mode="weight-only" if self.precision == "int4" else "static")
 
     @property
     def is_reference(self) -> bool:
@@ -316,7 +319,7 @@ FP32 = QuantSpec("fp32")
 
 def allowed_modes(precision: str, **fields: Any) -> list[str]:
     """The modes a spec of ``precision`` (and the other ``fields``, when given) can have, in :data:`CHOICES`
-    order, by this module's rules: ``allowed_modes("int4")`` is ``["weight-only"]``; a float precision has
+    order, by this module's rules: ``allowed_modes("int4")`` is ``["weight-only", "qat"]``; a float precision has
     none (its mode is ``n/a``). With fields that no mode fits (``calibration="entropy"`` and INT4), it
     falls back to the precision's own modes."""
     if precision in FLOAT_PRECISIONS:

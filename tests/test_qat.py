@@ -35,7 +35,9 @@ def test_qat_defaults_and_static_specs_carry_no_schedule():
     "kwargs, says",
     [
         (dict(precision="fp32", mode="qat"), "a float cast has no quantization ranges to train"),
-        (dict(precision="int4", mode="qat"), "no backend here has kernels for INT4 weights with INT8 activations"),
+        (dict(precision="fp16", mode="qat"), "a float cast has no quantization ranges to train"),
+        (dict(precision="int4", mode="qat", calibration="entropy"), "calibration='entropy' is not allowed in "
+                                                                    "weight-only mode"),
         (dict(mode="qat", qat_epochs=0), "qat_epochs=0 is not allowed; allowed: a number in (0, 100]"),
         (dict(mode="qat", qat_epochs=-1.5), "qat_epochs=-1.5 is not allowed"),
         (dict(mode="qat", qat_freeze_bn=1.5), "qat_freeze_bn=1.5 is not allowed; allowed: a number in (0, 1]"),

@@ -182,11 +182,11 @@ def test_a_spec_list_reads_labels_words_and_json_lines_or_a_json_list():
 def test_the_modes_a_precision_allows_come_from_the_rules():
     from qcore.spec import allowed_modes
 
-    assert allowed_modes("int4") == ["weight-only"]
+    assert allowed_modes("int4") == ["weight-only", "qat"]  # QAT of INT4 weight-only
     assert allowed_modes("int8") == ["static", "dynamic", "weight-only", "qat"]
     assert allowed_modes("int8", granularity="per-group") == ["weight-only"]
     assert allowed_modes("int8", calibration="entropy") == ["static", "qat"]  # QAT starts from PTQ's ranges
-    assert allowed_modes("int4", calibration="entropy") == ["weight-only"]  # no mode fits: the precision's own
+    assert allowed_modes("int4", calibration="entropy") == ["weight-only", "qat"]  # no mode fits: the precision's own
     assert allowed_modes("fp16") == []
 
 

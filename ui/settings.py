@@ -40,8 +40,8 @@ HELP = {
     "scheme": "symmetric: zero-point 0; asymmetric: a zero-point shifts the range to fit the data",
     "mode": "static: weights and activations int8, ranges calibrated ahead; dynamic: Linear layers only, "
     "activation ranges taken per batch; weight-only: weights stored low-bit, computed in FP32; qat: static INT8 "
-    "whose ranges and weights are fine-tuned with fake quantization (quantization-aware training), measured "
-    "against PTQ and an FP32 model fine-tuned the same way",
+    "(or INT4 weight-only) whose ranges and weights are fine-tuned with fake quantization (quantization-aware "
+    "training), measured against PTQ and an FP32 model fine-tuned the same way",
     "backend": "which implementation runs the spec; auto picks the fastest measured on this machine, else the "
     "first in qcore's order that can, and the run's notes say which and why",
 }

@@ -36,7 +36,7 @@ from ..primitives import (
 )
 from .base import Backend, Quantized, count_layers, register_backend
 
-__all__ = ["encode_scales", "decode_scales", "WeightOnlyLayer", "fold_batchnorm", "WeightOnly"]
+__all__ = ["encode_scales", "decode_scales", "weight_qparams", "WeightOnlyLayer", "fold_batchnorm", "WeightOnly"]
 
 _FP16_TINY = 2.0**-24
 
@@ -70,6 +70,35 @@ def decode_scales(code: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
     return torch.exp2(low + c / 255 * (high - low)).reshape(-1)[:n]
 
 
+def weight_qparams(w: torch.Tensor, bits: int, granularity: str, group_size: int, method: str, symmetric: bool,
+                   percentile: float):
+    """How a weight is cut into rows and what each row's scale and zero point are, as stored.
+
+    Returns ``(flat rows, rows shape, pad, scale, zero point, (qmin, qmax), (code, span) or None)``; the scale
+    is the one the artifact holds (FP16, or 8-bit codes for per-group), so quantizing with it reproduces the
+    stored integers. One home for :class:`WeightOnlyLayer` and for QAT's fake quantization of the same weights
+    (:mod:`qcore.qat.weight_only_flow`), so a trained weight converts to exactly what training saw.
+    """
+    if granularity == "per-group":
+        rows, pad = to_groups(w, min(group_size, w[0].numel()))  # short rows: one group each
+    elif granularity == "per-channel":
+        rows, pad = to_groups(w, w[0].numel())
+    else:
+        rows, pad = w.reshape(1, 1, -1), 0
+    flat = rows.reshape(-1, rows.shape[-1])
+    qmin, qmax = qrange(bits, signed=symmetric)
+    lo, hi = weight_range(flat, method, qmin, qmax, symmetric, percentile)
+    scale, zp = choose_qparams(lo, hi, qmin, qmax, symmetric)
+    scale = scale.clamp(min=_FP16_TINY)
+    code_span = None
+    if granularity == "per-group":
+        code_span = encode_scales(scale)
+        scale = decode_scales(*code_span)
+    else:
+        scale = scale.half()
+    return flat, tuple(rows.shape), pad, scale, zp, (qmin, qmax), code_span
+
+
 class WeightOnlyLayer(nn.Module):
     """A Conv or Linear whose weight lives packed in ``bits`` and is dequantized per forward."""
 
@@ -94,25 +123,11 @@ class WeightOnlyLayer(nn.Module):
             )
             if layer.padding_mode != "zeros":
                 raise ValueError(f"padding_mode={layer.padding_mode!r} is not supported; allowed: zeros")
-        if granularity == "per-group":
-            rows, self.pad = to_groups(w, min(group_size, w[0].numel()))  # short rows: one group each
-        elif granularity == "per-channel":
-            rows, self.pad = to_groups(w, w[0].numel())
-        else:
-            rows, self.pad = w.reshape(1, 1, -1), 0
-        self.rows_shape = tuple(rows.shape)
-        flat = rows.reshape(-1, rows.shape[-1])
-        qmin, qmax = qrange(bits, signed=symmetric)
-        lo, hi = weight_range(flat, method, qmin, qmax, symmetric, percentile)
-        scale, zp = choose_qparams(lo, hi, qmin, qmax, symmetric)
-        scale = scale.clamp(min=_FP16_TINY)
-        if granularity == "per-group":  # many scales: stored in 8 bits each (double quantization)
-            code, span = encode_scales(scale)
-            self.register_buffer("scale_code", code)
-            self.register_buffer("scale_span", span)
-            scale = decode_scales(code, span)
-        else:
-            scale = scale.half()  # stored in FP16
+        flat, self.rows_shape, self.pad, scale, zp, (qmin, qmax), code_span = weight_qparams(
+            w, bits, granularity, group_size, method, symmetric, percentile)
+        if code_span is not None:  # many scales: stored in 8 bits each (double quantization)
+            self.register_buffer("scale_code", code_span[0])
+            self.register_buffer("scale_span", code_span[1])
         # quantize with the scale as stored; the decoded copy is not part of the artifact
         self.register_buffer("scale", scale, persistent=granularity != "per-group")
         q = quantize(flat, scale.float(), zp, qmin, qmax, axis=0)

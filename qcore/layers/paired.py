@@ -1,31 +1,34 @@
 """A top-1 difference between two models on the same images, with its paired 95% interval.
 
-Each image gives ``d_i = correct_b(i) - correct_a(i)`` in {-1, 0, 1}; the difference in points is
-``100 mean(d)`` and, the images being a sample, its 95% interval is ``100 (mean(d) +- 1.96 sd(d) / sqrt(n))``.
-Pairing removes the images both get right or both wrong, so the interval is far narrower than two separate
-intervals: 10,000 images where 60 flip one way and 20 the other give -0.40 +- 0.18 points (unpaired: +- 0.6).
+Per image, each model is right or wrong; the four counts (both right, only the first, only the second,
+neither) go to :func:`qcore.stats.paired_delta`, the one rule for a paired top-1 change in qcore (Newcombe's
+interval, the one every sweep row carries). Pairing removes the images both get right or both wrong, so the
+interval is far narrower than two separate intervals: 10,000 images where 60 flip one way and 20 the other
+give -0.40 points, 95% interval -0.58 to -0.22 (unpaired: about +- 0.6).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+
+from ..stats import paired_delta as _counts_delta
 
 __all__ = ["Paired", "paired_delta", "correct"]
 
 
 @dataclass(frozen=True)
 class Paired:
-    """``delta`` points (b minus a) and the half width of its 95% interval, over ``n`` images."""
+    """``delta`` points (b minus a) and its 95% interval ``[low, high]`` in points, over ``n`` images."""
 
     delta: float
-    half_width: float
+    low: float
+    high: float
     n: int
 
     def text(self) -> str:
-        return f"{self.delta:+.2f} ± {self.half_width:.2f}"
+        return f"{self.delta:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 
 def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -42,7 +45,7 @@ def paired_delta(correct_a: torch.Tensor, correct_b: torch.Tensor) -> Paired:
     """
     if correct_a.shape != correct_b.shape or correct_a.numel() == 0:
         raise ValueError("paired_delta needs two non-empty results on the same images")
-    d = correct_b.double() - correct_a.double()
-    n = d.numel()
-    sd = float(d.std(unbiased=True)) if n > 1 else 0.0
-    return Paired(100.0 * float(d.mean()), 100.0 * 1.96 * sd / math.sqrt(n), n)
+    a, b = correct_a.bool(), correct_b.bool()
+    counts = (int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum()), int((~a & ~b).sum()))
+    delta, low, high = _counts_delta(*counts)
+    return Paired(100.0 * delta, 100.0 * low, 100.0 * high, int(a.numel()))

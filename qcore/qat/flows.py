@@ -13,6 +13,9 @@ started at the range that method chose (a scale of 0.02 with zero point 10 over 
 [-0.2, 4.9]). Training then moves the ranges (until they are frozen) and the weights; ``convert_fx``
 gives the same int8 modules as the fx backend's static PTQ, on the same kernels.
 
+The weight-only flow (INT4 weight-only QAT: weights trained through their fake quantization, converted to the
+weight-only backend's packed layers) is :mod:`qcore.qat.weight_only_flow`.
+
 The pt2e flow is not wired here (its graph would need torchao's ``prepare_qat_pt2e`` and an AOTInductor
 build after training); a QAT spec that names ``backend="pt2e"`` says so, and ``auto`` runs it on fx.
 """
@@ -26,12 +29,15 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from ..backends.base import Quantized, count_layers
 from ..spec import QuantSpec
+from .weight_only_flow import WeightOnlyQAT
 
 __all__ = ["QAT_BACKENDS", "qat_backend_problem", "resolve_qat", "FxQAT"]
 
-# Backends a QAT spec can be trained for and then run on; the reason the others cannot.
-QAT_BACKENDS = ("fx",)
+# Backends a QAT spec can be trained for and then run on (fx: INT8 static; weight-only: INT4 weight-only, see
+# qcore.qat.weight_only_flow); the reason the others cannot.
+QAT_BACKENDS = ("fx", "weight-only")
 _WHY_NOT = {
     "pt2e": "QAT here trains through torch.ao FX (prepare_qat_fx) and runs on the fx backend's int8 kernels; "
             "the pt2e flow (prepare_qat_pt2e, then an AOTInductor build) is not wired",
@@ -123,6 +129,21 @@ class FxQAT:
             if kind in (FusedMovingAvgObsFakeQuantize, HistogramObserver):
                 mapping.set_object_type(key, qconfig)
         return mapping
+
+    def key(self) -> dict:
+        """What, besides the spec's common fields, defines a trained state of this flow (its cache key)."""
+        return {"flow": self.backend, "range": [self.qmin, self.qmax]}
+
+    def starting_ranges(self, calib_images: int) -> str:
+        return f"started from {self.spec.calibration} ranges on {calib_images} calibration images"
+
+    def quantized(self, converted: nn.Module, model: nn.Module, note: str) -> Quantized:
+        """The converted graph as the fx backend's result (its int8 kernels)."""
+        from ..backends.fx_int8 import _quantized_layer_count
+
+        return Quantized(model=converted, backend=self.backend, kernel="native", device="cpu",
+                         artifact=converted.state_dict(), quantized_layers=_quantized_layer_count(converted),
+                         total_layers=count_layers(model), engine=self.engine, notes=[note])
 
     def prepare(self, model: nn.Module, example: torch.Tensor, calib: Iterable[torch.Tensor] | None) -> nn.Module:
         """A trainable copy of ``model`` with fake quantization; ``calib`` batches set the activations'
@@ -219,4 +240,4 @@ def freeze_bn(prepared: nn.Module) -> None:
             m.eval()
 
 
-FLOWS = {"fx": FxQAT}
+FLOWS = {"fx": FxQAT, "weight-only": WeightOnlyQAT}

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..backends import BackendUnavailable, Quantized, count_layers, resolve
+from ..backends import BackendUnavailable, resolve
 from ..measure import accuracy, predict
 from ..result import Result
 from ..spec import QuantSpec
@@ -73,7 +73,7 @@ def _qat(p, spec: QuantSpec, flow, s: Schedule, base: dict, progress, cancel) ->
     calib = cache.tensor_digest(p.calib)
     fields = {k: getattr(spec, k) for k in ("granularity", "calibration", "percentile", "scheme")}
     path = cache.cache_path(p.config.model, "qat", {**base, "schedule": s.key(), "spec": fields, "calib": calib,
-                                                    "flow": flow.backend, "range": [flow.qmin, flow.qmax]})
+                                                    **flow.key()})
     with cache.locked(path):
         hit = cache.load(path)
         if hit is not None:
@@ -133,14 +133,11 @@ def measure_qat(p, spec: QuantSpec, *, base_result: Callable, measure_quantized:
     if progress:
         progress(950, 1000, "converting to int8 and timing")
     converted = flow.convert(prepared)
-    q = Quantized(model=converted, backend=choice.backend.name, kernel="native", device="cpu",
-                  artifact=converted.state_dict(), quantized_layers=_int8_layers(converted),
-                  total_layers=count_layers(p.loaded.model), engine=flow.engine,
-                  notes=[f"QAT ({flow.backend}): {s.steps} steps ({s.epochs:g} epoch of {s.train_images} training "
-                         f"images, batch {s.batch_size}), {s.optimizer} lr {s.lr:.2g} cosine to 0, BatchNorm "
-                         f"frozen at {s.freeze_bn:g} and ranges at {s.freeze_observers:g} of the steps, seed "
-                         f"{s.seed}; started from {spec.calibration} ranges on {sum(len(x) for x in p.calib)} "
-                         "calibration images"])
+    q = flow.quantized(converted, p.loaded.model,
+                       f"QAT ({flow.backend}): {s.steps} steps ({s.epochs:g} epoch of {s.train_images} training "
+                       f"images, batch {s.batch_size}), {s.optimizer} lr {s.lr:.2g} cosine to 0, BatchNorm "
+                       f"frozen at {s.freeze_bn:g} and ranges at {s.freeze_observers:g} of the steps, seed "
+                       f"{s.seed}; {flow.starting_ranges(sum(len(x) for x in p.calib))}")
     r = measure_quantized(p, r, choice, q)
     r.control_top1 = control_top1
     r.recovered = recovered(r.top1, r.ptq_top1, r.control_top1)
@@ -160,9 +157,3 @@ def measure_qat(p, spec: QuantSpec, *, base_result: Callable, measure_quantized:
 
 def _curve(record: dict) -> dict:
     return {k: record.get(k) for k in ("step", "epoch", "train_loss", "top1", "seconds")}
-
-
-def _int8_layers(model: nn.Module) -> int:
-    from ..backends.fx_int8 import _quantized_layer_count
-
-    return _quantized_layer_count(model)

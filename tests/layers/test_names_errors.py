@@ -5,6 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
+from qcore import stats
 from qcore.layers.errors import ErrorSum, sqnr_db, weight_error
 from qcore.layers.names import LayerError, check_keep_float, layer_names, near_names
 from qcore.layers.paired import correct, paired_delta
@@ -64,7 +65,10 @@ def test_paired_delta_interval():
     b = torch.tensor([0.0] * 60 + [1.0] * 20 + [1.0] * 920)
     d = paired_delta(a, b)
     assert d.delta == pytest.approx(-4.0) and d.n == 1000
-    assert d.half_width == pytest.approx(100 * 1.96 * float((b - a).std()) / math.sqrt(1000))
+    # the one paired rule of qcore.stats (Newcombe), on the counts: both 920, lost 60, gained 20, neither 0
+    lo, hi = (100 * v for v in stats.paired_delta(920, 60, 20, 0)[1:])
+    assert (d.low, d.high) == (pytest.approx(lo), pytest.approx(hi)) and d.low < -4.0 < d.high < -2.0
+    assert d.text() == f"-4.00 [{lo:+.2f}, {hi:+.2f}]"
     assert correct(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])).tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="same images"):
         paired_delta(a, b[:10])
