@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from qcore.layers.row import METRICS, LayerRow
 from qcore.result import Result
 
-__all__ = ["HEAT_METRICS", "frame", "heatmap", "add_walk_lines", "walk_groups", "layers_link"]
+__all__ = ["HEAT_METRICS", "frame", "heatmap", "clicked_layer", "add_walk_lines", "walk_groups", "layers_link"]
 
 # the heat map's columns: each coloured by its rank among the layers (1 = the most sensitive), since dB, ratios
 # and points share no scale; the cell's text is the measured value
@@ -53,8 +53,23 @@ def heatmap(rows: Sequence[LayerRow]) -> go.Figure:
         hovertemplate="%{y}<br>%{x}: %{text}<extra></extra>",
     ))  # fmt: skip
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=max(320, 22 * len(rows) + 140), margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_layout(height=max(320, 22 * len(rows) + 140), margin=dict(l=10, r=10, t=30, b=10),
+                      clickmode="event+select")
     return fig
+
+
+def clicked_layer(event) -> str | None:
+    """The layer of a clicked heat-map cell (Streamlit's selection event), None when nothing is selected."""
+    points = (event.selection.points if event is not None and hasattr(event, "selection") else None) or []
+    for p in points:
+        cd = p.get("customdata")
+        if isinstance(cd, list):
+            cd = cd[0] if cd else None
+        if cd:
+            return str(cd)
+        if p.get("y"):
+            return str(p["y"]).split(" (")[0]  # the row's label: "layer1.0.conv1 (Conv2d 3x3 64->64)"
+    return None
 
 
 def _fmt(v) -> str:
