@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 from qcore.layers.row import METRICS, LayerRow
 from qcore.result import Result
 
-__all__ = ["HEAT_METRICS", "frame", "heatmap", "clicked_layer", "add_walk_lines", "walk_groups", "layers_link"]
+__all__ = ["HEAT_METRICS", "frame", "heatmap", "clicked_layer", "add_walk_lines", "walk_groups", "strip_cells",
+           "precision_strip", "walk_strips", "layers_link"]
 
 # the heat map's columns: each coloured by its rank among the layers (1 = the most sensitive), since dB, ratios
 # and points share no scale; the cell's text is the measured value
@@ -100,6 +101,63 @@ def add_walk_lines(fig: go.Figure, results: Sequence[Result], x: str = "latency_
                                  line=dict(dash="dot", width=1.5), marker=dict(size=6, symbol="diamond"),
                                  hovertext=hover, hoverinfo="text", customdata=[r.run_id for r in rows]))
     return fig
+
+
+FP32_COLOR = "#d9d9d9"  # kept in float: light, so the quantized layers (the precision's own colour) stand out
+
+
+def strip_cells(walk: Sequence[Result], layers: Sequence[str]) -> list[list[str]]:
+    """Per walk point (in walk order), per layer (in model order): ``"FP32"`` where the point keeps the layer in
+    float, else the spec's precision (``"INT8"``, ``"INT4"``). A kept name the list lacks gets a column at the end."""
+    names = list(layers) + sorted({n for r in walk for n in r.spec.keep_float} - set(layers))
+    return [["FP32" if n in r.spec.keep_float else r.spec.precision.upper() for n in names] for r in walk]
+
+
+def precision_strip(walk: Sequence[Result], layers: Sequence[str], colors: dict[str, str],
+                    selected: str | None = None) -> go.Figure:
+    """A walk's per-layer precision: one row per point (the walk's order, as its line on the chart), one cell
+    per quantizable layer in model order, FP32 light and the quantized layers in their precision's colour; the
+    clicked point's row is outlined."""
+    cells = strip_cells(walk, layers)
+    names = list(layers) + sorted({n for r in walk for n in r.spec.keep_float} - set(layers))
+    quant = walk[0].spec.precision.upper()
+    z = [[0 if c == "FP32" else 1 for c in row] for row in cells]
+    ys = [f"{len(r.spec.keep_float)} in FP32 · {r.top1:.2f}%" if r.top1 is not None else f"{len(r.spec.keep_float)}"
+          for r in walk]
+    text = [[f"{n}: {c}" for n, c in zip(names, row)] for row in cells]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=names, y=ys, text=text, hovertemplate="%{y}<br>%{text}<extra></extra>", zmin=0, zmax=1, xgap=1,
+        ygap=2, showscale=False, colorscale=[[0, FP32_COLOR], [0.5, FP32_COLOR], [0.5, colors.get(quant, "#1f77b4")],
+                                             [1, colors.get(quant, "#1f77b4")]],
+    ))  # fmt: skip
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
+    fig.update_xaxes(showticklabels=len(names) <= 40, tickangle=-60, tickfont=dict(size=9))
+    ids = [r.run_id for r in walk]
+    if selected in ids:
+        i = ids.index(selected)
+        fig.add_shape(type="rect", x0=-0.5, x1=len(names) - 0.5, y0=i - 0.5, y1=i + 0.5,
+                      line=dict(color="#222", width=2))
+    title = (f"{walk[0].spec.replace(keep_float=()).label()}: layers in <b>{quant}</b> (colour) or kept in FP32 "
+             "(light), one row per walk point")
+    fig.update_layout(height=60 + 22 * len(walk) + (110 if len(names) <= 40 else 0),
+                      margin=dict(l=10, r=10, t=28, b=4), title=dict(text=title, font=dict(size=12)))
+    return fig
+
+
+def walk_strips(results: Sequence[Result], key: str, colors: dict[str, str], selected: str | None = None) -> None:
+    """Under the chart, each mixed-precision walk's per-layer precision strip (one row per point), the model's
+    Conv and Linear layers in model order (:func:`ui.keep_float.model_layers`)."""
+    import streamlit as st
+
+    from .keep_float import model_layers
+
+    for i, walk in enumerate(walk_groups(results)):
+        layers, problem = model_layers(walk[0].model)
+        if problem:
+            st.caption(f"No per-layer strip for {walk[0].model}: {problem}")
+            continue
+        st.plotly_chart(precision_strip(walk, layers, colors, selected), key=f"{key}-strip-{i}",
+                        config={"displaylogo": False, "displayModeBar": False})
 
 
 def layers_link(r: Result) -> None:
