@@ -60,7 +60,7 @@ def _queries(jobs: dict[str, str]) -> list[tuple[str, str, bool]]:
           (f"explore?{urlencode({**r18, 'keep_float': 'layer1.0.conv3'})}", "explore-keep-unknown", True),
           (f"explore?{urlencode({**r18, 'keep_float': 'fc'})}&precision=INT4", "explore-keep-int4", False),
           (f"sweep?{urlencode({**r18, 'keep_float': kept})}&g_backend=auto&g_backend=ort", "sweep-keep-float", True)]
-    q += [(f"explore?{urlencode({'model': 'resnet18', 'keep_float': 'fc', 'backend': b})}", f"explore-keep-{b}",
+    q += [(f"explore?{urlencode({'model': 'resnet18', 'keep_float': 'fc', 'backend': b})}", f"explore-keep-backend-{b}",
            b == "ort") for b in CHOICES["backend"]]  # fmt: skip
     q += [(f"layers?job={jobs['layers']}", "layers-job", True), (f"sweep?job={jobs['walk']}", "sweep-walk-strip", True)]
     return q
@@ -69,21 +69,22 @@ def _queries(jobs: dict[str, str]) -> list[tuple[str, str, bool]]:
 def _click_heatmap(page, url: str, jid: str, out: Path) -> list[str]:
     """Open the Layers job and click a heat-map cell (the 'fc' row): the Layer box and the histogram follow it.
     Returns what went wrong (nothing when the click chose the layer)."""
+    page.set_viewport_size({"width": 1024, "height": 2600})
     page.goto(f"{url}/layers?job={jid}")
     page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', state="visible")
     page.wait_for_timeout(1200)
     wait_idle(page, 180_000)
     heat = page.locator(".js-plotly-plot").first
     heat.scroll_into_view_if_needed()
-    box = heat.locator(".nsewdrag").first.bounding_box()  # the plot area: fc is the last row (reversed y axis)
-    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] - 8)
+    row = heat.locator(".ytick text", has_text="fc (Linear)").first.bounding_box()
+    col = heat.locator(".xtick text", has_text="weight SQNR dB").first.bounding_box()
+    page.mouse.click(col["x"] + col["width"] / 2, row["y"] + row["height"] / 2)  # the cell (fc, weight SQNR)
     page.wait_for_timeout(1500)
     wait_idle(page, 180_000)
     title = page.get_by_text("Weights of fc and the clipping range").first
     problems = [] if title.count() else ["a click on the heat map's fc row did not open fc's histogram"]
-    if title.count():
-        title.scroll_into_view_if_needed()
-    page.screenshot(path=str(out / "layers-clicked.png"), full_page=False)
+    page.screenshot(path=str(out / "layers-clicked.png"))
+    page.set_viewport_size({"width": 1024, "height": 1000})
     return problems
 
 
@@ -121,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {now}" + (" EXCEPTION" if exc else "") + "".join(f"\n  error: {e}" for e in errors))
                 raised |= bool(exc)
                 if shot or exc:
-                    page.screenshot(path=str(args.out / f"{name}.png"), full_page=name.startswith(("layers-", "sweep-"))
-                                    or "keep" in name)
+                    tall = name.startswith(("layers-", "sweep-walk")) or "keep" in name  # (Streamlit scrolls inside)
+                    if tall:
+                        page.set_viewport_size({"width": args.width, "height": 2600})
+                        page.wait_for_timeout(800)
+                    page.screenshot(path=str(args.out / f"{name}.png"))
+                    page.set_viewport_size({"width": args.width, "height": 1000})
             clicked = _click_heatmap(page, url, jobs["layers"], args.out)
             print("layers heat-map click: " + ("; ".join(clicked) or "opened fc's histogram"))
             raised |= bool(clicked)

@@ -74,12 +74,12 @@ def section(model: str, dataset: str, weights: str, layer: str, spec: QuantSpec,
         st.warning(f"The weights of {model} ({weights}) on {dataset_label(dataset)} cannot be loaded here: "
                    f"{problem}", icon=":material/block:")
         return
-    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
-    fold = c3.toggle("BatchNorm folded in", value=False, key=f"{key}-fold",
+    toggles = st.container(horizontal=True)
+    fold = toggles.toggle("BatchNorm folded in", value=False, key=f"{key}-fold",
                      help="off: the layer's own weight, as the table's weight SQNR measures it; on: with the "
                           "BatchNorm after it folded in (w × γ/√(σ²+ε) per output channel), as the int8 and "
                           "weight-only kernels hold it")  # fmt: skip
-    log_y = c3.toggle("log scale", value=True, key=f"{key}-logy")
+    log_y = toggles.toggle("log scale", value=True, key=f"{key}-logy")
     tkey = _key(model, dataset, chosen, layer, fold)
     spec_d = spec.to_dict()
     try:
@@ -88,6 +88,7 @@ def section(model: str, dataset: str, weights: str, layer: str, spec: QuantSpec,
         st.error(str(exc), icon=":material/block:")
         return
     out_channels = data.captured(tkey).batches[0].shape[0]
+    c1, c2 = st.columns([1, 2], vertical_alignment="center")
     row = None
     if r.count > 1:
         widest = r.widest

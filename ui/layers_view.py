@@ -50,12 +50,21 @@ def heatmap(rows: Sequence[LayerRow]) -> go.Figure:
     fig = go.Figure(go.Heatmap(
         z=z, x=[HEAT_METRICS[m] for m in metrics], y=[f"{r.layer} ({r.kind})" for r in rows], text=text,
         texttemplate="%{text}", colorscale="Reds", zmin=0, zmax=1, customdata=[[r.layer] * len(metrics) for r in rows],
-        colorbar=dict(title="sensitivity<br>rank", tickvals=[0, 1], ticktext=["least", "most"]),
-        hovertemplate="%{y}<br>%{x}: %{text}<extra></extra>",
+        colorbar=dict(title="sensitivity<br>rank", tickvals=[0, 1], ticktext=["least", "most"]), hoverinfo="skip",
+    ))  # fmt: skip
+    # plotly selects points of scatter traces only: an invisible square over each cell makes a click choose its
+    # layer (the chart's selection event), and carries the hover
+    ys = [f"{r.layer} ({r.kind})" for r in rows]
+    fig.add_trace(go.Scatter(
+        x=[HEAT_METRICS[m] for _ in rows for m in metrics], y=[y for y in ys for _ in metrics], mode="markers",
+        marker=dict(symbol="square", size=18, color="#000", opacity=0), showlegend=False,
+        customdata=[r.layer for r in rows for _ in metrics], text=[t for row in text for t in row],
+        hovertemplate="%{y}<br>%{x}: %{text}<br>click: its weight histogram<extra></extra>",
+        selected=dict(marker=dict(opacity=0.25)), unselected=dict(marker=dict(opacity=0)),
     ))  # fmt: skip
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(height=max(320, 22 * len(rows) + 140), margin=dict(l=10, r=10, t=30, b=10),
-                      clickmode="event+select")
+                      clickmode="event+select", hoverdistance=-1)  # the nearest marker: the cell under the mouse
     return fig
 
 
