@@ -146,8 +146,8 @@ def precision_strip(walk: Sequence[Result], layers: Sequence[str], colors: dict[
         i = ids.index(selected)
         fig.add_shape(type="rect", x0=-0.5, x1=len(names) - 0.5, y0=i - 0.5, y1=i + 0.5,
                       line=dict(color="#222", width=2))
-    title = (f"{walk[0].spec.replace(keep_float=()).label()}: layers in <b>{quant}</b> (colour) or kept in FP32 "
-             "(light), one row per walk point")
+    spec = walk[0].spec.replace(keep_float=()).label()
+    title = f"Walk of {spec}: each layer in <b>{quant}</b> or <b>FP32</b> (light)"
     fig.update_layout(height=60 + 22 * len(walk) + (110 if len(names) <= 40 else 0),
                       margin=dict(l=10, r=10, t=28, b=4), title=dict(text=title, font=dict(size=12)))
     return fig
