@@ -66,6 +66,9 @@ def test_explore_refuses_an_unknown_name_with_the_near_ones_and_a_backend_that_c
     assert next(b for b in at.button if b.label == "Run").disabled
     at.multiselect(key="keep_float").set_value(["classifier.3"]).run()  # a new choice clears it
     assert not _errors(at)
+    at = _app("pages/explore.py", keep_float="features.0.O")
+    at.button(key="keep_float-drop").click().run()  # or leaving it out
+    assert not _errors(at) and "keep_float" not in at.query_params
     at = _app("pages/explore.py", backend="ort", keep_float="classifier.3")
     assert at.multiselect(key="keep_float").disabled
     assert any("the ort backend cannot keep layers in FP32 (keep_float)" in e for e in _errors(at))

@@ -83,9 +83,11 @@ def field(where, model: str, backends: list[str], *, key: str = "keep_float", wh
             from qcore.layers.names import check_names
 
             check_names(QuantSpec(keep_float=tuple(unknown)), names)
-        except SpecError as exc:
-            problems.append(f"Layers kept in FP32: {exc}. Choose the layers again in the field (the link named "
-                            f"{len(unknown)} this model does not have)")
+        except SpecError as exc:  # (always raised: the names are unknown)
+            problems.append(f"Layers kept in FP32: {exc}. The field holds this model's layers only: choose there, "
+                            "or leave the unknown name(s) out")
+        where.button("Leave the unknown layer names out", key=f"{key}-drop", on_click=_write_url, args=(key,),
+                     icon=":material/backspace:")
     if blocked:
         where.caption(f":material/block: {refusals[0]}")
         if picked:
