@@ -93,6 +93,6 @@ def weight_ranges(w: torch.Tensor, spec: QuantSpec) -> WeightRanges:
     granularity = "per-channel" if spec.granularity == "per-channel" else "per-tensor"
     how = (f"min-max on each {granularity.removeprefix('per-')}, symmetric int8 codes -128..127 (torch.ao's "
            f"observer: int8 kernels take symmetric weights; the spec's {spec.calibration} calibration sets the "
-           "activations' ranges)")
+           "activations' ranges)" + ("; QAT fine-tunes these ranges from here" if spec.mode == "qat" else ""))
     return WeightRanges(granularity, rows.shape[1], (-amax).tolist(), amax.tolist(),
                         scale.reshape(-1).float().tolist(), [int(z) for z in zp.reshape(-1).tolist()], -128, 127, how)
