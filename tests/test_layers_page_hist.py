@@ -71,6 +71,15 @@ def test_int8_per_tensor_draws_the_observers_range_for_the_chosen_layer(resnet18
     assert r.count == 1 and _drawn_range(at) == pytest.approx((r.lo[0], r.hi[0]))
     text = next(m.value for m in at.markdown if m.value.startswith("Clipping range of the whole tensor"))
     assert f"[{r.lo[0]:.4g}, {r.hi[0]:.4g}]" in text and "codes -128..127" in text
+    at.toggle(key=f"hist-{jid}-fold").set_value(True).run()  # the weight as the kernels hold it
+    import torchvision
+
+    from qcore.learn.source import fold_batchnorm
+
+    net = torchvision.models.resnet18(num_classes=10)
+    net.load_state_dict(torch.load(resnet18_checkpoint, weights_only=True))
+    folded = weight_ranges(fold_batchnorm(net.eval())[0].get_submodule("layer1.0.conv1").weight, spec)
+    assert _drawn_range(at) == pytest.approx((folded.lo[0], folded.hi[0])) and folded.hi[0] != r.hi[0]
 
 
 def test_int4_per_group_opens_on_the_widest_group_and_moves_to_another(resnet18_checkpoint, fashion_mnist):
