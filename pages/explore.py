@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from qcore.result import Result, baseline_of
-from qcore.spec import FP32, QuantSpec
+from qcore.spec import FLOAT_PRECISIONS, FP32, QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
-from ui import jobs, results, settings, spec_list
+from ui import jobs, keep_float, results, settings, spec_list
 from ui.common import baseline_status, dataset_label, spec_problem
 from ui.nav import SWEEP_PAGE, setup
 
@@ -30,6 +30,9 @@ top = st.container()  # a link down to the results, once there is a run to show
 config_kwargs, problems = settings.config_widgets()
 st.markdown("##### Quantization")
 spec_kwargs = settings.spec_single()
+if spec_kwargs["precision"] not in FLOAT_PRECISIONS:  # (a float cast quantizes nothing, so keeps nothing out)
+    spec_kwargs["keep_float"], kept_problems = keep_float.field(st, config_kwargs["model"], [spec_kwargs["backend"]])
+    problems += kept_problems
 
 config = spec = None
 try:

@@ -11,9 +11,9 @@ from qcore.layers.rows import LayerRows
 from qcore.spec import QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
-from ui import jobs, results, settings
+from ui import jobs, layer_hist, results, settings
 from ui.common import start_worker, store
-from ui.layers_view import frame, heatmap
+from ui.layers_view import clicked_layer, frame, heatmap
 from ui.nav import SWEEP_PAGE, setup
 
 SESSION_KEY = "layers_job"
@@ -76,15 +76,23 @@ def render_layers(job: Job, _rows) -> None:
         st.markdown(f"FP32 top-1 **{r['top1_fp32']:.2f}%**, the spec on every layer **{r['top1_quantized']:.2f}%** "
                     f"on {r['eval_images']} images ({r['backend']}).")
     st.dataframe(frame(rows), hide_index=True, key=f"tbl-{job.job_id}")
-    st.plotly_chart(heatmap(rows), key=f"heat-{job.job_id}", config={"displaylogo": False})
+    event = st.plotly_chart(heatmap(rows), key=f"heat-{job.job_id}", config={"displaylogo": False},
+                            on_select="rerun", selection_mode="points")
+    layer_key = f"layer-{job.job_id}"
+    clicked = clicked_layer(event)
+    if clicked and clicked != st.session_state.get(f"{layer_key}-clicked"):  # a new click chooses the layer
+        st.session_state[layer_key] = clicked
+    st.session_state[f"{layer_key}-clicked"] = clicked
     spec = QuantSpec.from_dict(job.config["spec"])
     config = SweepConfig.from_dict(job.config["sweep"])
+    st.caption("Click a cell (or choose the layer below) for its weight histogram and clipping range.")
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
-    layer = c1.selectbox("Layer", [r.layer for r in rows], key=f"layer-{job.job_id}")
+    layer = c1.selectbox("Layer", [r.layer for r in rows], key=layer_key)
     if c2.button("Keep in FP32 and re-run", key=f"keep-{job.job_id}", icon=":material/replay:",
                  help="queues the spec with this layer left in FP32 as a sweep point, measured like any other"):
         jobs.submit(config, [spec.replace(keep_float=(layer,))], "sweep_job")
         st.switch_page(SWEEP_PAGE)
+    layer_hist.section(config.model, config.dataset, config.weights, layer, spec, key=f"hist-{job.job_id}")
     st.markdown("##### Mixed-precision walk")
     w1, w2, w3, w4 = st.columns(4)
     metric = w1.selectbox("Rank by", [m for m in METRICS if any(getattr(r, m) is not None for r in rows)],

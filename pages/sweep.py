@@ -8,10 +8,10 @@ import streamlit as st
 
 from qcore.backends import runnable_grid
 from qcore.result import Result, baseline_of
-from qcore.spec import DEFAULT_GRID, QuantSpec
+from qcore.spec import DEFAULT_GRID, FLOAT_PRECISIONS, QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
-from ui import cluster, grid_settings, jobs, results, settings, spec_list
+from ui import cluster, grid_settings, jobs, keep_float, results, settings, spec_list
 from ui.common import job_label, store
 from ui.nav import setup
 
@@ -20,8 +20,9 @@ AXES = {"latency_ms_p50": "accuracy vs latency", "size_bytes": "accuracy vs size
 SOURCES = {"grid": "the grid", "list": "the spec list"}
 
 
-def grid_specs(grid: dict, device: str) -> tuple[list[QuantSpec], list, list[str]]:
-    """The grid's runnable specs, the skipped combinations with their reasons, and what is wrong with it."""
+def grid_specs(grid: dict, device: str, kept: tuple[str, ...] = ()) -> tuple[list[QuantSpec], list, list[str]]:
+    """The grid's runnable specs (each quantized one with the layers ``kept`` in FP32), the skipped combinations
+    with their reasons, and what is wrong with it."""
     empty = [name for name, values in grid.items() if not values and name not in ("group_size", "percentile")]
     if empty:
         return [], [], [f"choose at least one value for: {', '.join(empty)}"]
@@ -31,11 +32,26 @@ def grid_specs(grid: dict, device: str) -> tuple[list[QuantSpec], list, list[str
         specs, skipped = runnable_grid(**grid, device=[device])
     except ValueError as exc:
         return [], [], [str(exc)]
+    if kept:
+        specs, cannot = _keep(specs, kept)
+        skipped = [*skipped, *cannot]
     measured = [s for s in specs if not s.is_reference]
     if not measured and skipped:  # (FP32 alone, asked for, is a run: the baseline only)
         return specs, skipped, ["no combination of these values is a valid spec (other than the FP32 baseline); see "
                                 "the reasons below"]
     return specs, skipped, []
+
+
+def _keep(specs: list[QuantSpec], kept: tuple[str, ...]) -> tuple[list[QuantSpec], list]:
+    """Every quantized spec with ``kept`` in FP32; those whose backend cannot keep a layer skipped, with its reason."""
+    out, cannot = [], []
+    for s in specs:
+        why = None if s.is_float else keep_float.backend_problem(s.backend)
+        if why:
+            cannot.append((s, why))
+        else:
+            out.append(s if s.is_float else s.replace(keep_float=kept))
+    return out, cannot
 
 
 setup("Sweep & Pareto")
@@ -52,7 +68,12 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
     config_kwargs, problems = settings.config_widgets()
     st.markdown("##### Quantization grid")
     grid = grid_settings.spec_grid()
-    from_grid, skipped, grid_problems = grid_specs(grid, config_kwargs["device"])
+    kept, kept_problems = (), []
+    if any(p not in FLOAT_PRECISIONS for p in grid["precision"] or []):
+        kept, kept_problems = keep_float.field(st, config_kwargs["model"], list(grid["backend"] or []),
+                                               what="every quantized spec of the grid")
+    from_grid, skipped, grid_problems = grid_specs(grid, config_kwargs["device"], kept)
+    grid_problems += kept_problems
     from_grid = [s for s in from_grid if not s.is_reference]
     g1, g2 = st.columns(2, vertical_alignment="center")
     g1.markdown(

@@ -23,14 +23,15 @@ from streamlit.runtime.caching import cache_data_api
 
 from qcore.spec import CHOICES, GROUP_SIZES
 from scripts.browser import launch, start_server, stop_server, stop_workers, wait_idle
+from scripts.walk_seed import seed
 
 logging.getLogger(cache_data_api.__name__).setLevel(logging.ERROR)  # "No runtime found": none is needed here
 from ui.common import label_of  # noqa: E402
 from ui.settings import UPLOAD_LABEL  # noqa: E402
 
 
-def _queries() -> list[tuple[str, str, bool]]:
-    """(page and query, name, take a screenshot)."""
+def _queries(jobs: dict[str, str]) -> list[tuple[str, str, bool]]:
+    """(page and query, name, take a screenshot); ``jobs``: the stored jobs of :mod:`scripts.walk_seed`."""
     q = [("", "home", True), ("explore", "explore", True)]
     for k in ("precision", "granularity", "calibration", "scheme", "mode", "backend", "device"):
         q += [(f"explore?{urlencode({k: label_of(v)})}", f"explore-{k}-{v}", v in ("per-group", "percentile", "int4"))
@@ -53,18 +54,52 @@ def _queries() -> list[tuple[str, str, bool]]:
           ("learn", "learn", True), ("layers", "layers", True),
           ("explore?precision=INT8&mode=qat&qat_epochs=0.05", "explore-qat", True),
           ("explore?draws=3", "explore-draws", False)]  # fmt: skip
+    kept = "layer1.0.conv1;fc"  # the "Layers kept in FP32" field (issue 15): read, refused, per backend, on Sweep
+    r18 = {"model": "resnet18"}
+    q += [(f"explore?{urlencode({**r18, 'keep_float': kept})}", "explore-keep-float", True),
+          (f"explore?{urlencode({**r18, 'keep_float': 'layer1.0.conv3'})}", "explore-keep-unknown", True),
+          (f"explore?{urlencode({**r18, 'keep_float': 'fc'})}&precision=INT4", "explore-keep-int4", False),
+          (f"sweep?{urlencode({**r18, 'keep_float': kept})}&g_backend=auto&g_backend=ort", "sweep-keep-float", True)]
+    q += [(f"explore?{urlencode({'model': 'resnet18', 'keep_float': 'fc', 'backend': b})}", f"explore-keep-backend-{b}",
+           b == "ort") for b in CHOICES["backend"]]  # fmt: skip
+    q += [(f"layers?job={jobs['layers']}", "layers-job", True), (f"sweep?job={jobs['walk']}", "sweep-walk-strip", True)]
     return q
+
+
+def _click_heatmap(page, url: str, jid: str, out: Path) -> list[str]:
+    """Open the Layers job and click a heat-map cell (the 'fc' row): the Layer box and the histogram follow it.
+    Returns what went wrong (nothing when the click chose the layer)."""
+    page.set_viewport_size({"width": 1024, "height": 2600})
+    page.goto(f"{url}/layers?job={jid}")
+    page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', state="visible")
+    page.wait_for_timeout(1200)
+    wait_idle(page, 180_000)
+    heat = page.locator(".js-plotly-plot").first
+    heat.scroll_into_view_if_needed()
+    row = heat.locator(".ytick text", has_text="fc (Linear)").first.bounding_box()
+    col = heat.locator(".xtick text", has_text="weight SQNR dB").first.bounding_box()
+    page.mouse.click(col["x"] + col["width"] / 2, row["y"] + row["height"] / 2)  # the cell (fc, weight SQNR)
+    page.wait_for_timeout(1500)
+    wait_idle(page, 180_000)
+    title = page.get_by_text("Weights of fc and the clipping range").first
+    problems = [] if title.count() else ["a click on the heat map's fc row did not open fc's histogram"]
+    page.screenshot(path=str(out / "layers-clicked.png"))
+    page.set_viewport_size({"width": 1024, "height": 1000})
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("test-artifacts/walk"), help="screenshots and log.json")
     ap.add_argument("--width", type=int, default=1024, help="viewport width in px (a projector's 1024 by default)")
+    ap.add_argument("--only", default="", help="comma-separated parts of page names: walk only those (and the click)")
     args = ap.parse_args(argv)
+    only = [p for p in args.only.split(",") if p]
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="qcore-walk-"))
+    jobs = seed(home)
     proc, url = start_server(home)
     log, raised = [], False
     try:
@@ -72,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             browser, page = launch(pw)
             page.set_viewport_size({"width": args.width, "height": 1000})
             page.set_default_timeout(180_000)
-            for query, name, shot in _queries():
+            for query, name, shot in _queries(jobs):
+                if only and not any(p in name for p in only):
+                    continue
                 page.goto(f"{url}/{query}")
                 page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', state="visible")
                 for _ in range(2):  # the title comes first; the script may still be running after it
@@ -85,7 +122,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {now}" + (" EXCEPTION" if exc else "") + "".join(f"\n  error: {e}" for e in errors))
                 raised |= bool(exc)
                 if shot or exc:
+                    tall = name.startswith(("layers-", "sweep-walk")) or "keep" in name  # (Streamlit scrolls inside)
+                    if tall:
+                        page.set_viewport_size({"width": args.width, "height": 2600})
+                        page.wait_for_timeout(800)
                     page.screenshot(path=str(args.out / f"{name}.png"))
+                    page.set_viewport_size({"width": args.width, "height": 1000})
+            clicked = _click_heatmap(page, url, jobs["layers"], args.out)
+            print("layers heat-map click: " + ("; ".join(clicked) or "opened fc's histogram"))
+            raised |= bool(clicked)
             browser.close()
     finally:
         stop_server(proc)

@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 from qcore.layers.row import METRICS, LayerRow
 from qcore.result import Result
 
-__all__ = ["HEAT_METRICS", "frame", "heatmap", "add_walk_lines", "walk_groups", "layers_link"]
+__all__ = ["HEAT_METRICS", "frame", "heatmap", "clicked_layer", "add_walk_lines", "walk_groups", "strip_cells",
+           "precision_strip", "walk_strips", "layers_link"]
 
 # the heat map's columns: each coloured by its rank among the layers (1 = the most sensitive), since dB, ratios
 # and points share no scale; the cell's text is the measured value
@@ -49,12 +50,36 @@ def heatmap(rows: Sequence[LayerRow]) -> go.Figure:
     fig = go.Figure(go.Heatmap(
         z=z, x=[HEAT_METRICS[m] for m in metrics], y=[f"{r.layer} ({r.kind})" for r in rows], text=text,
         texttemplate="%{text}", colorscale="Reds", zmin=0, zmax=1, customdata=[[r.layer] * len(metrics) for r in rows],
-        colorbar=dict(title="sensitivity<br>rank", tickvals=[0, 1], ticktext=["least", "most"]),
-        hovertemplate="%{y}<br>%{x}: %{text}<extra></extra>",
+        colorbar=dict(title="sensitivity<br>rank", tickvals=[0, 1], ticktext=["least", "most"]), hoverinfo="skip",
+    ))  # fmt: skip
+    # plotly selects points of scatter traces only: an invisible square over each cell makes a click choose its
+    # layer (the chart's selection event), and carries the hover
+    ys = [f"{r.layer} ({r.kind})" for r in rows]
+    fig.add_trace(go.Scatter(
+        x=[HEAT_METRICS[m] for _ in rows for m in metrics], y=[y for y in ys for _ in metrics], mode="markers",
+        marker=dict(symbol="square", size=18, color="#000", opacity=0), showlegend=False,
+        customdata=[r.layer for r in rows for _ in metrics], text=[t for row in text for t in row],
+        hovertemplate="%{y}<br>%{x}: %{text}<br>click: its weight histogram<extra></extra>",
+        selected=dict(marker=dict(opacity=0.25)), unselected=dict(marker=dict(opacity=0)),
     ))  # fmt: skip
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=max(320, 22 * len(rows) + 140), margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_layout(height=max(320, 22 * len(rows) + 140), margin=dict(l=10, r=10, t=30, b=10),
+                      clickmode="event+select", hoverdistance=-1)  # the nearest marker: the cell under the mouse
     return fig
+
+
+def clicked_layer(event) -> str | None:
+    """The layer of a clicked heat-map cell (Streamlit's selection event), None when nothing is selected."""
+    points = (event.selection.points if event is not None and hasattr(event, "selection") else None) or []
+    for p in points:
+        cd = p.get("customdata")
+        if isinstance(cd, list):
+            cd = cd[0] if cd else None
+        if cd:
+            return str(cd)
+        if p.get("y"):
+            return str(p["y"]).split(" (")[0]  # the row's label: "layer1.0.conv1 (Conv2d 3x3 64->64)"
+    return None
 
 
 def _fmt(v) -> str:
@@ -85,6 +110,63 @@ def add_walk_lines(fig: go.Figure, results: Sequence[Result], x: str = "latency_
                                  line=dict(dash="dot", width=1.5), marker=dict(size=6, symbol="diamond"),
                                  hovertext=hover, hoverinfo="text", customdata=[r.run_id for r in rows]))
     return fig
+
+
+FP32_COLOR = "#d9d9d9"  # kept in float: light, so the quantized layers (the precision's own colour) stand out
+
+
+def strip_cells(walk: Sequence[Result], layers: Sequence[str]) -> list[list[str]]:
+    """Per walk point (in walk order), per layer (in model order): ``"FP32"`` where the point keeps the layer in
+    float, else the spec's precision (``"INT8"``, ``"INT4"``). A kept name the list lacks gets a column at the end."""
+    names = list(layers) + sorted({n for r in walk for n in r.spec.keep_float} - set(layers))
+    return [["FP32" if n in r.spec.keep_float else r.spec.precision.upper() for n in names] for r in walk]
+
+
+def precision_strip(walk: Sequence[Result], layers: Sequence[str], colors: dict[str, str],
+                    selected: str | None = None) -> go.Figure:
+    """A walk's per-layer precision: one row per point (the walk's order, as its line on the chart), one cell
+    per quantizable layer in model order, FP32 light and the quantized layers in their precision's colour; the
+    clicked point's row is outlined."""
+    cells = strip_cells(walk, layers)
+    names = list(layers) + sorted({n for r in walk for n in r.spec.keep_float} - set(layers))
+    quant = walk[0].spec.precision.upper()
+    z = [[0 if c == "FP32" else 1 for c in row] for row in cells]
+    ys = [f"{len(r.spec.keep_float)} in FP32 · {r.top1:.2f}%" if r.top1 is not None else f"{len(r.spec.keep_float)}"
+          for r in walk]
+    text = [[f"{n}: {c}" for n, c in zip(names, row)] for row in cells]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=names, y=ys, text=text, hovertemplate="%{y}<br>%{text}<extra></extra>", zmin=0, zmax=1, xgap=1,
+        ygap=2, showscale=False, colorscale=[[0, FP32_COLOR], [0.5, FP32_COLOR], [0.5, colors.get(quant, "#1f77b4")],
+                                             [1, colors.get(quant, "#1f77b4")]],
+    ))  # fmt: skip
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
+    fig.update_xaxes(showticklabels=len(names) <= 40, tickangle=-60, tickfont=dict(size=9))
+    ids = [r.run_id for r in walk]
+    if selected in ids:
+        i = ids.index(selected)
+        fig.add_shape(type="rect", x0=-0.5, x1=len(names) - 0.5, y0=i - 0.5, y1=i + 0.5,
+                      line=dict(color="#222", width=2))
+    spec = walk[0].spec.replace(keep_float=()).label()
+    title = f"Walk of {spec}: each layer in <b>{quant}</b> or <b>FP32</b> (light)"
+    fig.update_layout(height=60 + 22 * len(walk) + (110 if len(names) <= 40 else 0),
+                      margin=dict(l=10, r=10, t=28, b=4), title=dict(text=title, font=dict(size=12)))
+    return fig
+
+
+def walk_strips(results: Sequence[Result], key: str, colors: dict[str, str], selected: str | None = None) -> None:
+    """Under the chart, each mixed-precision walk's per-layer precision strip (one row per point), the model's
+    Conv and Linear layers in model order (:func:`ui.keep_float.model_layers`)."""
+    import streamlit as st
+
+    from .keep_float import model_layers
+
+    for i, walk in enumerate(walk_groups(results)):
+        layers, problem = model_layers(walk[0].model)
+        if problem:
+            st.caption(f"No per-layer strip for {walk[0].model}: {problem}")
+            continue
+        st.plotly_chart(precision_strip(walk, layers, colors, selected), key=f"{key}-strip-{i}",
+                        config={"displaylogo": False, "displayModeBar": False})
 
 
 def layers_link(r: Result) -> None:

@@ -165,9 +165,14 @@ def stats(key: Key) -> dict:
 @_computed
 def histogram(key: Key, bins: int = HIST_BINS) -> tuple[list[float], list[int]]:
     """``(bin edges, counts)`` of every value of the tensor."""
+    return value_histogram(captured(key).values(), bins)
+
+
+def value_histogram(x, bins: int = HIST_BINS) -> tuple[list[float], list[int]]:
+    """``(bin edges, counts)`` of the values of tensor ``x`` over their extent (also the Layers page's)."""
     import torch
 
-    x = captured(key).values()
+    x = x.reshape(-1).float()
     lo, hi = float(x.min()), float(x.max())
     if hi <= lo:
         hi = lo + 1e-6

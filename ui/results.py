@@ -19,7 +19,7 @@ from qcore.result import Result
 from qcore.scale import BUSY_SPREAD, images_text, interval_text
 
 from .common import dataset_label, delta_style, no_paths, start_worker, store
-from .layers_view import add_walk_lines, layers_link
+from .layers_view import add_walk_lines, layers_link, walk_strips
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
            "draws_chart", "pareto", "qat_curve_chart", "downloads", "compare"]
@@ -306,11 +306,15 @@ def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
     event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points",
                             config={"displaylogo": False})  # fmt: skip
     points = event.selection.points if event is not None else []
+    clicked = None
     for p in points:
         cd = p.get("customdata")
         if cd:
-            return cd[0] if isinstance(cd, list) else cd
-    return None
+            clicked = cd[0] if isinstance(cd, list) else cd
+            break
+    walk_strips(ok, key, PRECISION_COLORS, clicked)
+    return clicked
+
 
 
 @st.cache_data(max_entries=8, show_spinner="Writing the HTML report ...")

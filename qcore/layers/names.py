@@ -16,7 +16,7 @@ from torch import nn
 from ..backends.base import LAYER_TYPES
 from ..spec import QuantSpec, SpecError
 
-__all__ = ["LayerError", "layer_names", "near_names", "check_keep_float"]
+__all__ = ["LayerError", "layer_names", "model_layer_names", "near_names", "check_keep_float", "check_names"]
 
 
 class LayerError(ValueError):
@@ -32,6 +32,23 @@ def layer_names(model: nn.Module) -> list[str]:
     return names
 
 
+def model_layer_names(model: str) -> list[str]:
+    """:func:`layer_names` of torchvision's ``model`` (a 10-class head: names do not depend on the classes), built
+    on the meta device (nothing allocated: a second at most), so a page can list them without loading weights."""
+    import torch
+    import torchvision.models as tvm
+
+    from ..models import build_model, builder_kwargs, check_name
+
+    check_name(model)
+    try:
+        with torch.device("meta"):
+            net = tvm.get_model(model, weights=None, num_classes=10, **builder_kwargs(model, None))
+    except Exception:  # a few builders (RegNet) read tensor values at init: build them for real
+        net = build_model(model, 10)
+    return layer_names(net)
+
+
 def near_names(name: str, names: list[str], n: int = 5) -> list[str]:
     """The model's names nearest to ``name`` (at most ``n``; the first ones when none is near)."""
     return difflib.get_close_matches(name, names, n=n, cutoff=0.5) or names[:n]
@@ -43,7 +60,11 @@ def check_keep_float(spec: QuantSpec, model: nn.Module) -> list[str]:
     Raises :class:`qcore.spec.SpecError` for an unknown name (with the nearest names) and for a spec that keeps
     every layer out of its precision (it would quantize nothing as it says: measure FP32 instead).
     """
-    names = layer_names(model)
+    return check_names(spec, layer_names(model))
+
+
+def check_names(spec: QuantSpec, names: list[str]) -> list[str]:
+    """:func:`check_keep_float` against a list of the model's layer names (as :func:`model_layer_names` gives)."""
     known = set(names)
     for field in ("keep_float", "keep_int8"):
         for name in getattr(spec, field):

@@ -7,7 +7,7 @@ from torch import nn
 
 from qcore import stats
 from qcore.layers.errors import ErrorSum, sqnr_db, weight_error
-from qcore.layers.names import LayerError, check_keep_float, layer_names, near_names
+from qcore.layers.names import LayerError, check_keep_float, check_names, layer_names, model_layer_names, near_names
 from qcore.layers.paired import correct, paired_delta
 from qcore.spec import QuantSpec, SpecError
 
@@ -22,6 +22,18 @@ def test_layer_names_are_torchvisions_conv_and_linear_names(resnet):
     names = layer_names(resnet)
     assert len(names) == 21 and names[0] == "conv1" and names[-1] == "fc" and "layer1.0.conv2" in names
     assert "layer2.0.downsample.0" in names and "bn1" not in names
+
+
+def test_model_layer_names_on_the_meta_device_are_the_built_models(resnet):
+    assert model_layer_names("resnet18") == layer_names(resnet)
+    mobile = model_layer_names("mobilenet_v3_small")
+    assert len(mobile) == 54 and mobile[0] == "features.0.0" and mobile[-1] == "classifier.3"
+    with pytest.raises(ValueError, match="resnet19"):
+        model_layer_names("resnet19")
+    names = layer_names(resnet)
+    assert check_names(QuantSpec(keep_float=("fc",)), names) == names
+    with pytest.raises(SpecError, match="no layer 'layer1.0.conv3'; near names: layer1.0.conv2"):
+        check_names(QuantSpec(keep_float=("layer1.0.conv3",)), names)
 
 
 def test_a_model_without_layers_is_refused():

@@ -1,0 +1,92 @@
+"""The "Layers kept in FP32" field of Explore and Sweep through AppTest: the model's layers in model order, the URL
+value ``a;b`` read and written, an unknown name refused with its near names, a backend that cannot keep layers
+refused with the backends' reason, and the specs submitted carrying ``keep_float`` (no job runs)."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from qcore.layers.names import model_layer_names
+from qcore.spec import QuantSpec
+from tests.test_app import APP
+
+MOBILE = model_layer_names("mobilenet_v3_small")  # the pages' default model
+
+
+@pytest.fixture(autouse=True)
+def _no_worker(monkeypatch):
+    monkeypatch.setenv("QCORE_APP_NO_WORKER", "1")
+
+
+def _app(page: str, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.switch_page(page)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def _click(at: AppTest, label: str) -> None:
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _jobs():
+    from qcore.store import Store
+
+    return Store().jobs()
+
+
+def test_explore_reads_the_link_writes_the_url_and_runs_the_spec_with_the_layers_kept():
+    at = _app("pages/explore.py", keep_float="classifier.3;features.0.0")
+    field = at.multiselect(key="keep_float")
+    assert field.options == MOBILE and field.value == ["features.0.0", "classifier.3"]  # model order
+    assert not _errors(at)
+    field.set_value(["features.0.0", "features.1.block.0.0"]).run()
+    assert at.query_params["keep_float"] == "features.0.0;features.1.block.0.0"
+    _click(at, "Run")
+    (job,) = _jobs()
+    assert QuantSpec.from_dict(job.specs[0]).keep_float == ("features.0.0", "features.1.block.0.0")
+    assert "+fp32(2 layers #" in QuantSpec.from_dict(job.specs[0]).label()
+    at.multiselect(key="keep_float").set_value([]).run()
+    assert "keep_float" not in at.query_params
+
+
+def test_explore_refuses_an_unknown_name_with_the_near_ones_and_a_backend_that_cannot():
+    at = _app("pages/explore.py", keep_float="features.0.O")
+    (err,) = _errors(at)
+    assert "the model has no layer 'features.0.O'; near names: features.0.0" in err
+    assert next(b for b in at.button if b.label == "Run").disabled
+    at.multiselect(key="keep_float").set_value(["classifier.3"]).run()  # a new choice clears it
+    assert not _errors(at)
+    at = _app("pages/explore.py", keep_float="features.0.O")
+    at.button(key="keep_float-drop").click().run()  # or leaving it out
+    assert not _errors(at) and "keep_float" not in at.query_params
+    at = _app("pages/explore.py", backend="ort", keep_float="classifier.3")
+    assert at.multiselect(key="keep_float").disabled
+    assert any("the ort backend cannot keep layers in FP32 (keep_float)" in e for e in _errors(at))
+    assert next(b for b in at.button if b.label == "Run").disabled
+    at = _app("pages/explore.py", precision="FP16")  # a float cast: no field
+    assert not [m for m in at.multiselect if m.key == "keep_float"]
+
+
+def test_sweep_keeps_the_layers_in_every_quantized_spec_of_the_grid_and_skips_backends_that_cannot():
+    at = _app("pages/sweep.py", keep_float="classifier.3", g_backend=["auto", "ort"])
+    assert at.multiselect(key="keep_float").value == ["classifier.3"] and not _errors(at)
+    assert any("skipped as impossible" in m.value for m in at.markdown)
+    _click(at, "Run sweep")
+    (job,) = _jobs()
+    specs = [QuantSpec.from_dict(d) for d in job.specs]
+    quantized = [s for s in specs if not s.is_float]
+    assert quantized and all(s.keep_float == ("classifier.3",) and s.backend == "auto" for s in quantized)
+    assert all(s.keep_float == () for s in specs if s.is_float)
+    at = _app("pages/sweep.py", keep_float="classifier.3", g_backend="ort")
+    assert at.multiselect(key="keep_float").disabled
+    assert any("the ort backend cannot keep layers in FP32" in e for e in _errors(at))
