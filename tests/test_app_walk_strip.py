@@ -46,6 +46,22 @@ def test_strip_cells_follow_keep_float_in_model_order():
     assert [LAYERS[j] for j, c in enumerate(cells[2]) if c == "FP32"] == ["layer4.1.conv2", "fc"]
 
 
+def test_a_walk_promoting_to_int8_under_int4_is_one_walk_and_its_cells_say_int8():
+    from ui.layers_view import precision_strip, walk_groups
+
+    int4 = QuantSpec("int4", granularity="per-tensor", mode="weight-only")
+    walk = [_row(int4.replace(keep_int8=k), 80.0 + i, 9.0, 6.0 + i, "", 2.0 + i) for i, k in enumerate(KEPT)]
+    groups = walk_groups([_walk()[0], *walk])
+    assert len(groups) == 1 and [len(r.spec.keep_int8) for r in groups[0]] == [0, 1, 2]
+    cells = strip_cells(groups[0], LAYERS)
+    assert cells[0] == ["INT4"] * 21 and cells[1] == ["INT4"] * 20 + ["INT8"]
+    fig = precision_strip(groups[0], LAYERS, {"INT4": "#111111", "INT8": "#222222"})
+    assert fig.data[0].z[2][-1] == 0.5 and fig.data[0].z[2][0] == 1.0  # INT8 cells sit between FP32 and INT4
+    assert list(fig.data[0].y) == ["0 in FP32 · 80.00%", "0 in FP32, 1 in INT8 · 81.00%",
+                                   "0 in FP32, 2 in INT8 · 82.00%"]
+    assert "<b>INT8</b>" in fig.layout.title.text
+
+
 def test_the_sweep_page_draws_one_strip_row_per_walk_point():
     store = Store()
     specs = [SPEC.replace(keep_float=k).to_dict() for k in KEPT]

@@ -86,17 +86,27 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}"
 
 
+def _kept(r: Result) -> tuple[str, ...]:
+    """The layers a point keeps in higher precision: FP32 (``keep_float``) or, under INT4, INT8 (``keep_int8``)."""
+    return r.spec.keep_float + r.spec.keep_int8
+
+
+def _kept_text(r: Result) -> str:
+    parts = [f"{len(r.spec.keep_float)} in FP32"] + ([f"{len(r.spec.keep_int8)} in INT8"] if r.spec.keep_int8 else [])
+    return ", ".join(parts)
+
+
 def walk_groups(results: Sequence[Result]) -> list[list[Result]]:
-    """Rows of one spec with and without layers kept in FP32 (a walk), each ordered by layers kept; only groups
-    with at least one kept layer."""
+    """Rows of one spec with and without layers kept in higher precision (a walk, promoting to FP32 or INT8), each
+    ordered by layers kept; only groups with at least one kept layer."""
     groups: dict[tuple, list[Result]] = {}
     for r in results:
         if r.ok and r.top1 is not None and not r.spec.is_float:
-            groups.setdefault((r.model, r.dataset, r.spec.replace(keep_float=())), []).append(r)
+            groups.setdefault((r.model, r.dataset, r.spec.replace(keep_float=(), keep_int8=())), []).append(r)
     out = []
     for rows in groups.values():
-        if any(r.spec.keep_float for r in rows):
-            out.append(sorted(rows, key=lambda r: (len(r.spec.keep_float), r.created_at)))
+        if any(_kept(r) for r in rows):
+            out.append(sorted(rows, key=lambda r: (len(_kept(r)), r.created_at)))
     return out
 
 
@@ -105,7 +115,8 @@ def add_walk_lines(fig: go.Figure, results: Sequence[Result], x: str = "latency_
     for rows in walk_groups(results):
         xs = [getattr(r, x) for r in rows]
         hover = [f"{len(r.spec.keep_float)} layer(s) in FP32: {', '.join(r.spec.keep_float) or 'none'}<br>"
-                 f"top-1 {r.top1:.2f}%" for r in rows]
+                 + (f"{len(r.spec.keep_int8)} in INT8: {', '.join(r.spec.keep_int8)}<br>" if r.spec.keep_int8 else "")
+                 + f"top-1 {r.top1:.2f}%" for r in rows]
         fig.add_trace(go.Scatter(x=xs, y=[r.top1 for r in rows], mode="lines+markers", name=f"walk: {rows[0].label}",
                                  line=dict(dash="dot", width=1.5), marker=dict(size=6, symbol="diamond"),
                                  hovertext=hover, hoverinfo="text", customdata=[r.run_id for r in rows]))
@@ -117,9 +128,15 @@ FP32_COLOR = "#d9d9d9"  # kept in float: light, so the quantized layers (the pre
 
 def strip_cells(walk: Sequence[Result], layers: Sequence[str]) -> list[list[str]]:
     """Per walk point (in walk order), per layer (in model order): ``"FP32"`` where the point keeps the layer in
-    float, else the spec's precision (``"INT8"``, ``"INT4"``). A kept name the list lacks gets a column at the end."""
-    names = list(layers) + sorted({n for r in walk for n in r.spec.keep_float} - set(layers))
-    return [["FP32" if n in r.spec.keep_float else r.spec.precision.upper() for n in names] for r in walk]
+    float, ``"INT8"`` where it keeps it in INT8 under INT4, else the spec's precision (``"INT8"``, ``"INT4"``). A
+    kept name the list lacks gets a column at the end."""
+    names = _names(walk, layers)
+    return [["FP32" if n in r.spec.keep_float else "INT8" if n in r.spec.keep_int8 else r.spec.precision.upper()
+             for n in names] for r in walk]
+
+
+def _names(walk: Sequence[Result], layers: Sequence[str]) -> list[str]:
+    return list(layers) + sorted({n for r in walk for n in _kept(r)} - set(layers))
 
 
 def precision_strip(walk: Sequence[Result], layers: Sequence[str], colors: dict[str, str],
@@ -128,16 +145,17 @@ def precision_strip(walk: Sequence[Result], layers: Sequence[str], colors: dict[
     per quantizable layer in model order, FP32 light and the quantized layers in their precision's colour; the
     clicked point's row is outlined."""
     cells = strip_cells(walk, layers)
-    names = list(layers) + sorted({n for r in walk for n in r.spec.keep_float} - set(layers))
+    names = _names(walk, layers)
     quant = walk[0].spec.precision.upper()
-    z = [[0 if c == "FP32" else 1 for c in row] for row in cells]
-    ys = [f"{len(r.spec.keep_float)} in FP32 · {r.top1:.2f}%" if r.top1 is not None else f"{len(r.spec.keep_float)}"
-          for r in walk]
+    level = {"FP32": 0.0, "INT8": 0.5, quant: 1.0}  # under INT8 specs "INT8" is the quantized colour
+    z = [[level[c] for c in row] for row in cells]
+    ys = [f"{_kept_text(r)} · {r.top1:.2f}%" if r.top1 is not None else _kept_text(r) for r in walk]
     text = [[f"{n}: {c}" for n, c in zip(names, row)] for row in cells]
+    c8, cq = colors.get("INT8", "#ff7f0e"), colors.get(quant, "#1f77b4")
     fig = go.Figure(go.Heatmap(
         z=z, x=names, y=ys, text=text, hovertemplate="%{y}<br>%{text}<extra></extra>", zmin=0, zmax=1, xgap=1,
-        ygap=2, showscale=False, colorscale=[[0, FP32_COLOR], [0.5, FP32_COLOR], [0.5, colors.get(quant, "#1f77b4")],
-                                             [1, colors.get(quant, "#1f77b4")]],
+        ygap=2, showscale=False, colorscale=[[0, FP32_COLOR], [0.25, FP32_COLOR], [0.25, c8], [0.75, c8], [0.75, cq],
+                                             [1, cq]],
     ))  # fmt: skip
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
     fig.update_xaxes(showticklabels=len(names) <= 40, tickangle=-60, tickfont=dict(size=9))
@@ -146,8 +164,9 @@ def precision_strip(walk: Sequence[Result], layers: Sequence[str], colors: dict[
         i = ids.index(selected)
         fig.add_shape(type="rect", x0=-0.5, x1=len(names) - 0.5, y0=i - 0.5, y1=i + 0.5,
                       line=dict(color="#222", width=2))
-    spec = walk[0].spec.replace(keep_float=()).label()
-    title = f"Walk of {spec}: each layer in <b>{quant}</b> or <b>FP32</b> (light)"
+    spec = walk[0].spec.replace(keep_float=(), keep_int8=()).label()
+    kept = "INT8" if any(r.spec.keep_int8 for r in walk) else "FP32 (light)"
+    title = f"Walk of {spec}: each layer in <b>{quant}</b> or <b>{kept}</b>"
     fig.update_layout(height=60 + 22 * len(walk) + (110 if len(names) <= 40 else 0),
                       margin=dict(l=10, r=10, t=28, b=4), title=dict(text=title, font=dict(size=12)))
     return fig
