@@ -123,8 +123,11 @@ def main(argv=None) -> int:
 
     order = orders["ranking"]
     first = None
+    out["ranking_walk"] = []
     for k in range(0, min(args.max_steps, len(order) - 1) + 1):
         d = paired_delta(ref, top(tuple(order[:k])))
+        out["ranking_walk"].append({"k": k, "delta": d.delta, "low": d.low, "high": d.high})
+        print(f"  ranking walk   k={k}: {d.text()} pts against FP32", flush=True)
         if d.delta >= -args.within:
             first = k
             break

@@ -16,12 +16,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from qcore.spec import QuantSpec
+from tests.apptest import APP, ROOT  # noqa: F401  (APP: other test files import it from here)
+from tests.apptest import errors as _errors  # noqa: F401
+from tests.apptest import open_linked as _app  # noqa: F401
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
 PAGES = {"home": None, "explore": "pages/explore.py", "sweep": "pages/sweep.py", "runs": "pages/runs.py"}
 TITLES = {"home": "qcore: what quantization costs and saves", "explore": "Explore one setting",
           "sweep": "Sweep & Pareto", "runs": "Runs"}  # fmt: skip
@@ -29,18 +29,8 @@ TITLES = {"home": "qcore: what quantization costs and saves", "explore": "Explor
 SMALL = {"model": "resnet18", "calib": "32", "eval": "100", "budget": "0.5", "weights": "upload"}
 
 
-def _app(page: str | None = None, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.query_params.update(query)
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
-def _errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
 def _store():

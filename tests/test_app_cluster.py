@@ -4,16 +4,14 @@ state from the job. The pages read files and rows the worker (the Ray driver) wr
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from qcore.cluster import write_snapshot
 from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig
+from tests.apptest import APP  # noqa: F401
+from tests.apptest import open_linked as _app
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ADDRESS = "127.0.0.1:6379"
 NODES = [{"node_id": "a1" * 28, "host": "bench-1", "ip": "10.0.0.1", "cpus": 8, "bench": 1},
          {"node_id": "b2" * 28, "host": "eval-1", "ip": "10.0.0.2", "cpus": 4, "bench": 0}]
@@ -24,14 +22,6 @@ def _no_worker(monkeypatch):
     monkeypatch.setenv("QCORE_APP_NO_WORKER", "1")
 
 
-def _app(page: str | None = None, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.query_params.update(query)
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def test_home_shows_no_cluster_when_none_is_configured(monkeypatch):

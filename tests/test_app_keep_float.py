@@ -5,11 +5,13 @@ refused with the backends' reason, and the specs submitted carrying ``keep_float
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from qcore.layers.names import model_layer_names
 from qcore.spec import QuantSpec
-from tests.test_app import APP
+from tests.apptest import APP  # noqa: F401
+from tests.apptest import click as _click
+from tests.apptest import errors as _errors
+from tests.apptest import open_page as _app
 
 MOBILE = model_layer_names("mobilenet_v3_small")  # the pages' default model
 
@@ -19,23 +21,10 @@ def _no_worker(monkeypatch):
     monkeypatch.setenv("QCORE_APP_NO_WORKER", "1")
 
 
-def _app(page: str, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=240)
-    at.run()
-    at.switch_page(page)
-    at.query_params.update(query)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
-def _errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
-def _click(at: AppTest, label: str) -> None:
-    next(b for b in at.button if b.label == label).click().run()
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def _jobs():

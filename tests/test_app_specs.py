@@ -7,15 +7,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from qcore.spec import QuantSpec
+from tests.apptest import APP, ROOT  # noqa: F401
+from tests.apptest import click as _click
+from tests.apptest import errors as _errors
+from tests.apptest import open_page as _app
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
 FIVE = ["INT8 per-channel min-max asym static", "INT8 per-tensor min-max asym static",
         "INT8 per-channel entropy (KL) asym static", "INT8 per-tensor MSE sym static",
         "INT4 per-group(64) MSE asym weight-only"]  # fmt: skip
@@ -26,25 +27,10 @@ def _no_worker(monkeypatch):
     monkeypatch.setenv("QCORE_APP_NO_WORKER", "1")
 
 
-def _app(page: str | None = None, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=240)
-    at.run()
-    if page:
-        at.switch_page(page)
-    at.query_params.update(query)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
-def _errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
-def _click(at: AppTest, label: str) -> AppTest:
-    next(b for b in at.button if b.label == label).click().run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def _preview(at: AppTest):
