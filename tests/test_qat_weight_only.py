@@ -1,5 +1,7 @@
 """QAT of INT4 weight-only (issue 18): the spec, the fake quantization against the packed layer, the flow, a row."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -132,3 +134,24 @@ def test_an_int4_qat_row_of_a_sweep_reports_its_weight_only_ptq_and_control(fash
     assert r.control_top1 is not None and r.finetune_seconds > 0 and r.qat_curve["steps"] == 1
     assert r.size_bytes == pytest.approx(plain.size_bytes, rel=0.01)  # the same packed artifact
     assert any("weight ranges by minmax from the weights themselves" in n for n in r.notes)
+
+
+def test_the_same_schedule_trains_the_same_model_whatever_ran_before(one_thread):
+    """Dropout draws from torch's global generator; the fine-tune seeds it, so a QAT run after a cached control
+    (nothing drawn before) equals one after a trained control (much drawn before)."""
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    x, y = torch.randn(32, 3, 2, 2), torch.randint(0, 3, (32,))
+    s = Schedule(model="m", epochs=2.0, batch_size=8, optimizer="adamw", lr=1e-2, weight_decay=0.0,
+                 label_smoothing=0.0, freeze_bn=1.0, freeze_observers=1.0, seed=3, train_images=32)
+    trained = []
+    for draws_before in (0, 1000):
+        torch.rand(draws_before)
+        m = copy.deepcopy(model)
+        state = torch.random.get_rng_state()
+        finetune(m, TensorDataset(x, y), [(x, y)], s, freeze_bn=freeze_bn)
+        assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is given back as it was
+        trained.append(m[1].weight.detach().clone())
+    assert torch.equal(trained[0], trained[1])

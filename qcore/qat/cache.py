@@ -24,7 +24,7 @@ from ..paths import atomic_write_bytes, subdir
 
 __all__ = ["VERSION", "tensor_digest", "cache_path", "locked", "load", "save"]
 
-VERSION = 1
+VERSION = 2  # 2: the fine-tune seeds dropout's generator (states trained before differ run to run)
 
 
 def tensor_digest(tensors) -> str:

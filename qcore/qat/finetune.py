@@ -100,10 +100,21 @@ def finetune(model: nn.Module, train_set, eval_batches, s: Schedule, *, freeze_b
     (evaluations excluded)}``; ``train_loss`` at a point is the mean loss of the steps since the previous point
     (None at step 0). Raises :class:`qcore.train.Cancelled` when ``cancel()`` returns True (checked every step).
     """
+    g = torch.Generator().manual_seed(s.seed)
+    # dropout draws from torch's global generator: seeded here too, so the same schedule trains the same model
+    # whatever ran before it in the process (a cached control, another spec). The caller's state is restored.
+    rng = torch.random.get_rng_state()
+    torch.manual_seed(s.seed)
+    try:
+        return _train(model, train_set, eval_batches, s, g, freeze_bn, freeze_observers, progress, cancel, what)
+    finally:
+        torch.random.set_rng_state(rng)
+
+
+def _train(model, train_set, eval_batches, s, g, freeze_bn, freeze_observers, progress, cancel, what) -> dict:
     from ..data.base import batches
     from ..train import Cancelled
 
-    g = torch.Generator().manual_seed(s.seed)
     per_epoch = max(1, s.train_images // s.batch_size)
     marks = sorted({round(s.steps * i / CURVE_POINTS) for i in range(1, CURVE_POINTS + 1)} - {0})
     bn_at, obs_at = math.floor(s.steps * s.freeze_bn), math.floor(s.steps * s.freeze_observers)
