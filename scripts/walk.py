@@ -53,6 +53,8 @@ def _queries(jobs: dict[str, str]) -> list[tuple[str, str, bool]]:
           ("sweep?x=size_bytes", "sweep-size-axis", False), ("runs", "runs", True),
           ("learn", "learn", True), ("layers", "layers", True),
           ("explore?precision=INT8&mode=qat&qat_epochs=0.05", "explore-qat", True),
+          ("explore?precision=INT4&granularity=per-tensor&mode=qat", "explore-int4-qat", True),
+          ("sweep?g_precision=INT4&g_mode=weight-only&g_mode=qat&g_granularity=per-tensor", "sweep-int4-qat", True),
           ("explore?draws=3", "explore-draws", False)]  # fmt: skip
     kept = "layer1.0.conv1;fc"  # the "Layers kept in FP32" field (issue 15): read, refused, per backend, on Sweep
     r18 = {"model": "resnet18"}
