@@ -61,9 +61,10 @@ def _queries(jobs: dict[str, str]) -> list[tuple[str, str, bool]]:
     q += [(f"explore?{urlencode({**r18, 'keep_float': kept})}", "explore-keep-float", True),
           (f"explore?{urlencode({**r18, 'keep_float': 'layer1.0.conv3'})}", "explore-keep-unknown", True),
           (f"explore?{urlencode({**r18, 'keep_float': 'fc'})}&precision=INT4", "explore-keep-int4", False),
-          (f"sweep?{urlencode({**r18, 'keep_float': kept})}&g_backend=auto&g_backend=ort", "sweep-keep-float", True)]
+          (f"sweep?{urlencode({**r18, 'keep_float': kept})}&g_backend=auto&g_backend=xnnpack", "sweep-keep-float",
+           True)]
     q += [(f"explore?{urlencode({'model': 'resnet18', 'keep_float': 'fc', 'backend': b})}", f"explore-keep-backend-{b}",
-           b == "ort") for b in CHOICES["backend"]]  # fmt: skip
+           b == "xnnpack") for b in CHOICES["backend"]]  # fmt: skip
     q += [(f"layers?job={jobs['layers']}", "layers-job", True), (f"sweep?job={jobs['walk']}", "sweep-walk-strip", True)]
     return q
 

@@ -58,16 +58,16 @@ def test_explore_refuses_an_unknown_name_with_the_near_ones_and_a_backend_that_c
     at = _app("pages/explore.py", keep_float="features.0.O")
     at.button(key="keep_float-drop").click().run()  # or leaving it out
     assert not _errors(at) and "keep_float" not in at.query_params
-    at = _app("pages/explore.py", backend="ort", keep_float="classifier.3")
+    at = _app("pages/explore.py", backend="xnnpack", keep_float="classifier.3")
     assert at.multiselect(key="keep_float").disabled
-    assert any("the ort backend cannot keep layers in FP32 (keep_float)" in e for e in _errors(at))
+    assert any("the xnnpack backend cannot keep layers in FP32 (keep_float)" in e for e in _errors(at))
     assert next(b for b in at.button if b.label == "Run").disabled
     at = _app("pages/explore.py", precision="FP16")  # a float cast: no field
     assert not [m for m in at.multiselect if m.key == "keep_float"]
 
 
 def test_sweep_keeps_the_layers_in_every_quantized_spec_of_the_grid_and_skips_backends_that_cannot():
-    at = _app("pages/sweep.py", keep_float="classifier.3", g_backend=["auto", "ort"])
+    at = _app("pages/sweep.py", keep_float="classifier.3", g_backend=["auto", "xnnpack"])
     assert at.multiselect(key="keep_float").value == ["classifier.3"] and not _errors(at)
     assert any("skipped as impossible" in m.value for m in at.markdown)
     _click(at, "Run sweep")
@@ -76,6 +76,6 @@ def test_sweep_keeps_the_layers_in_every_quantized_spec_of_the_grid_and_skips_ba
     quantized = [s for s in specs if not s.is_float]
     assert quantized and all(s.keep_float == ("classifier.3",) and s.backend == "auto" for s in quantized)
     assert all(s.keep_float == () for s in specs if s.is_float)
-    at = _app("pages/sweep.py", keep_float="classifier.3", g_backend="ort")
+    at = _app("pages/sweep.py", keep_float="classifier.3", g_backend="xnnpack")
     assert at.multiselect(key="keep_float").disabled
-    assert any("the ort backend cannot keep layers in FP32" in e for e in _errors(at))
+    assert any("the xnnpack backend cannot keep layers in FP32" in e for e in _errors(at))
