@@ -28,6 +28,18 @@ def _isolated_home(tmp_path_factory, monkeypatch, shared_builds):
 
 
 @pytest.fixture(scope="session")
+def mobilenet_checkpoint(tmp_path_factory):
+    """A random-init mobilenet_v3_small with a 10-class head, saved as a plain state dict (no training)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "mobilenet_v3_small-random.pt"
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=10).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def resnet18_checkpoint(tmp_path_factory):
     """A random-init resnet18 with a 10-class head, saved as a plain state dict (no training)."""
     import torch

@@ -205,16 +205,6 @@ def test_cache_paths_keys_and_round_trip(_isolated_home):
 # -- a QAT row of a sweep, end to end ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mobilenet_checkpoint(tmp_path_factory):
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "mobilenet_v3_small-random.pt"
-    torch.save(torchvision.models.mobilenet_v3_small(num_classes=10).state_dict(), path)
-    return path
-
-
 def test_a_qat_row_reports_ptq_control_and_recovered_and_is_cached(fashion_mnist, mobilenet_checkpoint, one_thread):
     from qcore.report import csv_text
     from qcore.sweep import SweepConfig, run_sweep

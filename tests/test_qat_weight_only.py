@@ -115,15 +115,11 @@ def test_a_layer_kept_in_float_is_not_trained_through_rounding(tiny):
         WeightOnlyQAT(QuantSpec("int4", mode="qat", keep_float=("conv", "fc"))).prepare(model, x[:2], None)
 
 
-def test_an_int4_qat_row_of_a_sweep_reports_its_weight_only_ptq_and_control(fashion_mnist, tmp_path, one_thread):
-    import torchvision
-
+def test_an_int4_qat_row_of_a_sweep_reports_its_weight_only_ptq_and_control(fashion_mnist, mobilenet_checkpoint,
+                                                                            one_thread):
     from qcore.sweep import SweepConfig, run_sweep
 
-    torch.manual_seed(0)
-    ckpt = tmp_path / "mobilenet_v3_small-random.pt"
-    torch.save(torchvision.models.mobilenet_v3_small(num_classes=10).state_dict(), ckpt)
-    config = SweepConfig(model="mobilenet_v3_small", weights=str(ckpt), calib_size=16, eval_limit=32,
+    config = SweepConfig(model="mobilenet_v3_small", weights=str(mobilenet_checkpoint), calib_size=16, eval_limit=32,
                          eval_batch_size=32, latency_budget_s=0.1, fp32_compiled=False)
     ptq = QuantSpec("int4", granularity="per-tensor", mode="weight-only")
     spec = QuantSpec("int4", granularity="per-tensor", mode="qat", qat_epochs=0.003)  # 1 step of 128 images

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backends.base import Quantized, count_layers
-from ..backends.weight_only import WeightOnlyLayer, fold_batchnorm, weight_qparams
+from ..backends.weight_only import WeightOnlyLayer, _replace, fold_batchnorm, weight_qparams
 from ..primitives import dequantize, from_groups, quantize
 from ..spec import QuantSpec
 
@@ -65,20 +65,6 @@ class FakeQuantWeight(nn.Module):
         return self.layer._conv_forward(x, w, self.layer.bias)
 
 
-def _swap(model: nn.Module, match, make, keep: tuple[str, ...] = (), prefix: str = "") -> int:
-    """Replace every child for which ``match(child)`` holds (names in ``keep`` aside) by ``make(child)``."""
-    count = 0
-    for name, child in list(model.named_children()):
-        full = f"{prefix}{name}"
-        if match(child):
-            if full not in keep:
-                setattr(model, name, make(child))
-                count += 1
-        else:
-            count += _swap(child, match, make, keep, f"{full}.")
-    return count
-
-
 class WeightOnlyQAT:
     """The weight-only flow: :meth:`prepare` (BatchNorm folded, weights fake-quantized), :meth:`convert` after
     training (the weight-only backend's packed layers)."""
@@ -99,8 +85,7 @@ class WeightOnlyQAT:
         """A trainable copy of ``model``: BatchNorm folded, each Conv2d/Linear (``keep_float`` aside) wrapped in
         :class:`FakeQuantWeight`. ``calib`` is not used: weight ranges come from the weights."""
         m, self.folded = fold_batchnorm(copy.deepcopy(model).cpu().eval())
-        n = _swap(m, lambda c: isinstance(c, (nn.Conv2d, nn.Linear)), lambda c: FakeQuantWeight(c, self.spec),
-                  self.spec.keep_float)
+        n = _replace(m, lambda c: FakeQuantWeight(c, self.spec), self.spec.keep_float)  # the backend's own walk
         if n == 0:
             raise ValueError("this model has no Conv2d or Linear layer to quantize (keep_float aside): "
                              "nothing to train")
@@ -112,10 +97,13 @@ class WeightOnlyQAT:
         """The trained model with each fake-quantized layer packed as PTQ packs it (the same arithmetic)."""
         s = self.spec
         m = copy.deepcopy(prepared).eval()
-        self.converted_layers = _swap(
-            m, lambda c: isinstance(c, FakeQuantWeight),
-            lambda c: WeightOnlyLayer(c.layer, s.bits, s.granularity, s.group_size, s.calibration, s.symmetric,
-                                      s.percentile))
+        wrapped = [name for name, mod in m.named_modules() if isinstance(mod, FakeQuantWeight)]
+        for name in wrapped:
+            parent, _, child = name.rpartition(".")
+            fq = m.get_submodule(name)
+            setattr(m.get_submodule(parent), child, WeightOnlyLayer(
+                fq.layer, s.bits, s.granularity, s.group_size, s.calibration, s.symmetric, s.percentile))
+        self.converted_layers = len(wrapped)
         for p in m.parameters():
             p.requires_grad_(False)
         return m
