@@ -17,6 +17,7 @@ import time
 from qcore.backends import quantize
 from qcore.layers.paired import correct, paired_delta
 from qcore.measure import predict
+from qcore.paths import atomic_write_bytes
 from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig, prepare
 
@@ -60,8 +61,7 @@ def main(argv=None) -> int:
             print(f"{model:20s} {name:40s} {d.text():>16s} pts  (n={d.n}, {q.backend}/{q.kernel}, "
                   f"{time.perf_counter() - t:.0f} s)", flush=True)
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(rows, fh, indent=1)
+        atomic_write_bytes(args.out, json.dumps(rows, indent=1).encode())
     return 0
 
 

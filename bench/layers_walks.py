@@ -30,6 +30,7 @@ from qcore.layers.paired import correct, paired_delta
 from qcore.layers.sensitivity import METRICS, measure_layers
 from qcore.layers.walk import PROMOTE_TO, check_promote, random_order, rank
 from qcore.measure import predict
+from qcore.paths import atomic_write_bytes
 from qcore.sweep import SweepConfig, measure_baseline, measure_spec, prepare
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -146,8 +147,7 @@ def main(argv=None) -> int:
               f"delta {r.top1_delta:+.2f} pts, speed-up {r.speedup:.2f}x over FP32 eager (kernel {r.kernel}; "
               f"{_load()}), size {r.size_ratio:.3f}x", flush=True)
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=1)
+        atomic_write_bytes(args.out, json.dumps(out, indent=1).encode())
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from qcore.paths import atomic_write_bytes  # noqa: E402
 from qcore.spec import FP32, QuantSpec  # noqa: E402
 from qcore.sweep import SweepConfig, run_sweep  # noqa: E402
 
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
                     "control_seconds": ctl_s, "curve": r.qat_curve, "eval_images": base.manifest["eval_size"]})
     print("points of top-1 against FP32; recovered = (QAT - PTQ) / (control - PTQ); seconds: training steps only")
     if a.json:
-        a.json.write_text(json.dumps(out, indent=1))
+        atomic_write_bytes(a.json, json.dumps(out, indent=1).encode())
     return 0
 
 
