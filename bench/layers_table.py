@@ -21,18 +21,29 @@ from qcore.paths import atomic_write_bytes
 from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig, prepare
 
+
+def _static(granularity: str, calibration: str) -> QuantSpec:
+    return QuantSpec("int8", granularity=granularity, calibration=calibration, backend="fx")
+
+
+_CALIBRATION_WORDS = {"minmax": "min-max", "percentile": "percentile", "entropy": "entropy", "mse": "MSE"}
+
 SETTINGS = {
-    "INT8 static per-tensor min-max": QuantSpec("int8", granularity="per-tensor", backend="fx"),
-    "INT8 static per-channel min-max": QuantSpec("int8", granularity="per-channel", backend="fx"),
-    "INT8 static per-tensor percentile": QuantSpec("int8", granularity="per-tensor", calibration="percentile",
-                                                   backend="fx"),
-    "INT8 static per-tensor entropy": QuantSpec("int8", granularity="per-tensor", calibration="entropy", backend="fx"),
-    "INT8 static per-channel entropy": QuantSpec("int8", granularity="per-channel", calibration="entropy",
-                                                 backend="fx"),
+    **{f"INT8 static {g} {word}": _static(g, c) for g in ("per-tensor", "per-channel")
+       for c, word in _CALIBRATION_WORDS.items()},
+    "INT8 static per-tensor moving-average": _static("per-tensor", "moving-average"),
+    "INT8 static per-tensor min-max symmetric": QuantSpec("int8", granularity="per-tensor", scheme="symmetric",
+                                                          backend="fx"),
+    "INT8 static per-tensor entropy symmetric": QuantSpec("int8", granularity="per-tensor", calibration="entropy",
+                                                          scheme="symmetric", backend="fx"),
     "INT8 weight-only per-tensor": QuantSpec("int8", mode="weight-only", granularity="per-tensor"),
     "INT4 weight-only per-tensor min-max": QuantSpec("int4", mode="weight-only", granularity="per-tensor"),
     "INT4 weight-only per-channel min-max": QuantSpec("int4", mode="weight-only", granularity="per-channel"),
     "INT4 weight-only per-group(64) min-max": QuantSpec("int4", mode="weight-only", granularity="per-group"),
+    "INT4 weight-only per-tensor MSE": QuantSpec("int4", mode="weight-only", granularity="per-tensor",
+                                                 calibration="mse"),
+    "INT4 weight-only per-channel MSE": QuantSpec("int4", mode="weight-only", granularity="per-channel",
+                                                  calibration="mse"),
 }
 
 

@@ -52,7 +52,11 @@ class CalibrationObserverMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() and x.is_floating_point():
-            self.calibrator.update(x)
+            try:
+                self.calibrator.update(x)
+            except ValueError as e:  # NaN or Inf: say which quantizer saw it
+                where = getattr(self, "qcore_name", "") or "an activation quantizer"
+                raise ValueError(f"{where}: {e}") from None
             self._cached = None
             self.min_val.fill_(self.calibrator.min_val)
             self.max_val.fill_(self.calibrator.max_val)
@@ -75,6 +79,9 @@ class CalibrationObserver(CalibrationObserverMixin, ObserverBase):
 def calibrate(prepared: nn.Module, batches: Iterable[torch.Tensor]) -> float:
     """Run the calibration ``batches`` through a prepared model, then solve every qcore observer's ranges
     (so the time returned, in seconds, includes the entropy or MSE search, not only the forward passes)."""
+    for name, m in prepared.named_modules():
+        if isinstance(m, CalibrationObserverMixin):
+            m.qcore_name = f"the activation quantizer {name}"
     with stopwatch() as t, torch.no_grad():
         for x in batches:
             prepared(x)
