@@ -28,7 +28,7 @@ import torch
 from qcore.backends import quantize
 from qcore.layers.paired import correct, paired_delta
 from qcore.layers.sensitivity import METRICS, measure_layers
-from qcore.layers.walk import PROMOTE_TO, check_promote, random_order, rank
+from qcore.layers.walk import PROMOTE_TO, candidates, check_promote, random_order, rank
 from qcore.measure import predict
 from qcore.paths import atomic_write_bytes
 from qcore.sweep import SweepConfig, measure_baseline, measure_spec, prepare
@@ -75,17 +75,17 @@ def main(argv=None) -> int:
         sp = prepare(small)
         q0 = quantize(sp.loaded.model, spec, sp.calib, sp.example, sp.device)
         c0 = correct(predict(q0, sp.eval_batches, q0.device)[0], sp.labels)
-        for r in sens.rows:
+        for r in (r for r in sens.rows if not r.cannot_keep):  # (the model input's quantizer cannot be kept)
             q = quantize(sp.loaded.model, spec.replace(keep_float=(r.layer,)), sp.calib, sp.example, sp.device)
             r.gain_only_float = paired_delta(c0, correct(predict(q, sp.eval_batches, q.device)[0], sp.labels)).delta
+        gained = sorted((r for r in sens.rows if r.gain_only_float is not None), key=lambda r: -r.gain_only_float)
         print(f"gain with only this layer in FP32, {args.ranking_images} images: " + ", ".join(
-            f"{r.layer} {r.gain_only_float:+.2f}" for r in sorted(sens.rows, key=lambda r: -r.gain_only_float)[:8]),
-            flush=True)
+            f"{r.layer} {r.gain_only_float:+.2f}" for r in gained[:8]), flush=True)
     out[f"part1_seconds_{'with' if needs_acc else 'no'}_accuracy"] = time.perf_counter() - t
     print(f"Part 1 ({'with' if needs_acc else 'no'} accuracy, {args.ranking_images} images): "
           f"{time.perf_counter() - t:.0f} s ({_load()}), {sens.plan.text()}", flush=True)
     out["rows"] = [r.to_dict() for r in sens.rows]
-    names = [r.layer for r in sens.rows]
+    names = candidates(sens.rows)  # layers, and under static INT8 the activation quantizers a spec can keep
     orders = {"ranking": rank(sens.rows, args.metric)}
     for s in args.seeds.split(","):
         orders[f"random seed {s}"] = random_order(names, int(s))

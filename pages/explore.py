@@ -31,7 +31,9 @@ config_kwargs, problems = settings.config_widgets()
 st.markdown("##### Quantization")
 spec_kwargs = settings.spec_single()
 if spec_kwargs["precision"] not in FLOAT_PRECISIONS:  # (a float cast quantizes nothing, so keeps nothing out)
-    spec_kwargs["keep_float"], kept_problems = keep_float.field(st, config_kwargs["model"], [spec_kwargs["backend"]])
+    static_int8 = spec_kwargs["precision"] == "int8" and spec_kwargs.get("mode") == "static"  # activation quantizers
+    spec_kwargs["keep_float"], kept_problems = keep_float.field(st, config_kwargs["model"], [spec_kwargs["backend"]],
+                                                                acts=static_int8)
     problems += kept_problems
 
 config = spec = None

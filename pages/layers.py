@@ -6,8 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from qcore.layers.job import LAYERS_KIND, WALK_KIND, layers_config, walk_config
-from qcore.layers.row import METRICS
+from qcore.layers.row import DEFAULT_METRIC, METRICS
 from qcore.layers.rows import LayerRows
+from qcore.layers.walk import candidates
 from qcore.spec import QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
@@ -21,10 +22,13 @@ SESSION_KEY = "layers_job"
 setup("Layers")
 st.title("Layers: where the accuracy goes")
 st.caption(
-    "For one quantized spec, every Conv and Linear layer: the error of its weights (SQNR, relative MSE), the "
-    "error of its output against FP32 on the same images (SQNR, relative MSE, cosine), and optionally top-1 "
-    "with only this layer left in FP32 and with only this layer quantized, each a real build on the spec's "
-    "own backend. The output error of a deep layer carries every error before it."
+    "For one quantized spec, every Conv and Linear layer: the error of its weights as the kernels hold them "
+    "(BatchNorm folded in; SQNR, relative MSE), the error of its output against FP32 on the same images (SQNR, "
+    "relative MSE, cosine), and optionally top-1 with only this layer left in FP32 and with only this layer "
+    "quantized, each a real build on the spec's own backend. The output error of a deep layer carries every "
+    "error before it. Static INT8 on fx or pt2e also lists each activation quantizer between the layers (kind "
+    "activation: the input, residual additions, activation functions) with its own output error; keeping one in "
+    "FP32 runs the ops that write its tensor in FP32 (an int8 layer that reads it still quantizes its input)."
 )
 
 
@@ -88,21 +92,32 @@ def render_layers(job: Job, _rows) -> None:
     st.caption("Click a cell (or choose the layer below) for its weight histogram and clipping range.")
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
     layer = c1.selectbox("Layer", [r.layer for r in rows], key=layer_key)
+    row = next(r for r in rows if r.layer == layer)
     if c2.button("Keep in FP32 and re-run", key=f"keep-{job.job_id}", icon=":material/replay:",
-                 help="queues the spec with this layer left in FP32 as a sweep point, measured like any other"):
+                 disabled=bool(row.cannot_keep), help=row.cannot_keep or "queues the spec with this one left in "
+                 "FP32 as a sweep point, measured like any other"):
         jobs.submit(config, [spec.replace(keep_float=(layer,))], "sweep_job")
         st.switch_page(SWEEP_PAGE)
-    layer_hist.section(config.model, config.dataset, config.weights, layer, spec, key=f"hist-{job.job_id}")
+    if row.kind == "layer":
+        layer_hist.section(config.model, config.dataset, config.weights, layer, spec, key=f"hist-{job.job_id}")
+    else:
+        st.caption(f"{layer} is an activation quantizer ({row.op}): no weight to draw. Its output error is the "
+                   "quantizer's own (the FP32 tensor there against it quantized with the calibrated range)."
+                   + (f" It cannot be kept in FP32: {row.cannot_keep}." if row.cannot_keep else ""))
     st.markdown("##### Mixed-precision walk")
-    w1, w2, w3, w4 = st.columns(4)
-    metric = w1.selectbox("Rank by", [m for m in METRICS if any(getattr(r, m) is not None for r in rows)],
-                          format_func=lambda m: METRICS[m][0], key=f"metric-{job.job_id}")
-    steps = w2.number_input("Steps (layers kept)", 1, max(1, len(rows) - 1), min(3, max(1, len(rows) - 1)),
-                            key=f"steps-{job.job_id}")
+    w1, w2, w3 = st.columns(3)
+    measured = [m for m in METRICS if any(getattr(r, m) is not None for r in rows)]
+    metric = w1.selectbox("Rank by", measured, index=measured.index(DEFAULT_METRIC) if DEFAULT_METRIC in measured
+                          else 0, format_func=lambda m: METRICS[m][0], key=f"metric-{job.job_id}",
+                          help=f"default: {METRICS[DEFAULT_METRIC][0]}, the measured metric that best predicts the "
+                               "gain of keeping one layer in FP32 (docs/benchmarks.md, issue 24)")
+    n = len(candidates(rows))
+    steps = w2.number_input("Steps (rows kept)", 1, max(1, n - 1), min(3, max(1, n - 1)), key=f"steps-{job.job_id}")
     seed = w3.number_input("Random walk seed", 0, 10**6, 1, key=f"seed-{job.job_id}")
-    if w4.button("Walk by this ranking", key=f"walk-{job.job_id}", icon=":material/trending_up:"):
+    b1, b2 = st.columns(2)  # a row of their own: their labels fit at 1024 px
+    if b1.button("Walk by this ranking", key=f"walk-{job.job_id}", icon=":material/trending_up:"):
         _submit(WALK_KIND, walk_config(config, spec, metric=metric, steps=int(steps), layers_job=job.job_id))
-    if w4.button("Random control walk", key=f"rwalk-{job.job_id}", icon=":material/shuffle:"):
+    if b2.button("Random control walk", key=f"rwalk-{job.job_id}", icon=":material/shuffle:"):
         _submit(WALK_KIND, walk_config(config, spec, order="random", seed=int(seed), steps=int(steps),
                                        layers_job=job.job_id))
 

@@ -4,8 +4,9 @@ A mixed-precision point (:mod:`qcore.layers`) quantizes every Conv/Linear as the
 modules (torchvision's names, ``features.0.0``, ``fc``): ``keep_float`` leaves them in FP32 (any INT8 or INT4
 spec), ``keep_int8`` stores them as INT8 weights with the spec's granularity, calibration and scheme (INT4
 weight-only only: the one precision with a higher integer precision to step up to). A layer is in one list at
-most. Each list is a sorted tuple of names, so the same set is the same spec whatever order it came in; a CSV
-cell or a URL value ``"fc;conv1"`` is read as two names.
+most. ``keep_float`` may also name activation quantizers (``act:layer1.0.relu``, static INT8 only: see
+:mod:`qcore.backends.act_quantizers`). Each list is a sorted tuple of names, so the same set is the same spec
+whatever order it came in; a CSV cell or a URL value ``"fc;conv1"`` is read as two names.
 
 The label appends ``+fp32(fc)`` / ``+int8(fc)`` for one layer and ``+fp32(3 layers #1a2b)`` for more (the
 first four hex digits of the SHA-1 of the ``;``-joined sorted names tell two sets of three apart).
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["KEEP_FIELDS", "keep_names", "check_keep", "keep_label"]
+__all__ = ["KEEP_FIELDS", "ACT_PREFIX", "keep_names", "check_keep", "keep_label"]
 
+# an activation quantizer's name starts with this (qcore.backends.act_quantizers): keep_float only, static INT8 only
+ACT_PREFIX = "act:"
 # field -> the precision its layers are kept in (the label's prefix)
 KEEP_FIELDS = {"keep_float": "fp32", "keep_int8": "int8"}
 
@@ -47,6 +50,14 @@ def check_keep(precision: str, mode: str, keep_float: tuple[str, ...], keep_int8
         raise ValueError(f"keep_int8 ({', '.join(keep_int8)}) is not allowed with precision={precision!r} "
                          f"mode={mode!r}: only INT4 weight-only has a higher integer precision to keep a layer in; "
                          "allowed: precision='int4' mode='weight-only' (or keep_float for FP32)")
+    acts = [n for n in keep_float + keep_int8 if n.startswith(ACT_PREFIX)]
+    if acts and acts[0] in keep_int8:
+        raise ValueError(f"keep_int8 ({acts[0]}) names an activation quantizer; allowed: layer names (an activation "
+                         "quantizer is kept in FP32 with keep_float)")
+    if acts and (precision != "int8" or mode != "static"):
+        raise ValueError(f"keep_float ({acts[0]}) names an activation quantizer, which only static INT8 inserts; "
+                         f"precision={precision!r} mode={mode!r} quantizes no activation there; allowed: precision "
+                         "'int8' mode 'static', or layer names")
     both = sorted(set(keep_float) & set(keep_int8))
     if both:
         raise ValueError(f"{', '.join(both)} is in both keep_float and keep_int8; allowed: each layer in one of "

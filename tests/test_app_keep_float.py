@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from qcore.layers.names import model_layer_names
+from qcore.layers.names import model_act_quantizers, model_layer_names
 from qcore.spec import QuantSpec
 from tests.apptest import APP  # noqa: F401
 from tests.apptest import click as _click
@@ -14,6 +14,13 @@ from tests.apptest import errors as _errors
 from tests.apptest import open_page as _app
 
 MOBILE = model_layer_names("mobilenet_v3_small")  # the pages' default model
+_QUANTIZERS = model_act_quantizers("mobilenet_v3_small")
+ACTS = [q.name for q in _QUANTIZERS if not q.problem]  # the input's quantizer cannot be kept: not offered
+_OPS = {q.name: q.op for q in _QUANTIZERS}
+
+
+def _label(name: str) -> str:
+    return f"{name} ({_OPS[name]})" if name in _OPS else name
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +43,10 @@ def _jobs():
 def test_explore_reads_the_link_writes_the_url_and_runs_the_spec_with_the_layers_kept():
     at = _app("pages/explore.py", keep_float="classifier.3;features.0.0")
     field = at.multiselect(key="keep_float")
-    assert field.options == MOBILE and field.value == ["features.0.0", "classifier.3"]  # model order
+    # the layers in model order, then (a static INT8 spec) the activation quantizers a spec can keep
+    assert field.options[: len(MOBILE)] == [_label(n) for n in MOBILE] and field.value == ["features.0.0",
+                                                                                          "classifier.3"]
+    assert field.options[len(MOBILE):] == [_label(n) for n in ACTS] and len(ACTS) == 45
     assert not _errors(at)
     field.set_value(["features.0.0", "features.1.block.0.0"]).run()
     assert at.query_params["keep_float"] == "features.0.0;features.1.block.0.0"
@@ -79,3 +89,18 @@ def test_sweep_keeps_the_layers_in_every_quantized_spec_of_the_grid_and_skips_ba
     at = _app("pages/sweep.py", keep_float="classifier.3", g_backend="xnnpack")
     assert at.multiselect(key="keep_float").disabled
     assert any("the xnnpack backend cannot keep layers in FP32" in e for e in _errors(at))
+
+
+def test_explore_keeps_an_activation_quantizer_for_a_static_int8_spec_only():
+    at = _app("pages/explore.py", keep_float="act:features.3.add")
+    assert at.multiselect(key="keep_float").value == ["act:features.3.add"] and not _errors(at)
+    _click(at, "Run")
+    (job,) = _jobs()
+    assert QuantSpec.from_dict(job.specs[0]).keep_float == ("act:features.3.add",)
+    at = _app("pages/explore.py", backend="ort", keep_float="act:features.3.add")
+    assert any("the ort backend cannot keep an activation quantizer in FP32 (act:features.3.add)" in e
+               for e in _errors(at))
+    at = _app("pages/explore.py", precision="INT4", mode="weight-only", keep_float="act:features.3.add")
+    assert "act:features.3.add" not in at.multiselect(key="keep_float").options
+    assert any("act:features.3.add is an activation quantizer of mobilenet_v3_small, which only a static INT8" in e
+               for e in _errors(at))

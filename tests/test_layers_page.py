@@ -12,6 +12,7 @@ from qcore.layers.rows import LayerRows
 from qcore.spec import QuantSpec
 from qcore.store import Store
 from qcore.sweep import SweepConfig
+from tests.apptest import open_page
 from tests.test_app import APP
 
 SPEC = QuantSpec("int8", granularity="per-tensor")
@@ -38,12 +39,7 @@ def _stored_job() -> str:
 
 def test_a_stored_job_shows_table_heatmap_and_queues_a_keep_float_point():
     jid = _stored_job()
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page("pages/layers.py")
-    at.query_params["job"] = jid
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page("pages/layers.py", timeout=180, job=jid)
     assert at.title[0].value == "Layers: where the accuracy goes"
     table = at.dataframe[0].value
     assert list(table["layer"]) == ["conv1", "fc"] and list(table["gain pts (only this FP32)"]) == [0.5, 1.5]
@@ -61,3 +57,26 @@ def test_without_a_job_the_page_says_what_to_do():
     at.switch_page("pages/layers.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Measure every layer" in i.value for i in at.info)
+
+
+def test_activation_rows_show_their_kind_and_can_be_kept_but_not_the_input():
+    from qcore.layers.row import DEFAULT_METRIC
+
+    jid = _stored_job()
+    rows = LayerRows(Store().path)
+    rows.add(jid, LayerRow("act:input", 21, "input", 0, None, None, 45.0, 3e-5, 1.0, eval_images=100,
+                           error_images=64, kind="activation", cannot_keep="the input's quantizer is the int8 input"))
+    rows.add(jid, LayerRow("act:layer1.0.relu", 22, "add + ReLU", 0, None, None, 25.0, 3e-3, 0.99, 89.6, 99.0,
+                           90.0, 99.0, 0.1, 1.0, 100, 64, kind="activation"))
+    at = open_page("pages/layers.py", timeout=180, job=jid)
+    table = at.dataframe[0].value
+    assert list(table["kind"]) == ["layer", "layer", "activation", "activation"]
+    assert list(table["op"])[2:] == ["input", "add + ReLU"] and table["weight SQNR dB"].isna().tolist()[2:] == [1, 1]
+    assert at.selectbox(key=f"metric-{jid}").value == DEFAULT_METRIC  # the walk's default ranking
+    at.selectbox(key=f"layer-{jid}").set_value("act:input").run()
+    assert at.button(key=f"keep-{jid}").disabled  # no spec can keep the input's quantizer
+    at.selectbox(key=f"layer-{jid}").set_value("act:layer1.0.relu").run()
+    assert any("is an activation quantizer (add + ReLU): no weight to draw" in c.value for c in at.caption)
+    at.button(key=f"keep-{jid}").click().run()
+    queued = [j for j in Store().jobs() if j.kind == "sweep"]
+    assert queued[0].specs == [SPEC.replace(keep_float=("act:layer1.0.relu",)).to_dict()]

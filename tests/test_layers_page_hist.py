@@ -61,17 +61,24 @@ def _weight(ckpt, name: str) -> torch.Tensor:
     return torch.load(ckpt, weights_only=True)[f"{name}.weight"]
 
 
+def _folded_weight(ckpt, name: str) -> torch.Tensor:
+    """The weight the histogram opens on: BatchNorm folded in (torch's own conv-bn fusion)."""
+    import torchvision
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    net = torchvision.models.resnet18(num_classes=10)
+    net.load_state_dict(torch.load(ckpt, weights_only=True))
+    conv, bn = net.get_submodule(name), net.get_submodule(name.replace("conv", "bn"))
+    return fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
+                                bn.bias)[0].detach()
+
+
 def test_int8_per_tensor_draws_the_observers_range_for_the_chosen_layer(resnet18_checkpoint, fashion_mnist):
     spec = QuantSpec("int8", granularity="per-tensor", mode="static")
     jid = _job(resnet18_checkpoint, spec)
     at = _page(jid)
     assert [w.value for w in at.warning] == [] and not at.error
     at.selectbox(key=f"layer-{jid}").set_value("layer1.0.conv1").run()
-    r = weight_ranges(_weight(resnet18_checkpoint, "layer1.0.conv1"), spec)
-    assert r.count == 1 and _drawn_range(at) == pytest.approx((r.lo[0], r.hi[0]))
-    text = next(m.value for m in at.markdown if m.value.startswith("Clipping range of the whole tensor"))
-    assert f"[{r.lo[0]:.4g}, {r.hi[0]:.4g}]" in text and "codes -128..127" in text
-    at.toggle(key=f"hist-{jid}-fold").set_value(True).run()  # the weight as the kernels hold it
     import torchvision
 
     from qcore.learn.source import fold_batchnorm
@@ -79,14 +86,21 @@ def test_int8_per_tensor_draws_the_observers_range_for_the_chosen_layer(resnet18
     net = torchvision.models.resnet18(num_classes=10)
     net.load_state_dict(torch.load(resnet18_checkpoint, weights_only=True))
     folded = weight_ranges(fold_batchnorm(net.eval())[0].get_submodule("layer1.0.conv1").weight, spec)
-    assert _drawn_range(at) == pytest.approx((folded.lo[0], folded.hi[0])) and folded.hi[0] != r.hi[0]
+    # it opens on the weight as the kernels hold it (BatchNorm folded), as the table's weight SQNR and Learn do
+    assert at.toggle(key=f"hist-{jid}-fold").value is True
+    assert folded.count == 1 and _drawn_range(at) == pytest.approx((folded.lo[0], folded.hi[0]))
+    text = next(m.value for m in at.markdown if m.value.startswith("Clipping range of the whole tensor"))
+    assert f"[{folded.lo[0]:.4g}, {folded.hi[0]:.4g}]" in text and "codes -128..127" in text
+    at.toggle(key=f"hist-{jid}-fold").set_value(False).run()  # the layer's own weight
+    r = weight_ranges(_weight(resnet18_checkpoint, "layer1.0.conv1"), spec)
+    assert _drawn_range(at) == pytest.approx((r.lo[0], r.hi[0])) and folded.hi[0] != r.hi[0]
 
 
 def test_int4_per_group_opens_on_the_widest_group_and_moves_to_another(resnet18_checkpoint, fashion_mnist):
     spec = QuantSpec("int4", granularity="per-group", group_size=64, mode="weight-only", scheme="symmetric")
     jid = _job(resnet18_checkpoint, spec)
     at = _page(jid)
-    r = weight_ranges(_weight(resnet18_checkpoint, "conv1"), spec)  # 64 channels of 147 weights: 3 groups each
+    r = weight_ranges(_folded_weight(resnet18_checkpoint, "conv1"), spec)  # 64 channels of 147 weights: 3 groups each
     assert r.count == 64 * 3
     row = at.number_input(key=f"hist-{jid}-row-conv1-group")
     assert row.value == r.widest and _drawn_range(at) == pytest.approx((r.lo[r.widest], r.hi[r.widest]))

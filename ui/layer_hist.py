@@ -1,6 +1,7 @@
 """The Layers page's weight histogram: one layer's weights with the clipping range the spec's weight settings
 choose drawn on it (:func:`qcore.layers.clipping.weight_ranges`), per tensor, or for the output channel or group
-the user picks (default: the one with the widest range).
+the user picks (default: the one with the widest range). The weight is shown with its BatchNorm folded in by
+default, as the kernels hold it, the table's weight columns measure it and the Learn page opens.
 
 The model comes from the Learn page's cache (:func:`ui.learn_data.load`, ``st.cache_resource``: loaded once per
 model, dataset and weights; never trained here), the histogram from its :func:`ui.learn_data.value_histogram`
@@ -75,10 +76,10 @@ def section(model: str, dataset: str, weights: str, layer: str, spec: QuantSpec,
                    f"{problem}", icon=":material/block:")
         return
     toggles = st.container(horizontal=True)
-    fold = toggles.toggle("BatchNorm folded in", value=False, key=f"{key}-fold",
-                     help="off: the layer's own weight, as the table's weight SQNR measures it; on: with the "
-                          "BatchNorm after it folded in (w × γ/√(σ²+ε) per output channel), as the int8 and "
-                          "weight-only kernels hold it")  # fmt: skip
+    fold = toggles.toggle("BatchNorm folded in", value=True, key=f"{key}-fold",
+                     help="on (as the Learn page opens): with the BatchNorm after it folded in (w × γ/√(σ²+ε) per "
+                          "output channel), as the int8 and weight-only kernels hold it and the table's weight SQNR "
+                          "measures it; off: the layer's own weight, before the fold")  # fmt: skip
     log_y = toggles.toggle("log scale", value=True, key=f"{key}-logy")
     tkey = _key(model, dataset, chosen, layer, fold)
     spec_d = spec.to_dict()

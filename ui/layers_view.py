@@ -22,13 +22,14 @@ HEAT_METRICS = {"weight_sqnr_db": "weight SQNR dB", "output_sqnr_db": "output SQ
 
 
 def frame(rows: Sequence[LayerRow]) -> pd.DataFrame:
-    """One row per layer, the columns the page's sortable table shows."""
+    """One row per layer or activation quantizer (``kind``), the columns the page's sortable table shows; an
+    activation row has no weight columns, and its output error is its quantizer's own."""
     return pd.DataFrame([{
-        "layer": r.layer, "kind": r.kind, "params": r.params, "weight SQNR dB": r.weight_sqnr_db,
+        "layer": r.layer, "kind": r.kind, "op": r.op, "params": r.params, "weight SQNR dB": r.weight_sqnr_db,
         "weight rel. MSE": r.weight_rel_mse, "output SQNR dB": r.output_sqnr_db, "output rel. MSE": r.output_rel_mse,
         "output cosine": r.output_cosine, "top-1 only this FP32 %": r.top1_only_float,
         "gain pts (only this FP32)": r.gain_only_float, "top-1 only this quantized %": r.top1_only_quant,
-        "loss pts (only this quantized)": r.loss_only_quant,
+        "loss pts (only this quantized)": r.loss_only_quant, "note": r.cannot_keep,
     } for r in rows])  # fmt: skip
 
 
@@ -42,19 +43,20 @@ def _severity(values: list[float | None], larger_worse: bool) -> list[float | No
 
 
 def heatmap(rows: Sequence[LayerRow]) -> go.Figure:
-    """Layers (rows, in model order) x metrics; colour: rank among the layers, text: the value."""
+    """Layers, then activation quantizers (rows, in model order) x metrics; colour: rank among the rows, text: the
+    value ("–" where a row has none: an activation quantizer has no weight)."""
     metrics = [m for m in HEAT_METRICS if any(getattr(r, m) is not None for r in rows)]
     cols = [_severity([getattr(r, m) for r in rows], METRICS[m][1]) for m in metrics]
     z = [[cols[j][i] for j in range(len(metrics))] for i in range(len(rows))]
     text = [[_fmt(getattr(r, m)) for m in metrics] for r in rows]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[HEAT_METRICS[m] for m in metrics], y=[f"{r.layer} ({r.kind})" for r in rows], text=text,
+        z=z, x=[HEAT_METRICS[m] for m in metrics], y=_labels(rows), text=text,
         texttemplate="%{text}", colorscale="Reds", zmin=0, zmax=1, customdata=[[r.layer] * len(metrics) for r in rows],
         colorbar=dict(title="sensitivity<br>rank", tickvals=[0, 1], ticktext=["least", "most"]), hoverinfo="skip",
     ))  # fmt: skip
     # plotly selects points of scatter traces only: an invisible square over each cell makes a click choose its
     # layer (the chart's selection event), and carries the hover
-    ys = [f"{r.layer} ({r.kind})" for r in rows]
+    ys = _labels(rows)
     fig.add_trace(go.Scatter(
         x=[HEAT_METRICS[m] for _ in rows for m in metrics], y=[y for y in ys for _ in metrics], mode="markers",
         marker=dict(symbol="square", size=18, color="#000", opacity=0), showlegend=False,
@@ -66,6 +68,11 @@ def heatmap(rows: Sequence[LayerRow]) -> go.Figure:
     fig.update_layout(height=max(320, 22 * len(rows) + 140), margin=dict(l=10, r=10, t=30, b=10),
                       clickmode="event+select", hoverdistance=-1)  # the nearest marker: the cell under the mouse
     return fig
+
+
+def _labels(rows: Sequence[LayerRow]) -> list[str]:
+    """The heat map's row labels: ``layer1.0.conv1 (Conv2d 3x3 64->64)``, ``act:layer1.0.relu (add + ReLU)``."""
+    return [f"{r.layer} ({r.op})" for r in rows]
 
 
 def clicked_layer(event) -> str | None:
@@ -111,9 +118,14 @@ def walk_groups(results: Sequence[Result]) -> list[list[Result]]:
 
 
 def add_walk_lines(fig: go.Figure, results: Sequence[Result], x: str = "latency_ms_p50") -> go.Figure:
-    """A connected line through each walk's points (see :func:`walk_groups`); each hover lists the layers kept."""
-    for rows in walk_groups(results):
-        xs = [getattr(r, x) for r in rows]
+    """A connected line through each walk's points (see :func:`walk_groups`); each hover lists the layers kept.
+    The line goes through the points where the chart draws them (:func:`qcore.chart_x.positions`)."""
+    from qcore.chart_x import positions
+
+    drawn = [r for r in results if getattr(r, x) is not None]
+    at = positions(drawn, x)
+    for rows in walk_groups(drawn):
+        xs = [at[r.run_id].x for r in rows]
         hover = [f"{len(r.spec.keep_float)} layer(s) in FP32: {', '.join(r.spec.keep_float) or 'none'}<br>"
                  + (f"{len(r.spec.keep_int8)} in INT8: {', '.join(r.spec.keep_int8)}<br>" if r.spec.keep_int8 else "")
                  + f"top-1 {r.top1:.2f}%" for r in rows]

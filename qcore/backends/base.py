@@ -16,7 +16,8 @@ from torch import nn
 from ..spec import KINDS, QuantSpec
 
 __all__ = ["BackendUnavailable", "Quantized", "Backend", "LAYER_TYPES", "count_layers", "register_backend",
-           "registered", "KEEP_FLOAT_BACKENDS", "KEEP_INT8_BACKENDS", "keep_float_problem"]
+           "registered", "KEEP_FLOAT_BACKENDS", "KEEP_INT8_BACKENDS", "KEEP_ACT_BACKENDS",
+           "keep_float_problem"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -110,6 +111,10 @@ def count_layers(model: nn.Module) -> int:
 KEEP_FLOAT_BACKENDS = ("fx", "pt2e", "weight-only", "ort", "openvino")
 # The backends that store named layers of an INT4 weight-only spec in INT8 instead (QuantSpec.keep_int8).
 KEEP_INT8_BACKENDS = ("weight-only",)
+# The backends that keep an activation quantizer in FP32 (a keep_float name "act:...", qcore.backends.act_quantizers):
+# fx through its QConfigMapping, pt2e through the nodes it annotates. ONNX Runtime and OpenVINO place their own
+# quantizers on the exported graph, with no name shared with torch.ao's.
+KEEP_ACT_BACKENDS = ("fx", "pt2e")
 
 
 def keep_float_problem(spec: QuantSpec, backend: str) -> str | None:
@@ -118,6 +123,10 @@ def keep_float_problem(spec: QuantSpec, backend: str) -> str | None:
     if spec.keep_float and backend not in KEEP_FLOAT_BACKENDS:
         return (f"the {backend} backend cannot keep layers in FP32 (keep_float); allowed: "
                 f"{', '.join(KEEP_FLOAT_BACKENDS)} (or auto)")
+    acts = [n for n in spec.keep_float if n.startswith("act:")]
+    if acts and backend not in KEEP_ACT_BACKENDS:
+        return (f"the {backend} backend cannot keep an activation quantizer in FP32 ({acts[0]}): it places its own "
+                f"quantizers, not torch.ao's; allowed: {', '.join(KEEP_ACT_BACKENDS)} (or auto)")
     if spec.keep_int8 and backend not in KEEP_INT8_BACKENDS:
         return (f"the {backend} backend cannot keep layers in INT8 under INT4 (keep_int8); allowed: "
                 f"{', '.join(KEEP_INT8_BACKENDS)} (or auto)")

@@ -3,7 +3,8 @@
 Static mode: FX traces the model, fuses conv-bn-relu, inserts an observer per activation
 (the user's calibration method, a :class:`~qcore.backends._observer.CalibrationObserver`) and per weight
 (min-max, per tensor or per output channel), runs the calibration batches, and converts to
-quantized modules whose arithmetic is int8 x int8 -> int32.
+quantized modules whose arithmetic is int8 x int8 -> int32. ``keep_float`` leaves layers (module names) and
+activation quantizers (``act:`` names, :mod:`qcore.backends.act_quantizers`) in FP32: their ops get no qconfig.
 
 Dynamic mode: Linear layers only; weights are quantized ahead of time, activations per batch
 at run time. Convolutions stay FP32 and the result says how many layers were quantized. So do
@@ -25,12 +26,14 @@ from torch import nn
 
 from .. import hardware
 from ..measure import stopwatch
-from ..spec import QuantSpec
+from ..spec import QuantSpec, SpecError
 from ._observer import CalibrationObserver, calibrate
+from .act_quantizers import ActQuantizer, check_act_names, is_act, keep_in_mapping, quantizers, still_quantized
 from .base import Backend, Quantized, count_layers, register_backend
 
 __all__ = [
-    "weight_observer", "activation_range", "static_qconfig_mapping", "FXInt8", "called_modules", "quantized_mean",
+    "weight_observer", "activation_range", "static_qconfig_mapping", "prepared_fx", "model_quantizers", "FXInt8",
+    "called_modules", "quantized_mean",
 ]
 
 
@@ -86,8 +89,34 @@ def static_qconfig_mapping(spec: QuantSpec, engine: str):
         if qc is not None and getattr(qc.activation, "func", qc.activation) is HistogramObserver:
             mapping.set_object_type(key, qconfig)
     for name in spec.keep_float:  # left in FP32: no observer, so FX converts nothing there (a fused conv-bn-relu
-        mapping.set_module_name(name, None)  # takes its conv's name, so the conv's name excludes all three)
-    return mapping
+        if not is_act(name):  # takes its conv's name, so the conv's name excludes all three)
+            mapping.set_module_name(name, None)
+    return mapping  # (activation quantizers kept in FP32 need the model's graph: FXInt8._static adds them)
+
+
+def prepared_fx(model: nn.Module, spec: QuantSpec | None = None, example: torch.Tensor | None = None,
+                engine: str | None = None) -> torch.fx.GraphModule:
+    """``model`` prepared by torch.ao FX for ``spec`` (default: static INT8 per-tensor min-max) with nothing kept
+    in FP32: fused, observers inserted, nothing calibrated. ``model`` is not modified; a model on the meta device
+    gives the graph without values (the names of its quantizers)."""
+    from torch.ao.quantization.quantize_fx import prepare_fx
+
+    spec = (spec or QuantSpec("int8", granularity="per-tensor", mode="static")).replace(keep_float=())
+    engine = engine or hardware.quantized_engine()
+    example = example if example is not None else torch.randn(1, 3, 32, 32)
+    model = copy.deepcopy(model).eval()
+    if next(model.parameters(), torch.empty(0)).device.type != "meta":
+        model = model.cpu()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return prepare_fx(model, static_qconfig_mapping(spec, engine), example_inputs=(example,))
+
+
+def model_quantizers(model: nn.Module, example: torch.Tensor | None = None) -> list[ActQuantizer]:
+    """The activation quantizers (:func:`qcore.backends.act_quantizers.quantizers`) of ``model`` prepared for
+    static INT8: a trace, a fusion, the observers inserted, no calibration (about a second for
+    mobilenet_v3_small). The set does not depend on the calibration method or the weights' granularity."""
+    return quantizers(prepared_fx(model, example=example), model)
 
 
 class FXInt8(Backend):
@@ -153,8 +182,16 @@ class FXInt8(Backend):
         from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
         mapping = static_qconfig_mapping(spec, engine)
+        kept = []
+        if any(is_act(n) for n in spec.keep_float):  # activation quantizers kept in FP32 (.act_quantizers)
+            kept = check_act_names(spec.keep_float, model_quantizers(model, example))
+            keep_in_mapping(mapping, kept)
         with stopwatch() as t_prep:
             prepared = prepare_fx(model, mapping, example_inputs=(example,))
+        missed = still_quantized(prepared, kept)
+        if missed:
+            raise SpecError(f"keep_float: torch.ao FX still quantizes {missed[0]} with the mapping qcore built for "
+                            "it; it cannot be kept in FP32 on this model")
         calib_s = calibrate(prepared, calib)
         with stopwatch() as t_conv:
             q = convert_fx(prepared)

@@ -28,14 +28,18 @@ from torch import nn
 from ..buildcache import digest
 from ..measure import stopwatch
 from ._observer import calibrate
+from .act_quantizers import KeepNodesFloat, check_act_names, is_act
 from .base import Backend, Quantized, count_layers, register_backend
 from .compiled import PerShape, aoti_compiler
-from .fx_int8 import activation_range
+from .fx_int8 import activation_range, model_quantizers
 
 __all__ = ["PT2EGraph", "quantized_graph", "build_pt2e", "drop_export_guards", "PT2EInt8"]
 
 
-def _quantizer(spec):
+def _quantizer(spec, model: nn.Module | None = None, example: torch.Tensor | None = None):
+    """The X86 Inductor quantizer of ``spec``: its calibration method on activations, its ``keep_float`` layers
+    left out by module name and its ``keep_float`` activation quantizers (``act:`` names, found on ``model``'s
+    FX graph) by their producers' nodes (:class:`qcore.backends.act_quantizers.KeepNodesFloat`)."""
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer,
         get_default_x86_inductor_quantization_config,
@@ -59,7 +63,12 @@ def _quantizer(spec):
         base = type(base)(act, act, base.weight, base.bias, base.is_qat)
     quantizer = X86InductorQuantizer().set_global(base)
     for name in spec.keep_float:  # matched against the exported graph's nn_module_stack: those ops stay FP32
-        quantizer.set_module_name_qconfig(name, None)
+        if not is_act(name):
+            quantizer.set_module_name_qconfig(name, None)
+    if any(is_act(n) for n in spec.keep_float):
+        if model is None:
+            raise ValueError("keeping an activation quantizer in FP32 needs the model (its FX graph names them)")
+        return KeepNodesFloat(quantizer, check_act_names(spec.keep_float, model_quantizers(model, example)))
     return quantizer
 
 
@@ -130,7 +139,7 @@ def build_pt2e(model: nn.Module, spec, calib, example: torch.Tensor) -> PT2EGrap
     (the user's calibration method on activations), calibrated on ``calib`` and converted
     (:func:`quantized_graph`). ``model`` is untouched; nothing is compiled."""
     model = copy.deepcopy(model).eval().cpu()
-    converted, build_s, calib_s = quantized_graph(model, _quantizer(spec), calib, example)
+    converted, build_s, calib_s = quantized_graph(model, _quantizer(spec, model, example), calib, example)
     return PT2EGraph(converted, _graph_constants(converted), calib_s, build_s)
 
 

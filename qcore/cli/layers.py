@@ -187,6 +187,7 @@ def _common(s: argparse.ArgumentParser) -> None:
 
 def add_subcommands(subparsers) -> None:
     """Add ``layers`` and ``mixed``."""
+    from qcore.layers.row import DEFAULT_METRIC
     from qcore.layers.sensitivity import METRICS
     from qcore.layers.walk import ORDERS, PROMOTE_TO
 
@@ -195,7 +196,8 @@ def add_subcommands(subparsers) -> None:
     s.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True,
                    help="also top-1 with only each layer in FP32 / only each layer quantized (2 builds a layer)")
     s.add_argument("--error-images", type=_positive_int, default=256, help="images for the output errors")
-    s.add_argument("--layers", help="comma list of layer names to measure (default: all)")
+    s.add_argument("--layers", help="comma list of layer names (or activation quantizers' act: names) to measure "
+                   "(default: all)")
     s.set_defaults(func=cmd_layers, parser=s)
 
     m = subparsers.add_parser("mixed", help="mixed-precision walk: keep the most sensitive layers in FP32 (or INT8), "
@@ -207,7 +209,9 @@ def add_subcommands(subparsers) -> None:
                         "weight-only specs only)")
     m.add_argument("--minutes", type=_positive_float, default=None, help="stop after this many minutes")
     m.add_argument("--order", default="sensitivity", choices=ORDERS)
-    m.add_argument("--metric", default="output_sqnr_db", choices=list(METRICS), help="the ranking's metric")
+    m.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRICS),
+                   help=f"the ranking's metric (default {DEFAULT_METRIC}: the best predictor of the only-this-in-FP32 "
+                        "gain measured, docs/benchmarks.md)")
     m.add_argument("--walk-seed", type=int, default=0, help="the random order's seed")
     m.add_argument("--ranking-images", type=_positive_int, default=1000, help="images for the ranking's accuracy")
     m.set_defaults(func=cmd_mixed, parser=m)

@@ -2,7 +2,11 @@
 
 - :mod:`.names`: the quantizable layers of a model (Conv and Linear, by torchvision's module names) and the check
   of a spec's ``keep_float`` against them (an unknown name gets the model's near names).
-- :mod:`.errors`: SQNR, relative MSE and cosine similarity, and each layer's weight error under a spec.
+- :mod:`.errors`: SQNR, relative MSE and cosine similarity, and each layer's weight error under a spec (on the
+  weight as deployed: BatchNorm folded).
+- :mod:`.activations`: the rows of the activation quantizers between the layers (static INT8: the input,
+  residual additions, activation functions) and their own output error.
+- :mod:`.spearman`: rank correlation, for the bench that chose the walk's default metric.
 - :mod:`.sensitivity`: one pass over every layer: weight error, output error (hooks, FP32 vs quantized) and,
   optionally, top-1 with only this layer left in FP32 / only this layer quantized, on the spec's own backend.
 - :mod:`.rows`: the per-layer rows in the run database, committed one by one (a stopped job resumes).

@@ -10,9 +10,14 @@ With ``x`` the FP32 tensor and ``q`` its quantized counterpart (dequantized to f
 :class:`ErrorSum` accumulates these over batches (sums, not means of means, so the batch size does not matter).
 :func:`weight_error` quantizes -> dequantizes one layer's weight exactly as the spec's backend does: symmetric
 int8 from torch.ao's min-max observer (per tensor or per output channel) for static and dynamic INT8, qcore's
-packed weight-only layer (its clipping method, scheme and groups) for weight-only INT8/INT4. The weight is the
-layer's own, before any BatchNorm is folded into it (the folded weight is what the kernels hold; the error of a
-fold is in the output error).
+packed weight-only layer (its clipping method, scheme and groups) for weight-only INT8/INT4.
+
+The weight is the one the kernels hold: :func:`deployed` folds each BatchNorm into the convolution before it
+(``w * gamma / sqrt(var + eps)`` per output channel, as torch.ao's FX and PT2E flows, ONNX, OpenVINO and qcore's
+weight-only backend all do before they quantize), so :func:`weight_errors` measures the folded weight: for
+mobilenet_v3_small's ``features.0.0`` the range is [-1.485, 1.214] folded, [-0.449, 0.371] unfolded, and a
+per-tensor scale set by the folded range is what costs the accuracy. Dynamic INT8 quantizes Linear layers only
+(no BatchNorm follows one) and folds nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from torch import nn
 
 from ..spec import QuantSpec
 
-__all__ = ["ErrorSum", "sqnr_db", "weight_error", "dequantized_weight"]
+__all__ = ["ErrorSum", "sqnr_db", "weight_error", "dequantized_weight", "deployed", "weight_errors"]
 
 
 def sqnr_db(signal: float, noise: float) -> float:
@@ -93,3 +98,24 @@ def weight_error(layer: nn.Module, spec: QuantSpec) -> ErrorSum:
     w = layer.weight.detach().float()
     e.add(w.reshape(1, -1), dequantized_weight(layer, spec).reshape(1, -1))
     return e
+
+
+def deployed(model: nn.Module, spec: QuantSpec) -> nn.Module:
+    """A copy of ``model`` with its BatchNorms folded as ``spec``'s kernels hold them (see the module); layer
+    names are kept. Dynamic INT8 folds nothing (a copy all the same)."""
+    import copy
+
+    from ..backends.weight_only import fold_batchnorm
+
+    model = copy.deepcopy(model).eval()
+    if spec.mode == "dynamic":
+        return model
+    return fold_batchnorm(model)[0]
+
+
+def weight_errors(model: nn.Module, names: list[str], spec: QuantSpec) -> dict[str, ErrorSum]:
+    """Each named layer's weight error under ``spec``, on the weights as deployed (``model`` as
+    :func:`deployed` gives it); a name ``model`` lacks is left out (torch.fx's fold keeps only the modules the
+    graph calls: a layer whose weight the model reads instead of calling it)."""
+    modules = dict(model.named_modules())
+    return {n: weight_error(modules[n], spec) for n in names if n in modules}

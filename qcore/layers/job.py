@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from ..spec import QuantSpec
 from ..sweep import SweepConfig
+from .row import DEFAULT_METRIC
 from .rows import LayerRows
 from .sensitivity import METRICS, LayerRow, measure_layers
-from .walk import ORDERS, check_budget, check_promote, random_order, rank, run_walk, walk_specs
+from .walk import ORDERS, candidates, check_budget, check_promote, random_order, rank, run_walk, walk_specs
 
 __all__ = ["LAYERS_KIND", "WALK_KIND", "layers_config", "walk_config", "run_layers_job", "run_walk_job"]
 
@@ -34,7 +35,7 @@ def layers_config(config: SweepConfig, spec: QuantSpec, *, accuracy: bool = True
             "error_images": error_images, "only": list(only)}
 
 
-def walk_config(config: SweepConfig, spec: QuantSpec, *, order: str = "sensitivity", metric: str = "output_sqnr_db",
+def walk_config(config: SweepConfig, spec: QuantSpec, *, order: str = "sensitivity", metric: str = DEFAULT_METRIC,
                 seed: int = 0, steps: int | None = 3, minutes: float | None = None, ranking_images: int = 1000,
                 layers_job: str = "", promote_to: str = "fp32") -> dict:
     """The stored config of a walk; raises ValueError for a bad order, metric, budget or ``promote_to``
@@ -100,7 +101,7 @@ def _order(store, job, rows_db: LayerRows) -> list[str]:
         rows = measure_layers(small, spec, accuracy_columns=needs_accuracy, progress=progress,
                               cancel=lambda: store.cancel_requested(job.job_id)).rows
     del config
-    names = [r.layer for r in sorted(rows, key=lambda r: r.position)]
+    names = candidates(rows)
     order = rank(rows, cfg["metric"]) if cfg["order"] == "sensitivity" else random_order(names, cfg["seed"])
     rows_db.set_walk(job.job_id, {"order": order, "metric": cfg["metric"], "kind": cfg["order"], "seed": cfg["seed"]})
     return order

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..measure import predicted_class
 from ..stats import paired_delta as _counts_delta
 
 __all__ = ["Paired", "paired_delta", "correct"]
@@ -32,8 +33,9 @@ class Paired:
 
 
 def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """1.0 where the top-1 prediction is the label, else 0.0."""
-    return (logits.argmax(1) == labels).double()
+    """1.0 where the top-1 prediction (:func:`qcore.measure.predicted_class`: ties to the lowest class) is the
+    label, else 0.0."""
+    return (predicted_class(logits) == labels).double()
 
 
 def paired_delta(correct_a: torch.Tensor, correct_b: torch.Tensor) -> Paired:

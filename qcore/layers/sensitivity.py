@@ -2,8 +2,9 @@
 
 For every Conv and Linear layer of the model (:func:`qcore.layers.names.layer_names`):
 
-- **weight error**: SQNR and relative MSE of the layer's weight after quantize -> dequantize with the spec's
-  weight settings (:func:`qcore.layers.errors.weight_error`);
+- **weight error**: SQNR and relative MSE of the layer's weight as the kernels hold it (each BatchNorm folded
+  into the convolution before it, :func:`qcore.layers.errors.deployed`) after quantize -> dequantize with the
+  spec's weight settings (:func:`qcore.layers.errors.weight_errors`);
 - **output error**: SQNR, relative MSE and cosine similarity of the layer's output, FP32 model vs the quantized
   model, on the same ``error_images`` images, read by forward hooks at the same module names. Static INT8 and
   weight-only fold each BatchNorm into its convolution, so the FP32 side is the folded FP32 model, and where the
@@ -11,21 +12,27 @@ For every Conv and Linear layer of the model (:func:`qcore.layers.names.layer_na
   error of every layer before it (as torch's numeric suite compares outputs): a layer deep in the network
   shows the sum;
 - **accuracy** (optional): top-1 and agreement with FP32 with only this layer left in FP32 (``keep_float=(L,)``)
-  and with only this layer quantized (every other layer in ``keep_float``), each a real build on the spec's
-  own backend and kernels, evaluated on the ``eval_limit`` images of the config.
+  and with only this layer quantized (every other layer, and every activation quantizer the backend can keep,
+  in ``keep_float``), each a real build on the spec's own backend and kernels, evaluated on the ``eval_images``
+  images of the config.
 
-Cost: one build and two forward passes of ``error_images`` images for the errors; with accuracy, ``2 N + 1``
-builds and evaluations for ``N`` layers (:func:`plan`). resnet18 has 21 layers: 43 builds.
+A static INT8 spec on fx or pt2e also gets a row per activation quantizer between the layers
+(``kind="activation"``: the model input, residual additions, activation functions; :mod:`.activations`), with
+that quantizer's own output error and the same accuracy columns (only it in FP32: its producers run in FP32;
+only it quantized). On the other backends the table has layer rows only (a note says why).
+
+Cost: one build and two forward passes of ``error_images`` images for the errors (and one calibrated FX
+preparation for the activation rows); with accuracy, ``2 N + 1`` builds and evaluations for ``N`` rows
+(:func:`plan`). resnet18 has 21 layers and 9 activation quantizers: 61 builds.
 
 The hooks need modules at the layers' names, which the eager backends keep (fx, weight-only). A spec that
 resolves to a compiled backend (pt2e: one graph, no modules) gets its output errors from the fx backend's
-build of the same spec (the same int8 arithmetic on torch.ao's kernels), said in the result's notes; its
-accuracy columns are measured on its own backend.
+build of the same spec (the same int8 arithmetic on torch.ao's kernels), and its activation rows from the fx
+graph's quantizers, said in the result's notes; its accuracy columns are measured on its own backend.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -35,11 +42,12 @@ import torch
 from torch import nn
 
 from ..backends import BackendUnavailable, resolve
-from ..backends.weight_only import fold_batchnorm
+from ..backends.base import KEEP_ACT_BACKENDS
 from ..measure import accuracy, predict
 from ..spec import QuantSpec, SpecError
 from ..sweep import Prepared, SweepConfig, prepare
-from .errors import ErrorSum, weight_error
+from .activations import activation_errors
+from .errors import ErrorSum, deployed, weight_error, weight_errors
 from .names import layer_names, near_names
 from .row import METRICS, LayerRow
 
@@ -56,17 +64,22 @@ class Plan:
     evaluations: int
     eval_images: int
     seconds: float | None = None
+    activations: int = 0
 
     def text(self) -> str:
         eta = f", about {self.seconds / 60:.1f} min" if self.seconds is not None else ""
-        return (f"{self.layers} layers: {self.builds} model build(s) and {self.evaluations} evaluation(s) of "
+        acts = f" and {self.activations} activation quantizers" if self.activations else ""
+        return (f"{self.layers} layers{acts}: {self.builds} model build(s) and {self.evaluations} evaluation(s) of "
                 f"{self.eval_images} images{eta}")
 
 
-def plan(layers: int, accuracy_columns: bool, eval_images: int) -> Plan:
-    """Builds and evaluations: 1 and 1 (the spec on every layer) plus 2 per layer with the accuracy columns."""
-    extra = 2 * layers if accuracy_columns else 0
-    return Plan(layers, 1 + extra, 1 + extra, eval_images)
+def plan(layers: int, accuracy_columns: bool, eval_images: int, activations: int = 0, keepable: int | None = None
+         ) -> Plan:
+    """Builds and evaluations: 1 and 1 (the spec on every layer) plus 2 per row with the accuracy columns
+    (``keepable``: the activation quantizers that can be kept in FP32, default all; the others get none)."""
+    rows = layers + (activations if keepable is None else keepable)
+    extra = 2 * rows if accuracy_columns else 0
+    return Plan(layers, 1 + extra, 1 + extra, eval_images, activations=activations)
 
 
 def _describe(m: nn.Module) -> str:
@@ -159,11 +172,13 @@ def measure_layers(
     on_plan: Callable[[Plan], None] | None = None,
     only: tuple[str, ...] = (),
 ) -> Sensitivity:
-    """Measure every layer of ``config.model`` under ``spec`` (see the module); ``done`` rows are kept as they are.
+    """Measure every layer (and activation quantizer) of ``config.model`` under ``spec`` (see the module);
+    ``done`` rows are kept as they are.
 
     ``on_row`` receives each row the moment it is complete (the job commits it there); ``cancel()`` is checked
-    between layers; ``on_plan`` gets the counts and the time estimate once the first build was timed; ``only``
-    names the layers to measure (default: all; "only this layer quantized" still keeps every other layer in FP32).
+    between rows; ``on_plan`` gets the counts and the time estimate once the first build was timed; ``only``
+    names the rows to measure (layer or ``act:`` names; default: all; "only this one quantized" still keeps
+    every other row in FP32).
     """
     if spec.is_float:
         raise SpecError(f"{spec.label()} quantizes nothing; per-layer sensitivity needs an INT8 or INT4 spec")
@@ -177,21 +192,45 @@ def measure_layers(
     p = prepare(config, progress, cancel)
     fp32 = p.loaded.model
     names = layer_names(fp32)
-    unknown = [n for n in only if n not in names]
-    if unknown:
-        near = ", ".join(near_names(unknown[0], names))
-        raise SpecError(f"the model has no layer {unknown[0]!r}; near names: {near} ({len(names)} layers in all)")
-    measured = [n for n in names if not only or n in only]
-    the_plan = plan(len(measured), accuracy_columns, int(p.labels.numel()))
-    total = the_plan.builds + 1
-    progress(0, total, the_plan.text())
     notes: list[str] = []
-
-    start = time.perf_counter()
     try:
         choice = resolve(spec, p.device, model=config.model, batch_size=config.batch_size)
     except BackendUnavailable as exc:
         raise SpecError(f"{spec.label()} cannot run here: {exc}") from None
+    first, seen = [], 0
+    for x, _ in p.eval_batches:
+        if seen >= error_images:
+            break
+        first.append(x[: error_images - seen])
+        seen += first[-1].shape[0]
+    acts, act_errs = [], {}
+    if spec.mode == "static" and spec.precision == "int8":
+        if choice.backend.name in KEEP_ACT_BACKENDS:
+            try:
+                acts, act_errs = activation_errors(fp32, spec, p.calib, p.example, first)
+            except Exception as exc:  # a model torch.ao FX cannot trace: layer rows only
+                notes.append(f"no activation rows: torch.ao FX could not prepare the model ({type(exc).__name__})")
+            if acts and choice.backend.name != "fx":
+                notes.append(f"activation rows: the quantizers of the fx graph; {choice.backend.name} keeps the "
+                             "same ops in FP32 (matched by module and call order)")
+        else:
+            notes.append(f"no activation rows: the {choice.backend.name} backend places its own activation "
+                         f"quantizers and cannot keep one in FP32 (those that can: {', '.join(KEEP_ACT_BACKENDS)})")
+    act_names = [q.name for q in acts]
+    unknown = [n for n in only if n not in names and n not in act_names]
+    if unknown:
+        near = ", ".join(near_names(unknown[0], names + act_names))
+        raise SpecError(f"the model has no layer {unknown[0]!r}; near names: {near} ({len(names)} layers and "
+                        f"{len(act_names)} activation quantizers in all)")
+    measured = [n for n in names if not only or n in only]
+    measured_acts = [q for q in acts if not only or q.name in only]
+    keepable = [q.name for q in acts if not q.problem]
+    the_plan = plan(len(measured), accuracy_columns, int(p.labels.numel()), len(measured_acts),
+                    sum(1 for q in measured_acts if not q.problem))
+    total = the_plan.builds + 1
+    progress(0, total, the_plan.text())
+
+    start = time.perf_counter()
     q_full = choice.backend.quantize(fp32, spec, p.calib, p.example, p.device)
     top1_q, agree_q = _evaluate(p, q_full)
     per_build = time.perf_counter() - start
@@ -208,52 +247,59 @@ def measure_layers(
         on_plan(the_plan)
     progress(1, total, f"{the_plan.text()}; output errors")
 
-    reference = copy.deepcopy(fp32).eval()
-    if spec.mode != "dynamic":  # the int8 and weight-only kernels hold BatchNorm folded into the conv
-        reference, _ = fold_batchnorm(reference)
-    first, seen = [], 0
-    for x, _ in p.eval_batches:
-        if seen >= error_images:
-            break
-        first.append(x[: error_images - seen])
-        seen += first[-1].shape[0]
+    reference = deployed(fp32, spec)  # BatchNorm folded: the weights the kernels hold, the outputs they compute
     errs = output_errors(reference, hooked, names, first)
+    werrs = weight_errors(reference, names, spec)
     modules = dict(fp32.named_modules())
     top1_fp32 = accuracy(p.ref_logits, p.labels).top1
     rows: list[LayerRow] = []
     step = 1
     cancelled = False
-    for i, name in enumerate(names):
-        if name not in measured:
-            continue
+    everything = names + keepable  # what "only this one quantized" keeps in FP32, but the one
+
+    def accuracy_of(row: LayerRow) -> None:
+        nonlocal step
+        progress(step, total, f"{row.layer}: only this one in FP32")
+        alone = pinned.replace(keep_float=(row.layer,))
+        row.top1_only_float, row.agreement_only_float = _evaluate(p, _quantize(p, alone))
+        step += 1
+        progress(step, total, f"{row.layer}: only this one quantized")
+        if len(everything) > 1:
+            only_it = pinned.replace(keep_float=tuple(n for n in everything if n != row.layer))
+            row.top1_only_quant, row.agreement_only_quant = _evaluate(p, _quantize(p, only_it))
+        else:
+            row.top1_only_quant, row.agreement_only_quant = top1_q, agree_q
+        step += 1
+        row.gain_only_float = row.top1_only_float - top1_q
+        row.loss_only_quant = top1_fp32 - row.top1_only_quant
+
+    todo = [("layer", i, n) for i, n in enumerate(names) if n in measured]
+    todo += [("activation", len(names) + i, q) for i, q in enumerate(acts) if q in measured_acts]
+    for kind, i, what in todo:
+        name = what if kind == "layer" else what.name
         if name in done:
             rows.append(done[name])
-            step += 2 if accuracy_columns else 0
+            step += 2 if accuracy_columns and (kind == "layer" or not what.problem) else 0
             continue
         if cancel():
             cancelled = True
             break
         t0 = time.perf_counter()
-        m = modules[name]
-        w = weight_error(m, spec)
-        o = errs[name]
-        row = LayerRow(name, i, _describe(m), int(m.weight.numel()), _finite(w.sqnr), _finite(w.rel_mse),
-                       _finite(o.sqnr) if o.count else None, _finite(o.rel_mse) if o.count else None,
-                       _finite(o.cosine) if o.count else None, eval_images=the_plan.eval_images, error_images=seen)
-        if accuracy_columns:
-            progress(step, total, f"{name}: only this layer in FP32")
-            alone = pinned.replace(keep_float=(name,))
-            row.top1_only_float, row.agreement_only_float = _evaluate(p, _quantize(p, alone))
-            step += 1
-            progress(step, total, f"{name}: only this layer quantized")
-            if len(names) > 1:
-                only = pinned.replace(keep_float=tuple(n for n in names if n != name))
-                row.top1_only_quant, row.agreement_only_quant = _evaluate(p, _quantize(p, only))
-            else:
-                row.top1_only_quant, row.agreement_only_quant = top1_q, agree_q
-            step += 1
-            row.gain_only_float = row.top1_only_float - top1_q
-            row.loss_only_quant = top1_fp32 - row.top1_only_quant
+        if kind == "layer":
+            m = modules[name]
+            w = werrs.get(name) or weight_error(m, spec)
+            o = errs[name]
+            row = LayerRow(name, i, _describe(m), int(m.weight.numel()), _finite(w.sqnr), _finite(w.rel_mse),
+                           eval_images=the_plan.eval_images, error_images=seen)
+        else:
+            o = act_errs[name]
+            row = LayerRow(name, i, what.op, 0, None, None, eval_images=the_plan.eval_images, error_images=seen,
+                           kind="activation", cannot_keep=what.problem or "")
+        if o.count:
+            row.output_sqnr_db, row.output_rel_mse, row.output_cosine = (_finite(o.sqnr), _finite(o.rel_mse),
+                                                                        _finite(o.cosine))
+        if accuracy_columns and (kind == "layer" or not what.problem):
+            accuracy_of(row)
         row.seconds = time.perf_counter() - t0
         rows.append(row)
         if on_row:

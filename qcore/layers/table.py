@@ -1,4 +1,5 @@
-"""The per-layer table as CSV: one row per layer, its module name in ``layer``, a column per metric, and the
+"""The per-layer table as CSV: one row per layer or activation quantizer (``kind``), its name in ``layer``
+(``act:...`` for a quantizer), what it is in ``op``, a column per metric, and the
 context every number needs (model, spec, FP32's and the quantized spec's top-1 on the same images)."""
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ def write_layers_csv(rows: list[LayerRow], context: dict, path: Path | str) -> N
 
 
 def text_table(rows: list[LayerRow]) -> str:
-    """Fixed-width: layer, kind, weight and output SQNR, cosine, and the two accuracy columns when measured."""
-    head = f"{'layer':<28} {'kind':<30} {'w SQNR':>7} {'out SQNR':>8} {'cos':>6} {'+FP32 only':>10} {'-q only':>8}"
+    """Fixed-width: name, kind (layer or activation quantizer), op, weight and output SQNR, cosine, and the two
+    accuracy columns when measured."""
+    head = (f"{'layer':<28} {'kind':<10} {'op':<24} {'w SQNR':>7} {'out SQNR':>8} {'cos':>6} {'+FP32 only':>10} "
+            f"{'-q only':>8}")
     lines = [head]
     for r in rows:
         vals = [_fmt(None if v is None else round(v, 2)) for v in
                 (r.weight_sqnr_db, r.output_sqnr_db, r.output_cosine, r.gain_only_float, r.loss_only_quant)]
-        lines.append(f"{r.layer[:28]:<28} {r.kind[:30]:<30} {vals[0]:>7} {vals[1]:>8} {vals[2]:>6} {vals[3]:>10} "
-                     f"{vals[4]:>8}")
+        lines.append(f"{r.layer[:28]:<28} {r.kind:<10} {r.op[:24]:<24} {vals[0]:>7} {vals[1]:>8} {vals[2]:>6} "
+                     f"{vals[3]:>10} {vals[4]:>8}")
     return "\n".join(lines)

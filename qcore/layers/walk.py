@@ -4,9 +4,10 @@ Step 0 is the spec on every layer; step ``k`` keeps the first ``k`` layers of an
 (``QuantSpec.keep_float``), or under INT4 weight-only in INT8 if asked (``promote_to="int8"``,
 ``QuantSpec.keep_int8``), and is measured exactly like a sweep row (:func:`qcore.sweep.measure_spec`: top-1 on
 the whole evaluation set, latency on the real kernels interleaved with FP32, artifact size), so the walk is a
-connected line of real points on the Pareto chart. The order is a ranking from the per-layer sensitivity
-(:func:`rank`: most sensitive first by one of :data:`qcore.layers.sensitivity.METRICS`) or, as the control,
-a seeded random order (:func:`random_order`): the gap between the two is what the ranking buys.
+connected line of real points on the Pareto chart. A static INT8 walk on fx or pt2e may promote activation
+quantizers too (``act:`` rows of the table: their producers kept in FP32). The order is a ranking from the
+per-layer sensitivity (:func:`rank`: most sensitive first by one of :data:`qcore.layers.sensitivity.METRICS`)
+or, as the control, a seeded random order (:func:`random_order`): the gap between the two is what the ranking buys.
 
 A walk stops after ``steps`` steps, after ``minutes`` (checked between steps), when only one layer would be
 left quantized, or when cancelled; finished points are stored rows, so a resumed walk measures only the rest.
@@ -25,7 +26,8 @@ from ..sweep import ProgressFn, SweepConfig, _base_result, measure_baseline, mea
 from .names import check_keep_float
 from .row import METRICS, LayerRow
 
-__all__ = ["ORDERS", "PROMOTE_TO", "rank", "random_order", "walk_specs", "check_promote", "check_budget", "run_walk"]
+__all__ = ["ORDERS", "PROMOTE_TO", "rank", "candidates", "random_order", "walk_specs", "check_promote", "check_budget",
+           "run_walk"]
 
 ORDERS = ("sensitivity", "random")
 # The precision a walk keeps each promoted layer in -> the QuantSpec field that names it. INT8 only under INT4
@@ -34,7 +36,9 @@ PROMOTE_TO = {"fp32": "keep_float", "int8": "keep_int8"}
 
 
 def rank(rows: list[LayerRow], metric: str) -> list[str]:
-    """Layer names, most sensitive first by ``metric``; layers without a value for it come last, in model order.
+    """Row names (layers and activation quantizers), most sensitive first by ``metric``; rows without a value for
+    it come last, in model order; rows no spec can keep in FP32 (``cannot_keep``: the model input's quantizer)
+    are left out.
 
     >>> rows = [LayerRow("a", 0, "", 1, 40.0, 1e-4), LayerRow("b", 1, "", 1, 20.0, 1e-2)]
     >>> rank(rows, "weight_sqnr_db")
@@ -43,10 +47,17 @@ def rank(rows: list[LayerRow], metric: str) -> list[str]:
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed; allowed: {', '.join(METRICS)}")
     larger_worse = METRICS[metric][1]
+    rows = [r for r in rows if not r.cannot_keep]
     valued = [r for r in rows if getattr(r, metric) is not None]
     rest = [r.layer for r in rows if getattr(r, metric) is None]
     valued.sort(key=lambda r: (-getattr(r, metric) if larger_worse else getattr(r, metric), r.position))
     return [r.layer for r in valued] + rest
+
+
+def candidates(rows: list[LayerRow]) -> list[str]:
+    """The names a walk may promote, in model order (layers, then activation quantizers): every row a spec can
+    keep in FP32. The random control walks draw from these, as the ranking does."""
+    return [r.layer for r in sorted(rows, key=lambda r: r.position) if not r.cannot_keep]
 
 
 def random_order(names: list[str], seed: int) -> list[str]:

@@ -19,12 +19,15 @@ def test_layers_writes_one_row_per_layer(base, tmp_path, capsys, one_thread):
     out = tmp_path / "layers.csv"
     assert main(["layers", *base, "--no-accuracy", "--error-images", "8", "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 21 and rows[0]["layer"] == "conv1" and rows[-1]["layer"] == "fc"
+    layers = [r for r in rows if r["kind"] == "layer"]  # then the activation quantizers between them
+    assert len(layers) == 21 and layers[0]["layer"] == "conv1" and layers[-1]["layer"] == "fc"
+    assert [r["layer"] for r in rows[21:]][:2] == ["act:input", "act:maxpool"] and len(rows) == 31
+    assert rows[21]["weight_sqnr_db"] == "" and 20 < float(rows[21]["output_sqnr_db"]) < 60
     assert list(rows[0])[: len(LAYER_COLUMNS)] == list(LAYER_COLUMNS)
     assert 30 < float(rows[0]["weight_sqnr_db"]) < 55 and rows[0]["top1_only_float"] == ""
     assert rows[0]["spec"] == "INT8 per-tensor min-max asym static [fx]"
     err = capsys.readouterr().err
-    assert "21 layers: 1 model build(s) and 1 evaluation(s) of 32 images" in err
+    assert "21 layers and 10 activation quantizers: 1 model build(s) and 1 evaluation(s) of 32 images" in err
     (job,) = Store().jobs(kind="layers")
     assert job.state == "done"
 
