@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 from qcore.backends import resolve  # noqa: E402
 from qcore.draws import overlaps, summarize_draws
+from qcore.measure import accuracy
 from qcore.paths import atomic_write_bytes
 from qcore.result import Result
 from qcore.spec import QuantSpec
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         config = SweepConfig(model=model, weights=args.weights, device="cpu", calib_size=args.calib_size,
                              calib_draws=args.draws, eval_limit=eval_limit, seed=args.seed, fp32_compiled=False)
         p = prepare(config)
-        fp32_top1 = float((p.ref_logits.argmax(1) == p.labels).float().mean()) * 100
+        fp32_top1 = accuracy(p.ref_logits, p.labels).top1
         n_eval = int(p.labels.numel())
         print(f"\n{model}: FP32 top-1 {fp32_top1:.2f} % on {n_eval} test images; {args.draws} draws of "
               f"{args.calib_size} training images (seeds {args.seed} to {args.seed + args.draws - 1})", flush=True)

@@ -7,6 +7,12 @@ samples (:mod:`qcore.data.draws`), and evaluates each draw on the same evaluatio
 ``draws_top1`` every draw's top-1. For example draws at 91.2, 91.6 and 91.0 % give top1 91.27, std 0.31,
 range 91.0 to 91.6.
 
+Every other number of the row describes the same mean: ``images_lost``/``images_gained`` are the mean counts per
+draw (so ``top1_delta`` is ``(gained - lost) / n`` of them, in points), ``draws_lost``/``draws_gained`` each
+draw's, and both intervals (top-1's and the change's) combine the draws' own intervals by Rubin's rules
+(:func:`qcore.stats.combine_draws`), so they hold the spread between draws as well as the luck of the evaluation
+images: draws on both sides of FP32 give an interval of the change that holds 0 (:func:`qcore.scale.set_draws_scale`).
+
 Two points are *not distinguishable* with K draws when their min-max ranges overlap: some draw of one
 was at least as good as some draw of the other, so which ranks first depends on the calibration images
 (:func:`indistinguishable`). This is the rule the Pareto chart's hover and the benchmark table use.
@@ -19,6 +25,7 @@ import statistics
 from collections.abc import Sequence
 
 from .measure import Accuracy, accuracy, predict
+from .scale import set_accuracy_scale, set_draws_scale
 
 __all__ = ["reads_calibration_images", "summarize_draws", "apply_draws", "draw_accuracies", "draws_note", "overlaps",
            "indistinguishable"]
@@ -63,8 +70,14 @@ def summarize_draws(accs: Sequence[Accuracy]) -> tuple[Accuracy, dict]:
 
 
 def apply_draws(r, accs: Sequence[Accuracy], seeds: Sequence[int]) -> None:
-    """Write the draws' mean and spread onto Result ``r`` (top1, top5, top1_delta, agreement, logit_kl, ...)."""
+    """Write the draws' mean and spread onto Result ``r`` (top1, top5, top1_delta, agreement, logit_kl, ...) and,
+    where the Accuracies carry their paired counts, the scale of that mean: images and intervals (qcore.scale)."""
     mean, spread = summarize_draws(accs)
+    counts = [a.counts for a in accs]
+    if len(counts) == 1 and counts[0] is not None:
+        set_accuracy_scale(r, counts[0])
+    elif counts and all(c is not None for c in counts):
+        set_draws_scale(r, counts)
     r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = (
         mean.top1, mean.top5, mean.top1_delta, mean.agreement, mean.logit_kl,
     )  # fmt: skip
@@ -94,8 +107,9 @@ def draws_note(r, spec, k: int) -> str:
         return (f"{spec.mode} ranges do not come from calibration images, so every draw gives the same model: "
                 f"measured once, not {k} times")
     return (f"top-1 is the mean of {r.calib_draws} calibration draws (seeds {r.calib_seeds[0]} to "
-            f"{r.calib_seeds[-1]}): std {r.top1_std:.2f}, range {r.top1_min:.2f} to {r.top1_max:.2f}; "
-            "latency and size measured once")
+            f"{r.calib_seeds[-1]}): std {r.top1_std:.2f}, range {r.top1_min:.2f} to {r.top1_max:.2f}; the change, "
+            "its images lost and gained (per draw) and both intervals describe that mean, the intervals with the "
+            "spread between draws; latency and size measured once")
 
 
 def _range(r) -> tuple[float, float] | None:

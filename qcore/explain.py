@@ -91,6 +91,8 @@ def _accuracy(r: Result) -> str:
     else:
         verb = "rose" if r.top1_delta > 0 else "fell"
         change = f"Top-1 accuracy {verb} by {_points(r.top1_delta)} ({before:.2f}% to {r.top1:.2f}%)"
+    if (r.calib_draws or 1) > 1:
+        change += f" on average over {r.calib_draws} calibration draws"
     change += _accuracy_scale(r)
     if r.agreement is not None:
         change += (
@@ -102,15 +104,28 @@ def _accuracy(r: Result) -> str:
 
 def _accuracy_scale(r: Result) -> str:
     """`` (-1 of 2000 images; ... within what chance alone moves it)``: the change in images and whether its 95%
-    paired interval includes zero; "" for rows without the counts."""
-    from .scale import images_text, interval_text
+    paired interval includes zero; "" for rows without the counts.
+
+    With calibration draws the interval is that of the draws' mean, spread between draws included
+    (:func:`qcore.scale.set_draws_scale`), and the draws themselves are read too: when they fall on both sides of
+    FP32 (or on it) the change is never called more than chance, whatever the interval of a row stored before
+    intervals combined the draws says."""
+    from .scale import draw0_label, draws_deltas, images_text, interval_text
 
     if not images_text(r) or r.top1_delta_lo is None or (r.images_lost == r.images_gained == 0):
         return ""
     span = interval_text(r.top1_delta_lo, r.top1_delta_hi, "+.2f", " points")
-    verdict = ("within what chance alone moves it" if r.top1_delta_lo <= 0 <= r.top1_delta_hi
-               else "more than chance alone would move it")  # fmt: skip
-    return f" ({images_text(r)}; the 95% interval of the change is {span}, {verdict})"
+    deltas = draws_deltas(r)
+    reaches = bool(deltas) and min(deltas) <= 0 <= max(deltas)
+    within = r.top1_delta_lo <= 0 <= r.top1_delta_hi or reaches
+    verdict = "within what chance alone moves it" if within else "more than chance alone would move it"
+    what = "the change"
+    if deltas:
+        what = f"the change{draw0_label(r)}" if draw0_label(r) else "the mean change, over the images and the draws,"
+        side = (", on both sides of FP32" if min(deltas) < 0 < max(deltas) else
+                ", one of them no change at all" if reaches else "")  # fmt: skip
+        verdict += f": its {len(deltas)} draws changed it by {min(deltas):+.2f} to {max(deltas):+.2f} points{side}"
+    return f" ({images_text(r)}; the 95% interval of {what} is {span}, {verdict})"
 
 
 def _speed(r: Result) -> str:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["stopwatch", "predict", "Accuracy", "accuracy", "correct_counts", "Latency", "TimingProtocol", "PROTOCOL",
-           "load_average", "time_interleaved", "size_bytes"]
+__all__ = ["stopwatch", "predict", "predicted_class", "ranked_classes", "Accuracy", "accuracy", "correct_counts",
+           "Latency", "TimingProtocol", "PROTOCOL", "load_average", "time_interleaved", "size_bytes"]
 
 
 @contextmanager
@@ -62,52 +62,94 @@ def predict(
     return torch.cat(logits), torch.cat(labels)
 
 
+def predicted_class(logits: torch.Tensor) -> torch.Tensor:
+    """The class each row of ``logits`` (images x classes) predicts: the highest logit, and among tied highest
+    logits the **lowest class index**. The one rule for "the prediction" in qcore: top-1, top-5, agreement, the
+    images lost and gained and both intervals of a row, the paired deltas of the layer pages and the accuracy
+    during training all read it. Dequantized int8 logits tie often (a few hundred levels for 1000 classes), and
+    ``topk``'s order among ties is not specified (on CPU it differs from argmax's about half the time).
+
+    ``torch.argmax`` returns the first maximal index (documented, and on CPU and CUDA alike); a NaN counts as
+    the maximum, as in ``torch.sort``, so :func:`ranked_classes` agrees on it too.
+
+    >>> predicted_class(torch.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]))
+    tensor([1, 0])
+    """
+    if logits.ndim != 2 or logits.shape[1] == 0:
+        raise ValueError(f"logits of shape {tuple(logits.shape)} are not allowed; allowed: (images, classes >= 1)")
+    return logits.argmax(1)
+
+
+_RANK_CHUNK = 4096  # rows sorted at a time: the full index tensor of 50,000 x 1000 logits would be 400 MB
+
+
+def ranked_classes(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` highest-scoring classes of each row, best first, ties in ascending class index: the order of
+    :func:`predicted_class`, so ``ranked_classes(x, 5)[:, 0] == predicted_class(x)`` always, and a tie at the
+    fifth place admits the lower class index. A stable descending sort (``topk`` leaves the order of ties open).
+
+    >>> ranked_classes(torch.tensor([[1.0, 3.0, 3.0, 0.0]]), 3)
+    tensor([[1, 2, 0]])
+    """
+    predicted_class(logits)  # the same refusal for a malformed tensor
+    k = min(k, logits.shape[1])
+    parts = [torch.sort(c, dim=1, descending=True, stable=True).indices[:, :k] for c in logits.split(_RANK_CHUNK)]
+    return torch.cat(parts) if parts else torch.empty(0, k, dtype=torch.long)
+
+
 @dataclass
 class Accuracy:
     top1: float  # percent
     top5: float  # percent
     agreement: float = 100.0  # percent of images whose top-1 equals the reference's
     logit_kl: float = 0.0  # mean KL(softmax(reference) || softmax(variant)), nats
-    top1_delta: float = 0.0  # percentage points vs the reference
+    top1_delta: float = 0.0  # percentage points vs the reference: 100 * (gained - lost) / n, exactly
     n: int = 0
+    counts: dict[str, int] | None = None  # against a reference: correct_counts' both, lost, gained, neither
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor | None = None) -> Accuracy:
-    """Top-1/top-5 in percent; against ``reference`` logits also agreement, KL and the top-1 change.
+    """Top-1/top-5 in percent; against ``reference`` logits also agreement, KL, the top-1 change and the paired
+    counts. Every figure reads :func:`predicted_class` (top-5 :func:`ranked_classes`), and top-1, the change
+    and agreement are ratios of whole counts: the change is ``100 * (gained - lost) / n`` to the last bit.
 
     >>> logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
     >>> accuracy(logits, torch.tensor([0, 0])).top1
     50.0
     """
     n = labels.numel()
-    k = min(5, logits.shape[1])
-    topk = logits.topk(k, dim=1).indices
-    top1 = 100.0 * (topk[:, 0] == labels).float().mean().item()
-    top5 = 100.0 * (topk == labels[:, None]).any(1).float().mean().item()
-    acc = Accuracy(top1=top1, top5=top5, n=n)
+    if n == 0 or logits.shape[0] != n:
+        raise ValueError(f"{logits.shape[0]} rows of logits for {n} labels; allowed: one row per label, at least one")
+    pred = predicted_class(logits)
+    right = int((pred == labels).sum())
+    top5 = 100.0 * int((ranked_classes(logits, 5) == labels[:, None]).any(1).sum()) / n
+    acc = Accuracy(top1=100.0 * right / n, top5=top5, n=n)
     if reference is not None:
-        ref_top1 = reference.argmax(1)
-        acc.agreement = 100.0 * (ref_top1 == topk[:, 0]).float().mean().item()
+        ref_pred = predicted_class(reference)
+        acc.counts = _counts(pred == labels, ref_pred == labels)
+        acc.agreement = 100.0 * int((ref_pred == pred).sum()) / n
         p_log = torch.log_softmax(reference.double(), 1)
         q_log = torch.log_softmax(logits.double(), 1)
         acc.logit_kl = float((p_log.exp() * (p_log - q_log)).sum(1).mean())
-        acc.top1_delta = top1 - 100.0 * (ref_top1 == labels).float().mean().item()
+        acc.top1_delta = 100.0 * (acc.counts["gained"] - acc.counts["lost"]) / n
     return acc
 
 
+def _counts(v: torch.Tensor, r: torch.Tensor) -> dict[str, int]:
+    return {"both": int((v & r).sum()), "lost": int((r & ~v).sum()), "gained": int((v & ~r).sum()),
+            "neither": int((~v & ~r).sum())}  # fmt: skip
+
+
 def correct_counts(logits: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor) -> dict[str, int]:
-    """Images by whether the reference and the variant got their top-1 right: the paired table that
-    :func:`qcore.stats.paired_delta` turns into an interval for the top-1 change.
+    """Images by whether the reference and the variant got their top-1 (:func:`predicted_class`) right: the
+    paired table that :func:`qcore.stats.paired_delta` turns into an interval for the top-1 change.
 
     >>> ref = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     >>> var = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     >>> correct_counts(var, torch.tensor([0, 0, 0]), ref)
     {'both': 1, 'lost': 1, 'gained': 0, 'neither': 1}
     """
-    v = logits.argmax(1) == labels
-    r = reference.argmax(1) == labels
-    return {"both": int((v & r).sum()), "lost": int((r & ~v).sum()), "gained": int((v & ~r).sum()),
-            "neither": int((~v & ~r).sum())}  # fmt: skip
+    return _counts(predicted_class(logits) == labels, predicted_class(reference) == labels)
 
 
 # --- latency --------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Result: one measured spec, a record of fixed shape that knows its FP32 reference.
 
 Units: top1, top5, agreement, ptq_top1 and control_top1 in percent (0-100); top1_delta in percentage points
-(with ``calib_draws`` > 1, means over the draws, their spread in ``top1_std``/``top1_min``/``top1_max``:
-:mod:`qcore.draws`); recovered a fraction (1.0: QAT matched the fine-tuned FP32 control);
+(with ``calib_draws`` > 1, means over the draws, their spread in ``top1_std``/``top1_min``/``top1_max``, and
+images_lost/images_gained the mean counts per draw, the intervals Rubin's combination: :mod:`qcore.draws`);
+recovered a fraction (1.0: QAT matched the fine-tuned FP32 control);
 latencies in milliseconds; sizes in bytes; seconds for calibration, quantization and building.
 
 Every row of a sweep carries ``baseline_run_id``, the run id of the torch FP32 row its deltas,
@@ -52,6 +53,7 @@ COLUMNS = (
     "ptq_top1", "control_top1", "recovered", "finetune_seconds", "qat_epochs",
     "calib_draws", "top1_std", "top1_min", "top1_max", "calib_seeds",
     "keep_int8",
+    "qat_images_won", "qat_images_lost", "qat_vs_ptq_lo", "qat_vs_ptq_hi", "retime_of",
 )  # fmt: skip
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
@@ -109,8 +111,8 @@ class Result:
     eval_images: int | None = None
     top1_lo: float | None = None  # 95% Wilson interval of top-1, percent
     top1_hi: float | None = None
-    images_lost: int | None = None  # images FP32 got right and this row wrong
-    images_gained: int | None = None  # images this row got right and FP32 wrong
+    images_lost: float | None = None  # images FP32 got right and this row wrong (with draws: the mean per draw)
+    images_gained: float | None = None  # images this row got right and FP32 wrong (with draws: the mean per draw)
     top1_delta_lo: float | None = None  # 95% paired interval of the top-1 change, points
     top1_delta_hi: float | None = None
     # Where the latency was measured (a Ray node id on a cluster, "" on the local worker), its host and CPU;
@@ -129,6 +131,14 @@ class Result:
     ptq_top1: float | None = None
     control_top1: float | None = None
     recovered: float | None = None
+    # QAT - PTQ on the same eval_images, paired: images QAT got right and PTQ wrong (won) and the other way (lost),
+    # and the 95% interval of top1 - ptq_top1 in points (qcore.stats.paired_delta); None in rows of before
+    qat_images_won: int | None = None
+    qat_images_lost: int | None = None
+    qat_vs_ptq_lo: float | None = None
+    qat_vs_ptq_hi: float | None = None
+    # a row of Time again (qcore.retime): the run it times again; its accuracy, size and QAT figures are that row's
+    retime_of: str = ""
     finetune_seconds: float | None = None
     qat_curve: dict[str, Any] = field(default_factory=dict)
     # calibration draws (qcore.draws): top1, top5, top1_delta, agreement and logit_kl above are their means
@@ -138,6 +148,10 @@ class Result:
     top1_max: float | None = None
     calib_seeds: list[int] = field(default_factory=list)  # draw k calibrated on images seeded calib_seeds[k]
     draws_top1: list[float] = field(default_factory=list)  # each draw's top-1, percent
+    # each draw's images lost and gained against FP32; empty for one draw, and in draw rows stored before these
+    # existed, whose images_lost/images_gained and intervals are draw 0's (qcore.scale.draw0_label says so)
+    draws_lost: list[int] = field(default_factory=list)
+    draws_gained: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -11,7 +11,8 @@ p90 15 ms against p50 10 ms: busy. A busy row is shown with a mark and can be ti
 (:mod:`qcore.retime`).
 
 **Accuracy** carries the number of images, a 95% interval for top-1 and a paired interval for its change
-against FP32 (:mod:`qcore.stats`); **latency** the number of timed calls, p90/p50 and a 95% interval of the
+against FP32 (:mod:`qcore.stats`); with calibration draws, the mean counts per draw and intervals that combine
+the draws' (:func:`set_draws_scale`); **latency** the number of timed calls, p90/p50 and a 95% interval of the
 median, which the Pareto flag uses: two rows whose intervals overlap are not ranked on latency.
 """
 
@@ -19,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .stats import median_interval, paired_delta, wilson
+from .stats import combine_draws, median_interval, paired_delta, wilson
 
-__all__ = ["BUSY_SPREAD", "LOAD_MARGIN", "busy_reason", "set_timing", "set_accuracy_scale", "latency_interval",
-           "images_text", "interval_text"]
+__all__ = ["BUSY_SPREAD", "LOAD_MARGIN", "busy_reason", "set_timing", "set_accuracy_scale", "set_draws_scale",
+           "latency_interval", "draws_deltas", "draw0_label", "images_text", "interval_text"]
 
 BUSY_SPREAD = 1.3
 LOAD_MARGIN = 0.5
@@ -73,6 +74,55 @@ def set_accuracy_scale(r, counts: dict[str, int]) -> None:
     r.top1_delta_lo, r.top1_delta_hi = 100.0 * dlo, 100.0 * dhi
 
 
+def set_draws_scale(r, draws: Sequence[dict[str, int]]) -> None:
+    """Fill a Result's accuracy scale from the paired counts of each calibration draw, for the draws' mean:
+    ``images_lost``/``images_gained`` the mean counts per draw (their difference over ``n`` is the mean change),
+    ``draws_lost``/``draws_gained`` each draw's, and top-1's and the change's intervals each draw's Wilson and
+    Newcombe intervals combined by Rubin's rules (:func:`qcore.stats.combine_draws`): they hold the spread between
+    the draws as well as the luck of the evaluation images, and every draw's own value."""
+    ns = {sum(c.values()) for c in draws}
+    if len(ns) != 1 or not draws:
+        raise ValueError(f"draws evaluated on {sorted(ns)} images; allowed: every draw on the same images")
+    n = ns.pop()
+    top1, top1_iv, delta, delta_iv = [], [], [], []
+    for c in draws:
+        right = c["both"] + c["gained"]
+        lo, hi = wilson(right, n)
+        top1.append(100.0 * right / n)
+        top1_iv.append((100.0 * lo, 100.0 * hi))
+        _, dlo, dhi = paired_delta(c["both"], c["lost"], c["gained"], c["neither"])
+        delta.append(100.0 * (c["gained"] - c["lost"]) / n)
+        delta_iv.append((100.0 * dlo, 100.0 * dhi))
+    r.eval_images = n
+    _, r.top1_lo, r.top1_hi = combine_draws(top1, top1_iv, bounds=(0.0, 100.0))
+    _, r.top1_delta_lo, r.top1_delta_hi = combine_draws(delta, delta_iv, bounds=(-100.0, 100.0))
+    r.draws_lost, r.draws_gained = [c["lost"] for c in draws], [c["gained"] for c in draws]
+    r.images_lost = sum(r.draws_lost) / len(draws)
+    r.images_gained = sum(r.draws_gained) / len(draws)
+
+
+def draws_deltas(r) -> list[float]:
+    """Each calibration draw's top-1 change in points: from its counts, or, in rows stored before those were,
+    from its top-1 and FP32's (``top1 - top1_delta``); [] for a row with one draw."""
+    n, lost, gained = getattr(r, "eval_images", None), getattr(r, "draws_lost", []), getattr(r, "draws_gained", [])
+    if getattr(r, "calib_draws", 1) <= 1:
+        return []
+    if n and lost and len(lost) == len(gained):
+        return [100.0 * (g - x) / n for x, g in zip(lost, gained)]
+    if r.top1 is None or r.top1_delta is None:
+        return []
+    fp32 = r.top1 - r.top1_delta
+    return [t - fp32 for t in getattr(r, "draws_top1", [])]
+
+
+def draw0_label(r) -> str:
+    """``" in draw 0 of 3"`` for a draw row stored before the counts and intervals described the mean (they are
+    its first draw's); "" otherwise. Every place that shows those numbers appends it."""
+    k = getattr(r, "calib_draws", 1) or 1
+    legacy = k > 1 and not getattr(r, "draws_lost", []) and getattr(r, "images_lost", None) is not None
+    return f" in draw 0 of {k}" if legacy else ""
+
+
 def latency_interval(r) -> tuple[float, float] | None:
     """The row's 95% interval of the median latency: stored, else from its samples (rows stored before the
     interval was), else the bare p50; None when it has no latency."""
@@ -87,16 +137,25 @@ def latency_interval(r) -> tuple[float, float] | None:
 
 
 def images_text(r) -> str:
-    """The top-1 change in images: ``-1 of 2000 images (lost 3, gained 2)``; "" when not counted.
+    """The top-1 change in images: ``-1 of 2000 images (lost 3, gained 2)``; with calibration draws the mean per
+    draw, ``+1.3 of 2000 images, mean of 3 draws (lost 7.7, gained 9.0)``; "" when not counted. The part before
+    `` (`` is the table's column.
 
     >>> from types import SimpleNamespace as R
     >>> images_text(R(eval_images=2000, images_lost=3, images_gained=2))
     '-1 of 2000 images (lost 3, gained 2)'
+    >>> images_text(R(eval_images=2000, images_lost=23 / 3, images_gained=9.0, draws_lost=[7, 8, 8], calib_draws=3))
+    '+1.3 of 2000 images, mean of 3 draws (lost 7.7, gained 9.0)'
     """
     n, lost, gained = (getattr(r, k, None) for k in ("eval_images", "images_lost", "images_gained"))
     if n is None or lost is None or gained is None:
         return ""
-    return f"{gained - lost:+d} of {n} images (lost {lost}, gained {gained})".replace("+0 of", "0 of")
+    k = getattr(r, "calib_draws", 1) or 1
+    if k > 1 and getattr(r, "draws_lost", []):
+        change = f"{gained - lost:+.1f} of".replace("+0.0 of", "0.0 of").replace("-0.0 of", "0.0 of")
+        return f"{change} {n} images, mean of {k} draws (lost {lost:.1f}, gained {gained:.1f})"
+    change = f"{round(gained - lost):+d} of".replace("+0 of", "0 of")
+    return f"{change} {n} images{draw0_label(r)} (lost {round(lost)}, gained {round(gained)})"
 
 
 def interval_text(lo: float | None, hi: float | None, spec: str = ".2f", suffix: str = "") -> str:

@@ -24,18 +24,20 @@ import torch
 
 from . import data, hardware, models, train, weights
 from .backends import BackendUnavailable, resolve
-from .buildcache import summarize
+from .buildcache import on_build, summarize
 from .data.draws import calibration_draws
 from .draws import apply_draws, draw_accuracies, draws_note, reads_calibration_images
 from .measure import accuracy, correct_counts, predict, size_bytes, time_interleaved
 from .pareto import mark_pareto
+from .progress import SaysBuilds
 from .result import Result, manifest
 from .scale import set_accuracy_scale, set_timing
 from .spec import FP32, QuantSpec
 from .sweep_config import SweepConfig
 
-__all__ = ["ProgressFn", "SPEC_PHASES", "SweepConfig", "Prepared", "prepare", "measure_baseline", "quantize_spec",
-           "accuracy_into", "latency_into", "finish_notes", "measure_spec", "measure_quantized", "run_sweep"]
+__all__ = ["ProgressFn", "SPEC_PHASES", "SweepConfig", "Prepared", "prepare", "measure_baseline", "time_baseline",
+           "quantize_spec", "accuracy_into", "latency_into", "finish_notes", "measure_spec", "measure_quantized",
+           "run_sweep"]
 
 ProgressFn = Callable[[float, int, str], None]
 # The phases of one spec, in order, as progress reports them: a sweep of 4 specs at its second spec's timing
@@ -147,6 +149,16 @@ def _base_result(p: Prepared, spec: QuantSpec) -> Result:
 
 def measure_baseline(p: Prepared) -> Result:
     """The FP32 row: accuracy, eager, channels-last and compiled latency (the fastest sets best_fp32), size."""
+    r = time_baseline(p)
+    acc = accuracy(p.ref_logits, p.labels, p.ref_logits)
+    r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = acc.top1, acc.top5, 0.0, 100.0, 0.0
+    set_accuracy_scale(r, correct_counts(p.ref_logits, p.labels, p.ref_logits))
+    return r
+
+
+def time_baseline(p: Prepared) -> Result:
+    """The FP32 row without its accuracy (Time again copies that): eager, channels-last and compiled latency,
+    interleaved (the fastest sets best_fp32), and size."""
     model = p.loaded.model.to(p.device)
     x = p.example.to(p.device)
     cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -172,12 +184,9 @@ def measure_baseline(p: Prepared) -> Result:
     r = _base_result(p, FP32)
     r.timed_from, r.timed_to = timed_from, timed_to
     r.baseline_run_id = r.run_id  # measured against itself: delta 0, speed-up 1
-    acc = accuracy(p.ref_logits, p.labels, p.ref_logits)
     r.backend, r.kernel = "float", "native"
-    r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = acc.top1, acc.top5, 0.0, 100.0, 0.0
     set_timing(r, eager)
     r.fp32_latency_ms_p50 = eager.p50
-    set_accuracy_scale(r, correct_counts(p.ref_logits, p.labels, p.ref_logits))
     r.speedup, r.speedup_vs_best_fp32, r.best_fp32 = 1.0, 1.0 / p.best_fp32_ratio, p.best_fp32
     r.size_bytes, r.size_ratio = p.fp32_size, 1.0
     r.calib_seconds = r.quantize_seconds = 0.0
@@ -223,13 +232,12 @@ def accuracy_into(r: Result, p: Prepared, q, backend=None) -> None:
     """Evaluate ``q`` on the sweep's images into ``r`` (against the FP32 logits and labels), with the scale:
     the paired counts of images lost and gained, top-1's interval and the change's (qcore.scale). With
     calibration draws (``p.calib_draws`` > 1, a spec whose ranges come from calibration images, ``backend``
-    given), the other draws are quantized and evaluated too, and the accuracy fields hold the draws' means
-    (qcore.draws); the intervals and image counts stay those of draw 0, the row's own model."""
+    given), the other draws are quantized and evaluated too, and the accuracy fields, the images lost and gained
+    and both intervals describe the draws' mean (qcore.draws): one estimate, every number of the row."""
     logits, _ = predict(q, p.eval_batches, q.device)
     accs = [accuracy(logits, p.labels, p.ref_logits)]
     if backend is not None and len(p.calib_draws) > 1 and reads_calibration_images(r.spec):
         accs += draw_accuracies(p, backend, r.spec, start=1)
-    set_accuracy_scale(r, correct_counts(logits, p.labels, p.ref_logits))
     apply_draws(r, accs, p.calib_seeds)
 
 
@@ -324,8 +332,13 @@ def run_sweep(
     ``baseline_run_id`` names the FP32 row: this sweep's, or ``baseline_run_id`` (the stored row of
     the job being resumed) when ``include_baseline`` is False.
     """
-    progress = progress or (lambda d, t, m: None)
-    cancel = cancel or (lambda: False)
+    said = SaysBuilds(progress or (lambda d, t, m: None))
+    with on_build(said.building):  # a first C++ build is named as such, not as the phase that asked for it
+        return _run_sweep(config, specs, said, cancel or (lambda: False), on_result, sweep_id, include_baseline,
+                          baseline_run_id)
+
+
+def _run_sweep(config, specs, progress, cancel, on_result, sweep_id, include_baseline, baseline_run_id):
     # torch FP32 is the baseline, measured once below; FP32 on another engine (ort, openvino) is a variant
     todo = [s for s in specs if not s.is_reference]
     total = len(todo) + (1 if include_baseline else 0)
@@ -340,7 +353,7 @@ def run_sweep(
     progress(0, total, f"loading {config.model} and {config.dataset}")
     p = prepare(config, progress, cancel)
     done = 0
-    progress(done, total, "FP32 baseline (eager, channels-last, compiled: the first compile takes a minute or more)")
+    progress(done, total, "FP32 baseline (eager, channels-last, compiled)")
     baseline = measure_baseline(p)  # always: it sets the best-FP32 reference for the speed-ups
     p.baseline_run_id = baseline.run_id if include_baseline else baseline_run_id
     if include_baseline:

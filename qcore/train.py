@@ -41,6 +41,7 @@ from qcore.data.base import DatasetBundle, batches
 from qcore.data.imagefolder import folder_key
 from qcore.data.registry import canonical_name, default_image_size, folder_path
 from qcore.fastconv import tiny_map_convs
+from qcore.measure import predicted_class
 from qcore.models import build_model, check_input_size
 from qcore.paths import atomic_write_bytes, subdir
 
@@ -212,7 +213,7 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256,
     correct = total = 0
     with torch.inference_mode():
         for x, y in batches(dataset, batch_size):
-            correct += int((_logits(model(x)).argmax(1) == y).sum())
+            correct += int((predicted_class(_logits(model(x))) == y).sum())
             total += len(y)
             if on_batch is not None:
                 on_batch()

@@ -88,6 +88,14 @@ def test_a_sweep_with_draws(fashion_mnist, resnet18_checkpoint):
     assert int8.top1_min == min(int8.draws_top1) <= int8.top1 <= int8.top1_max == max(int8.draws_top1)
     assert int8.top1_std is not None and int8.top1_std >= 0
     assert int8.top1_delta == pytest.approx(int8.top1 - base.top1)
+    # one estimate, every number: the mean counts per draw give the mean change, the interval holds every draw
+    assert int8.top1_delta == pytest.approx(100.0 * (int8.images_gained - int8.images_lost) / int8.eval_images)
+    assert len(int8.draws_lost) == len(int8.draws_gained) == 3 and int8.images_lost == pytest.approx(
+        sum(int8.draws_lost) / 3)  # fmt: skip
+    deltas = [t - base.top1 for t in int8.draws_top1]
+    assert int8.top1_delta_lo <= min(deltas) and max(deltas) <= int8.top1_delta_hi
+    assert int8.top1_lo <= int8.top1_min and int8.top1_max <= int8.top1_hi
+    assert int4.top1_delta == 100.0 * (int4.images_gained - int4.images_lost) / int4.eval_images  # one draw: exact
     assert any(n.startswith("top-1 is the mean of 3 calibration draws (seeds 4 to 6)") for n in int8.notes)
     # weight-only ranges come from the weights: measured once, and said so
     assert int4.ok and int4.calib_draws == 1 and int4.top1_std is None

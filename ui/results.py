@@ -4,7 +4,6 @@ it is measured against."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -16,9 +15,10 @@ from qcore import report
 from qcore.explain import explain
 from qcore.report import DASH, fmt
 from qcore.result import Result
-from qcore.scale import BUSY_SPREAD, images_text, interval_text
+from qcore.scale import BUSY_SPREAD, draw0_label, images_text, interval_text
 
 from .common import dataset_label, delta_style, no_paths, start_worker, store
+from .compare import compare, compare_references  # noqa: F401  (Runs calls results.compare)
 from .layers_view import add_walk_lines, layers_link, walk_strips
 
 __all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
@@ -35,9 +35,12 @@ TIPS = {
     "kernel": "native: real low-precision arithmetic; simulated: stored low-precision, computed in float",
     "pareto": "no other run of the sweep is at least as good on accuracy, latency and size (latencies whose 95% "
     "intervals overlap count as equal)",
-    "top1_ci": "95% interval of top-1 on this many images (Wilson)",
-    "delta_images": "the change in images: gained minus lost against FP32, of the images evaluated",
-    "delta_ci": "95% interval of the change against FP32, paired on the same images",
+    "top1_ci": "95% interval of top-1 on this many images (Wilson; with calibration draws, of their mean, the spread "
+    "between draws included)",
+    "delta_images": "the change in images: gained minus lost against FP32, of the images evaluated (with calibration "
+    "draws, the mean per draw)",
+    "delta_ci": "95% interval of the change against FP32, paired on the same images (with calibration draws, of their "
+    "mean, the spread between draws included)",
     "fp32_p50": "the FP32 eager median timed in turns with this row: the speed-up is this / p50 ms",
     "spread": f"p90 / p50 of the timed calls; above {BUSY_SPREAD} the timing is flagged busy",
     "calls": "forward passes timed after warm-up",
@@ -66,11 +69,17 @@ def scale_columns(r: Result) -> dict:
     """The table's columns that give a row's numbers their scale (qcore.scale): the top-1 interval, the change
     in images, the FP32 p50 the speed-up was divided by, the spread and calls, and the busy flag."""
     return {
-        "top-1 95% CI": interval_text(r.top1_lo, r.top1_hi), "Δ images": images_text(r).split(" (")[0],
-        "Δ 95% CI pts": interval_text(r.top1_delta_lo, r.top1_delta_hi, "+.2f"),
+        "top-1 95% CI": _labelled(r, interval_text(r.top1_lo, r.top1_hi)), "Δ images": images_text(r).split(" (")[0],
+        "Δ 95% CI pts": _labelled(r, interval_text(r.top1_delta_lo, r.top1_delta_hi, "+.2f")),
         "FP32 p50 ms": r.fp32_latency_ms_p50, "p90/p50": r.latency_spread, "calls": r.timed_calls,
         "busy": f"⚠ {r.busy}" if r.busy else "",
     }  # fmt: skip
+
+
+def _labelled(r: Result, text: str) -> str:
+    """``text`` with " in draw 0 of K" where a draw row stored before the intervals described the mean holds
+    draw 0's."""
+    return text + draw0_label(r) if text else text
 
 
 COLUMNS = ["spec", "status", "top-1 %", "Δ top-1 pts", "agreement %", "p50 ms", "speed-up ×", "size MB", "size ×",
@@ -236,10 +245,11 @@ def scale_note(r: Result, key: str) -> None:
     divided by, the spread and calls for latency; a warning and Time again when the machine was busy."""
     acc, lat = [], []
     if r.top1_lo is not None:
-        acc.append(f"top-1 95% interval {interval_text(r.top1_lo, r.top1_hi, '.2f', ' %')} on {r.eval_images} images")
+        acc.append(f"top-1 95% interval {interval_text(r.top1_lo, r.top1_hi, '.2f', ' %')}{draw0_label(r)} on "
+                   f"{r.eval_images} images" + (_over_draws(r) if not draw0_label(r) else ""))  # fmt: skip
     if images_text(r) and not r.spec.is_reference:
         acc.append(f"change {images_text(r)}, 95% interval "
-                   f"{interval_text(r.top1_delta_lo, r.top1_delta_hi, '+.2f', ' pts')}")  # fmt: skip
+                   f"{_labelled(r, interval_text(r.top1_delta_lo, r.top1_delta_hi, '+.2f', ' pts'))}")  # fmt: skip
     if r.timed_calls:
         lat.append(f"p50 {fmt(r.latency_ms_p50, '.2f')} ms (95% interval "
                    f"{interval_text(r.latency_ms_lo, r.latency_ms_hi)} ms), p90/p50 {fmt(r.latency_spread, '.2f')} "
@@ -256,12 +266,17 @@ def scale_note(r: Result, key: str) -> None:
     else:
         c2 = st
     if c2.button("Time again", key=key, icon=":material/timer:",
-                 help="queue this spec again with the same settings; a new row is stored beside this one"):
+                 help="time this row again, timing only (accuracy and size are copied); the new row names it"):
         time_again([r.run_id])
 
 
+def _over_draws(r: Result) -> str:
+    k = r.calib_draws or 1
+    return f" and {k} calibration draws (their mean; the spread between them included)" if k > 1 else ""
+
+
 def time_again(run_ids: list[str]) -> None:
-    """Queue the rows' specs as a new sweep (qcore.retime), start the worker and open that job."""
+    """Queue the rows to be timed again, timing only (qcore.retime), start the worker and open that job."""
     from qcore.retime import submit_retime
 
     from .nav import SWEEP_PAGE
@@ -293,7 +308,7 @@ def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
         return None
     fig = report.pareto_figure(ok, x=x)
     add_walk_lines(fig, ok, x)  # mixed-precision walks (qcore.layers) as connected lines
-    fig.update_layout(height=440, legend=dict(orientation="h", y=1.1), clickmode="event+select")
+    fig.update_layout(clickmode="event+select")  # size, fonts and the legend above the plot: report.CHART_LAYOUT
     for trace in fig.data:  # one colour per precision, the same while a sweep streams in
         if trace.name in PRECISION_COLORS:
             trace.marker.color = PRECISION_COLORS[trace.name]
@@ -343,51 +358,3 @@ def downloads(results: Sequence[Result], name: str, key: str, *, html: bool = Tr
     c[2].download_button("Download HTML report", _html_report(rows, ident, f"qcore: {name}"),
                          file_name=f"{name}.html", mime="text/html", key=f"{key}-html", on_click="ignore",
                          icon=":material/description:")  # fmt: skip
-
-
-def compare(a: Result, b: Result) -> None:
-    """Two runs side by side; the deltas are B minus A."""
-    st.markdown(f"**A** {a.label} ({a.run_id}) · **B** {b.label} ({b.run_id})")
-    fields = [("Top-1 %", "top1", ".2f", "normal"), ("Agreement %", "agreement", ".1f", "normal"),
-              ("Latency p50 ms", "latency_ms_p50", ".2f", "inverse"), ("Speed-up ×", "speedup", ".2f", "normal"),
-              ("Size MB", "size_bytes", ".2f", "inverse"), ("Size ×", "size_ratio", ".3f", "inverse")]  # fmt: skip
-    fields.insert(3, ("FP32 p50 ms", "fp32_latency_ms_p50", ".2f", "off"))  # what each speed-up was divided by
-    cols = st.columns(len(fields))
-    for col, (title, attr, spec, colour) in zip(cols, fields):
-        va, vb = getattr(a, attr), getattr(b, attr)
-        if attr == "size_bytes":
-            va, vb = (None if v is None else v / 1e6 for v in (va, vb))
-        change = None if va is None or vb is None else vb - va
-        digits = int(spec.strip(".f"))
-        delta = None if change is None else format(round(change, digits) or 0.0, "+" + spec)  # never "-0.00"
-        col.metric(
-            title,
-            fmt(vb, spec),
-            delta=delta,
-            **delta_style(change, colour, digits),
-            border=True,
-            help=f"B; A was {fmt(va, spec)}. The change is B minus A.",
-        )
-    compare_references(a, b)
-    same = {k: v for k, v in a.manifest.items() if b.manifest.get(k) == v}
-    diff = {k: (a.manifest.get(k), b.manifest.get(k)) for k in set(a.manifest) | set(b.manifest) if k not in same}
-    diff.pop("created_at", None)
-    if a.model != b.model or a.dataset != b.dataset:
-        st.warning("A and B differ in model or dataset: their accuracies are not on the same images.")
-    if diff:
-        with st.expander(f"Where their manifests differ ({len(diff)})"):
-            st.code(json.dumps(diff, indent=1, default=str), language="json")
-
-
-def compare_references(a: Result, b: Result) -> None:
-    """Warn when A's and B's latencies were taken against FP32 timings more than 10% apart (a busy machine, or
-    another input): their latencies then disagree with their speed-ups, and only the speed-ups compare."""
-    ra, rb = a.fp32_latency_ms_p50, b.fp32_latency_ms_p50
-    if ra and rb and max(ra, rb) / min(ra, rb) > 1.1:
-        st.warning(f"A was timed against FP32 p50 {ra:.2f} ms and B against {rb:.2f} ms: the machine was not in "
-                   "the same state (or the input differs), so their latencies do not compare; their speed-ups, each "
-                   "against the FP32 timed beside it, do. Time them again on a quiet machine to compare latencies.",
-                   icon=":material/warning:")  # fmt: skip
-    for r, name in ((a, "A"), (b, "B")):
-        if r.busy:
-            st.caption(f"{name} was timed while the machine was busy: {r.busy}.")

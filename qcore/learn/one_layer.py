@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from qcore.measure import accuracy, predict
+from qcore.measure import accuracy, predict, predicted_class
 
 from . import source as src
 from .capture import capture_inputs
@@ -80,7 +80,7 @@ def measure(setting: LayerSetting, progress: ProgressFn | None = None,
     step(3, f"{setting.label()} on {len(test_index)} test images")
     logits, _ = predict(quantized, batches)
     acc = accuracy(logits, labels, ref_logits)
-    ref, quant = ref_logits.argmax(1), logits.argmax(1)
+    ref, quant = predicted_class(ref_logits), predicted_class(logits)
     right_ref, right_q = ref == labels, quant == labels
     flipped = ref != quant
     progress(STEPS, STEPS, "finished")

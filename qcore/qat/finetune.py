@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..measure import predicted_class
 from ..spec import QuantSpec
 
 __all__ = ["CURVE_POINTS", "Schedule", "schedule_for", "finetune", "top1"]
@@ -75,7 +76,7 @@ def top1(model: nn.Module, batches) -> float:
     correct = total = 0
     with torch.no_grad():
         for x, y in batches:
-            correct += int((model(x).argmax(1) == y).sum())
+            correct += int((predicted_class(model(x)) == y).sum())
             total += len(y)
     return 100.0 * correct / max(total, 1)
 
