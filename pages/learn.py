@@ -77,11 +77,12 @@ kind = c2.radio("Look at", list(KINDS), captions=list(KINDS.values()), key="kind
                 help="the layer's weight, or the input it receives on calibration images of the dataset")
 fold = True
 if kind == "weights":
-    fold = c2.checkbox("BatchNorm folded in", value=True, key="fold", bind="query-params",
+    fold = c1.checkbox("BatchNorm folded in", value=True, key="fold", bind="query-params",
                        help="as the sweeps quantize the weights: each BatchNorm after a convolution folded into its "
                             "weight (w × γ/√(σ²+ε) per output channel)")  # fmt: skip
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2 = st.columns(2)  # two rows of two: the scheme's two buttons and the labels fit at 1024 px
+c3, c4 = st.columns(2)
 bits = c1.slider("Bits", BITS[0], BITS[-1], 4, key="bits", bind="query-params",
                  help="integer width; 8 is what the int8 kernels use, 4 what INT4 weights use")
 scheme = c2.segmented_control("Scheme", list(CHOICES["scheme"]), default="asymmetric", key="scheme",

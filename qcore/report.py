@@ -16,6 +16,7 @@ from pathlib import Path
 from .chart_scale import scale_lines
 from .paths import atomic_write_bytes
 from .result import COLUMNS, Result, baseline_of
+from .scale import draw0_label
 
 __all__ = ["DASH", "fmt", "text_table", "csv_text", "json_text", "write_csv", "write_json", "pareto_figure",
            "build_text", "html_report", "write_html", "PRECISION_COLORS", "REPORT_COLUMNS", "report_cell",
@@ -89,19 +90,24 @@ def write_json(results: Sequence[Result], path: Path | str) -> None:
 
 def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
     """Plotly figure: top-1 against latency (or size), marker size by size, colour by precision,
-    the 2-D frontier as a step line. Only ok rows are plotted."""
+    the 2-D frontier as a step line. Only ok rows are plotted. Every x comes from :func:`qcore.chart_x.positions`
+    (latency: the FP32 row's p50 over the row's speed-up; size: MB)."""
     import plotly.graph_objects as go
 
-    from .chart_scale import decorate, x_value
+    from .chart_scale import decorate
+    from .chart_x import positions
     from .pareto import frontier_2d
 
     ok = [r for r in results if r.ok and r.top1 is not None and getattr(r, x) is not None]
+    at = {i: p.x for i, p in positions(ok, x).items()}
     fig = go.Figure()
     max_size = max((r.size_bytes or 1) for r in ok) if ok else 1
     for precision in sorted({r.spec.precision for r in ok if r.spec.mode != "qat"}):
-        rows = [r for r in ok if r.spec.precision == precision and r.spec.mode != "qat"]
+        # quiet rows first: the legend draws its symbol like the trace's first point, never a faded busy one
+        rows = sorted((r for r in ok if r.spec.precision == precision and r.spec.mode != "qat"),
+                      key=lambda r: bool(r.busy))
         fig.add_trace(go.Scatter(
-            x=[x_value(r, x) for r in rows], y=[r.top1 for r in rows], mode="markers", name=precision.upper(),
+            x=[at[r.run_id] for r in rows], y=[r.top1 for r in rows], mode="markers", name=precision.upper(),
             marker=dict(size=[10 + 30 * (r.size_bytes or 0) / max_size for r in rows], line=dict(width=1),
                         color=PRECISION_COLORS.get(precision.upper(), "#1f77b4")),
             customdata=[[r.run_id] for r in rows],
@@ -110,20 +116,28 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
     from .qat.charts import add_qat_points  # QAT rows: a marker of their own
 
     add_qat_points(fig, [r for r in ok if r.spec.mode == "qat"], x, max_size, _hover_text)
-    pts = [(getattr(r, x), r.top1) for r in ok]
+    pts = [(at[r.run_id], r.top1) for r in ok]
     front = [ok[i] for i in frontier_2d(pts)]
     if front:
         fig.add_trace(go.Scatter(
-            x=[x_value(r, x) for r in front], y=[r.top1 for r in front], mode="lines", name="frontier",
+            x=[at[r.run_id] for r in front], y=[r.top1 for r in front], mode="lines", name="frontier",
             line=dict(shape="hv", dash="dot", color="gray"), hoverinfo="skip",
         ))  # fmt: skip
-    fig.update_layout(
-        yaxis_title="top-1 accuracy (%, 95% interval)", legend_title="precision",
-        margin=dict(l=40, r=20, t=30, b=40), height=480,
-    )  # fmt: skip
+    fig.update_layout(yaxis_title="top-1 accuracy (%, 95% interval)", **CHART_LAYOUT)
     decorate(fig, ok, x)  # axis units and scale, intervals, busy and simulated marks, padding (chart_scale)
     add_draw_bars(fig, ok, front, x)
     return fig
+
+
+# The Pareto chart's frame, in the app and the reports: text readable when projected (14 px), the legend in rows
+# above the plot that push it down (a container-anchored legend), so it never covers a point.
+CHART_LAYOUT = dict(
+    font=dict(size=14), height=520, margin=dict(l=60, r=20, t=20, b=50), hoverlabel=dict(align="left"),
+    xaxis=dict(tickfont=dict(size=13), title_font=dict(size=14)),
+    yaxis=dict(tickfont=dict(size=13), title_font=dict(size=14)),
+    legend=dict(orientation="h", yref="container", y=1.0, yanchor="top", x=0.0, xanchor="left",
+                itemsizing="constant", font=dict(size=13)),
+)  # fmt: skip
 
 
 def add_draw_bars(fig, ok: Sequence[Result], front: Sequence[Result], x: str) -> None:
@@ -132,17 +146,20 @@ def add_draw_bars(fig, ok: Sequence[Result], front: Sequence[Result], x: str) ->
     The bars are their own trace (thick and translucent, legend "calibration draws: min-max"), so they stay
     distinct from any interval drawn on the points themselves; the frontier is already computed on the means.
     A point whose range overlaps a frontier point's gets "not distinguishable from X with K draws" in its
-    hover (the rule is :func:`qcore.draws.indistinguishable`).
+    hover (the rule is :func:`qcore.draws.indistinguishable`). Each bar sits at its point's x
+    (:func:`qcore.chart_x.positions`: MB on the size chart, never bytes).
     """
     import plotly.graph_objects as go
 
+    from .chart_x import positions
     from .draws import indistinguishable
 
     drawn = [r for r in ok if r.calib_draws > 1 and None not in (r.top1_min, r.top1_max)]
     if not drawn:
         return
+    at = positions(ok, x)
     fig.add_trace(go.Scatter(
-        x=[getattr(r, x) for r in drawn], y=[r.top1 for r in drawn], mode="markers",
+        x=[at[r.run_id].x for r in drawn], y=[r.top1 for r in drawn], mode="markers",
         name=f"calibration draws: min-max of top-1 ({_draws_word(drawn)})",
         marker=dict(symbol="line-ew-open", size=14, color="rgba(90,90,90,0.9)"),
         error_y=dict(type="data", symmetric=False, array=[r.top1_max - r.top1 for r in drawn],
@@ -212,13 +229,18 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
     figs = [pareto_figure(results, "latency_ms_p50"), pareto_figure(results, "size_bytes")]
     for f in figs:
         f.update_layout(template=REPORT_TEMPLATE)
-    charts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
+    from .report_page import PAGE_CSS, manifest_html, summary_html
+
+    charts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), default_width="100%",
+                          config={"responsive": True, "displaylogo": False}) for i, f in enumerate(figs)]  # fmt: skip
     cols = list(REPORT_COLUMNS)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
     for r in results:
         row = r.row()
-        body.append("<tr>" + "".join(f"<td>{html.escape(report_cell(c, row[c]))}</td>" for c in cols) + "</tr>")
+        cells = [report_cell(c, row[c]) + (draw0_label(r) if c in _DRAW0_COLUMNS and row[c] is not None else "")
+                 for c in cols]  # fmt: skip
+        body.append("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in cells) + "</tr>")
     rows, refs = list(results), {}
     for r in rows:
         if (base := baseline_of(rows, r)) is not None:
@@ -230,23 +252,30 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
     manifests = {}
     for r in results:
         manifests.setdefault(json.dumps(r.manifest, sort_keys=True), r.manifest)
-    manifest_html = "".join(f"<pre>{html.escape(json.dumps(m, indent=1))}</pre>" for m in manifests.values())
+    # the page opens with a summary and the charts; it fits a screen's width (qcore.report_page)
+    summary = summary_html(results, report_cell, baseline_of(rows))
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #999;padding:3px 6px;text-align:right}} td:first-child{{text-align:left}}</style></head>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p><b>{html.escape(report_subtitle(results))}</b></p>
+{summary}
+<h2>Accuracy against latency</h2>{charts[0]}
+<h2>Accuracy against size</h2>{charts[1]}
+<h2>How to read it</h2><p>The latency chart draws each row at the FP32 row's p50 divided by the row's speed-up (FP32 and
+the row timed in turns, under one load), so its order is the order of the speed-ups; the table and the hover keep
+each raw p50, timed under the load of its moment. Faded points were timed while the machine was busy.</p>
 <p>{len(results)} results. Speed-ups are relative to FP32 eager measured interleaved in the same process;
 <code>speedup_vs_best_fp32</code> is relative to the fastest FP32 way measured. Units: accuracy in %,
 latency in ms, size in bytes. Intervals are 95%: top-1 (Wilson, on <code>eval_images</code> images), its change
 against FP32 (paired, on the same images), the median latency (order statistics, over <code>timed_calls</code>
-calls). <code>busy</code> names why a timing is not to be trusted. Each row names the FP32 run it was measured against
+calls). With calibration draws (<code>calib_draws</code> above 1) every accuracy number of a row is of the draws'
+mean: <code>images_lost</code> and <code>images_gained</code> per draw, both intervals combining the draws' own (Rubin's
+rules), so they include the spread between draws. <code>busy</code> names why a timing is not to be trusted.
+Each row names the FP32 run it was measured against
 (<code>baseline_run_id</code>):</p><ul>{ref_html or "<li>none among these rows</li>"}</ul>
-<h2>Accuracy against latency</h2>{charts[0]}
-<h2>Accuracy against size</h2>{charts[1]}
-<h2>Results</h2><table><tr>{head}</tr>{"".join(body)}</table>
-<h2>Manifest</h2>{manifest_html}
+<h2>Results</h2><div class="wide"><table><tr>{head}</tr>{"".join(body)}</table></div>
+{manifest_html(list(manifests.values()))}
 </body></html>"""
 
 
@@ -259,6 +288,8 @@ REPORT_COLUMNS = (
     "speedup_vs_best_fp32", "size_bytes", "size_ratio", "build_seconds", "pareto", "busy", "status", "error",
     "baseline_run_id",
 )  # fmt: skip
+# The cells that hold draw 0's numbers in a draw row stored before they described the draws' mean: labelled so.
+_DRAW0_COLUMNS = ("top1_lo", "top1_hi", "images_lost", "images_gained", "top1_delta_lo", "top1_delta_hi")
 _CELL_SPECS = {
     "top1": ".2f", "top1_lo": ".2f", "top1_hi": ".2f", "top1_delta": "+.2f", "top1_delta_lo": "+.2f",
     "top1_delta_hi": "+.2f", "agreement": ".1f", "latency_ms_p50": ".2f", "latency_ms_lo": ".2f",
@@ -278,6 +309,8 @@ def report_cell(column: str, value) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else ""
+    if column in ("images_lost", "images_gained") and isinstance(value, float):  # the mean per calibration draw
+        return format(value, ".1f")
     spec = _CELL_SPECS.get(column)
     if spec and isinstance(value, int | float):
         return format(value, spec)

@@ -18,6 +18,7 @@ from tests.test_browser import (
     store_checkpoint,
     wait_idle,
 )
+from tests.test_browser_charts import CUT  # a metric's label or value cut to "0.…"
 
 pytestmark = [
     pytest.mark.browser,
@@ -65,6 +66,10 @@ def test_bits_slider_changes_scale_and_sqnr(tmp_path, resnet18_checkpoint, fashi
                 assert "bits=5" in page.url and "layer=fc" in page.url
                 assert _metric(page, "scale s") != scale
                 assert float(_sqnr(page).split()[0]) > float(sqnr.split()[0])  # one more bit, less noise
+                page.set_viewport_size({"width": 1024, "height": 1000})  # a laptop, or a projector
+                for label in ("scale s", "zero point z", "codes"):  # whole, not "0.…" (issue 24, item 7)
+                    box = page.get_by_test_id("stMetric").filter(has=page.get_by_text(label, exact=True))
+                    assert not box.evaluate(CUT), f"{label} is cut at 1024 px"
                 page.screenshot(path=str(ARTIFACTS / "learn.png"), full_page=True)
             except BaseException:
                 page.screenshot(path=str(ARTIFACTS / "learn-failure.png"), full_page=True)

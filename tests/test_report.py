@@ -94,7 +94,7 @@ def test_the_chart_shows_intervals_busy_and_simulated_points_on_a_log_latency_ax
     int4 = next(t for t in fig.data if t.name == "INT4")
     assert list(int4.marker.symbol) == ["circle-open"]
     names = {t.name for t in fig.data}
-    assert {"timed while busy (time again)", "simulated kernel (latency not real)"} <= names
+    assert {"timed while busy: faded (time again)", "simulated kernel (latency not real)"} <= names
     size = pareto_figure(rows, "size_bytes")
     assert size.layout.xaxis.title.text.startswith("size (MB") and list(size.data[0].x) == [44.0]
 

@@ -17,10 +17,13 @@ ROUNDING, CLIPPING = "#4c78a8", "#e45756"
 TENSOR, CHANNEL = "#8c8c8c", "#f58518"
 MARGIN = dict(l=50, r=20, t=30, b=45)
 LEGEND = dict(orientation="h", y=1.02, yanchor="bottom", x=0)
+FONT = dict(size=13)
 
 
 def _layout(fig: go.Figure, height: int, x: str, y: str) -> go.Figure:
-    fig.update_layout(height=height, margin=MARGIN, xaxis_title=x, yaxis_title=y, legend=LEGEND)
+    fig.update_layout(height=height, margin=MARGIN, xaxis_title=x, yaxis_title=y, legend=LEGEND, font=FONT)
+    fig.update_xaxes(tickfont=FONT)  # Streamlit's theme sets 12 px ticks: too small when projected
+    fig.update_yaxes(tickfont=FONT)
     return fig
 
 
@@ -57,7 +60,7 @@ def staircase(x: list[float], y: list[float], a: Affine, height: int = 340) -> g
     g_lo, g_hi = a.grid_range
     for v, label in ((g_lo, f"code {a.qmin} → {g_lo:.4g}"), (g_hi, f"code {a.qmax} → {g_hi:.4g}")):
         fig.add_vline(x=v, line=dict(color="#e45756", dash="dash", width=1), annotation_text=label,
-                      annotation_position="top right" if v == g_lo else "bottom left", annotation_font_size=11)
+                      annotation_position="top right" if v == g_lo else "bottom left", annotation_font_size=12)
     fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", marker=dict(size=9, color="#000"),
                              name=f"0 is code z = {a.zero_point}", hoverinfo="skip"))
     return _layout(fig, height, "x (real value)", "x̂ = (q − z) · s")
