@@ -14,7 +14,17 @@ import streamlit as st
 from qcore.spec import QuantSpec
 from qcore.sweep import SweepConfig
 from ui import cluster, jobs
-from ui.common import baseline_status, count_text, dataset_label, hardware, measured_text, prewarm, store, sweep_cost
+from ui.common import (
+    baseline_status,
+    count_text,
+    dataset_label,
+    hardware,
+    job_subject,
+    measured_text,
+    prewarm,
+    store,
+    sweep_cost,
+)
 from ui.nav import LEARN_PAGE, SWEEP_PAGE, job_page, setup
 
 # The offline default: a small model on Fashion-MNIST (no download; its trained baseline ships with qcore), three
@@ -88,14 +98,16 @@ def home() -> None:
         + f" ({count_text(n)}), on {cfg.eval_limit or 'all':,} test images."
     )
     note = baseline_status(cfg.model, cfg.dataset, cfg.image_size)
-    cost = sweep_cost(cfg.to_dict(), n)
+    cost = sweep_cost(cfg.to_dict(), DEFAULT_SPECS)  # this job's own settings: qcore.estimate.job_seconds
     st.markdown(
         "**What the first start costs on this machine.** "
         + (f"Baseline ({cfg.model} on {data}): {note}. " if note else "")
         + (f"The sweep: {cost}." if cost else "")
     )
     b1, b2 = st.columns([1, 2])
-    if b1.button("Start the offline default", type="primary", icon=":material/play_arrow:"):
+    # a short label: a third of a 1024 px page holds about 20 characters beside the icon
+    if b1.button("Start the default", type="primary", icon=":material/play_arrow:",
+                 help="measure the offline default above as a sweep, in the background"):
         try:
             jid = jobs.submit(cfg, DEFAULT_SPECS, "sweep_job")
         except (ValueError, OSError) as exc:
@@ -111,13 +123,9 @@ def home() -> None:
     if recent:
         st.subheader("Recent jobs")
         for job in recent:
-            st.page_link(
-                job_page(job),
-                label=f"{job.job_id} · {job.state} · {measured_text(job)} · "
-                f"{job.config.get('model')} on {dataset_label(str(job.config.get('dataset')))}",
-                query_params={"job": job.job_id},
-                icon=":material/history:",
-            )
+            label = f"{job.job_id} · {job.state} · {measured_text(job)} · {job_subject(job)}"  # any kind of job
+            st.page_link(job_page(job), label=label, help=label, query_params={"job": job.job_id},
+                         icon=":material/history:")
     st.caption(f"Results are kept in {s.path}.")
 
 

@@ -90,8 +90,8 @@ if chosen or busy:
     again = chosen or busy
     what = "the selected" if chosen else "the busy-flagged"
     if st.button(f"Time again {what} {len(again)} result(s)", key="runs-retime", icon=":material/timer:",
-                 help="queue their specs again with the settings of the job that measured them; new rows are stored "
-                 "beside the old ones"):  # fmt: skip
+                 help="time them again, timing only (accuracy and size are copied), with the settings of the job "
+                 "that measured them; each new row is stored beside the old one and names it"):  # fmt: skip
         results.time_again([r.run_id for r in again])
 
 st.subheader("Compare two runs")

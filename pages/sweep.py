@@ -12,8 +12,8 @@ from qcore.spec import DEFAULT_GRID, FLOAT_PRECISIONS, QuantSpec
 from qcore.store import Job
 from qcore.sweep import SweepConfig
 from ui import cluster, grid_settings, jobs, keep_float, results, settings, spec_list
-from ui.common import job_label, store
-from ui.nav import setup
+from ui.common import job_label, store, sweep_cost
+from ui.nav import SWEEP_PAGE, setup
 
 SESSION_KEY = "sweep_job"
 AXES = {"latency_ms_p50": "accuracy vs latency", "size_bytes": "accuracy vs size"}
@@ -128,6 +128,10 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
         f"**{spec_list.count_text(len(kept))}** to measure, the baseline first"
         + (f"; {dropped} left out." if dropped else ".")
     )
+    if config is not None and kept and not problems:  # what Run will cost, from these settings and specs
+        cost = sweep_cost(config.to_dict(), [s.replace(device=config.device) for s in kept])
+        if cost:
+            st.caption(f"**This sweep takes {cost}**, once its baseline exists.")
     for p in problems:
         st.error(p, icon=":material/block:")
     if st.button("Run sweep", type="primary", disabled=bool(problems), icon=":material/play_arrow:"):
@@ -148,6 +152,9 @@ if jid is None:
 
 job0 = store().job(jid)
 st.markdown(f"##### {job_label(job0)}")
+for timed in filter(None, str(job0.config.get("retime_job") or "").split(", ")):  # Time again: the job it times
+    st.page_link(SWEEP_PAGE, label=f"Timing only: these rows time again rows of job {timed} (open it)",
+                 query_params={"job": timed}, icon=":material/link:")
 x = st.segmented_control(
     "Chart",
     list(AXES),

@@ -21,6 +21,10 @@ load (truncated, corrupted, made by an incompatible build) is deleted and rebuil
 problem costs a rebuild, never a crash. Least recently used entries are deleted once the folder
 passes ``$QCORE_BUILDS_MAX_MB`` (default 4096 MB).
 
+While a first build runs, the callback given to :func:`on_build` (for the length of a ``with`` block, in this
+thread or task only) hears of it, so that a sweep's progress says "building the compiled package (first time,
+C++)" for those minutes instead of the phase that asked for the program (evaluating, quantizing).
+
 Example: resnet18's FP32 AOTInductor package at 1x3x32x32 took 70 s to build on this project's
 2 cores (busy with other work at the time) and 0.17 s to load; a Result whose builds all came
 from the cache says ``cached build: 0.2 s (1 package loaded from the cache), first build 70.0 s``.
@@ -29,6 +33,7 @@ from the cache says ``cached build: 0.2 s (1 package loaded from the cache), fir
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import hashlib
 import json
@@ -43,10 +48,30 @@ from typing import Any, TypeVar
 from .paths import atomic_write_bytes, subdir
 
 __all__ = ["DEFAULT_MAX_MB", "cache_dir", "graph_tensors", "digest", "environment", "input_signature", "BuildRecord",
-           "summarize", "BuildCache"]
+           "summarize", "BuildCache", "on_build"]
 
 T = TypeVar("T")
 DEFAULT_MAX_MB = 4096
+# Told ``(kind, True)`` when a build (a cache miss) starts and ``(kind, False)`` when it ends; see on_build.
+_LISTENER: contextvars.ContextVar[Callable[[str, bool], None] | None] = contextvars.ContextVar("qcore_on_build",
+                                                                                               default=None)
+
+
+@contextlib.contextmanager
+def on_build(listener: Callable[[str, bool], None]):
+    """``listener(kind, started)`` hears of every first build (not a load from the cache) made inside the block."""
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+def _tell(kind: str, started: bool) -> None:
+    listener = _LISTENER.get()
+    if listener is not None:
+        with contextlib.suppress(Exception):  # a progress report must never fail a build
+            listener(kind, started)
 
 
 def cache_dir() -> Path:
@@ -255,12 +280,14 @@ class BuildCache:
         # the same suffix: some builders insist on theirs (AOTInductor writes only to a .pt2 path)
         tmp = path.with_name(f".{kind}-{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
         start = time.perf_counter()
+        _tell(kind, True)
         try:
             extra = build(tmp) or {}
             with open(tmp, "rb") as fh:  # what was written reaches the disk before it is renamed into place
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         finally:
+            _tell(kind, False)
             with contextlib.suppress(OSError):
                 tmp.unlink()
         built = time.perf_counter() - start

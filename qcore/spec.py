@@ -128,7 +128,8 @@ class QuantSpec:
             if self.mode == "qat":
                 raise SpecError(
                     f"mode='qat' is not allowed with precision={self.precision!r}: a float cast has no "
-                    "quantization ranges to train; allowed: precision int8"
+                    "quantization ranges to train; allowed: precision int8 (QAT of static INT8), int4 (QAT of INT4 "
+                    "weight-only)"
                 )
             # Integer settings mean nothing for a float cast: normalise them.
             for name in ("granularity", "calibration", "scheme", "mode"):
@@ -342,7 +343,8 @@ def expand_grid(**options: list[Any]) -> tuple[list[QuantSpec], list[tuple[dict[
 
     Returns the valid specs (duplicates removed, order kept) and the skipped combinations,
     each with the reason. ``expand_grid(precision=["int8", "int4"], mode=["static"])`` gives one
-    spec and skips INT4 static.
+    spec and skips INT4 static. Torch FP32 with ``mode="qat"`` is no skip: a float precision has no mode, and
+    FP32 is the baseline every sweep measures first (FP16 QAT, or FP32 on ONNX Runtime, is skipped with why).
     """
     names = list(options)
     specs: list[QuantSpec] = []
@@ -353,11 +355,25 @@ def expand_grid(**options: list[Any]) -> tuple[list[QuantSpec], list[tuple[dict[
         try:
             spec = QuantSpec(**combo)
         except SpecError as exc:
-            skipped.append((combo, str(exc)))
-            continue
+            spec = _baseline_of_qat(combo)
+            if spec is None:
+                skipped.append((combo, str(exc)))
+                continue
         except TypeError as exc:
             raise SpecError(str(exc)) from exc
         if spec not in seen:
             seen.add(spec)
             specs.append(spec)
     return specs, skipped
+
+
+def _baseline_of_qat(combo: dict[str, Any]) -> QuantSpec | None:
+    """Torch FP32 when ``combo`` is FP32 with ``mode="qat"`` (the baseline: a float precision has no mode), else
+    None."""
+    if combo.get("precision") != "fp32" or combo.get("mode") != "qat":
+        return None
+    try:
+        spec = QuantSpec(**{**combo, "mode": "static"})
+    except (SpecError, TypeError):
+        return None
+    return spec if spec.is_reference else None

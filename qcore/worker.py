@@ -205,10 +205,17 @@ def run_job(store: Store, job: Job) -> None:
 def run_sweep_job(store: Store, job: Job) -> dict | None:
     """A sweep: every Result is committed as soon as it exists; a resumed sweep skips finished specs.
     The Pareto flags are written last; if they cannot be, the job still succeeds and says so.
-    With ``$QCORE_RAY_ADDRESS`` set, the sweep runs on that Ray cluster and this worker is its driver."""
+    With ``$QCORE_RAY_ADDRESS`` set, the sweep runs on that Ray cluster and this worker is its driver.
+    A Time again job (``retime_of`` in its config) only times its rows, here (:mod:`qcore.retime`)."""
     from .cluster import configured_address
 
-    problem = store_pareto(store, execute_job(store, job, cluster=configured_address()))
+    if job.config.get("retime_of"):
+        from .retime import execute_retime
+
+        rows = execute_retime(store, job)
+    else:
+        rows = execute_job(store, job, cluster=configured_address())
+    problem = store_pareto(store, rows)
     if problem:
         note = (f"the Pareto column was not stored ({problem}): every result is, and the chart draws "
                 "the frontier from them")

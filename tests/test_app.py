@@ -105,7 +105,7 @@ def test_home_shows_the_hardware_and_starts_the_offline_default():
     at = _app()
     labels = [m.label for m in at.metric]
     assert {"CPU", "Threads", "GPU", "INT8 engine"} <= set(labels)
-    next(b for b in at.button if b.label == "Start the offline default").click().run()
+    next(b for b in at.button if b.label == "Start the default").click().run()
     jobs = _store().jobs()
     assert len(jobs) == 1 and jobs[0].state == "queued"
     assert jobs[0].config["model"] == "mobilenet_v3_small" and jobs[0].config["dataset"] == "fashion-mnist"

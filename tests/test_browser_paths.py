@@ -144,7 +144,7 @@ def teacher(page, url: str, jid: str) -> dict:
     expect(page.get_by_text("What the first start costs on this machine")).to_be_visible()
     expect(page.get_by_text("the trained baseline shipped with qcore is used (88.87% top-1 on 10,000 test images)")
            ).to_be_visible()
-    expect(page.get_by_role("button", name="Start the offline default")).to_be_visible()
+    expect(page.get_by_role("button", name="Start the default")).to_be_visible()
     _shot(page, "paths-home-1024.png")
     page.goto(f"{url}/sweep?job={jid}")
     chart = page.locator(".js-plotly-plot")

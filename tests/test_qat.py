@@ -53,11 +53,11 @@ def test_qat_on_nothing_to_train_or_bad_numbers_is_refused_naming_why(kwargs, sa
     assert says in str(err.value)
 
 
-def test_a_grid_of_static_and_qat_skips_fp32_qat_with_the_reason():
+def test_a_grid_of_static_and_qat_counts_fp32_qat_as_the_baseline_not_a_skip():
     specs, skipped = expand_grid(precision=["fp32", "int8"], mode=["static", "qat"])
     assert [s.label() for s in specs] == ["FP32", "INT8 per-channel min-max asym static",
                                           "INT8 per-channel min-max asym qat(1 ep)"]
-    assert [c for c, _ in skipped] == [{"precision": "fp32", "mode": "qat"}]
+    assert skipped == []  # FP32 is the baseline, measured first (issue 24, item 7)
 
 
 def test_qat_runs_on_fx_and_a_backend_without_a_qat_flow_says_so():
@@ -218,6 +218,11 @@ def test_a_qat_row_reports_ptq_control_and_recovered_and_is_cached(fashion_mnist
     assert r.backend == "fx" and r.kernel == "native" and r.quantized_layers > 0
     assert r.ptq_top1 is not None and r.control_top1 is not None and r.finetune_seconds > 0
     assert r.recovered == recovered(r.top1, r.ptq_top1, r.control_top1)
+    # QAT - PTQ paired on the same 32 images (issue 24, item 7): the images won and lost make the change
+    assert r.eval_images == 32 and r.qat_images_won + r.qat_images_lost <= 32
+    assert 100 * (r.qat_images_won - r.qat_images_lost) / 32 == pytest.approx(r.top1 - r.ptq_top1)
+    assert r.qat_vs_ptq_lo <= r.top1 - r.ptq_top1 <= r.qat_vs_ptq_hi
+    assert sum(n.startswith(f"QAT - PTQ {r.top1 - r.ptq_top1:+.2f} points, 95% ") for n in r.notes) == 1
     assert r.qat_curve["qat"]["step"] == [0, 1] and r.qat_curve["control"]["step"] == [0, 1]
     assert r.qat_curve["control"]["top1"][0] == pytest.approx(base.top1)  # the control starts at FP32
     assert r.qat_curve["eval_images"] == 32 and r.qat_curve["steps"] == 1
@@ -306,3 +311,40 @@ def test_a_row_stored_before_the_qat_fields_counts_as_done_when_its_job_resumes(
         c.execute("UPDATE results SET spec_key=?", (spec_key(old),))
     assert store.done_spec_keys("job1") == {spec_key(QuantSpec.from_dict(old).to_dict())}
     assert json.loads(next(iter(store.done_spec_keys("job1"))))["qat_epochs"] == 0.0
+
+
+def test_qat_vs_ptq_pairs_the_two_models_image_by_image():
+    """The paired counts by a loop over the images (the oracle), the change and its interval as every paired
+    top-1 change in qcore (Newcombe, qcore.stats), and the hover line that shows them beside recovered."""
+    from qcore.qat.charts import qat_hover_line, qat_vs_ptq_text
+    from qcore.qat.measure import qat_vs_ptq
+    from qcore.stats import paired_delta
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (2000,), generator=g)
+    ptq_right = torch.rand(2000, generator=g) < 0.85
+    qat_right = torch.where(torch.rand(2000, generator=g) < 0.05, ~ptq_right, ptq_right)  # 5% of images flip
+
+    def logits(right):  # the label's logit highest where right, another class's where wrong
+        out = torch.zeros(2000, 10)
+        out[torch.arange(2000), torch.where(right, labels, (labels + 1) % 10)] = 1.0
+        return out
+
+    won = sum(1 for q, p in zip(qat_right.tolist(), ptq_right.tolist()) if q and not p)
+    lost = sum(1 for q, p in zip(qat_right.tolist(), ptq_right.tolist()) if p and not q)
+    both = sum(1 for q, p in zip(qat_right.tolist(), ptq_right.tolist()) if q and p)
+    r = _qat_row()
+    r.top1, r.ptq_top1 = 100 * float(qat_right.double().mean()), 100 * float(ptq_right.double().mean())
+    r.eval_images = 2000
+    qat_vs_ptq(r, logits(qat_right), logits(ptq_right), labels)
+    assert (r.qat_images_won, r.qat_images_lost) == (won, lost) and won > 10 and lost > 50
+    delta, lo, hi = paired_delta(both, lost, won, 2000 - both - won - lost)
+    assert 100 * delta == pytest.approx(r.top1 - r.ptq_top1)  # the two numbers describe one change
+    assert (r.qat_vs_ptq_lo, r.qat_vs_ptq_hi) == pytest.approx((100 * lo, 100 * hi))
+    assert r.qat_vs_ptq_lo < r.top1 - r.ptq_top1 < r.qat_vs_ptq_hi and r.qat_vs_ptq_hi - r.qat_vs_ptq_lo < 3
+    text = (f"QAT - PTQ {r.top1 - r.ptq_top1:+.2f} points, 95% {100 * lo:+.2f} to {100 * hi:+.2f} on 2,000 images "
+            f"({won:,} won, {lost:,} lost)")
+    assert qat_vs_ptq_text(r) == text
+    assert qat_hover_line(r) == (f"QAT 0.5 epoch: PTQ {r.ptq_top1:.2f}%, control 89.20%, recovered 0.68; {text}; "
+                                 "fine-tune 100 s")
+

@@ -244,3 +244,16 @@ def test_keep_int8_is_refused_outside_int4_weight_only_and_with_a_layer_in_both_
         INT4.replace(keep_int8=5)
     specs, skipped = expand_grid(precision=["int8", "int4"], mode=["weight-only"], keep_int8=[("fc",)])
     assert [s.precision for s in specs] == ["int4"] and "keep_int8" in skipped[0][1]
+
+
+def test_fp32_qat_is_the_baseline_not_a_skip_and_float_qat_names_both_qat_precisions():
+    """Issue 24, item 7: FP32 is the baseline (a float precision has no mode), so FP32 x qat is not counted among
+    the skipped combinations; the reason FP16 QAT is skipped names INT4 QAT too."""
+    specs, skipped = expand_grid(precision=["fp32", "fp16", "int8"], mode=["static", "qat"], qat_epochs=[0.1])
+    assert [s.label() for s in specs][:2] == ["FP32", "FP16"] and sum(s.is_reference for s in specs) == 1
+    assert [(c["precision"], c["mode"]) for c, _ in skipped] == [("fp16", "qat")]
+    assert skipped[0][1].endswith("allowed: precision int8 (QAT of static INT8), int4 (QAT of INT4 weight-only)")
+    only_qat, skipped = expand_grid(precision=["fp32"], mode=["qat"])
+    assert only_qat == [FP32] and skipped == []
+    _, skipped = expand_grid(precision=["fp32"], mode=["qat"], backend=["ort"])  # FP32 on ORT is a variant
+    assert len(skipped) == 1 and "mode='qat' is not allowed with precision='fp32'" in skipped[0][1]

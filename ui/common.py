@@ -18,7 +18,8 @@ from qcore.uploads import dataset_label, no_paths
 
 __all__ = ["NO_WORKER_ENV", "store", "start_worker", "hardware", "prewarm", "model_names", "model_info",
            "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "sweep_cost", "dataset_label",
-           "no_paths", "job_label", "query_job", "count_text", "measured_text", "label_of", "delta_style"]
+           "no_paths", "job_label", "job_subject", "query_job", "count_text", "measured_text", "label_of",
+           "delta_style"]
 
 # Set by tests that run jobs in-process: the pages then never start a worker process.
 NO_WORKER_ENV = "QCORE_APP_NO_WORKER"
@@ -138,12 +139,13 @@ def baseline_status(model: str, dataset: str, image_size: int | None = None) -> 
     return "no baseline yet: the first run trains one first" + (f", {cost.text()}" if cost else " (minutes)")
 
 
-def sweep_cost(config: dict, n_specs: int) -> str:
-    """What a sweep of ``n_specs`` specs with ``config`` will take, as an estimate (:mod:`qcore.estimate`)."""
+def sweep_cost(config: dict, specs: list) -> str:
+    """What a sweep job of ``specs`` with ``config`` will take, from its own settings, as an estimate
+    (:func:`qcore.estimate.job_seconds`: what Home's start, the Sweep page before Run and the ETA read)."""
     from qcore import estimate
 
     try:
-        return estimate.sweep_seconds(config, n_specs, store().jobs(limit=50, kind="sweep")).text()
+        return estimate.job_seconds(config, specs, store().jobs(limit=50, kind="sweep")).text()
     except Exception:  # no record to go by: say nothing rather than guess
         return ""
 
@@ -176,14 +178,27 @@ def measured_text(job: Job) -> str:
 
 
 def job_label(job: Job) -> str:
+    """``3f2a91c04b · mobilenet_v3_small on Fashion-MNIST · 2 specs + the FP32 baseline``: every kind of job, as
+    Runs and the Sweep page name it."""
+    return f"{job.job_id} · {job_subject(job)}"
+
+
+def job_subject(job: Job) -> str:
+    """``mobilenet_v3_small on Fashion-MNIST · 2 specs + the FP32 baseline``: what any kind of job measures (a
+    layers or walk job's model is in its ``sweep`` settings; a Time again job names the job it times)."""
     c = job.config
     what = count_text(len(job.specs)) if job.kind == "sweep" else f"{job.kind}: {c.get('layer')} {c.get('kind')}"
+    if job.kind == "sweep" and c.get("retime_of"):
+        what = f"time again of job {c.get('retime_job') or '?'} ({len(c['retime_of'])} row(s))"
     if job.kind in ("layers", "mixed-walk"):  # qcore.layers jobs: a SweepConfig and one spec
         from qcore.spec import QuantSpec
 
-        what = f"{job.kind}: {QuantSpec.from_dict(c['spec']).label()}"
-        c = c["sweep"]
-    return f"{job.job_id} · {c.get('model')} on {dataset_label(str(c.get('dataset')))} · {what}"
+        try:
+            what = f"{job.kind}: {QuantSpec.from_dict(c['spec']).label()}"
+        except (KeyError, TypeError, ValueError):
+            what = job.kind
+        c = c.get("sweep") or {}
+    return f"{c.get('model', '?')} on {dataset_label(str(c.get('dataset', '?')))} · {what}"
 
 
 def query_job() -> str | None:

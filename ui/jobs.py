@@ -65,21 +65,29 @@ def current(session_key: str, kind: str = "sweep") -> str | None:
 
 
 def eta_text(job: Job, now: float | None = None) -> str:
-    """Time elapsed and left. ``job.done`` counts a running spec's finished phases (quantize, evaluate, time) as
-    fractions, so the estimate moves while a spec runs; it is made when ``done`` last changed (the time taken
-    per step so far, times the steps left) and then counts down, instead of growing with every second that
-    the current phase takes: 2 of 5 done after 60 s leaves 3 x 30 s = 90 s, and 10 s later 80 s."""
+    """Time elapsed and left. Each step (FP32, then each spec) weighs what the job's estimate says it costs
+    (:func:`qcore.estimate.job_steps`: a QAT fine-tune or a first C++ build weighs minutes, a plain spec seconds),
+    and ``job.done`` counts a running spec's finished phases as fractions. The time left is made when ``done``
+    last changed (the estimate of the steps left, scaled by how long the steps done took against theirs) and then
+    counts down, instead of growing with every second the current phase takes; before the first step ends it is
+    the estimate less the time elapsed."""
     if job.state != "running" or not job.started_at:
         return ""
+    from qcore.estimate import job_steps, seconds_left
+
     now = time.time() if now is None else now
     elapsed = now - job.started_at
-    if job.done <= 0 or job.total <= 0:
-        return f"{elapsed:.0f} s elapsed, estimating the time left after the first result"
+    weights = st.session_state.setdefault("eta-steps", {})
+    if job.job_id not in weights:  # once per job: its own settings, and what had finished before it
+        weights[job.job_id] = job_steps(job, store().jobs(limit=50, kind="sweep")) if job.kind == "sweep" else ()
+    steps = weights[job.job_id] or (1.0,) * max(job.total, 1)  # not estimated: every step weighs the same
     memo = st.session_state.setdefault("eta", {})
     seen = memo.get(job.job_id)
     if seen is None or seen[0] != job.done:
-        seen = memo[job.job_id] = (job.done, elapsed)
-    left = seen[1] / job.done * (job.total - job.done) - (elapsed - seen[1])
+        seen = memo[job.job_id] = (job.done, elapsed, seconds_left(steps, job.done, elapsed))
+    left = seen[2] - (elapsed - seen[1])
+    if job.done <= 0 and (not weights[job.job_id] or left < 1):  # nothing to go by yet
+        return f"{elapsed:.0f} s elapsed, estimating the time left after the first result"
     return f"{elapsed:.0f} s elapsed, " + (f"about {left:.0f} s left" if left >= 1 else "finishing the current step")
 
 

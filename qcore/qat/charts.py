@@ -5,20 +5,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["QAT_SYMBOL", "curve_figure", "add_qat_points", "qat_hover_line"]
+__all__ = ["QAT_SYMBOL", "curve_figure", "add_qat_points", "qat_hover_line", "qat_vs_ptq_text"]
 
 QAT_SYMBOL = "star"  # PTQ points are circles, rows timed while busy diamonds (qcore.chart_scale.symbol)
 
 
+def qat_vs_ptq_text(r) -> str:
+    """``QAT - PTQ +1.00 points, 95% +0.38 to +1.64, on 2,000 images (30 won, 10 lost)``: the paired change
+    (:func:`qcore.qat.measure.qat_vs_ptq`); "" for a row stored before it was measured."""
+    if r.qat_vs_ptq_lo is None or r.qat_vs_ptq_hi is None or r.top1 is None or r.ptq_top1 is None:
+        return ""
+    n = f" on {r.eval_images:,} images" if r.eval_images else ""
+    return (f"QAT - PTQ {r.top1 - r.ptq_top1:+.2f} points, 95% {r.qat_vs_ptq_lo:+.2f} to {r.qat_vs_ptq_hi:+.2f}{n} "
+            f"({r.qat_images_won:,} won, {r.qat_images_lost:,} lost)")
+
+
 def qat_hover_line(r) -> str:
-    """``QAT: PTQ 87.10%, control 88.95%, recovered 0.62, fine-tune 412 s``."""
+    """``QAT 1 epoch: PTQ 87.10%, control 88.95%, recovered 0.62; QAT - PTQ +1.85 points, 95% ... (37 won, 0 lost);
+    fine-tune 412 s``: recovered with the paired change it is made of, and the images that change rests on."""
     def pct(v):
         return "n/a" if v is None else f"{v:.2f}%"
 
     rec = "n/a (the control does not beat PTQ)" if r.recovered is None else f"{r.recovered:.2f}"
-    secs = "" if r.finetune_seconds is None else f", fine-tune {r.finetune_seconds:.0f} s"
+    paired = qat_vs_ptq_text(r)
+    secs = "" if r.finetune_seconds is None else f"{'; ' if paired else ', '}fine-tune {r.finetune_seconds:.0f} s"
     return (f"QAT {r.spec.qat_epochs:g} epoch: PTQ {pct(r.ptq_top1)}, control {pct(r.control_top1)}, "
-            f"recovered {rec}{secs}")
+            f"recovered {rec}" + (f"; {paired}" if paired else "") + secs)
 
 
 def add_qat_points(fig, rows: Sequence, x: str, max_size: float, hover: Callable) -> None:
