@@ -5,7 +5,7 @@ recovered fraction ``(QAT - PTQ) / (control - PTQ)`` and the fine-tune's seconds
 shared machine they are measured under load and only say what it cost there). Accuracy does not depend on load.
 
     QCORE_HOME=... python bench/qat.py --model mobilenet_v3_small --epochs 0.05 --eval-limit 2000
-    python bench/qat.py --epochs 1 --eval-limit 0 --settings int4-per-tensor,int8-per-tensor-entropy
+    python bench/qat.py --epochs 1 --eval-limit 0 --settings int4-per-tensor,int4-per-tensor-mse
 
 Fine-tuned states are cached (``<data home>/qat``): a second run with the same settings only re-evaluates.
 """
@@ -31,6 +31,7 @@ SETTINGS = {  # what a QAT can train: INT8 static (fx kernels) and INT4 weight-o
     "int8-per-tensor-entropy": dict(precision="int8", granularity="per-tensor", calibration="entropy"),
     "int4-per-tensor": dict(precision="int4", granularity="per-tensor", calibration="minmax"),
     "int4-per-channel": dict(precision="int4", granularity="per-channel", calibration="minmax"),
+    "int4-per-tensor-mse": dict(precision="int4", granularity="per-tensor", calibration="mse"),
 }
 NAMES = {tuple(sorted(v.items())): k for k, v in SETTINGS.items()}
 
@@ -61,8 +62,8 @@ def main(argv=None) -> int:
     print(f"{a.model}, FP32 top-1 {base.top1:.2f}% on {base.manifest['eval_size']} test images, "
           f"fine-tune {a.epochs:g} epoch, wall {time.perf_counter() - start:.0f} s, load average at the end "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"{'setting':<24} {'PTQ loss':>9} {'QAT loss':>9} {'control':>8} {'recovered':>9} {'QAT s':>7} "
-          f"{'control s':>9}")
+    print(f"{'setting':<24} {'PTQ loss':>9} {'QAT loss':>9} {'control':>8} {'recovered':>9} {'QAT - PTQ, 95%':>24} "
+          f"{'QAT s':>7} {'control s':>9}")
     out = []
     for r in rows[1:]:
         if not r.ok:
@@ -70,11 +71,17 @@ def main(argv=None) -> int:
             continue
         ctl_s = r.qat_curve["control"]["seconds"]
         rec = "n/a" if r.recovered is None else f"{r.recovered:.2f}"
+        paired = "n/a"
+        if r.qat_vs_ptq_lo is not None:
+            paired = (f"{r.top1 - r.ptq_top1:+.2f} [{r.qat_vs_ptq_lo:+.2f}, {r.qat_vs_ptq_hi:+.2f}] "
+                      f"+{r.qat_images_won}/-{r.qat_images_lost}")
         print(f"{_name(r.spec):<24} {r.ptq_top1 - base.top1:>+9.2f} {r.top1 - base.top1:>+9.2f} "
-              f"{r.control_top1 - base.top1:>+8.2f} {rec:>9} {r.finetune_seconds:>7.0f} {ctl_s:>9.0f}")
+              f"{r.control_top1 - base.top1:>+8.2f} {rec:>9} {paired:>24} {r.finetune_seconds:>7.0f} {ctl_s:>9.0f}")
         out.append({"setting": _name(r.spec), "backend": r.backend, "kernel": r.kernel,
                     "fp32": base.top1, "ptq": r.ptq_top1, "qat": r.top1,
-                    "control": r.control_top1, "recovered": r.recovered, "finetune_seconds": r.finetune_seconds,
+                    "control": r.control_top1, "recovered": r.recovered, "qat_vs_ptq_lo": r.qat_vs_ptq_lo,
+                    "qat_vs_ptq_hi": r.qat_vs_ptq_hi, "qat_images_won": r.qat_images_won,
+                    "qat_images_lost": r.qat_images_lost, "finetune_seconds": r.finetune_seconds,
                     "control_seconds": ctl_s, "curve": r.qat_curve, "eval_images": base.manifest["eval_size"]})
     print("points of top-1 against FP32; recovered = (QAT - PTQ) / (control - PTQ); seconds: training steps only")
     if a.json:
