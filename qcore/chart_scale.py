@@ -54,11 +54,12 @@ def _log_x(pos: dict[str, Position], x: str) -> bool:
     return bool(vals) and max(vals) / min(vals) > LOG_RATIO
 
 
-def decorate(fig, rows: Sequence, x: str) -> None:
+def decorate(fig, rows: Sequence, x: str, pos: dict[str, Position] | None = None) -> None:
     """x values, error bars, marker shapes and fading, legend marks, axis type, title and padding for the rows
-    drawn in ``fig`` (traces whose ``customdata`` holds run ids)."""
+    drawn in ``fig`` (traces whose ``customdata`` holds run ids); ``pos``: the rows' :func:`positions`, when the
+    caller has them."""
     by_id = {r.run_id: r for r in rows}
-    pos = positions(rows, x)
+    pos = positions(rows, x) if pos is None else pos
     for trace in fig.data:
         ids = [c[0] for c in (trace.customdata or []) if c]
         drawn = [by_id[i] for i in ids if i in by_id]

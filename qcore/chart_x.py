@@ -62,8 +62,13 @@ def references(rows: Sequence) -> dict[str, float]:
         groups.setdefault(_setting(r), []).append(r)
     out = {}
     every = list(rows)
+    by_id = {r.run_id: r for r in every}
+
+    def base(r):  # baseline_of(every, r), without building its index of every row for each row
+        return by_id.get(r.baseline_run_id) if r.baseline_run_id else baseline_of(every, r)
+
     for group in groups.values():
-        bases = {b.run_id: b for r in group if (b := baseline_of(every, r)) is not None and b.latency_ms_p50}
+        bases = {b.run_id: b for r in group if (b := base(r)) is not None and b.latency_ms_p50}
         quiet = [b.latency_ms_p50 for b in bases.values() if not b.busy]
         refs = quiet or [b.latency_ms_p50 for b in bases.values()]
         if not refs:  # no FP32 row among them: the FP32 p50s timed beside each row

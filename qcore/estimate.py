@@ -38,9 +38,6 @@ QUIET_RECORDS: dict[tuple[str, str], tuple[int, float, int, int]] = {
     ("resnet18", "fashion-mnist"): (1638, 440.0, 128, 32),
     ("mobilenet_v3_small", "fashion-mnist"): (936, 268.0, 128, 32),
 }
-# The settings that make two sweeps cost the same per step (the start-up, a few seconds, is said, not guessed).
-_SETTINGS = ("model", "dataset", "weights", "device", "batch_size", "image_size", "input_size", "calib_size",
-             "eval_limit", "seed", "latency_budget_s")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -241,18 +238,19 @@ def job_seconds(config: dict, specs: list, history: list | None = None) -> Estim
     latency_shape = (c.get("batch_size") or 1, c.get("input_size") or side)
     shapes = len({latency_shape, (min(int(c.get("eval_batch_size") or 250), images), side)})
     fp32_built, made, schedules = _made_before(c, history)
+    builds = {kind: build_seconds(kind) for kind in set(COMPILED_BACKENDS.values())}  # the cache read once a kind
     t = _Tally()
 
     retime = bool(c.get("retime_of"))  # Time again (qcore.retime): builds for the timing shape, then timing only
     fp32 = t.add("timing", budget) + (0.0 if retime else t.add("evaluating", images * fwd))
     if c.get("fp32_compiled", True) and device == "cpu" and not fp32_built:
-        fp32 += t.add("aoti", build_seconds("aoti")[0])
+        fp32 += t.add("aoti", builds["aoti"][0])
     steps = [fp32]
     for s in todo:
         key = spec_key(s.to_dict())
         if retime:
             kind = COMPILED_BACKENDS.get(_backend(s.ptq_spec, device, c))
-            steps.append(t.add("timing", budget) + (t.add(kind, build_seconds(kind)[0]) if kind else 0.0))
+            steps.append(t.add("timing", budget) + (t.add(kind, builds[kind][0]) if kind else 0.0))
             continue
         if s.mode == "qat":
             steps.append(_qat(s, c, t, fwd, images, calib, budget, rec, factor, key in made, schedules))
@@ -263,24 +261,26 @@ def job_seconds(config: dict, specs: list, history: list | None = None) -> Estim
             sec += t.add("calibrating", n * calib * fwd, n)
         kind = COMPILED_BACKENDS.get(_backend(s, device, c))
         if kind and key not in made:
-            sec += t.add(kind, n * shapes * build_seconds(kind)[0], n * shapes)
+            sec += t.add(kind, n * shapes * builds[kind][0], n * shapes)
         steps.append(sec)
-    return Estimate(sum(steps), _basis(t, c, rec, images, budget), tuple(steps))
+    return Estimate(sum(steps), _basis(t, c, rec, images, budget, builds), tuple(steps))
 
 
 def _qat(s: QuantSpec, c: dict, t: _Tally, fwd: float, images: int, calib: int, budget: float, rec, factor: float,
          cached: bool, schedules: set) -> float:
     """A QAT row: its PTQ counterpart, the FP32 control (once per schedule), the QAT fine-tune, the QAT model's
-    two evaluations (its row and the pairing with PTQ) and its timing."""
-    sec = t.add("evaluating", 3 * images * fwd, 3) + t.add("timing", budget)
+    evaluation (read by its row and by the pairing with PTQ) and its timing."""
+    sec = t.add("evaluating", 2 * images * fwd, 2) + t.add("timing", budget)
     if s.ptq_spec.mode == "static":
         sec += t.add("calibrating", calib * fwd)
+    from .qat.finetune import schedule_for  # the fine-tune's own schedule: its batch and number of steps
+
     dataset = canonical_name(c["dataset"])
-    train_images = TRAIN_IMAGES.get(dataset, 60_000)
     recipe = train.recipe_for(c["model"], dataset, image_size=c.get("image_size"))
-    batch = min(recipe.batch_size, train_images)
-    steps = max(1, round(s.qat_epochs * max(1, train_images // batch)))
-    step_s = rec.step_seconds * factor * (batch / rec.batch) * (recipe.image_size / rec.image) ** 2 if rec else 0.0
+    sched = schedule_for(c["model"], dataset, s, TRAIN_IMAGES.get(dataset, 60_000), c.get("image_size"))
+    steps = sched.steps
+    step_s = (rec.step_seconds * factor * (sched.batch_size / rec.batch) * (recipe.image_size / rec.image) ** 2
+              if rec else 0.0)
     if _schedule(s) not in schedules:  # the control of this schedule: trained once (its curve evaluates it)
         schedules.add(_schedule(s))
         sec += t.add("fine-tuning", steps * step_s + CURVE_EVALS * images * fwd)
@@ -301,7 +301,7 @@ def _times(n: int) -> str:
     return "once" if n == 1 else f"{n} times"
 
 
-def _basis(t: _Tally, c: dict, rec, images: int, budget: float) -> str:
+def _basis(t: _Tally, c: dict, rec, images: int, budget: float, builds: dict) -> str:
     """What an estimate was made from, in words."""
     sec, n = t.seconds, t.counts
     parts = [f"{_s(sec.get('timing', 0))} of timing, the {budget:g} s budget for FP32 and each spec"]
@@ -320,7 +320,7 @@ def _basis(t: _Tally, c: dict, rec, images: int, budget: float) -> str:
     for kind, what in (("aoti", "AOTInductor C++ build"), ("xnnpack", "XNNPACK lowering")):
         if n.get(kind):
             parts.append(f"{_s(sec[kind])} for {n[kind]} first {what}{'' if n[kind] == 1 else 's'} "
-                         f"({build_seconds(kind)[1]})")
+                         f"({builds[kind][1]})")
     return "; ".join(parts) + "; plus a few seconds to start"
 
 

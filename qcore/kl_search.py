@@ -2,7 +2,7 @@
 
 :func:`kl_threshold_bin` is TensorRT's search as NVIDIA's pytorch-quantization implements it
 (``calib/histogram.py``, ``_compute_amax_entropy``), tested against a loop port of that function
-(``tests/test_calibration_oracles.py``). Two rules are qcore's own, each reducing to the reference where the
+(``tests/test_entropy_oracle.py``). Two rules are qcore's own, each reducing to the reference where the
 reference has an answer: :func:`abs_levels` (how many levels an asymmetric grid puts on the side |x|
 measures) and :func:`neutralise_spikes` (the reference's ``bins[0] = bins[1]`` for a spike of one repeated
 value away from 0). :class:`qcore.observers.Entropy` feeds them its histogram.
@@ -55,9 +55,9 @@ def kl_divergences(hist: torch.Tensor, levels: int, start: int | None = None) ->
     cl = torch.cat([zero, hlogh.cumsum(0)])
     total = cs[-1]
     k = torch.arange(levels)
-    start = (k[None, :] * cuts[:, None] + levels - 1) // levels  # first j with floor(j * levels / i) == k
+    first = (k[None, :] * cuts[:, None] + levels - 1) // levels  # first j with floor(j * levels / i) == k
     end = ((k[None, :] + 1) * cuts[:, None] + levels - 1) // levels
-    qsum, qcnt = cs[end] - cs[start], cn[end] - cn[start]
+    qsum, qcnt = cs[end] - cs[first], cn[end] - cn[first]
     qval = qsum / qcnt.clamp(min=1)  # Q's (unnormalised) value on each non-empty bin of run k
     logq = torch.where(qsum > 0, torch.log(qval.clamp(min=1e-300)), torch.zeros_like(qval))
     last = h[cuts - 1]

@@ -37,12 +37,12 @@ import math
 
 import torch
 
-from .kl_search import abs_levels, kl_divergences, kl_threshold_bin, neutralise_spikes
+from .kl_search import abs_levels, kl_threshold_bin, neutralise_spikes
 from .primitives import choose_qparams, fake_quantize
 
 __all__ = ["HIST_BINS", "RESERVOIR", "check_finite", "Calibrator", "MinMax", "MovingAverageMinMax", "nearest_rank",
-           "Percentile", "Entropy", "MSE", "CALIBRATIONS", "abs_levels", "kl_divergences", "kl_threshold_bin",
-           "neutralise_spikes", "list_calibrations", "get_calibrator", "weight_range"]
+           "Percentile", "Entropy", "MSE", "CALIBRATIONS", "kl_threshold_bin", "list_calibrations", "get_calibrator",
+           "weight_range"]
 
 HIST_BINS = 4096  # signed bins over [-R, R]; |x| sees the 2048 positive ones
 RESERVOIR = 262_144

@@ -99,7 +99,8 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
     from .pareto import frontier_2d
 
     ok = [r for r in results if r.ok and r.top1 is not None and getattr(r, x) is not None]
-    at = {i: p.x for i, p in positions(ok, x).items()}
+    pos = positions(ok, x)
+    at = {i: p.x for i, p in pos.items()}
     fig = go.Figure()
     max_size = max((r.size_bytes or 1) for r in ok) if ok else 1
     for precision in sorted({r.spec.precision for r in ok if r.spec.mode != "qat"}):
@@ -124,8 +125,8 @@ def pareto_figure(results: Sequence[Result], x: str = "latency_ms_p50"):
             line=dict(shape="hv", dash="dot", color="gray"), hoverinfo="skip",
         ))  # fmt: skip
     fig.update_layout(yaxis_title="top-1 accuracy (%, 95% interval)", **CHART_LAYOUT)
-    decorate(fig, ok, x)  # axis units and scale, intervals, busy and simulated marks, padding (chart_scale)
-    add_draw_bars(fig, ok, front, x)
+    decorate(fig, ok, x, pos)  # axis units and scale, intervals, busy and simulated marks, padding (chart_scale)
+    add_draw_bars(fig, ok, front, x, pos)
     return fig
 
 
@@ -140,14 +141,15 @@ CHART_LAYOUT = dict(
 )  # fmt: skip
 
 
-def add_draw_bars(fig, ok: Sequence[Result], front: Sequence[Result], x: str) -> None:
+def add_draw_bars(fig, ok: Sequence[Result], front: Sequence[Result], x: str, pos: dict | None = None) -> None:
     """Min-max bars of top-1 over the calibration draws, on every point with more than one draw.
 
     The bars are their own trace (thick and translucent, legend "calibration draws: min-max"), so they stay
     distinct from any interval drawn on the points themselves; the frontier is already computed on the means.
     A point whose range overlaps a frontier point's gets "not distinguishable from X with K draws" in its
     hover (the rule is :func:`qcore.draws.indistinguishable`). Each bar sits at its point's x
-    (:func:`qcore.chart_x.positions`: MB on the size chart, never bytes).
+    (:func:`qcore.chart_x.positions`: MB on the size chart, never bytes; ``pos``: those positions, when the caller
+    has them).
     """
     import plotly.graph_objects as go
 
@@ -157,7 +159,7 @@ def add_draw_bars(fig, ok: Sequence[Result], front: Sequence[Result], x: str) ->
     drawn = [r for r in ok if r.calib_draws > 1 and None not in (r.top1_min, r.top1_max)]
     if not drawn:
         return
-    at = positions(ok, x)
+    at = positions(ok, x) if pos is None else pos
     fig.add_trace(go.Scatter(
         x=[at[r.run_id].x for r in drawn], y=[r.top1 for r in drawn], mode="markers",
         name=f"calibration draws: min-max of top-1 ({_draws_word(drawn)})",

@@ -63,15 +63,19 @@ def set_timing(r, variant, reference=None) -> None:
     r.busy = busy_reason(r.load_avg, r.threads, max(spreads))
 
 
+def _intervals(c: dict[str, int]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Top-1's 95% Wilson interval (percent) and its change's paired interval (points) from one set of paired
+    counts (:func:`qcore.measure.correct_counts`)."""
+    lo, hi = wilson(c["both"] + c["gained"], sum(c.values()))
+    _, dlo, dhi = paired_delta(c["both"], c["lost"], c["gained"], c["neither"])
+    return (100.0 * lo, 100.0 * hi), (100.0 * dlo, 100.0 * dhi)
+
+
 def set_accuracy_scale(r, counts: dict[str, int]) -> None:
     """Fill a Result's accuracy scale from the paired counts of :func:`qcore.measure.correct_counts`."""
-    n = sum(counts.values())
-    r.eval_images = n
-    lo, hi = wilson(counts["both"] + counts["gained"], n)
-    r.top1_lo, r.top1_hi = 100.0 * lo, 100.0 * hi
+    r.eval_images = sum(counts.values())
+    (r.top1_lo, r.top1_hi), (r.top1_delta_lo, r.top1_delta_hi) = _intervals(counts)
     r.images_lost, r.images_gained = counts["lost"], counts["gained"]
-    _, dlo, dhi = paired_delta(counts["both"], counts["lost"], counts["gained"], counts["neither"])
-    r.top1_delta_lo, r.top1_delta_hi = 100.0 * dlo, 100.0 * dhi
 
 
 def set_draws_scale(r, draws: Sequence[dict[str, int]]) -> None:
@@ -84,15 +88,9 @@ def set_draws_scale(r, draws: Sequence[dict[str, int]]) -> None:
     if len(ns) != 1 or not draws:
         raise ValueError(f"draws evaluated on {sorted(ns)} images; allowed: every draw on the same images")
     n = ns.pop()
-    top1, top1_iv, delta, delta_iv = [], [], [], []
-    for c in draws:
-        right = c["both"] + c["gained"]
-        lo, hi = wilson(right, n)
-        top1.append(100.0 * right / n)
-        top1_iv.append((100.0 * lo, 100.0 * hi))
-        _, dlo, dhi = paired_delta(c["both"], c["lost"], c["gained"], c["neither"])
-        delta.append(100.0 * (c["gained"] - c["lost"]) / n)
-        delta_iv.append((100.0 * dlo, 100.0 * dhi))
+    top1 = [100.0 * (c["both"] + c["gained"]) / n for c in draws]
+    delta = [100.0 * (c["gained"] - c["lost"]) / n for c in draws]
+    top1_iv, delta_iv = zip(*map(_intervals, draws))
     r.eval_images = n
     _, r.top1_lo, r.top1_hi = combine_draws(top1, top1_iv, bounds=(0.0, 100.0))
     _, r.top1_delta_lo, r.top1_delta_hi = combine_draws(delta, delta_iv, bounds=(-100.0, 100.0))

@@ -19,10 +19,16 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["KEEP_FIELDS", "ACT_PREFIX", "keep_names", "check_keep", "keep_label"]
+__all__ = ["KEEP_FIELDS", "ACT_PREFIX", "is_act", "keep_names", "check_keep", "keep_label"]
 
 # an activation quantizer's name starts with this (qcore.backends.act_quantizers): keep_float only, static INT8 only
 ACT_PREFIX = "act:"
+
+
+def is_act(name: str) -> bool:
+    """True for an activation quantizer's name (``act:...``), False for a layer's."""
+    return name.startswith(ACT_PREFIX)
+
 # field -> the precision its layers are kept in (the label's prefix)
 KEEP_FIELDS = {"keep_float": "fp32", "keep_int8": "int8"}
 
@@ -50,7 +56,7 @@ def check_keep(precision: str, mode: str, keep_float: tuple[str, ...], keep_int8
         raise ValueError(f"keep_int8 ({', '.join(keep_int8)}) is not allowed with precision={precision!r} "
                          f"mode={mode!r}: only INT4 weight-only has a higher integer precision to keep a layer in; "
                          "allowed: precision='int4' mode='weight-only' (or keep_float for FP32)")
-    acts = [n for n in keep_float + keep_int8 if n.startswith(ACT_PREFIX)]
+    acts = [n for n in keep_float + keep_int8 if is_act(n)]
     if acts and acts[0] in keep_int8:
         raise ValueError(f"keep_int8 ({acts[0]}) names an activation quantizer; allowed: layer names (an activation "
                          "quantizer is kept in FP32 with keep_float)")

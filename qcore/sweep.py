@@ -228,13 +228,15 @@ def _quantized_into(r: Result, p: Prepared, choice, q) -> None:
     r.notes = ([choice.why] if choice.why else []) + list(q.notes)
 
 
-def accuracy_into(r: Result, p: Prepared, q, backend=None) -> None:
+def accuracy_into(r: Result, p: Prepared, q, backend=None, logits: torch.Tensor | None = None) -> None:
     """Evaluate ``q`` on the sweep's images into ``r`` (against the FP32 logits and labels), with the scale:
     the paired counts of images lost and gained, top-1's interval and the change's (qcore.scale). With
     calibration draws (``p.calib_draws`` > 1, a spec whose ranges come from calibration images, ``backend``
     given), the other draws are quantized and evaluated too, and the accuracy fields, the images lost and gained
-    and both intervals describe the draws' mean (qcore.draws): one estimate, every number of the row."""
-    logits, _ = predict(q, p.eval_batches, q.device)
+    and both intervals describe the draws' mean (qcore.draws): one estimate, every number of the row.
+    ``logits``: ``q``'s on the sweep's images, when the caller has them (so it is not evaluated twice)."""
+    if logits is None:
+        logits, _ = predict(q, p.eval_batches, q.device)
     accs = [accuracy(logits, p.labels, p.ref_logits)]
     if backend is not None and len(p.calib_draws) > 1 and reads_calibration_images(r.spec):
         accs += draw_accuracies(p, backend, r.spec, start=1)
@@ -291,11 +293,12 @@ def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | No
     return r
 
 
-def measure_quantized(p: Prepared, r: Result, choice, q) -> Result:
+def measure_quantized(p: Prepared, r: Result, choice, q, logits: torch.Tensor | None = None) -> Result:
     """Evaluate and time ``q`` (a backend's :class:`~qcore.backends.Quantized`, built as ``choice`` says) into
-    ``r``: size, accuracy against the FP32 logits, latency interleaved with FP32 eager, notes (QAT's models)."""
+    ``r``: size, accuracy against the FP32 logits (``logits``: ``q``'s, when the caller has them), latency
+    interleaved with FP32 eager, notes (QAT's models)."""
     _quantized_into(r, p, choice, q)
-    accuracy_into(r, p, q)
+    accuracy_into(r, p, q, logits=logits)
     latency_into(r, p, q, choice)
     finish_notes(r, q, choice)
     return r

@@ -1,11 +1,11 @@
-"""Calibration methods against independent references written here, on data whose answer is known.
+"""Calibration methods other than entropy against independent references, and bad input for every method.
 
-- entropy: TensorRT's KL search as NVIDIA's pytorch-quantization writes it (``calib/histogram.py``,
-  ``_compute_amax_entropy``): ``bins[0] = bins[1]``, then every cut one bin at a time, P with the tail folded
-  into its last bin, Q by ``np.digitize`` over ``linspace(0, i, nbins + 1)`` with empty bins left out, KL by
-  its definition, the last argmin. A plain loop in numpy, sharing nothing with ``qcore.observers``.
-- MSE: a brute-force search over 2,000 clipping ranges on the raw values.
+- MSE: a brute-force search over 2,000 clipping ranges on the raw values (activations, from the histogram) and
+  1,000 per row (weights).
 - percentile: ``numpy.percentile(..., method="inverted_cdf")`` (the nearest rank).
+- bad input: an all-zero or constant tensor, NaN or Inf, one calibration image.
+
+Entropy's reference is in ``tests/test_entropy_oracle.py``.
 """
 
 import math
@@ -14,170 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from qcore.observers import HIST_BINS, get_calibrator, kl_threshold_bin
-
-# --- the reference, written from pytorch-quantization's _compute_amax_entropy ----------------------------------
-
-
-def _kl(p: np.ndarray, q: np.ndarray) -> float:
-    p = p / p.sum()
-    q = q / q.sum()
-    m = p > 0
-    if np.any(q[m] == 0):
-        return math.inf
-    return float(np.sum(p[m] * np.log(p[m] / q[m])))
-
-
-def reference_entropy_cut(calib_hist: np.ndarray, nbins: int, start_bin: int) -> int:
-    """The number of histogram bins the reference keeps (its amax is ``bin_edges[cut]``)."""
-    bins = np.array(calib_hist, dtype=np.float64)
-    bins[0] = bins[1]
-    total = bins.sum()
-    divergences, arguments = [], []
-    for i in range(start_bin, len(bins) + 1):
-        space = np.linspace(0, i, num=nbins + 1)
-        digitized = np.digitize(np.arange(i), space) - 1
-        digitized[bins[:i] == 0] = -1
-        counts = np.zeros(nbins)
-        members = np.zeros(nbins)
-        for idx, d in enumerate(digitized):
-            if d != -1:
-                counts[d] += bins[idx]
-                members[d] += 1
-        new_density = np.zeros(i)
-        for idx, d in enumerate(digitized):
-            if d != -1:
-                new_density[idx] = counts[d] / members[d]
-        reference = bins[:i].copy()
-        reference[-1] += bins[i:].sum()
-        assert round(reference.sum()) == round(total)
-        divergences.append(_kl(reference, new_density))
-        arguments.append(i)
-    divergences = np.array(divergences)
-    last_argmin = len(divergences) - 1 - int(np.argmin(divergences[::-1]))
-    return arguments[last_argmin]
-
-
-def _abs_hist(x: torch.Tensor, nbins: int = HIST_BINS // 2) -> tuple[np.ndarray, float]:
-    amax = float(x.abs().max())
-    h, _ = np.histogram(x.abs().numpy(), bins=nbins, range=(0.0, amax))
-    return h.astype(np.float64), amax
-
-
-def _assert_same_cut(hist: np.ndarray, levels: int) -> int:
-    ours = kl_threshold_bin(torch.from_numpy(hist), levels)
-    ref = reference_entropy_cut(hist, levels, start_bin=levels)
-    if ours != ref:  # a floating-point near-tie: our cut must be as good as the reference's, by its own KL
-        def kl_at(i):
-            bins = hist.copy()
-            bins[0] = bins[1]
-            return reference_kl(bins, i, levels)
-        assert kl_at(ours) == pytest.approx(kl_at(ref), rel=1e-9, abs=1e-12), (ours, ref)
-    return ours
-
-
-def reference_kl(bins: np.ndarray, i: int, nbins: int) -> float:
-    space = np.linspace(0, i, num=nbins + 1)
-    digitized = np.digitize(np.arange(i), space) - 1
-    digitized[bins[:i] == 0] = -1
-    new = np.zeros(i)
-    for d in set(digitized.tolist()) - {-1}:
-        m = digitized == d
-        new[m] = bins[:i][m].sum() / m.sum()
-    ref = bins[:i].copy()
-    ref[-1] += bins[i:].sum()
-    return _kl(ref, new)
-
-
-def _relu_normal(n=400_000, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.relu(torch.randn(n, generator=g))
-
-
-def _laplace(n=400_000, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(n, generator=g, dtype=torch.float64) - 0.5
-    return (-torch.sign(u) * torch.log1p(-2 * u.abs())).float()
-
-
-def _normal_with_outlier(n=200_000, seed=2):
-    g = torch.Generator().manual_seed(seed)
-    return torch.cat([torch.randn(n, generator=g), torch.tensor([50.0])])
-
-
-# small histograms keep the reference loop quick; the search is the same at any size
-@pytest.mark.parametrize("data", [_relu_normal, _laplace, _normal_with_outlier], ids=["relu-normal", "laplace",
-                                                                                    "outlier"])
-@pytest.mark.parametrize("levels", [8, 16, 128, 256], ids=lambda v: f"levels{v}")
-def test_kl_search_equals_the_reference(data, levels):
-    hist, _ = _abs_hist(data(), nbins=512)
-    _assert_same_cut(hist, levels)
-
-
-def test_kl_search_equals_the_reference_on_a_full_histogram():
-    hist, _ = _abs_hist(_relu_normal(), nbins=HIST_BINS // 2)
-    _assert_same_cut(hist, 128)
-
-
-def test_kl_search_with_empty_bins_and_a_lone_tail_bin():
-    hist = np.zeros(300)
-    hist[:40] = np.arange(40, 0, -1)
-    hist[10:20] = 0  # empty bins inside
-    hist[299] = 3  # a far tail: cuts whose last kept bin is empty have infinite KL in the reference
-    for levels in (8, 16, 128):
-        _assert_same_cut(hist, levels)
-
-
-def _clipped_share(x: torch.Tensor, lo: float, hi: float) -> float:
-    return float(((x < lo) | (x > hi)).double().mean())
-
-
-def test_entropy_on_relu_normal_keeps_more_range_at_8_bits_than_at_4():
-    """The issue's case: half the values exactly 0. 8 bits must keep more range than 4 and clip < 0.1%."""
-    x = _relu_normal(1_000_000)
-    cal = get_calibrator("entropy")
-    for chunk in x.split(100_000):  # batch by batch, as an observer sees it
-        cal.update(chunk)
-    lo8, hi8 = cal.solve(0, 255, False)
-    lo4, hi4 = cal.solve(0, 15, False)
-    assert lo8 == 0.0 and lo4 == 0.0
-    assert hi8 > hi4
-    assert _clipped_share(x, lo8, hi8) < 0.001
-    assert hi8 > 3.0  # the old search cut ReLU(N(0,1)) near 1.6 at 8 bits
-    # the symmetric scheme spends half its levels on negatives: 128 for |x|
-    lo, hi = cal.solve(-128, 127, True)
-    assert lo == -hi and hi > hi4
-
-
-def test_entropy_threshold_is_the_references_bin_edge():
-    x = _laplace()
-    cal = get_calibrator("entropy")
-    cal.update(x)
-    hist = cal.abs_hist().numpy()
-    for qmin, qmax, symmetric, levels in ((-128, 127, True, 128), (0, 255, False, 128), (-8, 7, True, 8)):
-        cut = reference_entropy_cut(hist, levels, start_bin=levels) if levels < 128 else None
-        lo, hi = cal.solve(qmin, qmax, symmetric)
-        if cut is not None:
-            assert hi == pytest.approx(cut * cal.R / hist.size)
-        assert hi <= cal.R
-        assert _clipped_share(x, lo, hi) < 0.01
-
-
-def test_entropy_clips_a_far_outlier_and_keeps_the_bulk():
-    x = _normal_with_outlier()
-    cal = get_calibrator("entropy")
-    cal.update(x)
-    lo, hi = cal.solve(-128, 127, True)
-    assert lo == -hi
-    assert 3.0 < hi < 10.0  # N(0,1)'s tails, not the outlier at 50
-    assert _clipped_share(x, lo, hi) < 0.001
-
-
-def test_entropy_of_uniform_data_keeps_the_whole_range():
-    cal = get_calibrator("entropy")
-    cal.update(torch.linspace(-1, 1, 20_001))
-    assert cal.solve(-128, 127, True)[1] == pytest.approx(1.0, abs=0.01)
-
+from qcore.observers import get_calibrator, weight_range
+from tests.calib_data import laplace, normal_with_outlier, relu_normal
 
 # --- MSE against a brute-force search --------------------------------------------------------------------------
 
@@ -208,7 +46,7 @@ def _brute_force_best(x: np.ndarray, qmin, qmax, symmetric, steps=2000) -> float
     return best
 
 
-@pytest.mark.parametrize("data", [_relu_normal, _laplace, _normal_with_outlier], ids=["relu-normal", "laplace",
+@pytest.mark.parametrize("data", [relu_normal, laplace, normal_with_outlier], ids=["relu-normal", "laplace",
                                                                                     "outlier"])
 @pytest.mark.parametrize("qmin,qmax,symmetric", [(0, 255, False), (-128, 127, True), (0, 15, False), (-8, 7, True)],
                          ids=["u8-asym", "s8-sym", "u4-asym", "s4-sym"])
@@ -222,16 +60,29 @@ def test_mse_is_within_a_few_percent_of_the_brute_force_optimum(data, qmin, qmax
     best = _brute_force_best(xn, qmin, qmax, symmetric)
     assert ours <= best * 1.05
     # and far better than no clipping where clipping pays (the outlier)
-    if data is _normal_with_outlier:
+    if data is normal_with_outlier:
         full = _fq_mse(xn, float(x.min()), float(x.max()), qmin, qmax, symmetric)
         assert ours < full
+
+
+@pytest.mark.parametrize("qmin,qmax,symmetric", [(-8, 7, True), (0, 15, False), (-128, 127, True)],
+                         ids=["s4-sym", "u4-asym", "s8-sym"])
+def test_weight_mse_per_row_is_within_a_few_percent_of_the_brute_force_optimum(qmin, qmax, symmetric):
+    """Weights are known exactly: each row's (channel's, group's) MSE range against every clipping range on a
+    fine grid, computed row by row in numpy."""
+    rows = torch.stack([laplace(256, seed=s) * (1 + s) for s in range(6)] + [normal_with_outlier(255, seed=9)])
+    lo, hi = weight_range(rows, "mse", qmin, qmax, symmetric)
+    for r in range(rows.shape[0]):
+        xn = rows[r].double().numpy()
+        ours = _fq_mse(xn, float(lo[r]), float(hi[r]), qmin, qmax, symmetric)
+        assert ours <= _brute_force_best(xn, qmin, qmax, symmetric, steps=1000) * 1.02
 
 
 # --- percentile against numpy ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("p", [90.0, 99.0, 99.9, 99.99])
-@pytest.mark.parametrize("data", [_relu_normal, _laplace, _normal_with_outlier], ids=["relu-normal", "laplace",
+@pytest.mark.parametrize("data", [relu_normal, laplace, normal_with_outlier], ids=["relu-normal", "laplace",
                                                                                     "outlier"])
 def test_percentile_equals_numpys_nearest_rank(data, p):
     x = data(100_000)
@@ -282,148 +133,9 @@ def test_nan_or_inf_is_named_never_a_silent_range(method, bad):
 
 def test_a_single_image_calibrates():
     """One calibration image (a batch of one) is enough for every method to give a finite range."""
-    x = _relu_normal(16 * 16 * 8)  # one image's activations
+    x = relu_normal(16 * 16 * 8)  # one image's activations
     for method in ("minmax", "moving-average", "percentile", "entropy", "mse"):
         cal = get_calibrator(method)
         cal.update(x.reshape(1, 8, 16, 16))
         lo, hi = cal.solve(0, 255, False)
         assert math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= float(x.max()) + 1e-6
-
-
-# --- how many levels |x| gets ----------------------------------------------------------------------------------
-
-
-def test_abs_levels_reduce_to_the_references_two_cases_and_count_the_asymmetric_grid():
-    from qcore.observers import abs_levels
-
-    assert abs_levels(-128, 127, True, -3.0, 5.0) == 128  # symmetric: half the grid on each side
-    assert abs_levels(0, 255, False, 0.0, 5.0) == 256  # unsigned: all of it
-    assert abs_levels(0, 255, False, -5.0, 0.0) == 256  # all on the negative side
-    assert abs_levels(0, 255, False, -5.0, 5.0) == 128  # symmetric data on an asymmetric grid
-    # hard-swish outputs: the grid's step is (8.56 + 0.375) / 255, so [0, 8.56] holds 8.56 / step levels
-    n = abs_levels(0, 255, False, -0.375, 8.56)
-    assert n == round(256 * 8.56 / (8.56 + 0.375)) == 245
-    assert abs_levels(0, 15, False, -0.375, 8.56) == 15
-
-
-def _hardswish_like(n=400_000, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    return torch.nn.functional.hardswish(2.5 * torch.randn(n, generator=g))
-
-
-def test_entropy_on_an_asymmetric_grid_searches_with_the_grids_own_levels():
-    """Hard-swish outputs on the int8 kernels' asymmetric uint8 grid: the search uses the levels that grid
-    puts on [0, max], and its cut is the reference's for that many levels."""
-    from qcore.observers import abs_levels
-
-    x = _hardswish_like()
-    cal = get_calibrator("entropy")
-    cal.update(x)
-    levels = abs_levels(0, 255, False, cal.min_val, cal.max_val)
-    assert levels > 200
-    hist = cal.abs_hist().numpy()
-    lo, hi = cal.solve(0, 255, False)
-    cut = round(hi / (cal.R / hist.size))
-    ref = reference_entropy_cut(hist, levels, start_bin=levels)
-    assert cut == ref or reference_kl(_neutral(hist), cut, levels) == pytest.approx(
-        reference_kl(_neutral(hist), ref, levels), rel=1e-9)
-    assert lo == pytest.approx(cal.min_val)  # the short negative side is kept whole
-    assert _clipped_share(x, lo, hi) < 0.001
-
-
-def _neutral(hist):
-    h = hist.copy()
-    h[0] = h[1]
-    return h
-
-
-# --- the issue's case, on the shipped mobilenet_v3_small baseline ----------------------------------------------
-
-
-def test_shipped_baseline_post_relu_layer_keeps_its_range(fashion_mnist, one_thread):
-    """`/learn?kind=activations&layer=features.2.block.1.0&method=entropy`: half the values are exactly 0. The old
-    search picked [0, 1.6] at 8 bits (5% clamped, 13 dB against min-max's 42) and a narrower 8-bit range than
-    4-bit; now 8 bits keep more range than 4, clamp under 0.1% and come within 3 dB of min-max's SQNR."""
-    from qcore.learn.capture import capture_inputs
-    from qcore.learn.ranges import all_ranges
-    from qcore.learn.source import Source, calibration_batches, load
-    from qcore.primitives import choose_qparams, fake_quantize
-
-    loaded = load(Source(model="mobilenet_v3_small"))
-    cap = capture_inputs(loaded.model, "features.2.block.1.0", calibration_batches(loaded))
-    x = cap.values()
-    assert float((x == 0).double().mean()) > 0.3  # a post-ReLU tensor: the zero spike is there
-
-    def sqnr(lo, hi, bits):
-        s, z = choose_qparams(lo, hi, 0, 2**bits - 1, False)
-        err = x - fake_quantize(x, s, z, 0, 2**bits - 1)
-        return 10 * math.log10(float((x**2).sum() / (err**2).sum()))
-
-    r8, r4 = all_ranges(cap, 8, False, 99.99), all_ranges(cap, 4, False, 99.99)
-    assert r8["entropy"][1] > r4["entropy"][1]
-    assert _clipped_share(x, *r8["entropy"]) < 0.001
-    assert sqnr(*r8["entropy"], 8) > sqnr(*r8["minmax"], 8) - 3.0
-
-
-# --- a spike of one repeated value away from 0 (a constant image background) ---------------------------------
-
-
-def _image_input(n=200_000, seed=4):
-    """Normalised pixels: 44% background at exactly -0.81 (Fashion-MNIST's 0 after its mean and std), the rest
-    spread up to 2.02."""
-    g = torch.Generator().manual_seed(seed)
-    background = torch.full((int(0.44 * n),), -0.81)
-    rest = -0.81 + 2.83 * torch.rand(n - background.numel(), generator=g) ** 2
-    return torch.cat([background, rest])
-
-
-@pytest.mark.parametrize("data", [_relu_normal, _laplace, _normal_with_outlier, _hardswish_like],
-                         ids=["relu-normal", "laplace", "outlier", "hardswish"])
-def test_smooth_data_has_no_spike_so_the_search_is_the_references(data):
-    from qcore.observers import neutralise_spikes
-
-    cal = get_calibrator("entropy")
-    cal.update(data())
-    hist = cal.abs_hist()
-    out, start = neutralise_spikes(hist)
-    assert start == 0 and torch.equal(out, hist.double())
-
-
-def test_a_background_spike_is_neutralised_and_never_clipped():
-    """The reference's search keeps [-0.81, 0.81] on such an input and clips every bright pixel (14% of the
-    values here); with the spike's count set to its neighbours' and cuts from the spike up, the threshold is
-    the reference's search on that histogram and nothing bright is lost."""
-    from qcore.observers import neutralise_spikes
-
-    x = _image_input()
-    cal = get_calibrator("entropy")
-    cal.update(x)
-    hist = cal.abs_hist()
-    width = cal.R / hist.numel()
-    ref_cut = reference_entropy_cut(hist.numpy(), 128, start_bin=128)
-    assert _clipped_share(x, -ref_cut * width, ref_cut * width) > 0.10  # what the reference alone does
-
-    out, start = neutralise_spikes(hist)
-    spike = int(round(0.81 / width - 0.5))
-    assert start == spike + 1 and out[spike] == (hist[spike - 1] + hist[spike + 1]) / 2
-    assert torch.equal(out[:spike], hist[:spike].double()) and torch.equal(out[spike + 1:], hist[spike + 1:].double())
-    lo, hi = cal.solve(-128, 127, True)
-    assert hi == pytest.approx(reference_entropy_cut(out.numpy(), 128, start_bin=start) * width)
-    assert _clipped_share(x, lo, hi) < 0.01
-    lo, hi = cal.solve(0, 255, False)
-    assert lo == pytest.approx(-0.81) and _clipped_share(x, lo, hi) < 0.01
-
-
-@pytest.mark.parametrize("qmin,qmax,symmetric", [(-8, 7, True), (0, 15, False), (-128, 127, True)],
-                         ids=["s4-sym", "u4-asym", "s8-sym"])
-def test_weight_mse_per_row_is_within_a_few_percent_of_the_brute_force_optimum(qmin, qmax, symmetric):
-    """Weights are known exactly: each row's (channel's, group's) MSE range against every clipping range on a
-    fine grid, computed row by row in numpy."""
-    from qcore.observers import weight_range
-
-    rows = torch.stack([_laplace(256, seed=s) * (1 + s) for s in range(6)] + [_normal_with_outlier(255, seed=9)])
-    lo, hi = weight_range(rows, "mse", qmin, qmax, symmetric)
-    for r in range(rows.shape[0]):
-        xn = rows[r].double().numpy()
-        ours = _fq_mse(xn, float(lo[r]), float(hi[r]), qmin, qmax, symmetric)
-        assert ours <= _brute_force_best(xn, qmin, qmax, symmetric, steps=1000) * 1.02

@@ -66,7 +66,7 @@ def test_qat_fine_tunes_by_hand_the_control_once_per_schedule():
     assert steps == 47
     control = steps * STEP + 6 * 2000 * FWD  # trained once, its curve evaluated 6 times
     qat = steps * STEP * 1.5 + 6 * 2000 * FWD + 256 * FWD  # PTQ's starting ranges first
-    row = 6.0 + 3 * 2000 * FWD + 256 * FWD  # timing; PTQ, QAT and the QAT - PTQ pairing evaluated; PTQ calibrated
+    row = 6.0 + 2 * 2000 * FWD + 256 * FWD  # timing; PTQ and QAT evaluated (the pairing reads both); PTQ calibrated
     assert e.steps == pytest.approx((6.0 + 2000 * FWD, row + control + qat, row + 2000 * FWD + qat))
     assert "fine-tuning for QAT (3 fine-tune(s), FP32 controls included)" in e.basis
 

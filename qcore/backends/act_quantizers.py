@@ -36,21 +36,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..spec_keep import ACT_PREFIX, is_act  # one prefix for the spec, the layers and the backends
 from .base import LAYER_TYPES
 
 __all__ = ["ACT_PREFIX", "INPUT", "is_act", "Producer", "ActQuantizer", "quantizers", "keep_in_mapping",
            "still_quantized", "check_act_names", "pt2e_nodes", "KeepNodesFloat"]
 
-from ..spec_keep import ACT_PREFIX  # noqa: E402  (one prefix for the spec, the layers and the backends)
-
-INPUT = "act:input"
+INPUT = ACT_PREFIX + "input"
 _FAMILY = {"iadd": "add", "add": "add", "radd": "add", "imul": "mul", "mul": "mul", "rmul": "mul",
            "isub": "sub", "sub": "sub", "cat": "cat", "concat": "cat"}
-
-
-def is_act(name: str) -> bool:
-    """True for an activation quantizer's name (``act:...``), False for a layer's."""
-    return name.startswith(ACT_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..spec import KINDS, QuantSpec
+from ..spec_keep import is_act
 
 __all__ = ["BackendUnavailable", "Quantized", "Backend", "LAYER_TYPES", "count_layers", "register_backend",
            "registered", "KEEP_FLOAT_BACKENDS", "KEEP_INT8_BACKENDS", "KEEP_ACT_BACKENDS",
@@ -123,7 +124,7 @@ def keep_float_problem(spec: QuantSpec, backend: str) -> str | None:
     if spec.keep_float and backend not in KEEP_FLOAT_BACKENDS:
         return (f"the {backend} backend cannot keep layers in FP32 (keep_float); allowed: "
                 f"{', '.join(KEEP_FLOAT_BACKENDS)} (or auto)")
-    acts = [n for n in spec.keep_float if n.startswith("act:")]
+    acts = [n for n in spec.keep_float if is_act(n)]
     if acts and backend not in KEEP_ACT_BACKENDS:
         return (f"the {backend} backend cannot keep an activation quantizer in FP32 ({acts[0]}): it places its own "
                 f"quantizers, not torch.ao's; allowed: {', '.join(KEEP_ACT_BACKENDS)} (or auto)")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..backends.base import LAYER_TYPES
 from ..spec import QuantSpec, SpecError
-from ..spec_keep import ACT_PREFIX
+from ..spec_keep import is_act
 
 __all__ = ["LayerError", "is_act", "layer_names", "model_layer_names", "model_act_quantizers", "near_names",
            "check_keep_float", "check_names"]
@@ -27,10 +27,6 @@ __all__ = ["LayerError", "is_act", "layer_names", "model_layer_names", "model_ac
 class LayerError(ValueError):
     """A layer name or a set of layers that cannot be used; the message says what is allowed."""
 
-
-def is_act(name: str) -> bool:
-    """True for an activation quantizer's name (``act:...``)."""
-    return name.startswith(ACT_PREFIX)
 
 
 def layer_names(model: nn.Module) -> list[str]:

@@ -249,7 +249,7 @@ def measure_layers(
 
     reference = deployed(fp32, spec)  # BatchNorm folded: the weights the kernels hold, the outputs they compute
     errs = output_errors(reference, hooked, names, first)
-    werrs = weight_errors(reference, names, spec)
+    werrs = weight_errors(reference, measured, spec)
     modules = dict(fp32.named_modules())
     top1_fp32 = accuracy(p.ref_logits, p.labels).top1
     rows: list[LayerRow] = []

@@ -151,8 +151,9 @@ def measure_qat(p, spec: QuantSpec, *, base_result: Callable, measure_quantized:
                        f"images, batch {s.batch_size}), {s.optimizer} lr {s.lr:.2g} cosine to 0, BatchNorm "
                        f"frozen at {s.freeze_bn:g} and ranges at {s.freeze_observers:g} of the steps, seed "
                        f"{s.seed}; {flow.starting_ranges(sum(len(x) for x in p.calib))}")
-    r = measure_quantized(p, r, choice, q)
-    qat_vs_ptq(r, predict(q, p.eval_batches, q.device)[0], ptq_logits, p.labels)
+    qat_logits, _ = predict(q, p.eval_batches, q.device)  # once: the row's accuracy and the pairing with PTQ
+    r = measure_quantized(p, r, choice, q, logits=qat_logits)
+    qat_vs_ptq(r, qat_logits, ptq_logits, p.labels)
     r.control_top1 = control_top1
     r.recovered = recovered(r.top1, r.ptq_top1, r.control_top1)
     r.finetune_seconds = qat_rec.get("seconds")
