@@ -1,5 +1,5 @@
 """Runs: every result ever measured (kept in SQLite across restarts), jobs, filters, compare, delete,
-downloads."""
+downloads, and results imported from a CSV."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import streamlit as st
 
 from qcore.report import DASH
-from ui import results
+from ui import csv_import, results
 from ui.common import dataset_label, job_label, label_of, measured_text, no_paths, store
 from ui.jobs import resumable, resume_button
 from ui.nav import job_page, setup
@@ -40,9 +40,11 @@ for job in recent:
         st.rerun()
 
 st.subheader("Results")
+if csv_import.panel(s):  # new rows: a selection by row number would point at other rows
+    st.session_state.pop("runs-table", None)
 everything = s.results()
 if not everything:
-    st.info("No results yet: start a run from Home, Explore or Sweep.", icon=":material/info:")
+    st.info("No results yet: start a run from Home, Explore or Sweep, or import a CSV above.", icon=":material/info:")
     st.stop()
 
 

@@ -14,13 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .chart_scale import scale_lines
+from .columns import NA_VALUES, NAMES, applies, cell, column, help_text
+from .csv_load import read_csv
 from .paths import atomic_write_bytes
-from .result import COLUMNS, Result, baseline_of
+from .result import COLUMNS, TIME_FIELDS, Result, baseline_of
 from .scale import draw0_label
+from .spec import QAT_DEFAULTS
 
-__all__ = ["DASH", "fmt", "text_table", "csv_text", "json_text", "write_csv", "write_json", "pareto_figure",
-           "build_text", "html_report", "write_html", "PRECISION_COLORS", "REPORT_COLUMNS", "report_cell",
-           "report_subtitle"]
+__all__ = ["DASH", "fmt", "text_table", "csv_text", "json_record", "json_text", "read_csv", "write_csv",
+           "write_json", "pareto_figure", "build_text", "html_report", "key_html", "write_html", "PRECISION_COLORS",
+           "REPORT_COLUMNS", "report_cell", "report_subtitle"]
 
 # One colour per precision, in the app and the reports alike; distinct in both themes; FP32, the reference, grey.
 PRECISION_COLORS = {"FP32": "#8c8c8c", "FP16": "#1f77b4", "BF16": "#17becf", "INT8": "#d62728", "INT4": "#ff7f0e"}
@@ -53,29 +56,38 @@ def text_table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(v) -> str | float | int:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return round(v, 6)
-    return v
-
-
 def csv_text(results: Sequence[Result]) -> str:
-    """The results as CSV, one row per result, the columns of :data:`qcore.result.COLUMNS`."""
+    """The results as CSV, one row per result, every column of :data:`qcore.result.COLUMNS` in every file (a column
+    empty for all these rows stays: files of different sweeps and versions line up). Each cell is written by the
+    column key (:func:`qcore.columns.cell`): times ISO 8601 UTC, lists ``;``-separated, a setting that does not
+    apply empty; :func:`qcore.csv_load.read_csv` reads it back."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     w.writeheader()
     for r in results:
-        w.writerow({k: _fmt(v) for k, v in r.row().items()})
+        row = r.row()
+        w.writerow({k: cell(k, v, row) for k, v in row.items()})
     return buf.getvalue()
 
 
+def json_record(r: Result) -> dict:
+    """One result for the JSON export: every field (:meth:`Result.to_dict`), those of the column key written as the
+    CSV writes them (times ISO 8601 UTC; a setting that does not apply, the spec's included, null; lists as lists).
+    :meth:`Result.from_dict` reads it back."""
+    d, row = r.to_dict(), r.row()
+    for name in TIME_FIELDS:
+        d[name] = cell(name, d[name], row) or None
+    for where in (d, d["spec"]):
+        for name in [k for k in where if k in NAMES and not applies(k, row)]:
+            where[name] = None if where[name] in NA_VALUES else where[name]
+    if r.spec.mode != "qat":  # the fine-tune's settings beside qat_epochs (not CSV columns)
+        d["spec"].update({k: None for k in QAT_DEFAULTS})
+    return d
+
+
 def json_text(results: Sequence[Result]) -> str:
-    """Every field of every result (spec, samples, manifest), as JSON that :meth:`Result.from_dict` reads."""
-    return json.dumps([r.to_dict() for r in results], indent=1)
+    """Every field of every result (spec, samples, manifest), as JSON (:func:`json_record` each)."""
+    return json.dumps([json_record(r) for r in results], indent=1)
 
 
 def write_csv(results: Sequence[Result], path: Path | str) -> None:
@@ -236,7 +248,7 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
     charts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), default_width="100%",
                           config={"responsive": True, "displaylogo": False}) for i, f in enumerate(figs)]  # fmt: skip
     cols = list(REPORT_COLUMNS)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    head = "".join(f'<th title="{html.escape(help_text(c))}">{html.escape(c)}</th>' for c in cols)
     body = []
     for r in results:
         row = r.row()
@@ -268,17 +280,27 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
 the row timed in turns, under one load), so its order is the order of the speed-ups; the table and the hover keep
 each raw p50, timed under the load of its moment. Faded points were timed while the machine was busy.</p>
 <p>{len(results)} results. Speed-ups are relative to FP32 eager measured interleaved in the same process;
-<code>speedup_vs_best_fp32</code> is relative to the fastest FP32 way measured. Units: accuracy in %,
-latency in ms, size in bytes. Intervals are 95%: top-1 (Wilson, on <code>eval_images</code> images), its change
-against FP32 (paired, on the same images), the median latency (order statistics, over <code>timed_calls</code>
-calls). With calibration draws (<code>calib_draws</code> above 1) every accuracy number of a row is of the draws'
+<code>speedup_vs_best_fp32</code> is relative to the fastest FP32 way measured. Each column's unit and meaning:
+its heading's tooltip, and the column key below the table. Intervals are 95%: top-1 (Wilson, on
+<code>eval_images</code> images), its change against FP32 (paired, on the same images), the median latency (order
+statistics, over <code>timed_calls</code> calls). With calibration draws (<code>calib_draws</code> above 1) every
+accuracy number of a row is of the draws'
 mean: <code>images_lost</code> and <code>images_gained</code> per draw, both intervals combining the draws' own (Rubin's
 rules), so they include the spread between draws. <code>busy</code> names why a timing is not to be trusted.
 Each row names the FP32 run it was measured against
 (<code>baseline_run_id</code>):</p><ul>{ref_html or "<li>none among these rows</li>"}</ul>
 <h2>Results</h2><div class="wide"><table><tr>{head}</tr>{"".join(body)}</table></div>
+{key_html(cols)}
 {manifest_html(list(manifests.values()))}
 </body></html>"""
+
+
+def key_html(cols: Sequence[str]) -> str:
+    """The column key of the report's table, folded: each column, its unit and meaning (:mod:`qcore.columns`)."""
+    items = "".join(f"<dt><code>{html.escape(c)}</code> ({html.escape(column(c).unit or 'text')})</dt>"
+                    f"<dd>{html.escape(column(c).meaning)}</dd>" for c in cols)  # fmt: skip
+    return (f"<details><summary>Column key: the unit and meaning of each column ({len(cols)}; every column of the "
+            f"CSV: docs/columns.md)</summary><dl>{items}</dl></details>")
 
 
 REPORT_TEMPLATE = "plotly_white"

@@ -27,9 +27,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from .columns import parse_time
 from .spec import QuantSpec
 
-__all__ = ["SCALE_COLUMNS", "COLUMNS", "STATUSES", "Result", "baseline_of", "manifest"]
+__all__ = ["SCALE_COLUMNS", "COLUMNS", "TIME_FIELDS", "STATUSES", "Result", "baseline_of", "manifest"]
 
 # What gives the numbers their scale (qcore.scale): the latency's calls, spread, interval and load, the busy
 # flag, and the accuracy's images and intervals. Appended after the columns of before.
@@ -38,7 +39,8 @@ SCALE_COLUMNS = (
     "eval_images", "top1_lo", "top1_hi", "images_lost", "images_gained", "top1_delta_lo", "top1_delta_hi",
 )  # fmt: skip
 
-# The CSV columns, in order. Everything a row needs to be read on its own.
+# The CSV columns, in order (new ones appended). Everything a row needs to be read on its own; what each means,
+# its unit and how a cell is written: qcore.columns.KEY (docs/columns.md).
 COLUMNS = (
     "model", "dataset", "weights", "precision", "granularity", "group_size", "calibration", "percentile",
     "scheme", "mode", "backend", "device", "kernel", "engine", "batch_size", "input_shape", "threads",
@@ -54,7 +56,11 @@ COLUMNS = (
     "calib_draws", "top1_std", "top1_min", "top1_max", "calib_seeds",
     "keep_int8",
     "qat_images_won", "qat_images_lost", "qat_vs_ptq_lo", "qat_vs_ptq_hi", "retime_of",
+    "draws_top1",
 )  # fmt: skip
+# Fields holding seconds since the epoch; the CSV and JSON write them as ISO 8601 UTC (qcore.columns), which
+# from_dict reads back as well as the numbers older files and databases hold.
+TIME_FIELDS = ("created_at", "timed_from", "timed_to")
 
 STATUSES = ("ok", "error", "skipped", "cancelled")
 
@@ -162,14 +168,14 @@ class Result:
         return self.spec.label()
 
     def row(self) -> dict[str, Any]:
-        """The flat CSV row (see COLUMNS)."""
+        """The flat CSV row (see COLUMNS): the values as stored, ``calib_seeds`` and ``draws_top1`` as lists
+        (:func:`qcore.columns.cell` writes each cell)."""
         d = self.spec.to_dict()  # backend and device: the ones that ran (below) win over "auto"
         d.update(
             {k: v for k, v in dataclasses.asdict(self).items()
              if k not in ("spec", "manifest", "latency_samples_ms", "qat_curve")}
         )
         d["notes"] = " | ".join(self.notes)
-        d["calib_seeds"] = " ".join(map(str, self.calib_seeds))
         d["label"] = self.label
         d["keep_float"] = ";".join(self.spec.keep_float)  # module names hold no ";" (torchvision: dots, digits)
         d["keep_int8"] = ";".join(self.spec.keep_int8)  # INT4 weight-only layers stored in INT8 instead
@@ -184,7 +190,11 @@ class Result:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Result:
         d = dict(d)
-        d["spec"] = QuantSpec.from_dict(d["spec"])
+        # an exported JSON writes a setting that does not apply as null: the spec's default (then normalised)
+        d["spec"] = QuantSpec.from_dict({k: v for k, v in d["spec"].items() if v is not None})
+        for name in TIME_FIELDS:  # ISO 8601 (an exported JSON) or seconds since the epoch (the store)
+            if isinstance(d.get(name), str):
+                d[name] = parse_time(d[name])
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -108,6 +108,12 @@ class Job:
         return self.state in ("queued", "running")
 
 
+def _row(r: Result) -> tuple:
+    """A Result as a row of the results table."""
+    return (r.run_id, r.sweep_id, r.created_at, r.model, r.dataset, r.label, r.spec.precision, r.backend, r.status,
+            int(r.pareto), spec_key(r.spec.to_dict()), r.to_json())
+
+
 def _pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -151,23 +157,16 @@ class Store:
     def add_result(self, r: Result) -> None:
         """Commit one Result now (insert or replace by run_id)."""
         with self._conn() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    r.run_id,
-                    r.sweep_id,
-                    r.created_at,
-                    r.model,
-                    r.dataset,
-                    r.label,
-                    r.spec.precision,
-                    r.backend,
-                    r.status,
-                    int(r.pareto),
-                    spec_key(r.spec.to_dict()),
-                    r.to_json(),
-                ),
-            )
+            c.execute("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _row(r))
+
+    def add_new_results(self, results: list[Result]) -> tuple[int, int]:
+        """Store those of ``results`` whose run_id is not stored yet, as they are (run ids, times and links kept),
+        in one transaction: all of them or, on any error, none. Returns ``(added, already stored)``."""
+        added = 0
+        with self._write() as c:
+            for r in results:
+                added += c.execute("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _row(r)).rowcount
+        return added, len(results) - added
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

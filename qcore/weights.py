@@ -287,6 +287,15 @@ def _checkpoint(name: str, dataset: DatasetBundle, path: Path, notes: list[str])
     return _finish(model, name, f"checkpoint:{path}", dataset.classes, dataset, notes)
 
 
+def baseline_note(path: Path, meta: dict, epochs: float) -> str:
+    """The FP32 row's note on where its baseline came from: shipped with qcore (trained once, elsewhere, by
+    qcore's recipe: its training seconds are that machine's) or trained by qcore on this machine."""
+    acc = f"{meta.get('test_accuracy', float('nan')):.1%} test accuracy after {epochs:g} epoch(s)"
+    if path.resolve().parent == train.SHIPPED.resolve():
+        return f"baseline shipped with qcore (qcore/shipped, trained by qcore's recipe, not on this machine): {acc}"
+    return f"baseline trained by qcore on this machine: {acc}, {meta.get('train_seconds', 0):.0f} s"
+
+
 def _baseline(name: str, dataset: DatasetBundle, notes: list[str], progress: ProgressFn | None,
               cancel: Callable[[], bool] | None) -> LoadedModel:
     from safetensors.torch import load_file
@@ -305,6 +314,5 @@ def _baseline(name: str, dataset: DatasetBundle, notes: list[str], progress: Pro
     state = load_file(str(path), device="cpu")
     check_state(state, f"baseline {path}")
     _load_strict(model, state, f"baseline {path}")
-    notes.append(f"baseline trained by qcore: {meta.get('test_accuracy', float('nan')):.1%} test accuracy "
-                 f"after {recipe.epochs} epoch(s), {meta.get('train_seconds', 0):.0f} s")
+    notes.append(baseline_note(path, meta, recipe.epochs))
     return _finish(model, name, f"baseline:{path}", dataset.classes, dataset, notes)

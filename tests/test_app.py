@@ -236,9 +236,9 @@ def test_a_baseline_trained_by_another_process_is_shown_as_such():
     path = train.baseline_path("resnet18", "fashion-mnist", train.recipe_for("resnet18", "fashion-mnist"))
     baseline_lock.lock_path(path).touch()
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
-                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(3600)",
                                str(baseline_lock.lock_path(path))], stdout=subprocess.PIPE, text=True)
-    try:
+    try:  # held until killed below: a page that takes minutes to open on a loaded machine still finds it held
         assert holder.stdout.readline().strip() == "held"
         at = _app("pages/explore.py", model="resnet18", weights="baseline")
         assert any("being trained by another process right now" in c.value for c in at.caption), \

@@ -16,9 +16,23 @@ from urllib.parse import urlencode
 import pytest
 
 from qcore.result import COLUMNS
-from scripts.browser import CHROMIUM, ROOT, center, launch, start_server, stop_server, stop_workers, wait_idle
+from scripts.browser import (
+    CHROMIUM,
+    ROOT,
+    chart_points,
+    click_point,
+    hover_point,
+    launch,
+    start_server,
+    stop_server,
+    stop_workers,
+    wait_idle,
+)
 
 ARTIFACTS = ROOT / "test-artifacts"
+# How long the small sweep may take: a couple of minutes when the machine is quiet; at load 10-15 on 2 cores the
+# compiled FP32 reference's C++ build alone takes several. A wait only costs its length when something is broken.
+SWEEP_MS = 1_200_000
 
 pytestmark = [
     pytest.mark.browser,
@@ -61,7 +75,8 @@ def drive(page, url: str, ckpt: str) -> None:
     expect(page.get_by_role("button", name="Cancel")).to_be_visible()  # while it runs
     expect(page.get_by_role("progressbar")).to_be_visible()
     finished = page.get_by_text(re.compile(r"^Job \w+: finished"))  # not "... offered when the job has finished"
-    expect(finished).to_be_visible(timeout=240_000)
+    # FP32 eager and its compiled reference (a C++ build: minutes at load 10 on 2 cores), INT8 and FP16
+    expect(finished).to_be_visible(timeout=SWEEP_MS)
     assert "job=" in page.url
     chart = page.locator(".js-plotly-plot")
     points = chart.first.locator(".scatterlayer path.point")
@@ -69,24 +84,27 @@ def drive(page, url: str, ckpt: str) -> None:
     wait_idle(page)
     expect(chart).to_have_count(1)  # (while the page reruns, the old chart may linger a moment)
     expect(points).to_have_count(3)  # FP32, INT8, FP16
+    drawn = chart_points(chart.first)
+    assert sorted(p["trace"] for p in drawn) == ["FP16", "FP32", "INT8"], drawn  # one point each, found by name
     expect(page.locator('[data-testid="stDataFrame"]:visible').first).to_be_visible()
     page.wait_for_timeout(1000)  # the table draws on a canvas after it appears
     page.screenshot(path=str(ARTIFACTS / "pareto.png"), full_page=True)
 
-    x, y = center(page, points.nth(1))
-    page.mouse.move(x, y)
-    hover = page.locator(".hoverlayer .hovertext")
-    expect(hover.first).to_be_visible()
-    assert "kernel" in hover.first.text_content() and "size" in hover.first.text_content()
-    texts = []
-    for i in range(3):  # the FP32 point says what its compiled reference cost to build
-        page.mouse.move(*center(page, points.nth(i)))
-        expect(hover.first).to_be_visible()
-        texts.append(hover.first.text_content())
-    assert any(t.startswith("FP32") and "build " in t for t in texts), texts
-    page.mouse.move(x, y)
-    page.mouse.click(x, y)
-    expect(page.get_by_text("Full spec and manifest")).to_be_visible()
+    # Points by what they are (their trace's name), never by their place among the paths: rows timed while the
+    # machine was busy are drawn faded, in another order, with a legend trace of their own; and a label read only
+    # once it is the hovered point's: on a loaded machine the one of the point hovered before still showed, and
+    # FP32 was never read (issue 29, item 4).
+    busy = [p["label"] for p in drawn if "timed while the machine was busy" in p["text"]]
+    print(f"points timed while the machine was busy: {busy or 'none'}")  # (pytest -rP shows it)
+    hovered = {name: hover_point(page, chart.first, trace=name) for name in ("INT8", "FP16", "FP32")}
+    assert all("kernel" in t and "size" in t for t in hovered.values()), hovered
+    assert any(t.by_mouse for t in hovered.values()), hovered  # (a point under another: plotly's own hover)
+    fp32 = hovered["FP32"]  # FP32 says what its compiled reference cost to build
+    assert fp32.startswith("FP32") and "build " in fp32, (fp32, busy)
+    print("hovered by the mouse:", {name: t.by_mouse for name, t in hovered.items()})
+    clicked = click_point(page, chart.first, trace="INT8").point
+    expect(page.get_by_text("Full spec and manifest")).to_be_visible()  # the details of that point:
+    expect(page.locator("h4").filter(has_text=re.compile(f"^{re.escape(clicked['label'])}$"))).to_be_visible()
     expect(page.get_by_text("Agreement with FP32").first).to_be_visible()
     wait_idle(page)
     page.screenshot(path=str(ARTIFACTS / "sweep-details.png"), full_page=True)
@@ -126,6 +144,7 @@ def drive(page, url: str, ckpt: str) -> None:
     assert "job=" in page.url
 
 
+@pytest.mark.timeout(1800)  # the sweep may take SWEEP_MS on a loaded machine, besides the server's start
 def test_sweep_chart_details_download_and_back(tmp_path, resnet18_checkpoint, fashion_mnist, monkeypatch):
     from playwright.sync_api import expect, sync_playwright
 
@@ -136,8 +155,8 @@ def test_sweep_chart_details_download_and_back(tmp_path, resnet18_checkpoint, fa
     try:
         with sync_playwright() as pw:
             browser, page = launch(pw)
-            page.set_default_timeout(60_000)
-            expect.set_options(timeout=120_000)  # the first page imports torch: slow on a busy machine
+            page.set_default_timeout(120_000)
+            expect.set_options(timeout=180_000)  # the first page imports torch: slow on a busy machine
             try:
                 drive(page, url, ckpt)
             except BaseException:
@@ -179,8 +198,8 @@ def test_uploads_show_what_they_hold_refuse_what_cannot_work_and_can_be_deleted(
     try:
         with sync_playwright() as pw:
             browser, page = launch(pw)
-            page.set_default_timeout(60_000)
-            expect.set_options(timeout=120_000)
+            page.set_default_timeout(120_000)
+            expect.set_options(timeout=180_000)  # as above: every wait is generous, it only costs when failing
             try:
                 query = {"model": "resnet18", "dataset": "upload a zip of class folders ..."}
                 page.goto(f"{url}/explore?{urlencode(query)}")

@@ -106,8 +106,10 @@ def test_a_sweep_with_draws(fashion_mnist, resnet18_checkpoint):
     assert draws[0]["indices"] == split_calib_eval(_fashion(), 16, 48, 4)[0].indices
     assert int8.manifest["calib_size"] == 16
     rows = list(csv.DictReader(csv_text([base, int8, int4]).splitlines()))
-    assert list(rows[0]) == list(COLUMNS) and rows[1]["calib_draws"] == "3" and rows[1]["calib_seeds"] == "4 5 6"
+    assert list(rows[0]) == list(COLUMNS) and rows[1]["calib_draws"] == "3" and rows[1]["calib_seeds"] == "4;5;6"
     assert float(rows[1]["top1_max"]) == int8.top1_max
+    drawn = [float(t) for t in rows[1]["draws_top1"].split(";")]  # each draw's measured top-1 (issue 29)
+    assert drawn == pytest.approx(int8.draws_top1, abs=1e-6) and sum(drawn) / 3 == pytest.approx(float(rows[1]["top1"]))
 
 
 def _fashion():

@@ -25,40 +25,66 @@ def test_predict_refuses_empty():
         predict(lambda x: x, [])
 
 
-def test_time_interleaved_alternates_and_ranks():
+class _Clock:
+    """qcore.measure's clock, moved only by the timed calls themselves (``advance``): what these tests check of
+    the protocol (the order, the ranking, a warm-up by time) then holds however busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _clock(monkeypatch) -> _Clock:
+    import qcore.measure
+
+    clock = _Clock()
+    monkeypatch.setattr(qcore.measure, "time", clock)
+    return clock
+
+
+def test_time_interleaved_alternates_and_ranks(monkeypatch):
+    clock = _clock(monkeypatch)  # a real 4 ms sleep against a no-op ranks the same, but only on a quiet machine
     order = []
 
     def fast():
         order.append("a")
+        clock.advance(0.0005)
 
     def slow():
         order.append("b")
-        time.sleep(0.004)
+        clock.advance(0.004)
 
     lat = time_interleaved({"a": fast, "b": slow}, warmup=1, min_runs=5, max_runs=5, budget_s=0.0)
     assert len(lat["a"].samples_ms) == len(lat["b"].samples_ms) == 5
     # one warm-up round (a zero budget leaves no time for more), then rounds in alternating order
     assert order == ["a", "b"] + ["a", "b", "b", "a"] * 2 + ["a", "b"]
-    assert lat["b"].p50 > lat["a"].p50 and lat["b"].p50 >= 4.0
+    assert lat["a"].samples_ms == pytest.approx([0.5] * 5) and lat["b"].samples_ms == pytest.approx([4.0] * 5)
+    assert lat["b"].p50 > lat["a"].p50 and lat["b"].p50 == pytest.approx(4.0)  # in milliseconds
     assert lat["b"].p90 >= lat["b"].p50
     lo, hi = lat["b"].interval
     assert lo <= lat["b"].p50 <= hi and lat["b"].spread >= 1.0
 
 
-def test_warm_up_runs_by_time_and_the_collector_is_off_while_timing():
+def test_warm_up_runs_by_time_and_the_collector_is_off_while_timing(monkeypatch):
     import gc
 
+    clock = _clock(monkeypatch)  # with real 1 ms sleeps a loaded machine fits fewer calls in the 0.1 s
     calls, collector = [], []
 
     def fn():
         calls.append(1)
         collector.append(gc.isenabled())
-        time.sleep(0.001)
+        clock.advance(0.001)
 
     proto = TimingProtocol(warmup=2, warmup_s=0.1, warmup_share=1.0, min_runs=3, max_runs=3)
     lat = time_interleaved({"a": fn}, budget_s=1.0, protocol=proto)
     assert len(lat["a"].samples_ms) == 3
-    assert len(calls) - 3 >= 30  # 0.1 s of 1 ms calls: far more than the 2 calls asked for by count
+    assert len(calls) - 3 == pytest.approx(100, abs=1)  # 0.1 s of 1 ms calls: far more than the 2 asked for by count
     assert not any(collector) and gc.isenabled()  # off while timing, on again after
     assert lat["a"].load is None or lat["a"].load >= 0.0
 

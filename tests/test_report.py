@@ -34,7 +34,7 @@ def test_the_html_report_names_the_fp32_run_each_row_was_measured_against():
                   agreement=100.0, latency_ms_p50=2.0, speedup=1.0, size_bytes=44_000_000, size_ratio=1.0,
                   run_id="base1", sweep_id="s1", baseline_run_id="base1")
     page = html_report([base])
-    assert "FP32 run <code>base1</code>, top-1 91.25%" in page and "<th>baseline_run_id</th>" in page
+    assert "FP32 run <code>base1</code>, top-1 91.25%" in page and ">baseline_run_id</th>" in page
 
 
 def _scaled_rows():
@@ -76,7 +76,7 @@ def test_the_html_report_made_inside_the_app_keeps_its_colours(monkeypatch):
     table = page.split("<h2>Results</h2>")[1].split("<h2>Manifest</h2>")[0]
     assert "<td>91.90</td>" in table and "91.900003" not in table
     assert "<td>-0.05</td>" in page and "<td>44,000,000</td>" in page
-    assert "<th>fp32_latency_ms_p50</th>" in page and "<td>10.00</td>" in page  # the reference of each row
+    assert ">fp32_latency_ms_p50</th>" in page and "<td>10.00</td>" in page  # the reference of each row
     assert "load 6.0 on the machine" in page  # the busy flag, in the table
 
 

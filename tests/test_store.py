@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -67,14 +68,14 @@ def test_dead_worker_marks_job_interrupted_and_resume(tmp_path):
 
 
 _WRITER = """
-import sys, time
+import os, sys, time
 from qcore.result import Result
 from qcore.spec import QuantSpec
 from qcore.store import Store
 
-st, stop = Store(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+st, stop, cap = Store(sys.argv[1]), sys.argv[2], time.monotonic() + 600
 print("ready", flush=True)
-while time.monotonic() < stop:
+while not os.path.exists(stop) and time.monotonic() < cap:  # until the test has seen enough of both
     st.add_result(Result(QuantSpec(), "m", "d", sweep_id="other"))
 """
 
@@ -89,18 +90,29 @@ def test_set_pareto_never_meets_database_is_locked_while_another_process_commits
     for r in mine:
         st.add_result(r)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), "4"], env=env, stdout=subprocess.PIPE,
+    stop = tmp_path / "stop"
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), str(stop)], env=env, stdout=subprocess.PIPE,
                               text=True)  # fmt: skip
     try:
         assert writer.stdout.readline().strip() == "ready"
-        calls, failures, flag = 0, [], False
-        while writer.poll() is None:
+        calls, failures, flag, others = 0, [], False, 0
+        # 4 s of both at once, and at least 10 calls and 10 commits each, however slow a loaded machine makes them
+        start = time.monotonic()
+        while True:
+            assert writer.poll() is None, f"the writer stopped after {others} commits, {calls} calls here"
+            assert time.monotonic() < start + 300, f"{calls} calls and {others} commits in 300 s"
             flag = not flag
             try:
                 st.set_pareto({r.run_id: flag for r in mine})
             except Exception as exc:  # noqa: BLE001  (counted, shown below)
                 failures.append(f"{type(exc).__name__}: {exc}")
             calls += 1
+            if calls >= 10 and time.monotonic() >= start + 4:
+                others = len(st.results(sweep_id="other"))
+                if others >= 10:
+                    break
+        stop.touch()
+        writer.wait(120)
     finally:
         writer.kill()
         writer.wait()

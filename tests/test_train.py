@@ -129,6 +129,9 @@ def test_the_shipped_baseline_is_found_and_scores_its_recorded_top1(fashion_mnis
     bundle = weights.load_dataset_for(model, "fashion-mnist")
     loaded = weights.load_model(model, bundle, "auto", progress=lambda *a: pytest.fail(f"it trained: {a}"))
     assert loaded.weights == f"baseline:{path}" and loaded.classes == meta["classes"]
+    # the FP32 row's note says where it came from (Home calls it shipped; the note said "trained by qcore ... 3149 s")
+    assert any(n.startswith("baseline shipped with qcore") for n in loaded.notes), loaded.notes
+    assert not any("3149" in n or "on this machine:" in n for n in loaded.notes), loaded.notes
     top1 = train.evaluate(loaded.model, bundle.test)
     assert len(bundle.test) == 10_000 and top1 * 100 == pytest.approx(meta["test_accuracy"] * 100, abs=0.01)
 

@@ -12,41 +12,27 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from qcore import report
+from qcore.columns import column, help_text
 from qcore.explain import explain
 from qcore.report import DASH, fmt
 from qcore.result import Result
-from qcore.scale import BUSY_SPREAD, draw0_label, images_text, interval_text
+from qcore.scale import draw0_label, images_text, interval_text
 
 from .common import dataset_label, delta_style, no_paths, start_worker, store
 from .compare import compare, compare_references  # noqa: F401  (Runs calls results.compare)
 from .layers_view import add_walk_lines, layers_link, walk_strips
 
-__all__ = ["PRECISION_COLORS", "TIPS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
+__all__ = ["PRECISION_COLORS", "TIPS", "SHOWS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
            "draws_chart", "pareto", "qat_curve_chart", "downloads", "compare"]
 
 PRECISION_COLORS = report.PRECISION_COLORS  # one table for the app and the reports
-TIPS = {
-    "top1": "share of the evaluation images whose highest-scoring class is the true one",
-    "delta": "change in percentage points against the FP32 model, on the same images",
-    "agreement": "share of images where this model picks the same class as FP32 (right or wrong)",
-    "speedup": "FP32 eager median latency / this median latency, timed in turns in one process (> 1: faster)",
-    "size": "bytes of the saved weights and quantization parameters / the FP32 weights' bytes",
-    "p50": "median latency of one forward pass over the latency batch, in milliseconds",
-    "kernel": "native: real low-precision arithmetic; simulated: stored low-precision, computed in float",
-    "pareto": "no other run of the sweep is at least as good on accuracy, latency and size (latencies whose 95% "
-    "intervals overlap count as equal)",
-    "top1_ci": "95% interval of top-1 on this many images (Wilson; with calibration draws, of their mean, the spread "
-    "between draws included)",
-    "delta_images": "the change in images: gained minus lost against FP32, of the images evaluated (with calibration "
-    "draws, the mean per draw)",
-    "delta_ci": "95% interval of the change against FP32, paired on the same images (with calibration draws, of their "
-    "mean, the spread between draws included)",
-    "fp32_p50": "the FP32 eager median timed in turns with this row: the speed-up is this / p50 ms",
-    "spread": f"p90 / p50 of the timed calls; above {BUSY_SPREAD} the timing is flagged busy",
-    "calls": "forward passes timed after warm-up",
-    "busy": "why this timing is not to be trusted (the machine's load above the threads used, or a wide "
-    "spread); time it again",
-}
+# The help of the cards and the table reads the column key (qcore.columns): one table with the CSV's and the
+# HTML report's, so the app says what the files say.
+TIPS = {tip: column(name).meaning for tip, name in (
+    ("top1", "top1"), ("delta", "top1_delta"), ("agreement", "agreement"), ("speedup", "speedup"),
+    ("size", "size_ratio"), ("p50", "latency_ms_p50"), ("kernel", "kernel"), ("pareto", "pareto"),
+    ("fp32_p50", "fp32_latency_ms_p50"), ("spread", "latency_spread"), ("calls", "timed_calls"), ("busy", "busy"),
+)}  # fmt: skip
 
 
 def frame(results: Sequence[Result]) -> pd.DataFrame:
@@ -88,24 +74,28 @@ SCALE_TABLE_COLUMNS = ["top-1 95% CI", "Δ images", "Δ 95% CI pts", "FP32 p50 m
 COLUMNS[COLUMNS.index("Δ top-1 pts") + 1 : COLUMNS.index("Δ top-1 pts") + 1] = SCALE_TABLE_COLUMNS[:3]
 COLUMNS[COLUMNS.index("speed-up ×") : COLUMNS.index("speed-up ×")] = SCALE_TABLE_COLUMNS[3:6]
 COLUMNS.insert(COLUMNS.index("speed-up ×"), "busy")
+# The CSV columns (qcore.columns) each column of the table shows; its help is theirs, with their units.
+SHOWS = {
+    "spec": ("label",), "status": ("status",), "top-1 %": ("top1",), "Δ top-1 pts": ("top1_delta",),
+    "top-1 95% CI": ("top1_lo", "top1_hi"), "Δ images": ("images_gained", "images_lost", "eval_images"),
+    "Δ 95% CI pts": ("top1_delta_lo", "top1_delta_hi"), "agreement %": ("agreement",), "p50 ms": ("latency_ms_p50",),
+    "FP32 p50 ms": ("fp32_latency_ms_p50",), "p90/p50": ("latency_spread",), "calls": ("timed_calls",),
+    "busy": ("busy",), "speed-up ×": ("speedup",), "size MB": ("size_bytes",), "size ×": ("size_ratio",),
+    "kernel": ("kernel",), "backend": ("backend",), "pareto": ("pareto",), "model": ("model",),
+    "dataset": ("dataset",), "sweep": ("sweep_id",), "measured": ("created_at",), "run_id": ("run_id",),
+    "error": ("error",),
+}  # fmt: skip
+_HELP = {name: help_text(*cols) for name, cols in SHOWS.items()}
+_HELP["measured"] += " (shown here in the server's local time; the CSV and JSON write UTC)"
+_HELP["Δ images"] = "images_gained - images_lost, of eval_images · " + _HELP["Δ images"]
+_FORMATS = {"top-1 %": "%.2f", "Δ top-1 pts": "%+.2f", "agreement %": "%.1f", "p50 ms": "%.2f", "speed-up ×": "%.2f",
+            "size MB": "%.2f", "size ×": "%.3f", "FP32 p50 ms": "%.2f", "p90/p50": "%.2f", "calls": "%d"}  # fmt: skip
 COLUMN_CONFIG = {
-    "top-1 %": st.column_config.NumberColumn(format="%.2f", help=TIPS["top1"]),
-    "Δ top-1 pts": st.column_config.NumberColumn(format="%+.2f", help=TIPS["delta"]),
-    "agreement %": st.column_config.NumberColumn(format="%.1f", help=TIPS["agreement"]),
-    "p50 ms": st.column_config.NumberColumn(format="%.2f", help=TIPS["p50"]),
-    "speed-up ×": st.column_config.NumberColumn(format="%.2f", help=TIPS["speedup"]),
-    "size MB": st.column_config.NumberColumn(format="%.2f"),
-    "size ×": st.column_config.NumberColumn(format="%.3f", help=TIPS["size"]),
-    "kernel": st.column_config.TextColumn(help=TIPS["kernel"]),
-    "pareto": st.column_config.CheckboxColumn(help=TIPS["pareto"]),
-    "measured": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", help="when the row was measured"),
-    "top-1 95% CI": st.column_config.TextColumn(help=TIPS["top1_ci"]),
-    "Δ images": st.column_config.TextColumn(help=TIPS["delta_images"]),
-    "Δ 95% CI pts": st.column_config.TextColumn(help=TIPS["delta_ci"]),
-    "FP32 p50 ms": st.column_config.NumberColumn(format="%.2f", help=TIPS["fp32_p50"]),
-    "p90/p50": st.column_config.NumberColumn(format="%.2f", help=TIPS["spread"]),
-    "calls": st.column_config.NumberColumn(format="%d", help=TIPS["calls"]),
-    "busy": st.column_config.TextColumn(help=TIPS["busy"], width="small"),
+    **{name: st.column_config.TextColumn(help=_HELP[name]) for name in SHOWS},
+    **{name: st.column_config.NumberColumn(format=f, help=_HELP[name]) for name, f in _FORMATS.items()},
+    "pareto": st.column_config.CheckboxColumn(help=_HELP["pareto"]),
+    "measured": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", help=_HELP["measured"]),
+    "busy": st.column_config.TextColumn(help=_HELP["busy"], width="small"),
 }
 
 

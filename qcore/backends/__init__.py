@@ -25,6 +25,7 @@ from torch import nn
 from ..spec import QuantSpec, expand_grid
 from .auto import ORDER, Choice, choose
 from .base import LAYER_TYPES, Backend, BackendUnavailable, Quantized, count_layers, register_backend, registered
+from .qat_choice import QAT_BACKENDS, qat_backend_problem, resolve_qat
 
 __all__ = ["Backend", "BackendUnavailable", "Quantized", "LAYER_TYPES", "count_layers", "register_backend",
            "list_backends", "get_backend", "kind_problem", "backends_for", "Choice", "resolve", "resolve_backend",
@@ -54,9 +55,7 @@ def _preferred(kind: str) -> list[str]:
 def kind_problem(spec: QuantSpec) -> str | None:
     """Why ``spec.backend`` can never run a spec of this kind (None when it can, or for ``auto``):
     ``backend='torchao' does not run mode='static'; allowed: auto, fx, pt2e, openvino, ort``."""
-    if spec.mode == "qat":  # trained, then run as its static INT8 counterpart: qcore.qat says which backends
-        from ..qat.flows import qat_backend_problem
-
+    if spec.mode == "qat":  # trained, then run as its static INT8 counterpart: qcore.backends.qat_choice says which
         return qat_backend_problem(spec)
     if spec.backend == "auto":
         return None if _preferred(spec.kind) else f"no backend runs {spec.kind} specs"
@@ -71,8 +70,6 @@ def backends_for(spec: QuantSpec, device: str) -> list[str]:
     """The backends that can run ``spec`` on ``device`` (whatever ``spec.backend`` names), auto's first."""
     table = _table()
     if spec.mode == "qat":  # the backends of its static counterpart that have a QAT flow
-        from ..qat.flows import QAT_BACKENDS
-
         return [n for n in backends_for(spec.ptq_spec, device) if n in QAT_BACKENDS]
     return [n for n in _preferred(spec.kind) if table[n].problem(spec, device) is None]
 
@@ -87,8 +84,6 @@ def resolve(spec: QuantSpec, device: str, *, model: str | None = None, batch_siz
     """
     table = _table()
     if spec.mode == "qat":
-        from ..qat.flows import resolve_qat
-
         return resolve_qat(spec, device, table, model=model, batch_size=batch_size)
     if spec.backend != "auto":
         reason = kind_problem(spec) or table[spec.backend].problem(spec, device)

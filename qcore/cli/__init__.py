@@ -8,20 +8,29 @@ handler returns an exit code: 0 done, 1 could not (a failed spec, offline, missi
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
-from qcore.cli import data, layers, runs, sweep
+from qcore.cli import app, columns, data, layers, runs, sweep
 
-__all__ = ["build_parser", "main"]
+__all__ = ["default_prog", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m qcore`` parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m qcore", description=__doc__.split("\n")[0])
+def default_prog() -> str:
+    """``qcore`` when run as the console script (``pip install`` makes it), else ``python -m qcore``."""
+    return "qcore" if os.path.basename(sys.argv[0] if sys.argv else "") == "qcore" else "python -m qcore"
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The ``qcore`` parser with every subcommand; ``prog`` (default :func:`default_prog`) heads its usage."""
+    parser = argparse.ArgumentParser(prog=prog or default_prog(), description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sweep.add_subcommand(sub)
     runs.add_subcommands(sub)
     data.add_subcommands(sub)
     layers.add_subcommands(sub)
+    columns.add_subcommands(sub)
+    app.add_subcommand(sub)
     return parser
 
 

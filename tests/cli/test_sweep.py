@@ -5,10 +5,17 @@ import io
 import subprocess
 import sys
 
+import pytest
+
 from qcore.cli.progress import ProgressBar
 from qcore.result import COLUMNS
 
+# A real small sweep's subprocess: seconds when quiet with the compiled FP32 reference in the shared build cache;
+# its first C++ build and a load of 10-15 on 2 cores make it many minutes. Generous: it only costs when failing.
+SWEEP_S = 1500
 
+
+@pytest.mark.timeout(SWEEP_S + 300)
 def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
     out = tmp_path / "r.csv"
     cmd = [
@@ -35,7 +42,7 @@ def test_cli_sweep_writes_csv(tmp_path, fashion_mnist, resnet18_checkpoint):
         "--out",
         str(out),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SWEEP_S)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped" in proc.stderr and "not allowed with precision='int4'" in proc.stderr
     assert "backend='weight-only'" not in proc.stderr  # auto runs every kind: nothing refused by the registry
@@ -54,6 +61,7 @@ FIVE = ["INT8 per-channel min-max asym static", "INT8 per-tensor min-max asym st
         "INT8 per-channel entropy (KL) asym static", "INT8 per-tensor MSE sym static"]
 
 
+@pytest.mark.timeout(SWEEP_S + 300)
 def test_cli_sweep_of_a_spec_list_is_one_job_with_fp32_measured_once(tmp_path, fashion_mnist, resnet18_checkpoint):
     """An engineer's five specs (four INT8 static settings, INT4 weight-only per-group 64): one job, one FP32 row."""
     from qcore.spec import QuantSpec
@@ -67,7 +75,7 @@ def test_cli_sweep_of_a_spec_list_is_one_job_with_fp32_measured_once(tmp_path, f
            "--eval-limit", "32", "--latency-budget", "0.2", "--out", str(out), "--specs", str(listing)]
     for label in FIVE:
         cmd += ["--spec", label]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SWEEP_S)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "5 spec(s) + the FP32 baseline to measure" in proc.stderr
     rows = list(csv.DictReader(out.open()))

@@ -51,30 +51,41 @@ def test_configured_address_reads_the_environment(monkeypatch):
         configured_address()
 
 
+# What "in seconds" may take on a loaded machine once the modules are imported (their first import, torch's
+# among them, takes as long as the machine's load makes it, and is no part of the claim): the probe's own 3 s
+# timeout, and a margin no quiet machine needs. The error naming "after 3 s" shows which timeout was used.
+SECONDS = 60
+
+
 def test_the_cli_refuses_an_unreachable_cluster_before_recording_a_job(tmp_path, monkeypatch, capsys):
+    import qcore.backends
+    import qcore.sweep  # noqa: F401  (what the command imports before it probes: not timed)
     from qcore.cli import main
 
     monkeypatch.setenv("QCORE_DB", str(tmp_path / "runs.sqlite"))
     start = time.monotonic()
     assert main(["sweep", "--precision", "int8", "--cluster", f"127.0.0.1:{_closed_port()}"]) == 2
-    assert time.monotonic() - start < 10
-    assert "no Ray cluster answers" in capsys.readouterr().err
+    assert time.monotonic() - start < SECONDS
+    err = capsys.readouterr().err
+    assert "no Ray cluster answers" in err and "after 3 s" in err, err
     assert Store().jobs() == []  # nothing queued, nothing "running"
 
 
 def test_a_worker_job_on_an_unreachable_cluster_ends_as_an_error_in_seconds(tmp_path, monkeypatch):
     pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements-cluster.txt)")
+    import qcore.cluster.driver  # noqa: F401  (Ray and torch: imported before the clock runs)
     from qcore.sweep import SweepConfig
     from qcore.worker import run_job
 
     store = Store(tmp_path / "runs.sqlite")
     jid = store.submit_job(SweepConfig().to_dict(), [])
     monkeypatch.setenv("QCORE_RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")
+    monkeypatch.setattr("ray.init", lambda *a, **k: pytest.fail("ray.init was called: the probe let it through"))
     start = time.monotonic()
     run_job(store, store.claim_next_job(12345))
     job = store.job(jid)
-    assert time.monotonic() - start < 10
-    assert job.state == "error" and "no Ray cluster answers" in job.error, job
+    assert time.monotonic() - start < SECONDS
+    assert job.state == "error" and "no Ray cluster answers" in job.error and "after 3 s" in job.error, job
     assert store.results(sweep_id=jid) == []
 
 
@@ -98,6 +109,6 @@ assert store.job(jid).state == "done", store.job(jid)
 assert len(store.results(sweep_id=jid)) == 2
 print("ray" in sys.modules)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "False"
