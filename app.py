@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from qcore.spec import QuantSpec
-from qcore.sweep import SweepConfig
+from qcore.quant.spec import QuantSpec
+from qcore.runs.sweep import SweepConfig
 from ui import cluster, jobs
 from ui.common import (
     baseline_status,
@@ -98,7 +98,7 @@ def home() -> None:
         + f" ({count_text(n)}), on {cfg.eval_limit or 'all':,} test images."
     )
     note = baseline_status(cfg.model, cfg.dataset, cfg.image_size)
-    cost = sweep_cost(cfg.to_dict(), DEFAULT_SPECS)  # this job's own settings: qcore.estimate.job_seconds
+    cost = sweep_cost(cfg.to_dict(), DEFAULT_SPECS)  # this job's own settings: qcore.runs.estimate.job_seconds
     st.markdown(
         "**What the first start costs on this machine.** "
         + (f"Baseline ({cfg.model} on {data}): {note}. " if note else "")

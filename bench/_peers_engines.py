@@ -51,7 +51,7 @@ class Engine:
     artifact: object
     prep: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
     notes: list[str] = field(default_factory=list)
-    builds: list = field(default_factory=list)  # qcore.buildcache.BuildRecord: this engine is cached
+    builds: list = field(default_factory=list)  # qcore.backends.buildcache.BuildRecord: this engine is cached
 
 
 def engine_env(engine: str) -> dict[str, str]:
@@ -62,7 +62,7 @@ def engine_env(engine: str) -> dict[str, str]:
 
 
 def int8_spec(backend: str, calibration: str = "minmax"):
-    from qcore.spec import QuantSpec
+    from qcore.quant.spec import QuantSpec
 
     return QuantSpec("int8", granularity="per-channel", calibration=calibration, backend=backend)
 
@@ -86,9 +86,9 @@ def _take_input_quantize(gm: torch.fx.GraphModule) -> tuple[float, int, int, int
 
 def pt2e_variant(model, calib, opts: set[str]) -> Engine:
     """qcore's PT2E recipe (its quantizer, calibration, convert), compiled the way ``opts`` says."""
+    from qcore.backends.buildcache import digest
     from qcore.backends.compiled import CompiledWithFreezing
     from qcore.backends.pt2e_int8 import build_pt2e
-    from qcore.buildcache import digest
 
     unknown = opts - set(PT2E_OPTS)
     if unknown:
@@ -120,7 +120,7 @@ def pt2e_variant(model, calib, opts: set[str]) -> Engine:
 def build(engine: str, model, calib, threads: int) -> Engine:
     """The :class:`Engine` called ``engine`` (see bench/peers.py --help for the names)."""
     from qcore.backends import get_backend
-    from qcore.spec import QuantSpec
+    from qcore.quant.spec import QuantSpec
 
     example = calib[0][:1]
     sd = model.state_dict()
@@ -134,8 +134,8 @@ def build(engine: str, model, calib, threads: int) -> Engine:
         compiled = CompiledWithFreezing(torch.compile(model, dynamic=False, options={"freezing": True}))
         return Engine(compiled, sd, notes=["torch.compile, Inductor, freezing, per shape"])
     if engine == "torch-fp32-aoti":
+        from qcore.backends.buildcache import digest
         from qcore.backends.compiled import PerShape, aoti_compiler
-        from qcore.buildcache import digest
 
         runner = PerShape(aoti_compiler(model, digest(model)), memory_format=torch.channels_last)
         return Engine(runner, sd, notes=["qcore's compiled FP32 reference: AOTInductor, freezing"],

@@ -7,7 +7,7 @@ For each Fashion-MNIST baseline (trained by qcore and cached: ``--weights baseli
 below, the spec is calibrated on ``--draws`` disjoint seeded samples of ``--calib-size`` training images
 (qcore.data.draws: draw k seeded ``--seed + k``, the draws a ``sweep --calib-draws`` makes) and each draw is
 evaluated on the same test images. Prints each setting's mean, sample std and min-max range of top-1, then
-which pairs are distinguishable: their min-max ranges do not overlap (:func:`qcore.draws.overlaps`, the rule
+which pairs are distinguishable: their min-max ranges do not overlap (:func:`qcore.metrics.draws.overlaps`, the rule
 of the Pareto chart's hover). Settings:
 
   INT8 static per-tensor min-max, per-channel min-max, per-tensor entropy, per-channel entropy (torch.ao FX,
@@ -32,12 +32,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's qcore, run from anywhere
 
 from qcore.backends import resolve  # noqa: E402
-from qcore.draws import overlaps, summarize_draws
-from qcore.measure import accuracy
-from qcore.paths import atomic_write_bytes
-from qcore.result import Result
-from qcore.spec import QuantSpec
-from qcore.sweep import SweepConfig, draw_accuracies, prepare
+from qcore.env.paths import atomic_write_bytes
+from qcore.metrics.draws import overlaps, summarize_draws
+from qcore.metrics.measure import accuracy
+from qcore.metrics.result import Result
+from qcore.quant.spec import QuantSpec
+from qcore.runs.sweep import SweepConfig, draw_accuracies, prepare
 
 warnings.filterwarnings("ignore")
 
@@ -52,7 +52,7 @@ SETTINGS = {
 
 
 def _row(name: str, model: str, top1: list[float]) -> Result:
-    """A Result holding one setting's draws, so the chart's overlap rule (qcore.draws) applies as is."""
+    """A Result holding one setting's draws, so the chart's overlap rule (qcore.metrics.draws) applies as is."""
     r = Result(spec=SETTINGS[name], model=model, dataset="fashion-mnist", run_id=f"{model}:{name}")
     r.top1, r.calib_draws = sum(top1) / len(top1), len(top1)
     r.top1_min, r.top1_max = min(top1), max(top1)

@@ -5,7 +5,7 @@
 
 Starts a head and a worker node on this machine (loopback only, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` set before
 Ray is imported; ``--cpus`` CPUs and one ``qcore_bench`` slot each), then runs the same 12 specs (plus the FP32
-baseline) twice through :func:`qcore.worker.execute_job`: on the local worker and on the cluster, in a throwaway
+baseline) twice through :func:`qcore.service.worker.execute_job`: on the local worker and on the cluster, in a throwaway
 database. Prints
 
 - wall time of each run and their ratio;
@@ -62,10 +62,10 @@ def main() -> int:
     import torchvision
     from ray.cluster_utils import Cluster
 
-    from qcore.spec import QuantSpec
-    from qcore.store import Store, spec_key
-    from qcore.sweep import SweepConfig
-    from qcore.worker import execute_job
+    from qcore.quant.spec import QuantSpec
+    from qcore.runs.store import Store, spec_key
+    from qcore.runs.sweep import SweepConfig
+    from qcore.service.worker import execute_job
 
     tmp = Path(tempfile.mkdtemp(prefix="qcore-cluster-bench-"))
     weights = args.weights

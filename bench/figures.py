@@ -29,9 +29,9 @@ import torch
 import torchvision
 
 from qcore.backends import quantize
-from qcore.measure import size_bytes, time_interleaved
-from qcore.spec import QuantSpec
-from qcore.sweep import SweepConfig, measure_spec, prepare
+from qcore.metrics.measure import size_bytes, time_interleaved
+from qcore.quant.spec import QuantSpec
+from qcore.runs.sweep import SweepConfig, measure_spec, prepare
 
 warnings.filterwarnings("ignore")
 INT8 = QuantSpec("int8", granularity="per-channel", calibration="minmax")
@@ -84,7 +84,7 @@ def speed_and_size(sections: set[str], budget: float) -> None:
 def accuracy(weights: str) -> None:
     config = SweepConfig(model="resnet18", dataset="fashion-mnist", weights=weights, eval_limit=None)
     p = prepare(config, progress=lambda d, t, m: print(f"  {m}", file=sys.stderr))
-    from qcore.measure import accuracy as acc_of
+    from qcore.metrics.measure import accuracy as acc_of
 
     base = acc_of(p.ref_logits, p.labels)
     print(f"accuracy FP32 baseline ({p.loaded.weights}): top-1 {base.top1:.2f}% on {base.n} test images")

@@ -24,8 +24,8 @@ import torch
 import torchvision
 
 from qcore.backends import BackendUnavailable, resolve_backend
-from qcore.measure import size_bytes, time_interleaved
-from qcore.spec import QuantSpec
+from qcore.metrics.measure import size_bytes, time_interleaved
+from qcore.quant.spec import QuantSpec
 
 warnings.filterwarnings("ignore")
 

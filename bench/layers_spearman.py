@@ -26,15 +26,15 @@ import json
 import sys
 
 from qcore.backends import quantize
+from qcore.env.paths import atomic_write_bytes
 from qcore.layers.errors import weight_error
 from qcore.layers.paired import correct, paired_delta
 from qcore.layers.row import METRICS
 from qcore.layers.sensitivity import measure_layers
 from qcore.layers.spearman import spearman
-from qcore.measure import predict
-from qcore.paths import atomic_write_bytes
-from qcore.spec import QuantSpec
-from qcore.sweep import SweepConfig, prepare
+from qcore.metrics.measure import predict
+from qcore.quant.spec import QuantSpec
+from qcore.runs.sweep import SweepConfig, prepare
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from layers_table import SETTINGS as TABLE_SETTINGS  # noqa: E402

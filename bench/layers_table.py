@@ -15,11 +15,11 @@ import sys
 import time
 
 from qcore.backends import quantize
+from qcore.env.paths import atomic_write_bytes
 from qcore.layers.paired import correct, paired_delta
-from qcore.measure import predict
-from qcore.paths import atomic_write_bytes
-from qcore.spec import QuantSpec
-from qcore.sweep import SweepConfig, prepare
+from qcore.metrics.measure import predict
+from qcore.quant.spec import QuantSpec
+from qcore.runs.sweep import SweepConfig, prepare
 
 
 def _static(granularity: str, calibration: str) -> QuantSpec:

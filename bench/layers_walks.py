@@ -26,12 +26,12 @@ import time
 import torch
 
 from qcore.backends import quantize
+from qcore.env.paths import atomic_write_bytes
 from qcore.layers.paired import correct, paired_delta
 from qcore.layers.sensitivity import METRICS, measure_layers
 from qcore.layers.walk import PROMOTE_TO, candidates, check_promote, random_order, rank
-from qcore.measure import predict
-from qcore.paths import atomic_write_bytes
-from qcore.sweep import SweepConfig, measure_baseline, measure_spec, prepare
+from qcore.metrics.measure import predict
+from qcore.runs.sweep import SweepConfig, measure_baseline, measure_spec, prepare
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from layers_table import SETTINGS  # noqa: E402

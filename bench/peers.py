@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # its engines, beside 
 
 from _peers_engines import PT2E_OPTS, build, environ_for, options_help, runner_of  # noqa: E402
 
-from qcore.measure import accuracy, size_bytes, stopwatch, time_interleaved  # noqa: E402
+from qcore.metrics.measure import accuracy, size_bytes, stopwatch, time_interleaved  # noqa: E402
 
 FP32_ENGINES = ("torch-fp32-eager", "torch-fp32-channels-last", "torch-fp32-compile", "torch-fp32-aoti",
                 "ort-fp32", "ov-fp32", "xnnpack-fp32")  # fmt: skip
@@ -82,8 +82,8 @@ def is_peer_int8(engine: str) -> bool:
 
 
 def run_child(args) -> None:
-    from qcore import models
-    from qcore.buildcache import summarize
+    from qcore.backends.buildcache import summarize
+    from qcore.nets import models
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -141,7 +141,8 @@ def run_child(args) -> None:
 
 
 def prepare_inputs(args, work: Path) -> dict:
-    from qcore import data, models, weights
+    from qcore import data
+    from qcore.nets import models, weights
 
     bundle = data.load_dataset("fashion-mnist")
     notes = []
@@ -191,7 +192,7 @@ def _p(samples: list[float], q: float) -> float:
 def auto_engines(model: str, batch_sizes: list[int]) -> dict[int, tuple[str, str]]:
     """Per batch size: the engine of the backend ``auto`` picks for static INT8 per-channel, and why."""
     from qcore.backends import BackendUnavailable, resolve
-    from qcore.spec import QuantSpec
+    from qcore.quant.spec import QuantSpec
 
     out = {}
     for bs in batch_sizes:
@@ -313,7 +314,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.child:
         return run_child(args)
-    from qcore import hardware
+    from qcore.env import hardware
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     auto = auto_engines(args.model, args.batch_sizes)

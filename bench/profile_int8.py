@@ -99,7 +99,8 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/peers.py's engines, beside it
     from _peers_engines import build
 
-    from qcore import data, models, weights
+    from qcore import data
+    from qcore.nets import models, weights
 
     if args.threads:
         torch.set_num_threads(args.threads)

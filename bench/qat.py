@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qcore.paths import atomic_write_bytes  # noqa: E402
-from qcore.spec import FP32, QuantSpec  # noqa: E402
-from qcore.sweep import SweepConfig, run_sweep  # noqa: E402
+from qcore.env.paths import atomic_write_bytes  # noqa: E402
+from qcore.quant.spec import FP32, QuantSpec  # noqa: E402
+from qcore.runs.sweep import SweepConfig, run_sweep  # noqa: E402
 
 SETTINGS = {  # what a QAT can train: INT8 static (fx kernels) and INT4 weight-only (simulated kernel)
     "int8-per-tensor": dict(precision="int8", granularity="per-tensor", calibration="minmax"),

@@ -7,7 +7,7 @@ Run on a quiet machine (nothing else running), from the repository root:
     .venv/bin/python bench/stability.py --model resnet18 --input-size 64  # another model
     .venv/bin/python bench/stability.py --diagnose                        # why the FP32 reference moves
 
-Sweep section (the figures the issue asks for): one sweep (``qcore.sweep.run_sweep``, exactly as the app's
+Sweep section (the figures the issue asks for): one sweep (``qcore.runs.sweep.run_sweep``, exactly as the app's
 worker runs it) that lists the same INT8 static spec ``--repeat`` times (default 3), plus FP16 and INT8
 dynamic between them, so that other kernels run in between. Prints each row's p50, the FP32 p50 interleaved
 with it (the reference it was divided by), the speed-up, p90/p50, calls, load and the busy flag, then:
@@ -42,11 +42,11 @@ from pathlib import Path
 import torch
 import torchvision
 
-from qcore import measure
 from qcore.backends import quantize
-from qcore.measure import TimingProtocol, time_interleaved
-from qcore.spec import QuantSpec
-from qcore.sweep import SweepConfig, run_sweep
+from qcore.metrics import measure
+from qcore.metrics.measure import TimingProtocol, time_interleaved
+from qcore.quant.spec import QuantSpec
+from qcore.runs.sweep import SweepConfig, run_sweep
 
 warnings.filterwarnings("ignore")
 INT8 = QuantSpec("int8", granularity="per-channel", calibration="minmax", mode="static")

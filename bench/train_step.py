@@ -1,4 +1,4 @@
-"""Baseline training step time with and without qcore.fastconv. Not a test: prints medians and ratios.
+"""Baseline training step time with and without qcore.nets.fastconv. Not a test: prints medians and ratios.
 
     .venv/bin/python bench/train_step.py                          # resnet18, 32x32, batch 64 and 128
     .venv/bin/python bench/train_step.py --model mobilenet_v3_small --batch-size 128
@@ -19,9 +19,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from qcore.fastconv import tiny_map_convs
-from qcore.models import build_model
-from qcore.train import recipe_for
+from qcore.nets.fastconv import tiny_map_convs
+from qcore.nets.models import build_model
+from qcore.nets.train import recipe_for
 
 
 def main() -> None:

@@ -5,8 +5,8 @@
     .venv/bin/python bench/zoo.py --redo shufflenet_v2_x0_5   # run these again, replacing their rows
     .venv/bin/python bench/zoo.py --table-only                # rewrite docs/zoo.md from the CSV
 
-For each model of ``qcore.models.list_models()``: the smallest input side qcore accepts (the first of
-32, 64, 96, ... that ``qcore.models.check_input_size`` takes, the ladder its own error message offers),
+For each model of ``qcore.nets.models.list_models()``: the smallest input side qcore accepts (the first of
+32, 64, 96, ... that ``qcore.nets.models.check_input_size`` takes, the ladder its own error message offers),
 random weights (seed 0) and a 10-class head, two random calibration batches of 4 images. Each mode's
 default spec goes through ``qcore.backends.quantize`` with ``backend="auto"``, as a sweep would; then the
 quantized model runs a batch of 4 and a batch of 1 (a sweep's evaluation and latency calls) and must
@@ -173,7 +173,7 @@ def main() -> None:
     bad = [m for m in modes if m not in MODES]
     if bad:
         ap.error(f"unknown mode(s) {bad}; allowed: {', '.join(MODES)}")
-    from qcore import models
+    from qcore.nets import models
 
     if not args.table_only:
         names = [m for m in args.models.split(",") if m] or models.list_models()

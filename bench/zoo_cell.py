@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 MODES = ("static", "dynamic", "weight-only", "weight-only-int4")
-SIZES = (32, 64, 96, 128, 160, 224, 299, 384, 518)  # the ladder qcore.models.check_input_size suggests from
+SIZES = (32, 64, 96, 128, 160, 224, 299, 384, 518)  # the ladder qcore.nets.models.check_input_size suggests from
 CALIB_BATCH, CALIB_BATCHES = 4, 2
 COLUMNS = ("model", "mode", "via", "size", "params_m", "status", "reason", "backend", "kernel", "quantized", "total",
            "float_layers", "error", "rel_err", "seconds", "peak_rss_gb", "finished")
@@ -90,7 +90,7 @@ def _say(*parts: str) -> None:
 
 
 def smallest_size(name: str) -> int:
-    from qcore import models
+    from qcore.nets import models
 
     for size in SIZES:
         try:
@@ -102,7 +102,7 @@ def smallest_size(name: str) -> int:
 
 
 def spec_of(mode: str):
-    from qcore.spec import QuantSpec
+    from qcore.quant.spec import QuantSpec
 
     if mode == "weight-only-int4":
         return QuantSpec("int4", granularity="per-group", group_size=64, mode="weight-only")
@@ -189,8 +189,8 @@ def run_one(name: str, tasks: list[str], csv_path: Path) -> None:
     """Each task is a mode (``static``: backend auto) or ``mode@backend``; one CSV row each."""
     import torch
 
-    from qcore import models
     from qcore.backends import BackendUnavailable, resolve_backend
+    from qcore.nets import models
 
     warnings.simplefilter("ignore")
     sp = size_params(name)
@@ -237,7 +237,7 @@ def run_one(name: str, tasks: list[str], csv_path: Path) -> None:
 
 
 def size_params(name: str) -> dict:
-    from qcore import models
+    from qcore.nets import models
 
     return {"size": smallest_size(name), "params_m": f"{(models.model_info(name).params or 0) / 1e6:.1f}"}
 

@@ -52,8 +52,9 @@ def write_table(csv_path: Path, out: Path, note: str = "") -> None:
     import torch
     import torchvision
 
-    from qcore import hardware, models
-    from qcore.paths import atomic_write_bytes
+    from qcore.env import hardware
+    from qcore.env.paths import atomic_write_bytes
+    from qcore.nets import models
 
     rows = read_rows(csv_path)
     by = {(r["model"], r["mode"]): r for r in rows if r["via"] == "auto"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from qcore.result import Result, baseline_of
-from qcore.spec import FLOAT_PRECISIONS, FP32, QuantSpec
-from qcore.store import Job
-from qcore.sweep import SweepConfig
+from qcore.metrics.result import Result, baseline_of
+from qcore.quant.spec import FLOAT_PRECISIONS, FP32, QuantSpec
+from qcore.runs.store import Job
+from qcore.runs.sweep import SweepConfig
 from ui import jobs, keep_float, results, settings, spec_list
 from ui.common import baseline_status, dataset_label, spec_problem
 from ui.nav import SWEEP_PAGE, setup

@@ -9,9 +9,9 @@ from qcore.layers.job import LAYERS_KIND, WALK_KIND, layers_config, walk_config
 from qcore.layers.row import DEFAULT_METRIC, METRICS
 from qcore.layers.rows import LayerRows
 from qcore.layers.walk import candidates
-from qcore.spec import QuantSpec
-from qcore.store import Job
-from qcore.sweep import SweepConfig
+from qcore.quant.spec import QuantSpec
+from qcore.runs.store import Job
+from qcore.runs.sweep import SweepConfig
 from ui import jobs, layer_hist, results, settings
 from ui.common import start_worker, store
 from ui.layers_view import clicked_layer, frame, heatmap

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from qcore import uploads
 from qcore.data.registry import list_datasets
 from qcore.learn import words
 from qcore.learn.ranges import BITS, methods_for
-from qcore.spec import CHOICES
-from qcore.sweep import SweepConfig
+from qcore.quant.spec import CHOICES
+from qcore.runs.sweep import SweepConfig
+from qcore.service import uploads
 from ui import learn_data as data
 from ui import learn_view as view
 from ui import settings

@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from qcore.report import DASH
+from qcore.present.report import DASH
 from ui import csv_import, results
 from ui.common import dataset_label, job_label, label_of, measured_text, no_paths, store
 from ui.jobs import resumable, resume_button

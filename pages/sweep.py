@@ -7,10 +7,10 @@ from collections import Counter
 import streamlit as st
 
 from qcore.backends import runnable_grid
-from qcore.result import Result, baseline_of
-from qcore.spec import DEFAULT_GRID, FLOAT_PRECISIONS, QuantSpec
-from qcore.store import Job
-from qcore.sweep import SweepConfig
+from qcore.metrics.result import Result, baseline_of
+from qcore.quant.spec import DEFAULT_GRID, FLOAT_PRECISIONS, QuantSpec
+from qcore.runs.store import Job
+from qcore.runs.sweep import SweepConfig
 from ui import cluster, grid_settings, jobs, keep_float, results, settings, spec_list
 from ui.common import job_label, store, sweep_cost
 from ui.nav import SWEEP_PAGE, setup

@@ -92,7 +92,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 def stop_workers(home: Path) -> None:
     """The app starts a detached worker; end the ones this test's jobs recorded."""
-    from qcore.store import Store
+    from qcore.runs.store import Store
 
     db = home / "runs.sqlite"
     if not db.exists():

@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
-from qcore import train
-from qcore.paths import atomic_write_bytes
+from qcore.env.paths import atomic_write_bytes
+from qcore.nets import train
 from scripts.browser import CHROMIUM, ROOT, center, launch, start_server, stop_server, stop_workers, wait_idle
 
 __all__ = ["GRID", "main"]
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         for f in (baseline, baseline.with_suffix(".json")):
             (home / "baselines" / f.name).symlink_to(f)
     else:
-        from qcore import uploads
+        from qcore.service import uploads
 
         os.environ["QCORE_HOME"] = str(home)  # where the app looks for uploads
         ckpt = Path(args.checkpoint)
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             browser.close()
         atomic_write_bytes(Path(args.out), shot)
         print(f"wrote {args.out} ({args.model}, {baseline.name if baseline else args.checkpoint})")
-        from qcore.report import text_table
-        from qcore.store import Store
+        from qcore.present.report import text_table
+        from qcore.runs.store import Store
 
         print(text_table(Store(home / "runs.sqlite").results()))
     finally:

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 from streamlit.runtime.caching import cache_data_api
 
-from qcore.spec import CHOICES, GROUP_SIZES
+from qcore.quant.spec import CHOICES, GROUP_SIZES
 from scripts.browser import launch, start_server, stop_server, stop_workers, wait_idle
 from scripts.walk_seed import seed
 

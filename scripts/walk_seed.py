@@ -16,14 +16,14 @@ def seed(home: Path) -> dict[str, str]:
     import torch
     import torchvision
 
+    from qcore.backends.layer_names import layer_names
     from qcore.layers.job import layers_config
-    from qcore.layers.names import layer_names
     from qcore.layers.row import LayerRow
     from qcore.layers.rows import LayerRows
-    from qcore.result import Result
-    from qcore.spec import FP32, QuantSpec
-    from qcore.store import Store
-    from qcore.sweep import SweepConfig
+    from qcore.metrics.result import Result
+    from qcore.quant.spec import FP32, QuantSpec
+    from qcore.runs.store import Store
+    from qcore.runs.sweep import SweepConfig
 
     saved = os.environ.get("QCORE_HOME")
     os.environ["QCORE_HOME"] = str(home)

@@ -1,7 +1,7 @@
 """The app through Streamlit's AppTest: every page renders, a small run gives metric cards and a table,
 bad input gives a message and leaves earlier results in place.
 
-Jobs run in this process (``qcore.worker.run_job``) instead of a worker process, so the tests are
+Jobs run in this process (``qcore.service.worker.run_job``) instead of a worker process, so the tests are
 deterministic; ``QCORE_APP_NO_WORKER`` keeps the pages from starting one.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from qcore.spec import QuantSpec
+from qcore.quant.spec import QuantSpec
 from tests.apptest import APP, ROOT  # noqa: F401  (APP: other test files import it from here)
 from tests.apptest import errors as _errors  # noqa: F401
 from tests.apptest import open_linked as _app  # noqa: F401
@@ -34,13 +34,13 @@ SMALL = {"model": "resnet18", "calib": "32", "eval": "100", "budget": "0.5", "we
 
 
 def _store():
-    from qcore.store import Store
+    from qcore.runs.store import Store
 
     return Store()
 
 
 def _run_queued_job() -> str:
-    from qcore.worker import run_job
+    from qcore.service.worker import run_job
 
     store = _store()
     job = store.claim_next_job(os.getpid())
@@ -231,7 +231,7 @@ def test_home_says_what_the_first_start_costs():
 
 
 def test_a_baseline_trained_by_another_process_is_shown_as_such():
-    from qcore import baseline_lock, train
+    from qcore.nets import baseline_lock, train
 
     path = train.baseline_path("resnet18", "fashion-mnist", train.recipe_for("resnet18", "fashion-mnist"))
     baseline_lock.lock_path(path).touch()
@@ -306,7 +306,7 @@ def test_runs_page_times_the_busy_rows_again(in_finished_run, tmp_path, monkeypa
 
 
 def _submit(store, n: int = 1) -> list[str]:
-    from qcore.sweep import SweepConfig
+    from qcore.runs.sweep import SweepConfig
 
     return [store.submit_job(SweepConfig().to_dict(), [QuantSpec("int8").to_dict()]) for _ in range(n)]
 
@@ -425,7 +425,7 @@ def test_zip_of_class_folders_becomes_the_dataset():
 def test_zip_that_cannot_work_is_refused_at_upload(entries, reason):
     from PIL import Image
 
-    from qcore.paths import subdir
+    from qcore.env.paths import subdir
 
     png = io.BytesIO()
     Image.new("RGB", (8, 8), (1, 2, 3)).save(png, format="PNG")
@@ -478,7 +478,7 @@ def test_checkpoint_with_nan_weights_is_refused_naming_the_tensor():
 
 
 def test_number_inputs_take_their_ranges_from_the_cli_table():
-    from qcore.limits import LIMITS
+    from qcore.guards.limits import LIMITS
 
     at = _app("pages/explore.py")
     for key, name in (("batch", "batch_size"), ("imgsize", "image_size"), ("size", "input_size"),
@@ -506,7 +506,7 @@ def test_checkpoint_name_in_the_url_cannot_point_outside_the_uploads(tmp_path):
 
 
 def test_upload_dir_is_clean_after_a_refused_checkpoint():
-    from qcore.paths import subdir
+    from qcore.env.paths import subdir
 
     at = _app("pages/explore.py", weights="upload")
     bad_header = b"\x10" + b"\0" * 7 + b"{not json}xxxxxx"  # a length, then no JSON object
@@ -527,9 +527,9 @@ def test_config_keeps_xsrf_and_cors_on_and_limits_uploads():
 
 
 def test_a_failed_jobs_message_names_no_server_path():
-    from qcore import uploads
-    from qcore.paths import subdir
-    from qcore.sweep import SweepConfig
+    from qcore.env.paths import subdir
+    from qcore.runs.sweep import SweepConfig
+    from qcore.service import uploads
 
     path, _, _ = uploads.save_checkpoint(_pt({"fc.weight": __import__("torch").zeros(10, 512)}), "one.pt")
     store = _store()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from qcore.cluster import write_snapshot
-from qcore.spec import QuantSpec
-from qcore.sweep import SweepConfig
+from qcore.quant.spec import QuantSpec
+from qcore.runs.sweep import SweepConfig
 from tests.apptest import APP  # noqa: F401
 from tests.apptest import open_linked as _app
 
@@ -53,7 +53,7 @@ def test_home_says_why_the_cluster_could_not_be_reached_and_how_to_declare_a_slo
 
 
 def test_sweep_page_shows_each_specs_node_and_queue_state(tmp_path):
-    from qcore.store import Store
+    from qcore.runs.store import Store
 
     store = Store()
     jid = store.submit_job(SweepConfig().to_dict(), [QuantSpec("int8").to_dict(), QuantSpec("fp16").to_dict()])

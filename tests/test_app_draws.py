@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from qcore.limits import LIMITS
+from qcore.guards.limits import LIMITS
 from tests.test_app import _app, _errors, _run_queued_job
 
 

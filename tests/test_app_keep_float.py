@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from qcore.layers.names import model_act_quantizers, model_layer_names
-from qcore.spec import QuantSpec
+from qcore.backends.layer_names import model_act_quantizers, model_layer_names
+from qcore.quant.spec import QuantSpec
 from tests.apptest import APP  # noqa: F401
 from tests.apptest import click as _click
 from tests.apptest import errors as _errors
@@ -35,7 +35,7 @@ def _no_worker(monkeypatch):
 
 
 def _jobs():
-    from qcore.store import Store
+    from qcore.runs.store import Store
 
     return Store().jobs()
 

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from qcore.data.registry import list_datasets
-from qcore.spec import CHOICES, GROUP_SIZES
+from qcore.quant.spec import CHOICES, GROUP_SIZES
 from ui.common import dataset_label, label_of
 from ui.grid_settings import GRID_FIELDS
 from ui.settings import UPLOAD, UPLOAD_LABEL, WEIGHTS
@@ -26,13 +26,13 @@ IMPOSSIBLE = {"explore": "This spec is impossible: ", "sweep": "no combination o
 
 
 def _models() -> list[str]:
-    from qcore.models import list_models
+    from qcore.nets.models import list_models
 
     return list_models()
 
 
 def _too_small(model: str) -> bool:
-    from qcore.models import check_input_size
+    from qcore.nets.models import check_input_size
 
     try:
         check_input_size(model, 32)
@@ -42,7 +42,7 @@ def _too_small(model: str) -> bool:
 
 
 def _gpu() -> bool:
-    from qcore.hardware import detect
+    from qcore.env.hardware import detect
 
     return bool(detect().gpu)
 

@@ -1,5 +1,5 @@
 """Issue 24, item 7 in the app (AppTest): Home names every kind of recent job, Home's and the Sweep page's cost
-estimates are the job's own (qcore.estimate.job_seconds of its settings and specs), never another job's time."""
+estimates are the job's own (qcore.runs.estimate.job_seconds of its settings and specs), never another job's time."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from qcore.spec import QuantSpec
-from qcore.store import Store
-from qcore.sweep_config import SweepConfig
+from qcore.quant.spec import QuantSpec
+from qcore.runs.store import Store
+from qcore.runs.sweep_config import SweepConfig
 from tests.apptest import open_linked as _app
 
 
@@ -19,7 +19,7 @@ def _no_worker(monkeypatch):
 
 
 def _estimate_text(config: dict, specs: list) -> str:
-    from qcore.estimate import job_seconds
+    from qcore.runs.estimate import job_seconds
 
     return job_seconds(config, specs, Store().jobs(limit=50, kind="sweep")).text()
 
@@ -72,11 +72,11 @@ def test_eta_weighs_a_qat_fine_tune_and_a_first_compiled_build(monkeypatch, tmp_
     """FP32 (with the compiled reference's first C++ build) done in 100 s of a job whose QAT spec is still to
     come: the time left is the estimate of what is left, scaled by how FP32 compared with its estimate, not
     100 s per step (old: 2 steps x 100 s)."""
-    from qcore import estimate
+    from qcore.runs import estimate
     from ui import jobs
 
     monkeypatch.setattr(jobs.st, "session_state", {})
-    monkeypatch.setattr("qcore.hardware.resolve_device", lambda device: "cpu")
+    monkeypatch.setattr("qcore.env.hardware.resolve_device", lambda device: "cpu")
     # an empty build cache: the first build's figure is the recorded one, not the mean of the small builds the
     # rest of the suite left in the shared cache
     monkeypatch.setenv("QCORE_BUILDS", str(tmp_path))
@@ -99,8 +99,8 @@ def test_eta_weighs_a_qat_fine_tune_and_a_first_compiled_build(monkeypatch, tmp_
 
 
 def test_a_time_again_job_links_to_the_job_it_times():
-    from qcore.result import Result
-    from qcore.retime import submit_retime
+    from qcore.metrics.result import Result
+    from qcore.service.retime import submit_retime
 
     store = Store()
     jid = store.submit_job(SweepConfig().to_dict(), [QuantSpec("int8").to_dict()])

@@ -11,7 +11,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from qcore.spec import QuantSpec
+from qcore.quant.spec import QuantSpec
 from tests.apptest import APP, ROOT  # noqa: F401
 from tests.apptest import click as _click
 from tests.apptest import errors as _errors
@@ -39,7 +39,7 @@ def _preview(at: AppTest):
 
 
 def _store():
-    from qcore.store import Store
+    from qcore.runs.store import Store
 
     return Store()
 
@@ -142,9 +142,9 @@ def test_the_time_left_counts_the_phases_of_a_spec_and_counts_down(monkeypatch):
     assert f"Job {jid}: running · 1/3 measured · INT8 per-channel min-max asym static · evaluating" in text
     assert "30 s elapsed, about " in text, text
     first = int(text.split("about ")[1].split(" s left")[0])
-    # each step weighs its estimate (qcore.estimate.job_steps, hand-counted in tests/test_estimate.py): FP32 and a
+    # each step weighs its estimate (qcore.runs.estimate.job_steps, hand-counted in tests/test_estimate.py): FP32 and a
     # third of the first spec took 30 s, so what is left takes its estimate scaled by 30 s over theirs
-    from qcore.estimate import job_steps
+    from qcore.runs.estimate import job_steps
 
     steps = job_steps(store.job(jid), store.jobs(limit=50, kind="sweep"))
     assert len(steps) == 3

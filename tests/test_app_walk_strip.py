@@ -9,11 +9,11 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from qcore.layers.names import model_layer_names
-from qcore.result import Result
-from qcore.spec import FP32, QuantSpec
-from qcore.store import Store
-from qcore.sweep import SweepConfig
+from qcore.backends.layer_names import model_layer_names
+from qcore.metrics.result import Result
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.store import Store
+from qcore.runs.sweep import SweepConfig
 from tests.test_app import APP
 from ui.layers_view import strip_cells
 

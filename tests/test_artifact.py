@@ -3,8 +3,8 @@ import json
 
 import torch
 
-from qcore.artifact import flatten, load_quantized, metadata, to_bytes
-from qcore.measure import size_bytes
+from qcore.metrics.artifact import flatten, load_quantized, metadata, to_bytes
+from qcore.metrics.measure import size_bytes
 
 
 def _per_channel():

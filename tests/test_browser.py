@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from qcore.result import COLUMNS
+from qcore.metrics.result import COLUMNS
 from scripts.browser import (
     CHROMIUM,
     ROOT,
@@ -59,7 +59,7 @@ def small_sweep_query(ckpt: str) -> str:
 
 def store_checkpoint(home: Path, checkpoint: Path) -> str:
     """Put the checkpoint where an upload lands (uploads/<hash>.pt); return the name the URL uses."""
-    from qcore import uploads
+    from qcore.service import uploads
 
     return uploads.save_checkpoint(checkpoint.read_bytes())[0].name
 

@@ -25,8 +25,8 @@ CUT = """e => [...e.querySelectorAll('[data-testid=stMetricLabel] *, [data-testi
 
 
 def _seed(home: Path) -> tuple[str, list]:
-    from qcore.store import Store
-    from qcore.sweep import SweepConfig
+    from qcore.runs.store import Store
+    from qcore.runs.sweep import SweepConfig
 
     store = Store(home / "runs.sqlite")
     jid = store.submit_job(SweepConfig(model="resnet18").to_dict(), [r.spec.to_dict() for r in rows()[1:]])
@@ -78,7 +78,7 @@ def _compare(page, url: str) -> None:
 
 
 def _report(page, tmp_path: Path, rs: list) -> None:
-    from qcore.report import write_html
+    from qcore.present.report import write_html
 
     for r in rs:
         r.manifest = {"torch": "2.x", "calib_draws": [{"seed": 0, "indices": list(range(768))}]}

@@ -253,4 +253,4 @@ def test_nothing_leaves_this_machine(walked):
 def test_the_downloaded_report_has_the_precision_colours(walked):
     """The colours of the report the app hands out: never Streamlit's placeholder template (#000001, ...)."""
     assert not PLACEHOLDER.search(walked["report"])
-    assert "#d62728" in walked["report"]  # INT8 (qcore.report.PRECISION_COLORS)
+    assert "#d62728" in walked["report"]  # INT8 (qcore.present.report.PRECISION_COLORS)

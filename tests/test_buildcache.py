@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from qcore import buildcache
-from qcore.buildcache import BuildCache, BuildRecord, digest, summarize
+from qcore.backends import buildcache
+from qcore.backends.buildcache import BuildCache, BuildRecord, digest, summarize
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_quantized_graph_key_follows_weights_calibration_and_spec(one_thread):
     """The PT2E key is the quantized graph: it changes with the FP32 weights, the calibration data and the
     spec, and two quantizations of the same inputs give the same key."""
     from qcore.backends.pt2e_int8 import _quantizer, quantized_graph
-    from qcore.spec import QuantSpec
+    from qcore.quant.spec import QuantSpec
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from qcore.observers import get_calibrator, weight_range
+from qcore.quant.observers import get_calibrator, weight_range
 from tests.calib_data import laplace, normal_with_outlier, relu_normal
 
 # --- MSE against a brute-force search --------------------------------------------------------------------------

@@ -15,10 +15,10 @@ import re
 
 import pytest
 
-from qcore.result import Result
-from qcore.spec import FP32, QuantSpec
-from qcore.store import Store
-from qcore.sweep import SweepConfig
+from qcore.metrics.result import Result
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.store import Store
+from qcore.runs.sweep import SweepConfig
 
 BASE = "base00000001"
 INT8 = QuantSpec("int8", granularity="per-tensor", mode="static")
@@ -96,7 +96,7 @@ def _figure_dict(fig) -> dict:
 
 
 def test_the_report_figure_orders_latency_as_the_speedups_and_keeps_the_raw_p50_in_the_hover():
-    from qcore.report import pareto_figure
+    from qcore.present.report import pareto_figure
 
     rs = rows()
     fig = pareto_figure(rs)
@@ -112,7 +112,7 @@ def test_the_report_figure_orders_latency_as_the_speedups_and_keeps_the_raw_p50_
 def test_a_latency_interval_timed_under_load_does_not_squash_the_points():
     """A row timed while the machine was busy can have a latency interval of seconds: the axis follows the points
     (with a margin) and the bar runs off the plot's edge, instead of every point sitting in the first tenth."""
-    from qcore.report import pareto_figure
+    from qcore.present.report import pareto_figure
 
     rs = [r for r in rows() if r.spec.mode != "qat"]  # the QAT row at 30 ms would set a wider axis anyway
     wide = next(r for r in rs if r.run_id == "busy0000int8")
@@ -137,7 +137,7 @@ def test_a_latency_interval_timed_under_load_does_not_squash_the_points():
 
 
 def test_draw_bars_and_walk_lines_sit_at_their_points_on_the_size_chart():
-    from qcore.report import pareto_figure
+    from qcore.present.report import pareto_figure
     from ui.layers_view import add_walk_lines
 
     rs = rows()
@@ -165,7 +165,7 @@ def html_figures(page: str) -> list[dict]:
 
 
 def test_the_html_report_charts_agree_with_its_table():
-    from qcore.report import html_report
+    from qcore.present.report import html_report
 
     rs = rows()
     lat, size = html_figures(html_report(rs))

@@ -1,10 +1,10 @@
-"""qcore.checkpoint_fit: a checkpoint against a model, from names and shapes (the model on the meta device)."""
+"""qcore.nets.checkpoint_fit: a checkpoint against a model, from names and shapes (the model on the meta device)."""
 
 from __future__ import annotations
 
 import torchvision
 
-from qcore.checkpoint_fit import fit_problem
+from qcore.nets.checkpoint_fit import fit_problem
 
 
 def _shapes(**kw) -> dict:

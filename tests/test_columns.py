@@ -1,4 +1,5 @@
-"""A CSV that explains itself (issue 29, item 3): one column key (qcore.columns) for every column the CSV writes,
+"""A CSV that explains itself (issue 29, item 3): one column key (qcore.metrics.columns) for every column the CSV
+writes,
 times as ISO 8601 UTC, empty cells where a setting does not apply, each calibration draw's top-1, docs/columns.md
 rendered from the key, and CSVs and databases of older versions still loading.
 
@@ -23,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from qcore.draws import apply_draws
-from qcore.measure import Accuracy
-from qcore.report import csv_text, html_report, json_text
-from qcore.result import COLUMNS, Result
-from qcore.spec import FP32, QuantSpec
-from qcore.store import Store
+from qcore.metrics.draws import apply_draws
+from qcore.metrics.measure import Accuracy
+from qcore.metrics.result import COLUMNS, Result
+from qcore.present.report import csv_text, html_report, json_text
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD_CSV = Path(__file__).with_name("old_results.csv")
@@ -79,12 +80,12 @@ def _table(text: str) -> dict[str, dict[str, str]]:
 
 
 def test_every_column_the_csv_writes_has_an_entry_and_every_entry_names_a_column():
-    from qcore.columns import FORMS, KEY
+    from qcore.metrics.columns import FORMS, KEY
 
     header = next(csv.reader(io.StringIO(csv_text(rows()))))
     names = [c.name for c in KEY]
-    assert [n for n in header if n not in names] == [], "CSV columns without an entry in qcore.columns.KEY"
-    assert [n for n in names if n not in header] == [], "entries of qcore.columns.KEY that name no CSV column"
+    assert [n for n in header if n not in names] == [], "CSV columns without an entry in qcore.metrics.columns.KEY"
+    assert [n for n in names if n not in header] == [], "entries of qcore.metrics.columns.KEY that name no CSV column"
     assert header == names == list(COLUMNS)  # the key is in the CSV's order: docs/columns.md reads like the file
     assert len(set(names)) == len(names)
     for c in KEY:
@@ -94,7 +95,7 @@ def test_every_column_the_csv_writes_has_an_entry_and_every_entry_names_a_column
 
 
 def test_docs_columns_md_is_the_rendered_key():
-    from qcore.columns import markdown
+    from qcore.metrics.columns import markdown
 
     assert (ROOT / "docs" / "columns.md").read_text(encoding="utf-8") == markdown(), (
         "docs/columns.md is stale: regenerate it with "
@@ -168,7 +169,7 @@ def test_the_json_writes_times_and_nulls_as_the_csv_and_reads_back():
 
 
 def test_a_csv_of_the_version_before_loads_to_the_values_of_this_ones():
-    from qcore.report import read_csv
+    from qcore.present.report import read_csv
 
     old_text = OLD_CSV.read_text(encoding="utf-8")
     old_header = next(csv.reader(io.StringIO(old_text)))
@@ -190,7 +191,7 @@ def test_a_csv_of_the_version_before_loads_to_the_values_of_this_ones():
 
 
 def read_csv_text(text: str) -> list[Result]:
-    from qcore.csv_load import csv_results
+    from qcore.present.csv_load import csv_results
 
     return csv_results(text)
 
@@ -222,8 +223,8 @@ def test_a_database_row_of_before_the_draws_loads_and_exports_in_this_form(tmp_p
 
 
 def test_the_html_report_headings_and_the_apps_table_help_read_the_key():
-    from qcore.columns import column, help_text
-    from qcore.report import REPORT_COLUMNS
+    from qcore.metrics.columns import column, help_text
+    from qcore.present.report import REPORT_COLUMNS
     from ui import results as ui_results
 
     page = html_report(rows())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qcore.store import Store
+from qcore.runs.store import Store
 from tests.apptest import open_linked
 from ui.csv_import import MAX_MB, code, import_bytes
 
@@ -187,7 +187,7 @@ def test_a_code_span_shows_any_text_as_it_is(text):
 
 
 def test_add_new_results_is_all_or_nothing(tmp_path):
-    from qcore.csv_load import read_csv
+    from qcore.present.csv_load import read_csv
 
     store = Store(tmp_path / "runs.sqlite")
     good = read_csv(OLD_CSV)

@@ -1,4 +1,4 @@
-"""qcore.dataset_summary: what a folder holds, why it cannot be a dataset, a few thumbnails."""
+"""qcore.guards.dataset_summary: what a folder holds, why it cannot be a dataset, a few thumbnails."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import io
 
 from PIL import Image
 
-from qcore import dataset_summary
-from qcore.dataset_summary import Summary
+from qcore.guards import dataset_summary
+from qcore.guards.dataset_summary import Summary
 from tests import crafted as c
 
 

@@ -28,7 +28,7 @@ def test_the_readme_is_a_front_door():
 
 
 def test_the_offline_default_the_readme_names_is_the_one_the_app_starts_on():
-    from qcore.sweep_config import SweepConfig
+    from qcore.runs.sweep_config import SweepConfig
 
     model = SweepConfig().model
     for path in (README, ROOT / "docs" / "guide.md"):
@@ -36,7 +36,7 @@ def test_the_offline_default_the_readme_names_is_the_one_the_app_starts_on():
         named = re.findall(r"offline default: (\w+) on Fashion-MNIST", flat, flags=re.I)
         assert named == [model], f"{path.name} names the offline default as {named}; the app starts on {model}"
     # and it trains nothing: its baseline ships, scoring what the README says (tests/test_train.py scores it)
-    from qcore import train
+    from qcore.nets import train
 
     path = train.find_baseline(model, "fashion-mnist")
     assert path is not None and path.parent == train.SHIPPED

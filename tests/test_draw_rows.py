@@ -22,13 +22,13 @@ import statistics
 
 import pytest
 
-from qcore.draws import apply_draws
-from qcore.explain import explain
-from qcore.measure import Accuracy
-from qcore.result import Result
-from qcore.scale import draw0_label, images_text, set_accuracy_scale
-from qcore.spec import QuantSpec
-from qcore.stats import Z95, combine_draws, paired_delta, wilson
+from qcore.metrics.draws import apply_draws
+from qcore.metrics.measure import Accuracy
+from qcore.metrics.result import Result
+from qcore.metrics.scale import draw0_label, images_text, set_accuracy_scale
+from qcore.metrics.stats import Z95, combine_draws, paired_delta, wilson
+from qcore.present.explain import explain
+from qcore.quant.spec import QuantSpec
 
 N, FP32_RIGHT = 2000, 1769
 DRAWS = [(2, 16), (14, 6), (9, 6)]  # (lost, gained) per draw
@@ -159,7 +159,7 @@ def test_a_draw_row_stored_before_says_its_numbers_are_draw_0s_and_is_not_called
 
 
 def test_the_table_and_the_hover_show_the_same_estimate():
-    from qcore.chart_scale import scale_lines
+    from qcore.present.chart_scale import scale_lines
     from ui.results import scale_columns
 
     cols = scale_columns(_drawn())
@@ -175,8 +175,8 @@ def test_the_table_and_the_hover_show_the_same_estimate():
 
 
 def test_the_exports_carry_the_mean_counts_and_the_stored_rows_still_open(tmp_path):
-    from qcore.report import csv_text, report_cell
-    from qcore.store import Store
+    from qcore.present.report import csv_text, report_cell
+    from qcore.runs.store import Store
 
     r = _drawn()
     (row,) = csv.DictReader(csv_text([r]).splitlines())

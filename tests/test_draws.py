@@ -1,4 +1,4 @@
-"""qcore.draws: the mean and spread of calibration draws, the overlap rule, and a sweep that draws."""
+"""qcore.metrics.draws: the mean and spread of calibration draws, the overlap rule, and a sweep that draws."""
 
 import csv
 import json
@@ -7,14 +7,14 @@ import sqlite3
 import pytest
 
 from qcore.data import split_calib_eval
-from qcore.draws import apply_draws, indistinguishable, overlaps, reads_calibration_images, summarize_draws
-from qcore.limits import LimitError
-from qcore.measure import Accuracy
-from qcore.report import csv_text
-from qcore.result import COLUMNS, Result
-from qcore.spec import FP32, QuantSpec
-from qcore.store import Store
-from qcore.sweep import SweepConfig, prepare, run_sweep
+from qcore.guards.limits import LimitError
+from qcore.metrics.draws import apply_draws, indistinguishable, overlaps, reads_calibration_images, summarize_draws
+from qcore.metrics.measure import Accuracy
+from qcore.metrics.result import COLUMNS, Result
+from qcore.present.report import csv_text
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.store import Store
+from qcore.runs.sweep import SweepConfig, prepare, run_sweep
 
 INT8 = QuantSpec("int8", granularity="per-tensor")
 INT4 = QuantSpec("int4", mode="weight-only", granularity="per-group", calibration="minmax")
@@ -134,7 +134,7 @@ def test_a_calibration_list_is_recorded(tmp_path, fashion_mnist, resnet18_checkp
 
 
 def test_the_pareto_chart_draws_bars_and_says_what_it_cannot_tell_apart():
-    from qcore.report import pareto_figure
+    from qcore.present.report import pareto_figure
 
     def point(top1, lat, lo=None, hi=None, draws=1, run_id="r", spec=INT8):
         r = _row(top1, lo, hi, draws, run_id)

@@ -1,7 +1,7 @@
 """Entropy (KL) calibration against TensorRT's search as NVIDIA's pytorch-quantization writes it
 (``calib/histogram.py``, ``_compute_amax_entropy``): ``bins[0] = bins[1]``, then every cut one bin at a time, P with the
 tail folded into its last bin, Q by ``np.digitize`` over ``linspace(0, i, nbins + 1)`` with empty bins left out, KL by
-its definition, the last argmin. A plain loop in numpy, sharing nothing with ``qcore.kl_search``. Then qcore's two
+its definition, the last argmin. A plain loop in numpy, sharing nothing with ``qcore.quant.kl_search``. Then qcore's two
 rules on top of it (the levels of an asymmetric grid, a spike away from 0) and the issue's case on the shipped
 baseline.
 """
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from qcore.kl_search import abs_levels, kl_threshold_bin, neutralise_spikes
-from qcore.observers import HIST_BINS, get_calibrator
+from qcore.quant.kl_search import abs_levels, kl_threshold_bin, neutralise_spikes
+from qcore.quant.observers import HIST_BINS, get_calibrator
 from tests.calib_data import clipped_share, hardswish_like, image_input, laplace, normal_with_outlier, relu_normal
 
 # --- the reference, written from pytorch-quantization's _compute_amax_entropy ----------------------------------
@@ -204,7 +204,7 @@ def test_shipped_baseline_post_relu_layer_keeps_its_range(fashion_mnist, one_thr
     from qcore.learn.capture import capture_inputs
     from qcore.learn.ranges import all_ranges
     from qcore.learn.source import Source, calibration_batches, load
-    from qcore.primitives import choose_qparams, fake_quantize
+    from qcore.quant.primitives import choose_qparams, fake_quantize
 
     loaded = load(Source(model="mobilenet_v3_small"))
     cap = capture_inputs(loaded.model, "features.2.block.1.0", calibration_batches(loaded))

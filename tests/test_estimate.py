@@ -1,4 +1,4 @@
-"""qcore.estimate.job_seconds: a job's cost from its own settings, against a hand count (issue 24, item 7).
+"""qcore.runs.estimate.job_seconds: a job's cost from its own settings, against a hand count (issue 24, item 7).
 
 The hand counts use mobilenet_v3_small's recorded training (936 steps of batch 128 at 32 px in 268 s): a forward
 pass of one image is a third of a step's share per image, and a QAT fine-tune step of batch 128 is one training
@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from qcore import estimate
-from qcore.spec import QuantSpec
-from qcore.store import Store
-from qcore.sweep_config import SweepConfig
+from qcore.quant.spec import QuantSpec
+from qcore.runs import estimate
+from qcore.runs.store import Store
+from qcore.runs.sweep_config import SweepConfig
 
 STEP = 268.0 / 936  # seconds per training step of batch 128
 FWD = STEP / 128 / 3  # seconds per image forward
@@ -27,7 +27,7 @@ INT4 = QuantSpec("int4", granularity="per-group", group_size=64, calibration="ms
 @pytest.fixture(autouse=True)
 def _empty_build_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("QCORE_BUILDS", str(tmp_path / "builds"))  # no build recorded on this machine
-    monkeypatch.setattr("qcore.hardware.resolve_device", lambda device: "cpu" if device == "auto" else device)
+    monkeypatch.setattr("qcore.env.hardware.resolve_device", lambda device: "cpu" if device == "auto" else device)
 
 
 def _cfg(**kw) -> dict:

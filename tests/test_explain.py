@@ -1,12 +1,12 @@
-"""qcore.explain: the plain-language sentences under a result, on every kind of row."""
+"""qcore.present.explain: the plain-language sentences under a result, on every kind of row."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-from qcore.explain import explain
-from qcore.result import Result
-from qcore.spec import QuantSpec
+from qcore.metrics.result import Result
+from qcore.present.explain import explain
+from qcore.quant.spec import QuantSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def test_explain_failed_skipped_cancelled_and_baseline_rows():
 
 
 def test_explain_is_torch_free():
-    code = "import sys, qcore.explain; assert 'torch' not in sys.modules and 'streamlit' not in sys.modules"
+    code = "import sys, qcore.present.explain; assert 'torch' not in sys.modules and 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
@@ -69,7 +69,7 @@ def test_explain_shows_a_dash_for_what_was_not_measured():
 
 
 def test_the_change_is_told_in_images_with_its_interval():
-    from qcore import scale
+    from qcore.metrics import scale
 
     r = _result(QuantSpec("int8"), top1=91.85, top1_delta=-0.05)
     scale.set_accuracy_scale(r, {"both": 1835, "lost": 3, "gained": 2, "neither": 160})

@@ -1,12 +1,12 @@
-"""qcore.fastconv: convolutions over tiny maps as dense matrix products, exact in value and gradient."""
+"""qcore.nets.fastconv: convolutions over tiny maps as dense matrix products, exact in value and gradient."""
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from qcore import fastconv
-from qcore.fastconv import tiny_map_convs, tiny_map_output
+from qcore.nets import fastconv
+from qcore.nets.fastconv import tiny_map_convs, tiny_map_output
 
 
 @pytest.mark.parametrize(("conv", "size", "out"), [

@@ -1,4 +1,4 @@
-"""qcore.folder_scan: a bounded walk of a class-per-folder tree."""
+"""qcore.guards.folder_scan: a bounded walk of a class-per-folder tree."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qcore import folder_scan
-from qcore.folder_scan import ScanError, ScanLimits
+from qcore.guards import folder_scan
+from qcore.guards.folder_scan import ScanError, ScanLimits
 
 
 def _tree(root: Path) -> Path:

@@ -20,10 +20,13 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from qcore import data, image_guard, safe_zip, uploads, weights
-from qcore.checkpoint_fit import fit_problem
+from qcore import data
 from qcore.data import imagefolder
-from qcore.paths import subdir
+from qcore.env.paths import subdir
+from qcore.guards import image_guard, safe_zip
+from qcore.nets import weights
+from qcore.nets.checkpoint_fit import fit_problem
+from qcore.service import uploads
 from tests import crafted as c
 
 pytestmark = pytest.mark.usefixtures("one_thread")

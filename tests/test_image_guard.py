@@ -1,4 +1,4 @@
-"""qcore.image_guard: sizes checked from the header, decoding kept small, the same pixels as before."""
+"""qcore.guards.image_guard: sizes checked from the header, decoding kept small, the same pixels as before."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qcore import image_guard
+from qcore.guards import image_guard
 from tests import crafted as c
 
 

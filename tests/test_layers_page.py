@@ -9,9 +9,9 @@ from streamlit.testing.v1 import AppTest
 from qcore.layers.job import layers_config
 from qcore.layers.row import LayerRow
 from qcore.layers.rows import LayerRows
-from qcore.spec import QuantSpec
-from qcore.store import Store
-from qcore.sweep import SweepConfig
+from qcore.quant.spec import QuantSpec
+from qcore.runs.store import Store
+from qcore.runs.sweep import SweepConfig
 from tests.apptest import open_page
 from tests.test_app import APP
 

@@ -1,15 +1,21 @@
-"""The package's shape: imports point one way (no cycle, function-level imports included), no module is
+"""The package's shape: qcore is the sub-packages of :data:`ORDER` (no module at its top level), a module imports
+only its own package and those before it (function-level imports included), there is no cycle, no module is
 over 400 lines, every module of qcore says what it exports."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "qcore"
+# qcore's packages from the bottom up (docs/architecture.md): a module may import its own package and the ones
+# before it in this list, never one after it.
+ORDER = ["env", "guards", "quant", "data", "metrics", "nets", "backends", "qat", "runs", "cluster", "service",
+         "learn", "layers", "present", "cli"]
 MAX_LINES = 400
 
 
@@ -79,9 +85,52 @@ def test_the_cycle_finder_finds_a_cycle_and_its_path():
 def test_the_import_parser_sees_relative_and_function_level_imports(tmp_path, monkeypatch):
     mods = _modules()
     known = set(mods)
-    assert "qcore.train" in imports_of(mods["qcore.weights"], known)
-    assert {"qcore.data.base", "qcore.models"} <= imports_of(mods["qcore.train"], known)
+    assert "qcore.nets.train" in imports_of(mods["qcore.nets.weights"], known)
+    assert {"qcore.data.base", "qcore.nets.models"} <= imports_of(mods["qcore.nets.train"], known)
     assert "qcore.backends.fx_int8" in imports_of(mods["qcore.backends"], known)  # inside a function
+
+
+def _rank(module: str) -> int:
+    """Where ``module``'s package stands in :data:`ORDER`; ``qcore`` itself and ``qcore.__main__`` stand outside it
+    (the root imports nothing; ``python -m qcore`` is the CLI's door, above everything)."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return -1
+    return len(ORDER) if parts[1] == "__main__" else ORDER.index(parts[1])
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Every (module, imported) where the imported module's package comes after the importer's in :data:`ORDER`."""
+    return sorted((name, dep) for name, deps in graph.items() for dep in deps if _rank(dep) > _rank(name))
+
+
+def test_the_upward_check_finds_an_upward_import():
+    # what the sweep did before the regrouping: it reached up into layers to check keep_float's names
+    graph = {"qcore.runs.sweep": {"qcore.layers.names", "qcore.backends"}, "qcore.layers.walk": {"qcore.runs.sweep"}}
+    assert upward_imports(graph) == [("qcore.runs.sweep", "qcore.layers.names")]
+
+
+def test_qcore_is_its_packages_and_nothing_else():
+    packages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+    assert packages == sorted(ORDER), f"qcore's packages are {packages}; tests/test_layout.py's ORDER says {ORDER}"
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert not loose, f"modules at qcore's top level: {loose}; put each in the package of its concern"
+
+
+def test_no_module_imports_a_package_above_its_own():
+    mods = _modules()
+    graph = {name: imports_of(path, set(mods)) for name, path in mods.items()}
+    upward = upward_imports(graph)
+    assert not upward, "imports that point up (see ORDER): " + ", ".join(f"{a} -> {b}" for a, b in upward)
+
+
+def test_the_architecture_doc_lists_the_packages_in_order():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    listed = re.findall(r"^\| \d+ \| `(\w+)/` \|", text, flags=re.M)
+    assert listed == ORDER, f"docs/architecture.md lists {listed}; ORDER is {ORDER}"
+    for package in ORDER:  # and each package says what it holds
+        doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text()))
+        assert doc and len(doc) > 40, f"qcore/{package}/__init__.py has no docstring saying what it holds"
 
 
 def test_qcore_has_no_import_cycle():

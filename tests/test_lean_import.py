@@ -4,7 +4,8 @@ import sys
 
 def test_import_qcore_pulls_in_neither_streamlit_nor_plotly():
     code = (
-        "import sys, qcore, qcore.spec, qcore.store, qcore.report, qcore.sweep, qcore.backends, qcore.worker;"
+        "import sys, qcore, qcore.quant.spec, qcore.runs.store, qcore.present.report, qcore.runs.sweep, qcore.backends,"
+        " qcore.service.worker;"
         "bad = [m for m in ('streamlit', 'plotly') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -188,7 +188,7 @@ def test_activation_ranges_are_the_sweeps_observer_qparams(method):
 
 
 def test_weight_ranges_are_weight_range_and_stream_methods_are_refused():
-    from qcore.observers import weight_range
+    from qcore.quant.observers import weight_range
 
     w = _tensor().reshape(40, 100)
     info = capture.LayerInfo("fc", "Linear", (40, 100))

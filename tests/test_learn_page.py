@@ -29,7 +29,7 @@ def home(tmp_path_factory, resnet18_checkpoint, fashion_mnist):
     home = tmp_path_factory.mktemp("learn-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QCORE_HOME", str(home))
-        from qcore import uploads
+        from qcore.service import uploads
 
         name = uploads.save_checkpoint(resnet18_checkpoint.read_bytes(), resnet18_checkpoint.name)[0].name
     return home, name
@@ -102,8 +102,8 @@ def test_the_url_opens_the_page_on_a_setting_and_keeps_it(in_home):
 
 
 def test_one_click_measures_the_model_and_shows_the_flipped_images(in_home):
-    from qcore.store import Store
-    from qcore.worker import run_job
+    from qcore.runs.store import Store
+    from qcore.service.worker import run_job
 
     at = _learn(in_home, layer="layer1.0.conv1", bits="2", eval="500")
     assert any("simulated: fake-quantized in float" in c.value for c in at.caption)

@@ -1,4 +1,4 @@
-"""qcore.limits: one table of ranges, the same words from the CLI, SweepConfig and the app."""
+"""qcore.guards.limits: one table of ranges, the same words from the CLI, SweepConfig and the app."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from qcore.limits import LIMITS, MAX_INPUT_VALUES, LimitError, check_input_values
-from qcore.sweep import SweepConfig
+from qcore.guards.limits import LIMITS, MAX_INPUT_VALUES, LimitError, check_input_values
+from qcore.runs.sweep import SweepConfig
 
 
 def test_check_takes_the_range_and_refuses_everything_else():

@@ -3,7 +3,15 @@ import time
 import pytest
 import torch
 
-from qcore.measure import TimingProtocol, accuracy, correct_counts, predict, size_bytes, stopwatch, time_interleaved
+from qcore.metrics.measure import (
+    TimingProtocol,
+    accuracy,
+    correct_counts,
+    predict,
+    size_bytes,
+    stopwatch,
+    time_interleaved,
+)
 
 
 def test_accuracy_known_answers():
@@ -26,7 +34,7 @@ def test_predict_refuses_empty():
 
 
 class _Clock:
-    """qcore.measure's clock, moved only by the timed calls themselves (``advance``): what these tests check of
+    """qcore.metrics.measure's clock, moved only by the timed calls themselves (``advance``): what these tests check of
     the protocol (the order, the ranking, a warm-up by time) then holds however busy the machine is."""
 
     def __init__(self) -> None:
@@ -40,10 +48,10 @@ class _Clock:
 
 
 def _clock(monkeypatch) -> _Clock:
-    import qcore.measure
+    import qcore.metrics.measure
 
     clock = _Clock()
-    monkeypatch.setattr(qcore.measure, "time", clock)
+    monkeypatch.setattr(qcore.metrics.measure, "time", clock)
     return clock
 
 

@@ -1,4 +1,4 @@
-"""qcore.models: the torchvision registry, building with a sized head, input-size checks, head surgery."""
+"""qcore.nets.models: the torchvision registry, building with a sized head, input-size checks, head surgery."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from qcore import models
-from qcore.models import ModelInputError
+from qcore.nets import models
+from qcore.nets.models import ModelInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

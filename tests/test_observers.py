@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from qcore.observers import (
+from qcore.quant.observers import (
     get_calibrator,
     kl_threshold_bin,
     list_calibrations,

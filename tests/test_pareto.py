@@ -1,6 +1,6 @@
-from qcore.pareto import dominates, frontier_2d, mark_pareto, non_dominated
-from qcore.result import Result
-from qcore.spec import QuantSpec
+from qcore.metrics.pareto import dominates, frontier_2d, mark_pareto, non_dominated
+from qcore.metrics.result import Result
+from qcore.quant.spec import QuantSpec
 
 MAX_MIN_MIN = (True, False, False)
 

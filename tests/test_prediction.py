@@ -1,4 +1,5 @@
-"""One prediction per image (qcore.measure.predicted_class), read by every count: top-1, top-5, agreement, the images
+"""One prediction per image (qcore.metrics.measure.predicted_class), read by every count: top-1, top-5, agreement,
+the images
 lost and gained and the intervals of a row, the layer pages' paired deltas and the accuracy during training.
 
 The oracle is a plain Python loop over each row of logits: the class of the highest value, and among tied highest
@@ -15,9 +16,9 @@ import pytest
 import torch
 
 from qcore.layers.paired import correct
-from qcore.measure import accuracy, correct_counts, predicted_class, ranked_classes
-from qcore.result import Result
-from qcore.spec import QuantSpec
+from qcore.metrics.measure import accuracy, correct_counts, predicted_class, ranked_classes
+from qcore.metrics.result import Result
+from qcore.quant.spec import QuantSpec
 
 
 def _tied(n: int = 400, c: int = 10, seed: int = 0):
@@ -87,7 +88,7 @@ def test_every_count_reads_that_prediction_on_tied_logits():
 
 
 def test_a_sweep_row_on_tied_logits_says_one_change():
-    from qcore.sweep import accuracy_into
+    from qcore.runs.sweep import accuracy_into
 
     logits, labels, ref = _tied(seed=3)
     q = lambda x: logits[x]  # noqa: E731  # the "model" returns the tied logits of the images asked for

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from qcore.primitives import (
+from qcore.quant.primitives import (
     choose_qparams,
     dequantize,
     fake_quantize,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from qcore import sweep
-from qcore.buildcache import BuildCache, on_build
-from qcore.progress import BUILD_PHASE
-from qcore.result import Result
-from qcore.spec import FP32, QuantSpec
-from qcore.sweep_config import SweepConfig
+from qcore.backends.buildcache import BuildCache, on_build
+from qcore.metrics.result import Result
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs import sweep
+from qcore.runs.progress import BUILD_PHASE
+from qcore.runs.sweep_config import SweepConfig
 
 
 def _build(cache: BuildCache, what: str):

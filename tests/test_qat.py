@@ -7,13 +7,13 @@ import torch
 from torch import nn
 
 from qcore.backends import BackendUnavailable, kind_problem, resolve, runnable_grid
+from qcore.metrics.result import COLUMNS, Result
+from qcore.nets.train import Cancelled
 from qcore.qat import cache
 from qcore.qat.finetune import Schedule, finetune, top1
 from qcore.qat.flows import FxQAT, freeze_bn, freeze_observers
 from qcore.qat.measure import recovered
-from qcore.result import COLUMNS, Result
-from qcore.spec import QAT_DEFAULTS, QuantSpec, SpecError, expand_grid
-from qcore.train import Cancelled
+from qcore.quant.spec import QAT_DEFAULTS, QuantSpec, SpecError, expand_grid
 
 # -- the spec ------------------------------------------------------------------------------------------------
 
@@ -206,8 +206,8 @@ def test_cache_paths_keys_and_round_trip(_isolated_home):
 
 
 def test_a_qat_row_reports_ptq_control_and_recovered_and_is_cached(fashion_mnist, mobilenet_checkpoint, one_thread):
-    from qcore.report import csv_text
-    from qcore.sweep import SweepConfig, run_sweep
+    from qcore.present.report import csv_text
+    from qcore.runs.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(model="mobilenet_v3_small", weights=str(mobilenet_checkpoint), calib_size=16,
                          eval_limit=32, eval_batch_size=32, latency_budget_s=0.1, fp32_compiled=False)
@@ -237,7 +237,7 @@ def test_a_qat_row_reports_ptq_control_and_recovered_and_is_cached(fashion_mnist
 
 
 def test_a_cancel_during_the_fine_tune_leaves_a_cancelled_row(fashion_mnist, mobilenet_checkpoint, one_thread):
-    from qcore.sweep import SweepConfig, run_sweep
+    from qcore.runs.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(model="mobilenet_v3_small", weights=str(mobilenet_checkpoint), calib_size=16,
                          eval_limit=32, latency_budget_s=0.1, fp32_compiled=False)
@@ -264,8 +264,8 @@ def _qat_row():
 
 
 def test_qat_points_get_their_own_marker_and_the_curve_has_both_runs():
+    from qcore.present.report import pareto_figure
     from qcore.qat.charts import QAT_SYMBOL, curve_figure, qat_hover_line
-    from qcore.report import pareto_figure
 
     base = Result(QuantSpec("fp32"), "m", "d", top1=89.0, top1_delta=0.0, agreement=100.0, latency_ms_p50=10.0,
                   speedup=1.0, size_bytes=4_000_000, size_ratio=1.0)
@@ -302,7 +302,7 @@ def test_a_row_stored_before_the_qat_fields_counts_as_done_when_its_job_resumes(
     import json
     import sqlite3
 
-    from qcore.store import Store, spec_key
+    from qcore.runs.store import Store, spec_key
 
     store = Store(tmp_path / "runs.sqlite")
     store.add_result(Result(QuantSpec("int8"), "m", "d", sweep_id="job1"))
@@ -315,10 +315,10 @@ def test_a_row_stored_before_the_qat_fields_counts_as_done_when_its_job_resumes(
 
 def test_qat_vs_ptq_pairs_the_two_models_image_by_image():
     """The paired counts by a loop over the images (the oracle), the change and its interval as every paired
-    top-1 change in qcore (Newcombe, qcore.stats), and the hover line that shows them beside recovered."""
+    top-1 change in qcore (Newcombe, qcore.metrics.stats), and the hover line that shows them beside recovered."""
+    from qcore.metrics.stats import paired_delta
     from qcore.qat.charts import qat_hover_line, qat_vs_ptq_text
     from qcore.qat.measure import qat_vs_ptq
-    from qcore.stats import paired_delta
 
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 10, (2000,), generator=g)

@@ -11,8 +11,8 @@ from qcore.backends.weight_only import WeightOnlyLayer
 from qcore.qat.finetune import Schedule, finetune, top1
 from qcore.qat.flows import FLOWS, freeze_bn, freeze_observers
 from qcore.qat.weight_only_flow import FakeQuantWeight, WeightOnlyQAT, fake_quantize_weight
-from qcore.spec import QuantSpec, allowed_modes
-from qcore.spec_text import parse_spec
+from qcore.quant.spec import QuantSpec, allowed_modes
+from qcore.quant.spec_text import parse_spec
 
 
 def test_int4_qat_is_qat_of_the_weight_only_spec_and_runs_on_the_weight_only_backend():
@@ -117,7 +117,7 @@ def test_a_layer_kept_in_float_is_not_trained_through_rounding(tiny):
 
 def test_an_int4_qat_row_of_a_sweep_reports_its_weight_only_ptq_and_control(fashion_mnist, mobilenet_checkpoint,
                                                                             one_thread):
-    from qcore.sweep import SweepConfig, run_sweep
+    from qcore.runs.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(model="mobilenet_v3_small", weights=str(mobilenet_checkpoint), calib_size=16, eval_limit=32,
                          eval_batch_size=32, latency_budget_s=0.1, fp32_compiled=False)

@@ -1,10 +1,10 @@
-"""qcore.report: one way to show a number that was not measured, the text table, the HTML report's reference."""
+"""qcore.present.report: one way to show a number that was not measured, the text table, the HTML report's reference."""
 
 import pytest
 
-from qcore.report import DASH, fmt, html_report, text_table
-from qcore.result import Result
-from qcore.spec import FP32, QuantSpec
+from qcore.metrics.result import Result
+from qcore.present.report import DASH, fmt, html_report, text_table
+from qcore.quant.spec import FP32, QuantSpec
 
 
 def test_fmt_gives_the_unit_or_one_dash():
@@ -38,8 +38,8 @@ def test_the_html_report_names_the_fp32_run_each_row_was_measured_against():
 
 
 def _scaled_rows():
-    from qcore import scale
-    from qcore.measure import Latency
+    from qcore.metrics import scale
+    from qcore.metrics.measure import Latency
 
     base = Result(FP32, "resnet18", "fashion-mnist", backend="float", kernel="native", top1=91.900003,
                   top1_delta=0.0, agreement=100.0, size_bytes=44_000_000, size_ratio=1.0, run_id="base1", speedup=1.0,
@@ -81,7 +81,7 @@ def test_the_html_report_made_inside_the_app_keeps_its_colours(monkeypatch):
 
 
 def test_the_chart_shows_intervals_busy_and_simulated_points_on_a_log_latency_axis():
-    from qcore.report import pareto_figure
+    from qcore.present.report import pareto_figure
 
     rows = _scaled_rows()
     fig = pareto_figure(rows)
@@ -100,7 +100,7 @@ def test_the_chart_shows_intervals_busy_and_simulated_points_on_a_log_latency_ax
 
 
 def test_a_single_point_gets_an_axis_around_it():
-    from qcore.report import pareto_figure
+    from qcore.present.report import pareto_figure
 
     base = _scaled_rows()[0]
     fig = pareto_figure([base])
@@ -111,8 +111,8 @@ def test_a_single_point_gets_an_axis_around_it():
 
 
 def test_log_axes_read_in_round_numbers():
-    from qcore.chart_scale import log_ticks
-    from qcore.report import pareto_figure
+    from qcore.present.chart_scale import log_ticks
+    from qcore.present.report import pareto_figure
 
     assert log_ticks(6.0, 44.0) == [5.0, 10.0, 20.0, 50.0]  # not "6 7 8 9 10 2 3 4 5"
     assert log_ticks(9.9, 10.5) == [8.0, 10.0, 12.0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from qcore.report import html_report
+from qcore.present.report import html_report
 from tests.test_chart_axes import rows
 
 

@@ -1,13 +1,13 @@
-"""qcore.result: a Result knows the FP32 row it was measured against (baseline_run_id), rows stored before
+"""qcore.metrics.result: a Result knows the FP32 row it was measured against (baseline_run_id), rows stored before
 that field existed still load, and the baseline is never an FP32 row of another engine."""
 
 import json
 import sqlite3
 
-from qcore.report import csv_text
-from qcore.result import COLUMNS, SCALE_COLUMNS, Result, baseline_of
-from qcore.spec import FP32, QuantSpec
-from qcore.store import Store
+from qcore.metrics.result import COLUMNS, SCALE_COLUMNS, Result, baseline_of
+from qcore.present.report import csv_text
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.store import Store
 
 
 def _rows() -> list[Result]:

@@ -1,14 +1,14 @@
-"""qcore.retime: a busy row's spec is queued again with the settings of the job that measured it."""
+"""qcore.service.retime: a busy row's spec is queued again with the settings of the job that measured it."""
 
 from __future__ import annotations
 
 import pytest
 
-from qcore.result import Result
-from qcore.retime import retime_request, submit_retime
-from qcore.spec import FP32, QuantSpec
-from qcore.store import Store
-from qcore.sweep import SweepConfig
+from qcore.metrics.result import Result
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.store import Store
+from qcore.runs.sweep import SweepConfig
+from qcore.service.retime import retime_request, submit_retime
 
 
 def _stored(tmp_path):
@@ -70,17 +70,18 @@ def _count_calls(monkeypatch) -> dict:
     """Every function that reads calibration images or evaluates, counted (and still run)."""
     import qcore.data
     import qcore.data.draws
-    import qcore.draws
-    import qcore.measure
+    import qcore.metrics.draws
+    import qcore.metrics.measure
     import qcore.qat.finetune
     import qcore.qat.measure
-    import qcore.sweep
+    import qcore.runs.sweep
 
     calls = {}
     targets = [(qcore.data, "split_calib_eval"), (qcore.data.draws, "calibration_draws"),
-               (qcore.sweep, "calibration_draws"), (qcore.sweep, "prepare"), (qcore.sweep, "accuracy_into"),
-               (qcore.sweep, "measure_spec"), (qcore.sweep, "predict"), (qcore.measure, "predict"),
-               (qcore.draws, "draw_accuracies"), (qcore.qat.measure, "measure_qat"), (qcore.qat.finetune, "finetune")]
+               (qcore.runs.sweep, "calibration_draws"), (qcore.runs.sweep, "prepare"),
+               (qcore.runs.sweep, "accuracy_into"), (qcore.runs.sweep, "measure_spec"), (qcore.runs.sweep, "predict"),
+               (qcore.metrics.measure, "predict"), (qcore.metrics.draws, "draw_accuracies"),
+               (qcore.qat.measure, "measure_qat"), (qcore.qat.finetune, "finetune")]
     for module, name in targets:
         if not hasattr(module, name):
             continue
@@ -96,7 +97,7 @@ def _count_calls(monkeypatch) -> dict:
 
 def test_time_again_only_times_and_copies_what_the_rows_measured(tmp_path, monkeypatch, fashion_mnist,
                                                                 resnet18_checkpoint, one_thread):
-    from qcore.worker import run_job
+    from qcore.service.worker import run_job
 
     store = Store(tmp_path / "runs.sqlite")
     config = SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), eval_limit=16, calib_size=32,

@@ -1,4 +1,4 @@
-"""qcore.safe_checkpoint: formats from content, zip records bounded, state dicts checked."""
+"""qcore.guards.safe_checkpoint: formats from content, zip records bounded, state dicts checked."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from qcore import safe_checkpoint
-from qcore.safe_checkpoint import CheckpointRefused
+from qcore.guards import safe_checkpoint
+from qcore.guards.safe_checkpoint import CheckpointRefused
 from tests import crafted as c
 
 

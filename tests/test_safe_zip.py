@@ -1,4 +1,4 @@
-"""qcore.safe_zip: the end record read before zipfile, names normalised, entries planned, bytes counted."""
+"""qcore.guards.safe_zip: the end record read before zipfile, names normalised, entries planned, bytes counted."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
-from qcore import safe_zip
-from qcore.safe_zip import ZipLimits, ZipRefused
+from qcore.guards import safe_zip
+from qcore.guards.safe_zip import ZipLimits, ZipRefused
 from tests import crafted as c
 
 

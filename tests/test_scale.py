@@ -1,14 +1,14 @@
-"""qcore.scale: the busy flag, the latency and accuracy fields a Result carries, the Pareto tie on overlap."""
+"""qcore.metrics.scale: the busy flag, the latency and accuracy fields a Result carries, the Pareto tie on overlap."""
 
 from __future__ import annotations
 
 import pytest
 
-from qcore import scale
-from qcore.measure import Latency
-from qcore.pareto import mark_pareto
-from qcore.result import COLUMNS, SCALE_COLUMNS, Result
-from qcore.spec import QuantSpec
+from qcore.metrics import scale
+from qcore.metrics.measure import Latency
+from qcore.metrics.pareto import mark_pareto
+from qcore.metrics.result import COLUMNS, SCALE_COLUMNS, Result
+from qcore.quant.spec import QuantSpec
 
 
 def test_busy_reason_names_load_and_spread():

@@ -1,7 +1,7 @@
 import pytest
 
-from qcore.spec import CHOICES, DEFAULT_GRID, FP32, QuantSpec, SpecError, expand_grid
-from qcore.spec_text import parse_spec
+from qcore.quant.spec import CHOICES, DEFAULT_GRID, FP32, QuantSpec, SpecError, expand_grid
+from qcore.quant.spec_text import parse_spec
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ def test_the_default_grid_is_the_baseline_and_static_int8():
 
 
 def test_every_label_reads_back_as_its_spec():
-    from qcore.spec import GROUP_SIZES
+    from qcore.quant.spec import GROUP_SIZES
 
     specs, _ = expand_grid(**{k: list(v) for k, v in CHOICES.items() if k != "device"},
                            group_size=list(GROUP_SIZES), percentile=[99.0, 99.99, 99.99999, 100.0, 73.123456789])
@@ -155,7 +155,7 @@ def test_texts_that_are_not_specs_say_why(text, message):
 
 
 def test_a_spec_list_reads_labels_words_and_json_lines_or_a_json_list():
-    from qcore.spec_text import parse_specs
+    from qcore.quant.spec_text import parse_specs
 
     text = """# four INT8 static settings and one INT4
     INT8 per-channel min-max asym static
@@ -180,7 +180,7 @@ def test_a_spec_list_reads_labels_words_and_json_lines_or_a_json_list():
 
 
 def test_the_modes_a_precision_allows_come_from_the_rules():
-    from qcore.spec import allowed_modes
+    from qcore.quant.spec import allowed_modes
 
     assert allowed_modes("int4") == ["weight-only", "qat"]  # QAT of INT4 weight-only
     assert allowed_modes("int8") == ["static", "dynamic", "weight-only", "qat"]

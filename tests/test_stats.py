@@ -1,4 +1,4 @@
-"""qcore.stats: known answers, and the coverage of the intervals checked by simulation (the oracle)."""
+"""qcore.metrics.stats: known answers, and the coverage of the intervals checked by simulation (the oracle)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from qcore.stats import median_interval, paired_delta, wilson
+from qcore.metrics.stats import median_interval, paired_delta, wilson
 
 
 def test_wilson_known_answers():

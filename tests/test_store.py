@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from qcore.result import Result
-from qcore.spec import FP32, QuantSpec
-from qcore.store import Store, spec_key
+from qcore.metrics.result import Result
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.store import Store, spec_key
 
 
 def _result(sweep="s1", **kw):
@@ -69,9 +69,9 @@ def test_dead_worker_marks_job_interrupted_and_resume(tmp_path):
 
 _WRITER = """
 import os, sys, time
-from qcore.result import Result
-from qcore.spec import QuantSpec
-from qcore.store import Store
+from qcore.metrics.result import Result
+from qcore.quant.spec import QuantSpec
+from qcore.runs.store import Store
 
 st, stop, cap = Store(sys.argv[1]), sys.argv[2], time.monotonic() + 600
 print("ready", flush=True)

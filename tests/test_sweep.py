@@ -5,11 +5,11 @@ import pytest
 
 from qcore.backends import fx_int8
 from qcore.backends.auto import ORDER
-from qcore.models import ModelInputError
-from qcore.report import _hover_text, csv_text, html_report
-from qcore.result import COLUMNS, baseline_of
-from qcore.spec import FP32, QuantSpec
-from qcore.sweep import SweepConfig, prepare, run_sweep
+from qcore.metrics.result import COLUMNS, baseline_of
+from qcore.nets.models import ModelInputError
+from qcore.present.report import _hover_text, csv_text, html_report
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.sweep import SweepConfig, prepare, run_sweep
 
 SPECS = [
     FP32,
@@ -108,7 +108,7 @@ def test_image_size_sets_the_size_data_is_loaded_and_timed_at(config):
 
 
 def test_a_missing_baseline_is_trained_with_its_progress_shown(fashion_mnist, monkeypatch):
-    from qcore import train
+    from qcore.nets import train
 
     real = train.recipe_for
     monkeypatch.setattr(train, "recipe_for", lambda *a, **k: dataclasses.replace(
@@ -132,7 +132,8 @@ def test_a_model_that_cannot_take_the_image_size_is_refused_first(fashion_mnist)
 def test_other_engines_are_timed_in_their_own_block(config, monkeypatch):
     """ONNX Runtime's threads and torch's must not alternate in one loop (they slow each other down)."""
     pytest.importorskip("onnxruntime")
-    from qcore import measure, sweep
+    from qcore.metrics import measure
+    from qcore.runs import sweep
 
     blocks = []
 

@@ -1,4 +1,4 @@
-"""qcore.train and the CLI: recipes and their keys, short real trainings, cancellation, caching."""
+"""qcore.nets.train and the CLI: recipes and their keys, short real trainings, cancellation, caching."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qcore import data, train
-from qcore.train import Cancelled, Recipe
+from qcore import data
+from qcore.nets import train
+from qcore.nets.train import Cancelled, Recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -117,8 +118,8 @@ def test_the_dataset_trained_on_must_be_the_recipes(fashion_mnist, fashion32):
 def test_the_shipped_baseline_is_found_and_scores_its_recorded_top1(fashion_mnist):
     """The offline default's baseline ships with qcore (qcore/shipped), is loaded like a cached one (safetensors,
     classes checked, no training), and scores what its record says on all 10,000 test images at 32 px."""
-    from qcore import weights
-    from qcore.sweep import SweepConfig
+    from qcore.nets import weights
+    from qcore.runs.sweep import SweepConfig
 
     model = SweepConfig().model
     recipe = train.recipe_for(model, "fashion-mnist")
@@ -148,7 +149,8 @@ def test_a_baseline_in_the_data_home_comes_before_the_shipped_one(_isolated_home
 
 FIRST_TRAINER = """
 import json, sys, time
-from qcore import data, train
+from qcore import data
+from qcore.nets import train
 recipe = train.Recipe(**json.loads(sys.argv[1]))
 path = train.train_baseline("resnet18", data.load_dataset("fashion-mnist", 32), recipe=recipe,
                             progress=lambda done, total, message: time.sleep(1.5))  # slow enough to be caught at it

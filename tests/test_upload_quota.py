@@ -1,4 +1,4 @@
-"""qcore.upload_quota: records beside uploads, and the quota: oldest out, never the new or a used one."""
+"""qcore.guards.upload_quota: records beside uploads, and the quota: oldest out, never the new or a used one."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from qcore import upload_quota
-from qcore.upload_quota import Upload
+from qcore.guards import upload_quota
+from qcore.guards.upload_quota import Upload
 
 
 def _upload(tmp_path, name: str, size: int, when: float, folder: bool = False) -> Upload:

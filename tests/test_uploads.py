@@ -1,4 +1,4 @@
-"""qcore.uploads: uploaded checkpoints and zips are checked by content, kept under a content-hash name, and
+"""qcore.service.uploads: uploaded checkpoints and zips are checked by content, kept under a content-hash name, and
 refused with the reason (leaving nothing behind) when they are not what they claim or try to escape; what
 they hold is described, a job's uploads are kept, the quota removes the oldest, messages name no server path.
 The crafted hostile inputs through these paths are in tests/test_hostile.py."""
@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from qcore import data, uploads
+from qcore import data
 from qcore.data import DatasetError
+from qcore.service import uploads
 from tests import crafted as c
 
 
@@ -160,7 +161,7 @@ def test_labels_name_uploads_by_file_and_anything_else_as_the_registry_does(tmp_
 
 
 def test_an_upload_a_job_uses_is_neither_deleted_nor_pushed_out_by_the_quota(monkeypatch):
-    from qcore.store import Store
+    from qcore.runs.store import Store
 
     used = uploads.save_dataset(c.zip_bytes(_pets(2)), "used.zip")
     job = Store().submit_job({"model": "resnet18", "dataset": used, "weights": "auto"}, [])  # queued: in use
@@ -178,7 +179,7 @@ def test_an_upload_a_job_uses_is_neither_deleted_nor_pushed_out_by_the_quota(mon
 
 
 def test_messages_name_the_users_file_never_a_server_path():
-    from qcore.paths import data_home
+    from qcore.env.paths import data_home
 
     path, _, _ = uploads.save_checkpoint(_state_bytes(2), "mine.pt")
     text = f"could not load {path}: shape mismatch; see {data_home()}/worker.log"

@@ -1,4 +1,4 @@
-"""qcore.weights: the weights fallback chain (pretrained, checkpoint, baseline), safe checkpoint reading, and
+"""qcore.nets.weights: the weights fallback chain (pretrained, checkpoint, baseline), safe checkpoint reading, and
 how a model's weights decide the preparation of an ImageNet-class folder."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from qcore import data, weights
+from qcore import data
 from qcore.data import DatasetBundle, TensorImages
-from qcore.weights import WeightsError
+from qcore.nets import weights
+from qcore.nets.weights import WeightsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,14 +1,14 @@
-"""qcore.worker and the CLI's stored sweeps: a measured job is never failed by a Pareto flag update."""
+"""qcore.service.worker and the CLI's stored sweeps: a measured job is never failed by a Pareto flag update."""
 
 from __future__ import annotations
 
 import csv
 import sqlite3
 
-from qcore import worker
-from qcore.result import Result
-from qcore.spec import FP32, QuantSpec
-from qcore.store import Store
+from qcore.metrics.result import Result
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.store import Store
+from qcore.service import worker
 
 
 def _rows(job_id: str) -> list[Result]:

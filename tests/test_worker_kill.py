@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from qcore.spec import QuantSpec
-from qcore.store import Store, spec_key
-from qcore.sweep import SweepConfig
+from qcore.quant.spec import QuantSpec
+from qcore.runs.store import Store, spec_key
+from qcore.runs.sweep import SweepConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 # How long a sweep may take to commit its first two rows: FP32 first, with its compiled reference (a C++ build of
@@ -33,7 +33,7 @@ SPECS = [
 
 
 def test_killed_worker_keeps_finished_rows_and_resumes_the_rest(tmp_path, resnet18_checkpoint, fashion_mnist):
-    from qcore.worker import run_job
+    from qcore.service.worker import run_job
 
     db = tmp_path / "runs.sqlite"
     store = Store(db)

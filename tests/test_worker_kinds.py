@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
-from qcore.store import Store
-from qcore.worker import JOB_RUNNERS, run_job
+from qcore.runs.store import Store
+from qcore.service.worker import JOB_RUNNERS, run_job
 
 OLD_JOBS = """CREATE TABLE jobs (job_id TEXT PRIMARY KEY, created_at REAL NOT NULL, state TEXT NOT NULL,
     config TEXT NOT NULL, specs TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,
@@ -88,7 +88,7 @@ def test_learn_layer_job_measures_with_the_parameters_the_page_shows(checkpoint,
 def test_learn_layer_job_on_weights_folds_batchnorm_and_can_be_cancelled(checkpoint, fashion_mnist, one_thread):
     from qcore.learn import source as src
     from qcore.learn.setting import LayerSetting
-    from qcore.observers import weight_range
+    from qcore.quant.observers import weight_range
 
     setting = LayerSetting(weights=str(checkpoint), layer="fc", kind="weights", bits=2, method="minmax",
                            eval_limit=50)

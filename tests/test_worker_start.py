@@ -1,4 +1,4 @@
-"""qcore.worker.ensure_worker: one start while a job waits, however often the page polls; children reaped."""
+"""qcore.service.worker.ensure_worker: one start while a job waits, however often the page polls; children reaped."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qcore import worker
+from qcore.service import worker
 
 # A stand-in worker that takes a while before it would reach its lock (as importing torch does), then exits: it
 # waits until the test releases it (never a fixed sleep, which a loaded machine could outlast between two polls).

@@ -10,7 +10,7 @@ import time
 import streamlit as st
 
 from qcore.cluster import BENCH, ENV, configured_address, declare_hint, read_snapshot
-from qcore.store import Job
+from qcore.runs.store import Job
 
 from .common import no_paths, start_worker
 

@@ -13,8 +13,8 @@ import threading
 
 import streamlit as st
 
-from qcore.store import Job, Store, default_db
-from qcore.uploads import dataset_label, no_paths
+from qcore.runs.store import Job, Store, default_db
+from qcore.service.uploads import dataset_label, no_paths
 
 __all__ = ["NO_WORKER_ENV", "store", "start_worker", "hardware", "prewarm", "model_names", "model_info",
            "input_problem", "spec_problem", "dataset_image_size", "baseline_status", "sweep_cost", "dataset_label",
@@ -40,7 +40,7 @@ def start_worker() -> None:
     """Make sure one background worker process is alive to run queued jobs."""
     if os.environ.get(NO_WORKER_ENV):
         return
-    from qcore.worker import ensure_worker
+    from qcore.service.worker import ensure_worker
 
     ensure_worker()
 
@@ -48,7 +48,7 @@ def start_worker() -> None:
 @st.cache_resource(show_spinner="Looking at this machine's CPU and GPU ...")
 def hardware() -> tuple:
     """``(Hardware, int8 engine name)``; the probe imports torch once per server."""
-    from qcore import hardware as hw
+    from qcore.env import hardware as hw
 
     try:
         engine = hw.quantized_engine()
@@ -63,7 +63,7 @@ def prewarm() -> None:
     Explore and Sweep pages open quickly after Home (the import takes seconds)."""
 
     def load() -> None:
-        from qcore import models
+        from qcore.nets import models
 
         models.list_models()
 
@@ -72,14 +72,14 @@ def prewarm() -> None:
 
 @st.cache_resource(show_spinner="Reading torchvision's model registry ...")
 def model_names() -> list[str]:
-    from qcore import models
+    from qcore.nets import models
 
     return models.list_models()
 
 
 @st.cache_data(show_spinner=False)
 def model_info(name: str) -> dict | None:
-    from qcore import models
+    from qcore.nets import models
 
     try:
         info = models.model_info(name)
@@ -91,7 +91,7 @@ def model_info(name: str) -> dict | None:
 @st.cache_data(show_spinner="Checking that the model takes this input size ...")
 def input_problem(model: str, size: int) -> str | None:
     """The reason ``model`` cannot classify ``size`` x ``size`` images, or None when it can."""
-    from qcore import models
+    from qcore.nets import models
 
     try:
         models.check_input_size(model, size)
@@ -104,7 +104,7 @@ def input_problem(model: str, size: int) -> str | None:
 def spec_problem(spec: dict) -> str | None:
     """Why no backend can ever run this spec (``backend='fx' does not run fp16; allowed: ...``), or None."""
     from qcore import backends
-    from qcore.spec import QuantSpec
+    from qcore.quant.spec import QuantSpec
 
     return backends.kind_problem(QuantSpec.from_dict(spec))
 
@@ -121,7 +121,8 @@ def baseline_status(model: str, dataset: str, image_size: int | None = None) -> 
     shipped with qcore, cached, being trained by another process right now, or missing (then what training
     one will cost, as an estimate); "" when unknown."""
     try:
-        from qcore import estimate, train
+        from qcore.nets import train
+        from qcore.runs import estimate
 
         recipe = train.recipe_for(model, dataset, image_size=image_size)
         found = train.find_baseline(model, dataset, recipe)
@@ -141,8 +142,8 @@ def baseline_status(model: str, dataset: str, image_size: int | None = None) -> 
 
 def sweep_cost(config: dict, specs: list) -> str:
     """What a sweep job of ``specs`` with ``config`` will take, from its own settings, as an estimate
-    (:func:`qcore.estimate.job_seconds`: what Home's start, the Sweep page before Run and the ETA read)."""
-    from qcore import estimate
+    (:func:`qcore.runs.estimate.job_seconds`: what Home's start, the Sweep page before Run and the ETA read)."""
+    from qcore.runs import estimate
 
     try:
         return estimate.job_seconds(config, specs, store().jobs(limit=50, kind="sweep")).text()
@@ -152,8 +153,8 @@ def sweep_cost(config: dict, specs: list) -> str:
 
 def label_of(value) -> str:
     """How a spec's value is named to a user, on every page: ``FP32``, ``min-max``, ``entropy (KL)`` (from
-    :data:`qcore.spec.LABELS`); a value without a label as it is (``per-channel``, ``64``)."""
-    from qcore.spec import LABELS
+    :data:`qcore.quant.spec.LABELS`); a value without a label as it is (``per-channel``, ``64``)."""
+    from qcore.quant.spec import LABELS
 
     return LABELS.get(value, str(value)) if isinstance(value, str) else str(value)
 
@@ -191,7 +192,7 @@ def job_subject(job: Job) -> str:
     if job.kind == "sweep" and c.get("retime_of"):
         what = f"time again of job {c.get('retime_job') or '?'} ({len(c['retime_of'])} row(s))"
     if job.kind in ("layers", "mixed-walk"):  # qcore.layers jobs: a SweepConfig and one spec
-        from qcore.spec import QuantSpec
+        from qcore.quant.spec import QuantSpec
 
         try:
             what = f"{job.kind}: {QuantSpec.from_dict(c['spec']).label()}"

@@ -7,8 +7,8 @@ import json
 
 import streamlit as st
 
-from qcore.report import fmt
-from qcore.result import Result
+from qcore.metrics.result import Result
+from qcore.present.report import fmt
 
 from .common import delta_style
 

@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from qcore.csv_load import CsvRowError, csv_results, missing_columns
-from qcore.store import Store
+from qcore.present.csv_load import CsvRowError, csv_results, missing_columns
+from qcore.runs.store import Store
 
 __all__ = ["MAX_MB", "ALLOWED", "Outcome", "code", "import_bytes", "panel"]
 

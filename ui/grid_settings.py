@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, allowed_modes
+from qcore.quant.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, allowed_modes
 
 from .common import label_of
 from .settings import HELP, PERCENTILES, qat_epochs_input

@@ -1,6 +1,6 @@
 """Jobs from the pages' side: submit one, follow it, cancel or resume it.
 
-The work itself runs in the worker process (:mod:`qcore.worker`), which calls no ``st.*``. A page
+The work itself runs in the worker process (:mod:`qcore.service.worker`), which calls no ``st.*``. A page
 submits a job to the store, puts its id in the URL (``?job=``) and in the session, and an
 ``st.fragment`` polls the store every second while the job is queued or running: progress, ETA,
 the queue position, Cancel, and the results as they are committed. A reload or a second browser
@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from qcore.result import Result, baseline_of
-from qcore.spec import QuantSpec
-from qcore.store import Job
-from qcore.sweep import SweepConfig
+from qcore.metrics.result import Result, baseline_of
+from qcore.quant.spec import QuantSpec
+from qcore.runs.store import Job
+from qcore.runs.sweep import SweepConfig
 
 from .common import measured_text, no_paths, query_job, start_worker, store
 
@@ -66,14 +66,14 @@ def current(session_key: str, kind: str = "sweep") -> str | None:
 
 def eta_text(job: Job, now: float | None = None) -> str:
     """Time elapsed and left. Each step (FP32, then each spec) weighs what the job's estimate says it costs
-    (:func:`qcore.estimate.job_steps`: a QAT fine-tune or a first C++ build weighs minutes, a plain spec seconds),
+    (:func:`qcore.runs.estimate.job_steps`: a QAT fine-tune or a first C++ build weighs minutes, a plain spec seconds),
     and ``job.done`` counts a running spec's finished phases as fractions. The time left is made when ``done``
     last changed (the estimate of the steps left, scaled by how long the steps done took against theirs) and then
     counts down, instead of growing with every second the current phase takes; before the first step ends it is
     the estimate less the time elapsed."""
     if job.state != "running" or not job.started_at:
         return ""
-    from qcore.estimate import job_steps, seconds_left
+    from qcore.runs.estimate import job_steps, seconds_left
 
     now = time.time() if now is None else now
     elapsed = now - job.started_at

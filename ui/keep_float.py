@@ -5,7 +5,7 @@ For a static INT8 spec (``acts=True``: Explore asks for it) it also offers the m
 (fx, pt2e, auto); the model input's quantizer, which no spec can keep, is not offered.
 
 A name the model does not have (from a link, or left from another model) is refused with the nearest names
-(:func:`qcore.layers.names.check_names`, the CLI's check); a backend that cannot leave layers in FP32 gets the
+(:func:`qcore.backends.layer_names.check_names`, the CLI's check); a backend that cannot leave layers in FP32 gets the
 backends' own refusal (:func:`qcore.backends.base.keep_float_problem`), and ``auto`` picks one that can.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from qcore.backends.base import KEEP_ACT_BACKENDS, KEEP_FLOAT_BACKENDS, keep_float_problem
-from qcore.spec import QuantSpec, SpecError
+from qcore.quant.spec import QuantSpec, SpecError
 
 __all__ = ["URL_KEY", "model_layers", "model_acts", "backend_problem", "parse", "field"]
 
@@ -23,8 +23,8 @@ URL_KEY = "keep_float"
 
 @st.cache_data(show_spinner="Listing the model's layers ...", max_entries=16)
 def model_layers(model: str) -> tuple[list[str], str | None]:
-    """``(names, problem)``: the model's Conv and Linear layers in model order (qcore.layers.names)."""
-    from qcore.layers.names import LayerError, model_layer_names
+    """``(names, problem)``: the model's Conv and Linear layers in model order (qcore.backends.layer_names)."""
+    from qcore.backends.layer_names import LayerError, model_layer_names
 
     try:
         return model_layer_names(model), None
@@ -36,7 +36,7 @@ def model_layers(model: str) -> tuple[list[str], str | None]:
 def model_acts(model: str) -> list[tuple[str, str, str]]:
     """``(name, op, why it cannot be kept or "")`` of each activation quantizer of ``model`` (an FX trace on the
     meta device, about a second); [] for a model torch.ao FX cannot trace."""
-    from qcore.layers.names import model_act_quantizers
+    from qcore.backends.layer_names import model_act_quantizers
 
     try:
         return [(q.name, q.op, q.problem or "") for q in model_act_quantizers(model)]
@@ -104,7 +104,7 @@ def field(where, model: str, backends: list[str], *, key: str = "keep_float", wh
     if unknown:
         known_acts = [n for n in unknown if n in ops]
         try:
-            from qcore.layers.names import check_names
+            from qcore.backends.layer_names import check_names
 
             if known_acts:  # the model's, but not offered here: this spec or its backend cannot keep it
                 why = next((w for b in backends if (w := keep_float_problem(QuantSpec(keep_float=(known_acts[0],)),
@@ -125,7 +125,7 @@ def field(where, model: str, backends: list[str], *, key: str = "keep_float", wh
         return (), problems
     if picked:
         try:
-            from qcore.layers.names import check_names
+            from qcore.backends.layer_names import check_names
 
             check_names(QuantSpec(keep_float=tuple(picked)), layers, _act_objects(model))
         except SpecError as exc:
@@ -141,7 +141,7 @@ def field(where, model: str, backends: list[str], *, key: str = "keep_float", wh
 
 
 def _act_objects(model: str):
-    """The model's activation quantizers as :func:`qcore.layers.names.check_names` takes them."""
+    """The model's activation quantizers as :func:`qcore.backends.layer_names.check_names` takes them."""
     from qcore.backends.act_quantizers import ActQuantizer
 
     return [ActQuantizer(n, op, (), "", "", i, why or None) for i, (n, op, why) in enumerate(model_acts(model))]

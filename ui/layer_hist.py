@@ -13,7 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 from qcore.layers.clipping import WeightRanges, rows_of, weight_ranges
-from qcore.spec import QuantSpec
+from qcore.quant.spec import QuantSpec
 
 from . import learn_charts as charts
 from . import learn_data as data

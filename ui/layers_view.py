@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from qcore.layers.row import METRICS, LayerRow
-from qcore.result import Result
+from qcore.metrics.result import Result
 
 __all__ = ["HEAT_METRICS", "frame", "heatmap", "clicked_layer", "add_walk_lines", "walk_groups", "strip_cells",
            "precision_strip", "walk_strips", "layers_link"]
@@ -119,8 +119,8 @@ def walk_groups(results: Sequence[Result]) -> list[list[Result]]:
 
 def add_walk_lines(fig: go.Figure, results: Sequence[Result], x: str = "latency_ms_p50") -> go.Figure:
     """A connected line through each walk's points (see :func:`walk_groups`); each hover lists the layers kept.
-    The line goes through the points where the chart draws them (:func:`qcore.chart_x.positions`)."""
-    from qcore.chart_x import positions
+    The line goes through the points where the chart draws them (:func:`qcore.present.chart_x.positions`)."""
+    from qcore.present.chart_x import positions
 
     drawn = [r for r in results if getattr(r, x) is not None]
     at = positions(drawn, x)

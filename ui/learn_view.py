@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from qcore import uploads
 from qcore.learn import words
 from qcore.learn.one_layer import STEPS
 from qcore.learn.setting import SIMULATED, LayerSetting
-from qcore.spec import GROUP_SIZES
-from qcore.store import Job
+from qcore.quant.spec import GROUP_SIZES
+from qcore.runs.store import Job
+from qcore.service import uploads
 
 from . import jobs
 from . import learn_charts as charts

@@ -11,12 +11,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from qcore import report
-from qcore.columns import column, help_text
-from qcore.explain import explain
-from qcore.report import DASH, fmt
-from qcore.result import Result
-from qcore.scale import draw0_label, images_text, interval_text
+from qcore.metrics.columns import column, help_text
+from qcore.metrics.result import Result
+from qcore.metrics.scale import draw0_label, images_text, interval_text
+from qcore.present import report
+from qcore.present.explain import explain
+from qcore.present.report import DASH, fmt
 
 from .common import dataset_label, delta_style, no_paths, start_worker, store
 from .compare import compare, compare_references  # noqa: F401  (Runs calls results.compare)
@@ -26,7 +26,7 @@ __all__ = ["PRECISION_COLORS", "TIPS", "SHOWS", "COLUMNS", "frame", "table", "me
            "draws_chart", "pareto", "qat_curve_chart", "downloads", "compare"]
 
 PRECISION_COLORS = report.PRECISION_COLORS  # one table for the app and the reports
-# The help of the cards and the table reads the column key (qcore.columns): one table with the CSV's and the
+# The help of the cards and the table reads the column key (qcore.metrics.columns): one table with the CSV's and the
 # HTML report's, so the app says what the files say.
 TIPS = {tip: column(name).meaning for tip, name in (
     ("top1", "top1"), ("delta", "top1_delta"), ("agreement", "agreement"), ("speedup", "speedup"),
@@ -52,7 +52,7 @@ def frame(results: Sequence[Result]) -> pd.DataFrame:
 
 
 def scale_columns(r: Result) -> dict:
-    """The table's columns that give a row's numbers their scale (qcore.scale): the top-1 interval, the change
+    """The table's columns that give a row's numbers their scale (qcore.metrics.scale): the top-1 interval, the change
     in images, the FP32 p50 the speed-up was divided by, the spread and calls, and the busy flag."""
     return {
         "top-1 95% CI": _labelled(r, interval_text(r.top1_lo, r.top1_hi)), "Δ images": images_text(r).split(" (")[0],
@@ -74,7 +74,7 @@ SCALE_TABLE_COLUMNS = ["top-1 95% CI", "Δ images", "Δ 95% CI pts", "FP32 p50 m
 COLUMNS[COLUMNS.index("Δ top-1 pts") + 1 : COLUMNS.index("Δ top-1 pts") + 1] = SCALE_TABLE_COLUMNS[:3]
 COLUMNS[COLUMNS.index("speed-up ×") : COLUMNS.index("speed-up ×")] = SCALE_TABLE_COLUMNS[3:6]
 COLUMNS.insert(COLUMNS.index("speed-up ×"), "busy")
-# The CSV columns (qcore.columns) each column of the table shows; its help is theirs, with their units.
+# The CSV columns (qcore.metrics.columns) each column of the table shows; its help is theirs, with their units.
 SHOWS = {
     "spec": ("label",), "status": ("status",), "top-1 %": ("top1",), "Δ top-1 pts": ("top1_delta",),
     "top-1 95% CI": ("top1_lo", "top1_hi"), "Δ images": ("images_gained", "images_lost", "eval_images"),
@@ -266,8 +266,8 @@ def _over_draws(r: Result) -> str:
 
 
 def time_again(run_ids: list[str]) -> None:
-    """Queue the rows to be timed again, timing only (qcore.retime), start the worker and open that job."""
-    from qcore.retime import submit_retime
+    """Queue the rows to be timed again, timing only (qcore.service.retime), start the worker and open that job."""
+    from qcore.service.retime import submit_retime
 
     from .nav import SWEEP_PAGE
 

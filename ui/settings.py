@@ -1,20 +1,20 @@
 """The setting widgets of the Explore and Sweep pages, each bound to a URL query parameter.
 
 ``bind="query-params"`` keeps every value in the URL (a value equal to its default is left out),
-so a link reproduces the setup. Defaults come from :class:`qcore.sweep.SweepConfig`,
-:class:`qcore.spec.QuantSpec` and :data:`qcore.spec.DEFAULT_GRID`, the same ones the CLI uses; the
-datasets from :func:`qcore.data.list_datasets`; uploads are checked by :mod:`qcore.uploads`.
+so a link reproduces the setup. Defaults come from :class:`qcore.runs.sweep.SweepConfig`,
+:class:`qcore.quant.spec.QuantSpec` and :data:`qcore.quant.spec.DEFAULT_GRID`, the same ones the CLI uses; the
+datasets from :func:`qcore.data.list_datasets`; uploads are checked by :mod:`qcore.service.uploads`.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from qcore import uploads
 from qcore.data.registry import list_datasets
-from qcore.limits import LIMITS
-from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QAT_DEFAULTS, QuantSpec, allowed_modes
-from qcore.sweep import SweepConfig
+from qcore.guards.limits import LIMITS
+from qcore.quant.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QAT_DEFAULTS, QuantSpec, allowed_modes
+from qcore.runs.sweep import SweepConfig
+from qcore.service import uploads
 
 from . import upload_panel
 from .common import dataset_image_size, dataset_label, hardware, input_problem, label_of, model_info, model_names
@@ -48,13 +48,13 @@ HELP = {
 
 
 def _range(name: str) -> tuple:
-    """``(min, max)`` of a number input, from :data:`qcore.limits.LIMITS` (the CLI's ranges too)."""
+    """``(min, max)`` of a number input, from :data:`qcore.guards.limits.LIMITS` (the CLI's ranges too)."""
     lim = LIMITS[name]
     return lim.kind(lim.lo), lim.kind(lim.hi)
 
 
 def _on_checkpoint() -> None:
-    """Store an uploaded checkpoint (checked by :mod:`qcore.uploads`) and name it in the URL, or say why not."""
+    """Store an uploaded checkpoint (checked by :mod:`qcore.service.uploads`) and name it in the URL, or say why not."""
     f = st.session_state.get("ckpt_upload")
     st.session_state.pop("ckpt_error", None)
     if f is None:
@@ -69,7 +69,8 @@ def _on_checkpoint() -> None:
 
 
 def _on_dataset() -> None:
-    """Unpack an uploaded zip of class folders (checked by :mod:`qcore.uploads`) and select it, or say why not."""
+    """Unpack an uploaded zip of class folders (checked by :mod:`qcore.service.uploads`) and select it, or say why
+    not."""
     f = st.session_state.get("dataset_upload")
     st.session_state.pop("dataset_error", None)
     if f is None:
@@ -249,7 +250,7 @@ _SPEC_KEYS = {"granularity": "granularity", "calibration": "calibration", "schem
 
 def _modes_now() -> list[str]:
     """The modes the Explore spec's precision (with its granularity, calibration, scheme) allows, by the spec's
-    rules (:func:`qcore.spec.allowed_modes`)."""
+    rules (:func:`qcore.quant.spec.allowed_modes`)."""
     state = st.session_state
     fields = {name: state[key] for name, key in _SPEC_KEYS.items() if key in state}
     if fields.get("granularity") == "per-group":
@@ -268,7 +269,7 @@ def _fit_mode() -> None:
 
 
 def _draws_widget() -> int:
-    """How many disjoint calibration samples each static INT spec is calibrated on (qcore.draws)."""
+    """How many disjoint calibration samples each static INT spec is calibrated on (qcore.metrics.draws)."""
     b1, _ = st.columns([1, 3])
     return int(b1.number_input(
         "Calibration draws",
@@ -370,7 +371,7 @@ QAT_EPOCHS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0)
 
 
 def qat_epochs_input(where, key: str) -> dict:
-    """The QAT fine-tune's length (the rest of its schedule keeps qcore.spec.QAT_DEFAULTS, documented there)."""
+    """The QAT fine-tune's length (the rest of its schedule keeps qcore.quant.spec.QAT_DEFAULTS, documented there)."""
     epochs = where.selectbox(
         "QAT epochs", QAT_EPOCHS, index=QAT_EPOCHS.index(QAT_DEFAULTS["qat_epochs"]), key=key,
         bind="query-params",

@@ -2,7 +2,7 @@
 sweep list") and typed in the words of their labels; previewed with a keep box before Run.
 
 The list lives in the session (``st.session_state[KEY]``) and in the URL (``?spec=<label>`` once per spec), so
-a link reproduces it. Labels are read back by :func:`qcore.spec_text.parse_spec` (the CLI's ``--spec``
+a link reproduces it. Labels are read back by :func:`qcore.quant.spec_text.parse_spec` (the CLI's ``--spec``
 reads them the same way); the device is the sweep's, set when the job is submitted.
 """
 
@@ -13,8 +13,8 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from qcore.spec import QuantSpec, SpecError
-from qcore.spec_text import parse_spec, parse_specs
+from qcore.quant.spec import QuantSpec, SpecError
+from qcore.quant.spec_text import parse_spec, parse_specs
 
 from .common import count_text, spec_problem
 

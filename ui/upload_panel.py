@@ -12,18 +12,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from qcore import uploads
 from qcore.data.base import DatasetError
 from qcore.data.registry import folder_path, get_dataset, parse_name
-from qcore.sweep import SweepConfig
+from qcore.runs.sweep import SweepConfig
+from qcore.service import uploads
 
 __all__ = ["dataset", "checkpoint", "manage"]
 
 
 @st.cache_data(show_spinner="Making thumbnails ...", max_entries=32)
 def _thumbnails(name: str, stamp: float) -> list[tuple[str, bytes]]:
-    from qcore import dataset_summary
-    from qcore.folder_scan import ScanError
+    from qcore.guards import dataset_summary
+    from qcore.guards.folder_scan import ScanError
 
     try:
         return dataset_summary.thumbnails(folder_path(name))
@@ -33,12 +33,12 @@ def _thumbnails(name: str, stamp: float) -> list[tuple[str, bytes]]:
 
 @st.cache_data(show_spinner="Checking that the checkpoint fits the model ...", max_entries=64)
 def _fit(model: str, ckpt: str, stamp: float, dataset: str, classes: int, image_size: int, imagenet: bool) -> str:
-    from qcore.checkpoint_fit import fit_problem
+    from qcore.nets.checkpoint_fit import fit_problem
 
     up = uploads.checkpoint_upload(uploads.checkpoint_dir() / ckpt)
     shapes = up.info.get("shapes")
     if shapes is None:  # uploaded before records were kept: read it again (it was checked then)
-        from qcore.weights import read_state_dict
+        from qcore.nets.weights import read_state_dict
 
         shapes = {k: list(v.shape) for k, v in read_state_dict(up.path, name=up.name).items()}
     return fit_problem(model, shapes, classes, image_size, imagenet, name=up.name) or ""
@@ -103,7 +103,7 @@ def checkpoint(where, path: Path, model: str, dataset: str, image_size: int | No
 
 def manage() -> None:
     """Every upload with its size, against the quota, each with Delete."""
-    from qcore.upload_quota import quota_bytes
+    from qcore.guards.upload_quota import quota_bytes
 
     items = uploads.all_uploads()
     total = sum(u.bytes for u in items)

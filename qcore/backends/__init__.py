@@ -12,7 +12,9 @@ spec on a given device (``unsupported``); :func:`kind_problem`, :func:`backends_
 the order the backends of a kind are listed in here. ``QuantSpec`` checks the maths (INT4 activations do
 not exist), not the backends.
 Importing this package registers the built-in backends lazily; backends never time anything
-(``qcore.measure`` does).
+(``qcore.metrics.measure`` does). Beside them: :mod:`.buildcache` (compiled builds on disk),
+:mod:`.layer_names` (the layers a spec can quantize or keep), :mod:`.qat_choice` (which backends run a QAT spec).
+Imports env, quant, metrics and nets; never qat (above it) or anything higher.
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ..spec import QuantSpec, expand_grid
-from .auto import ORDER, Choice, choose
-from .base import LAYER_TYPES, Backend, BackendUnavailable, Quantized, count_layers, register_backend, registered
-from .qat_choice import QAT_BACKENDS, qat_backend_problem, resolve_qat
+from qcore.backends.auto import ORDER, Choice, choose
+from qcore.backends.base import (
+    LAYER_TYPES,
+    Backend,
+    BackendUnavailable,
+    Quantized,
+    count_layers,
+    register_backend,
+    registered,
+)
+from qcore.backends.qat_choice import QAT_BACKENDS, qat_backend_problem, resolve_qat
+from qcore.quant.spec import QuantSpec, expand_grid
 
 __all__ = ["Backend", "BackendUnavailable", "Quantized", "LAYER_TYPES", "count_layers", "register_backend",
            "list_backends", "get_backend", "kind_problem", "backends_for", "Choice", "resolve", "resolve_backend",
@@ -99,7 +109,7 @@ def resolve_backend(spec: QuantSpec, device: str) -> Backend:
 
 
 def runnable_grid(**options) -> tuple[list[QuantSpec], list[tuple[dict, str]]]:
-    """:func:`qcore.spec.expand_grid`, less the specs whose backend never runs their kind (skipped with
+    """:func:`qcore.quant.spec.expand_grid`, less the specs whose backend never runs their kind (skipped with
     the reason from :func:`kind_problem`): the grid the CLI and the app's Sweep page measure."""
     specs, skipped = expand_grid(**options)
     keep = []
@@ -130,7 +140,7 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import (  # noqa: F401  (each registers itself; ort, openvino, xnnpack import their engines lazily)
+    from qcore.backends import (  # noqa: F401  (each registers itself; ort, openvino, xnnpack import their engines lazily)
         float_cast,
         fx_int8,
         openvino_backend,

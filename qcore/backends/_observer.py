@@ -2,7 +2,7 @@
 
 torch.ao's FX flow and torchao's PT2E flow insert observers into the model: modules that watch the
 activations during calibration, then give the scale and zero point. :class:`CalibrationObserverMixin` is
-such an observer running one of :mod:`qcore.observers`' methods (the user's: entropy, MSE, ...). Each flow
+such an observer running one of :mod:`qcore.quant.observers`' methods (the user's: entropy, MSE, ...). Each flow
 recognises observers by its own base class, so there are two named classes over the same mixin:
 :class:`CalibrationObserver` here (torch.ao's ``ObserverBase``) and
 :class:`~qcore.backends._observer_pt2e.CalibrationObserverPT2E` (torchao's, in a module of its own so that
@@ -17,14 +17,14 @@ import torch
 from torch import nn
 from torch.ao.quantization.observer import ObserverBase
 
-from ..measure import stopwatch
-from ..observers import get_calibrator
+from qcore.metrics.measure import stopwatch
+from qcore.quant.observers import get_calibrator
 
 __all__ = ["CalibrationObserverMixin", "CalibrationObserver", "calibrate"]
 
 
 class CalibrationObserverMixin:
-    """Accumulates statistics with a :class:`qcore.observers.Calibrator`; ``calculate_qparams`` solves once.
+    """Accumulates statistics with a :class:`qcore.quant.observers.Calibrator`; ``calculate_qparams`` solves once.
 
     Mixed in before a flow's ``ObserverBase``; used through ``.with_args(method="entropy", dtype=...,
     qscheme=..., quant_min=0, quant_max=255)`` in a QConfig or a quantization spec.

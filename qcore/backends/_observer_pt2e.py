@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torchao.quantization.pt2e.observer import ObserverBase
 
-from ._observer import CalibrationObserverMixin
+from qcore.backends._observer import CalibrationObserverMixin
 
 __all__ = ["CalibrationObserverPT2E"]
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..spec_keep import ACT_PREFIX, is_act  # one prefix for the spec, the layers and the backends
-from .base import LAYER_TYPES
+from qcore.backends.base import LAYER_TYPES
+from qcore.quant.spec_keep import ACT_PREFIX, is_act  # one prefix for the spec, the layers and the backends
 
 __all__ = ["ACT_PREFIX", "INPUT", "is_act", "Producer", "ActQuantizer", "quantizers", "keep_in_mapping",
            "still_quantized", "check_act_names", "pt2e_nodes", "KeepNodesFloat"]
@@ -220,7 +220,7 @@ def _producers(gm, sources, scope, fx_index, calls, module_calls) -> tuple[list[
 def check_act_names(keep: tuple[str, ...], found: list[ActQuantizer]) -> list[ActQuantizer]:
     """The quantizers of ``found`` that ``keep`` names (its ``act:`` names); raises SpecError naming an
     unknown one (with the model's nearest quantizer names) or one that cannot be kept (with why)."""
-    from ..spec import SpecError
+    from qcore.quant.spec import SpecError
 
     by_name = {q.name: q for q in found}
     out = []
@@ -322,7 +322,7 @@ class KeepNodesFloat:
             def annotate(self, model):
                 from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import _annotate_nodes_not_quantize
 
-                from ..spec import SpecError
+                from qcore.quant.spec import SpecError
 
                 nodes, missing = pt2e_nodes(model.graph, kept)
                 if missing:

@@ -26,9 +26,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..paths import atomic_write_bytes, data_home
-from ..spec import QuantSpec
-from .base import BackendUnavailable
+from qcore.backends.base import BackendUnavailable
+from qcore.env.paths import atomic_write_bytes, data_home
+from qcore.quant.spec import QuantSpec
 
 __all__ = ["ORDER", "MEASURED_FILE", "machine", "load_measured", "record_measurement", "ranking", "Choice",
            "choose"]
@@ -46,7 +46,7 @@ MEASURED_FILE = "auto-backends.json"
 
 def machine() -> dict[str, str]:
     """What a measurement is valid for: the CPU, its flags and torch (a new torch has new kernels)."""
-    from ..buildcache import environment
+    from qcore.backends.buildcache import environment
 
     env = environment()
     return {k: env[k] for k in ("cpu", "machine", "cpu_flags", "torch")}

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..spec import KINDS, QuantSpec
-from ..spec_keep import is_act
+from qcore.quant.spec import KINDS, QuantSpec
+from qcore.quant.spec_keep import is_act
 
 __all__ = ["BackendUnavailable", "Quantized", "Backend", "LAYER_TYPES", "count_layers", "register_backend",
            "registered", "KEEP_FLOAT_BACKENDS", "KEEP_INT8_BACKENDS", "KEEP_ACT_BACKENDS",
@@ -41,7 +41,7 @@ class Quantized:
     quantize_seconds: float = 0.0
     engine: str = ""
     notes: list[str] = field(default_factory=list)
-    # what was compiled or lowered for it (qcore.buildcache.BuildRecord), built or loaded from the cache;
+    # what was compiled or lowered for it (qcore.backends.buildcache.BuildRecord), built or loaded from the cache;
     # a list the model may still append to (a program per new input shape)
     builds: list = field(default_factory=list)
 
@@ -52,7 +52,7 @@ class Quantized:
 class Backend:
     """Base class: ``name``, ``kinds``, ``unsupported(spec, device)`` and ``quantize(...)``.
 
-    ``kinds`` says which kinds of spec (:data:`qcore.spec.KINDS`: float casts, static, dynamic or weight-only
+    ``kinds`` says which kinds of spec (:data:`qcore.quant.spec.KINDS`: float casts, static, dynamic or weight-only
     quantization) the backend implements at all; ``unsupported`` says why it cannot run one particular spec
     on one device (a granularity it lacks, no CUDA kernel, an engine that is not installed).
     """

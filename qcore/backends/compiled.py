@@ -14,7 +14,7 @@ exported with, so :class:`PerShape` keeps one per input shape:
   would serve both, but ExecuTorch plans its memory for a bounded batch and lowered mobilenet_v2
   with a wrong bound here, and a dynamic graph loses shape-specialised kernels.)
 
-Each build goes through :class:`qcore.buildcache.BuildCache`, so the second run of a spec loads its
+Each build goes through :class:`qcore.backends.buildcache.BuildCache`, so the second run of a spec loads its
 programs instead of compiling them. The records of what was built or loaded (and what it cost) are
 in ``PerShape.records``, which a backend hands over as ``Quantized.builds``.
 
@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from ..buildcache import BuildCache, BuildRecord, digest, input_signature
+from qcore.backends.buildcache import BuildCache, BuildRecord, digest, input_signature
 
 __all__ = ["AOTI_OPTIONS", "RECIPE", "Compile", "PerShape", "export_for", "aoti_compiler", "compiled_fp32",
            "CompiledWithFreezing"]
@@ -116,7 +116,7 @@ def aoti_compiler(
 ) -> Compile:
     """A ``compile`` for :class:`PerShape` that builds AOTInductor packages of ``module``.
 
-    ``what`` is the digest of what is compiled (:func:`qcore.buildcache.digest` of the quantized
+    ``what`` is the digest of what is compiled (:func:`qcore.backends.buildcache.digest` of the quantized
     graph, or of the FP32 module): computed once by the caller, it keys every shape's package.
     """
     cache = cache or BuildCache()

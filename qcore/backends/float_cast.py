@@ -12,9 +12,9 @@ import copy
 
 import torch
 
-from .. import hardware
-from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, register_backend
+from qcore.backends.base import Backend, Quantized, count_layers, register_backend
+from qcore.env import hardware
+from qcore.metrics.measure import stopwatch
 
 __all__ = ["FloatCast"]
 

@@ -24,12 +24,19 @@ import warnings
 import torch
 from torch import nn
 
-from .. import hardware
-from ..measure import stopwatch
-from ..spec import QuantSpec, SpecError
-from ._observer import CalibrationObserver, calibrate
-from .act_quantizers import ActQuantizer, check_act_names, is_act, keep_in_mapping, quantizers, still_quantized
-from .base import Backend, Quantized, count_layers, register_backend
+from qcore.backends._observer import CalibrationObserver, calibrate
+from qcore.backends.act_quantizers import (
+    ActQuantizer,
+    check_act_names,
+    is_act,
+    keep_in_mapping,
+    quantizers,
+    still_quantized,
+)
+from qcore.backends.base import Backend, Quantized, count_layers, register_backend
+from qcore.env import hardware
+from qcore.metrics.measure import stopwatch
+from qcore.quant.spec import QuantSpec, SpecError
 
 __all__ = [
     "weight_observer", "activation_range", "static_qconfig_mapping", "prepared_fx", "model_quantizers", "FXInt8",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from ..spec import SpecError
+from qcore.quant.spec import SpecError
 
 __all__ = ["join_scopes", "onnx_module", "openvino_module", "layer_nodes", "nodes_for"]
 

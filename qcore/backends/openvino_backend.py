@@ -30,10 +30,10 @@ import warnings
 import numpy as np
 import torch
 
-from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, register_backend
-from .graph_names import layer_nodes, nodes_for, openvino_module
-from .weight_only import fold_batchnorm
+from qcore.backends.base import Backend, Quantized, count_layers, register_backend
+from qcore.backends.graph_names import layer_nodes, nodes_for, openvino_module
+from qcore.backends.weight_only import fold_batchnorm
+from qcore.metrics.measure import stopwatch
 
 __all__ = ["convert", "ignored_nodes", "OpenVinoBackend"]
 

@@ -34,10 +34,10 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, register_backend
-from .graph_names import layer_nodes, nodes_for, onnx_module
-from .onnx_export import INPUT_NAME, export_onnx
+from qcore.backends.base import Backend, Quantized, count_layers, register_backend
+from qcore.backends.graph_names import layer_nodes, nodes_for, onnx_module
+from qcore.backends.onnx_export import INPUT_NAME, export_onnx
+from qcore.metrics.measure import stopwatch
 
 __all__ = ["OrtModel", "OrtBackend", "excluded_nodes"]
 

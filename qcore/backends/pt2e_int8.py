@@ -9,7 +9,7 @@ its own quantizer). AOTInductor with ``freezing`` then lowers the quantize/dequa
 fused oneDNN int8 kernels driven by generated C++ (:mod:`.compiled`): one package for the latency
 shape, one per evaluation batch shape, channels-last input (oneDNN's int8 convolutions work in
 NHWC, so an NCHW input would cost a reorder before the first one: mobilenet_v2, batch 32: 276 -> 143
-ms here). Packages are cached on disk (:mod:`qcore.buildcache`), keyed by the quantized graph (its
+ms here). Packages are cached on disk (:mod:`qcore.backends.buildcache`), keyed by the quantized graph (its
 int8 weights, scales and zero points) and the input shape, so a spec run a second time loads its
 packages instead of compiling them. Without freezing there is no speed-up, so it is on for every
 build: passed to the call (AOTInductor applies it for the length of that build, the graph being
@@ -25,13 +25,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..buildcache import digest
-from ..measure import stopwatch
-from ._observer import calibrate
-from .act_quantizers import KeepNodesFloat, check_act_names, is_act
-from .base import Backend, Quantized, count_layers, register_backend
-from .compiled import PerShape, aoti_compiler
-from .fx_int8 import activation_range, model_quantizers
+from qcore.backends._observer import calibrate
+from qcore.backends.act_quantizers import KeepNodesFloat, check_act_names, is_act
+from qcore.backends.base import Backend, Quantized, count_layers, register_backend
+from qcore.backends.buildcache import digest
+from qcore.backends.compiled import PerShape, aoti_compiler
+from qcore.backends.fx_int8 import activation_range, model_quantizers
+from qcore.metrics.measure import stopwatch
 
 __all__ = ["PT2EGraph", "quantized_graph", "build_pt2e", "drop_export_guards", "PT2EInt8"]
 
@@ -49,7 +49,7 @@ def _quantizer(spec, model: nn.Module | None = None, example: torch.Tensor | Non
     base = get_default_x86_inductor_quantization_config(reduce_range=qmax == 127, is_dynamic=spec.mode == "dynamic")
     if spec.mode == "static":
         act = copy.copy(base.input_activation)
-        from ._observer_pt2e import CalibrationObserverPT2E
+        from qcore.backends._observer_pt2e import CalibrationObserverPT2E
 
         ctor = CalibrationObserverPT2E.with_args(
             method=spec.calibration,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..spec import QuantSpec
-from .base import BackendUnavailable
+from qcore.backends.base import BackendUnavailable
+from qcore.quant.spec import QuantSpec
 
 __all__ = ["QAT_BACKENDS", "qat_backend_problem", "resolve_qat"]
 
@@ -41,7 +41,7 @@ def resolve_qat(spec: QuantSpec, device: str, table: Mapping[str, object], *, mo
                 batch_size: int | None = None):
     """The backend (a :class:`~qcore.backends.auto.Choice`) that runs a QAT spec's converted model: the choice
     for its static counterpart among :data:`QAT_BACKENDS`. Raises BackendUnavailable with the reason."""
-    from .auto import Choice, choose
+    from qcore.backends.auto import Choice, choose
 
     if (why := qat_backend_problem(spec)) is not None:
         raise BackendUnavailable(why)

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, register_backend
+from qcore.backends.base import Backend, Quantized, count_layers, register_backend
+from qcore.metrics.measure import stopwatch
 
 __all__ = ["TorchAOLinear", "quantizable"]
 

@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..measure import stopwatch
-from ..observers import weight_range
-from ..primitives import (
+from qcore.backends.base import Backend, Quantized, count_layers, register_backend
+from qcore.metrics.measure import stopwatch
+from qcore.quant.observers import weight_range
+from qcore.quant.primitives import (
     choose_qparams,
     from_groups,
     pack_int4,
@@ -34,7 +35,6 @@ from ..primitives import (
     to_groups,
     unpack_int4,
 )
-from .base import Backend, Quantized, count_layers, register_backend
 
 __all__ = ["encode_scales", "decode_scales", "weight_qparams", "WeightOnlyLayer", "fold_batchnorm", "WeightOnly"]
 

@@ -15,7 +15,7 @@ convolution and linear layer is delegated.
 
 A program is specialised to its input shape (the latency shape, and the evaluation batch,
 :mod:`.compiled`) and cached on disk
-(:mod:`qcore.buildcache`): lowering a torchvision model takes tens of seconds. It runs through
+(:mod:`qcore.backends.buildcache`): lowering a torchvision model takes tens of seconds. It runs through
 ``executorch.runtime`` in this process. XNNPACK has its own thread pool (pthreadpool), set to
 ``torch.get_num_threads()`` threads like every other engine; a sweep times it in a block of its
 own, never alternated with torch.
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from ..buildcache import BuildCache, digest, input_signature
-from ..measure import stopwatch
-from .base import Backend, Quantized, count_layers, register_backend
-from .compiled import RECIPE, PerShape, export_for
+from qcore.backends.base import Backend, Quantized, count_layers, register_backend
+from qcore.backends.buildcache import BuildCache, digest, input_signature
+from qcore.backends.compiled import RECIPE, PerShape, export_for
+from qcore.metrics.measure import stopwatch
 
 __all__ = ["set_threads", "delegation", "xnnpack_compiler", "XnnpackBackend"]
 
@@ -64,7 +64,7 @@ def _quantizer(spec):
         get_symmetric_quantization_config,
     )
 
-    from ._observer_pt2e import CalibrationObserverPT2E
+    from qcore.backends._observer_pt2e import CalibrationObserverPT2E
 
     base = get_symmetric_quantization_config(is_per_channel=spec.granularity == "per-channel")
     act = base.input_activation
@@ -152,7 +152,10 @@ class XnnpackBackend(Backend):
         return _missing()
 
     def quantize(self, model, spec, calib, example, device):
-        from .pt2e_int8 import _graph_constants, quantized_graph  # the same PT2E recipe, XNNPACK's quantizer
+        from qcore.backends.pt2e_int8 import (  # the same PT2E recipe, XNNPACK's quantizer
+            _graph_constants,
+            quantized_graph,
+        )
 
         model = copy.deepcopy(model).eval().cpu()
         total = count_layers(model)

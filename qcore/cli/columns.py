@@ -10,7 +10,7 @@ __all__ = ["cmd_columns", "add_subcommands"]
 
 def cmd_columns(args: argparse.Namespace) -> int:
     """``columns [NAME ...]``: the column key as text, or ``--markdown`` as docs/columns.md holds it."""
-    from qcore.columns import column, markdown, text
+    from qcore.metrics.columns import column, markdown, text
 
     try:
         for name in args.names:

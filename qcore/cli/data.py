@@ -21,7 +21,8 @@ def _fail(message: str, code: int) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``train``: the cached baseline of a model on a dataset, trained now (with a progress bar) if missing."""
-    from qcore import data, models, train, weights
+    from qcore import data
+    from qcore.nets import models, train, weights
 
     try:
         recipe = train.recipe_for(args.model, args.dataset, args.epochs, image_size=args.image_size,
@@ -67,7 +68,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """``models``: every torchvision classifier with its parameters, GFLOPs and input sizes."""
-    from qcore import models
+    from qcore.nets import models
 
     names = [n for n in models.list_models() if not args.filter or args.filter in n]
     print(f"{'model':<20} {'params':>10} {'GFLOPs':>8} {'input':>6} {'min':>5}")
@@ -103,8 +104,8 @@ def dataset_help() -> str:
 
 def add_subcommands(subparsers) -> None:
     """Add ``train``, ``fetch-data``, ``models`` and ``datasets`` to an argparse subparsers object (numbers
-    checked against :data:`qcore.limits.LIMITS`)."""
-    from qcore.limits import argparse_type as limited
+    checked against :data:`qcore.guards.limits.LIMITS`)."""
+    from qcore.guards.limits import argparse_type as limited
 
     p = subparsers.add_parser("train", help="train (or find cached) the baseline of a model on a dataset")
     p.add_argument("--model", required=True, help="a torchvision classifier, e.g. resnet18 (see 'models')")

@@ -24,8 +24,8 @@ import time
 
 from qcore.cli.data import dataset_help
 from qcore.cli.progress import ProgressBar
-from qcore.limits import LIMITS, argparse_type
-from qcore.spec import CHOICES, GROUP_SIZES, QuantSpec, SpecError
+from qcore.guards.limits import LIMITS, argparse_type
+from qcore.quant.spec import CHOICES, GROUP_SIZES, QuantSpec, SpecError
 
 __all__ = ["add_subcommands", "cmd_layers", "cmd_mixed"]
 
@@ -37,7 +37,7 @@ def _spec(args) -> QuantSpec:
 
 
 def _config(args):
-    from qcore.sweep import SweepConfig
+    from qcore.runs.sweep import SweepConfig
 
     return SweepConfig(model=args.model, dataset=args.dataset, weights=args.weights, device=args.device,
                        calib_size=args.calib_size, eval_limit=args.eval_limit, seed=args.seed,
@@ -68,7 +68,7 @@ def _run(store, job, runner, what: str):
 
 
 def _start(args, kind: str, make_config):
-    from qcore.store import Store
+    from qcore.runs.store import Store
 
     store = Store()
     if args.resume:
@@ -123,7 +123,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 def cmd_mixed(args: argparse.Namespace) -> int:
     """``mixed``: the walk, one measured point per layer kept in FP32 (or INT8 under INT4, ``--promote-to int8``)."""
     from qcore.layers.job import WALK_KIND, run_walk_job, walk_config
-    from qcore.report import text_table, write_csv
+    from qcore.present.report import text_table, write_csv
 
     store, job, code = _start(args, WALK_KIND, lambda: walk_config(
         _config(args), _spec(args), order=args.order, metric=args.metric, seed=args.walk_seed, steps=args.steps,
@@ -163,7 +163,7 @@ def _positive_float(text: str) -> float:
 
 
 def _common(s: argparse.ArgumentParser) -> None:
-    from qcore.sweep import SweepConfig
+    from qcore.runs.sweep import SweepConfig
 
     d, q = SweepConfig(), QuantSpec()
     s.add_argument("--model", default=d.model)

@@ -6,22 +6,22 @@ import argparse
 import sys
 import time
 
-from qcore.limits import argparse_type
+from qcore.guards.limits import argparse_type
 
 __all__ = ["cmd_runs", "cmd_worker", "add_subcommands"]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """``worker``: run queued sweep jobs until idle (the app starts one itself)."""
-    from qcore.worker import serve
+    from qcore.service.worker import serve
 
     return serve(idle_exit_s=args.idle_exit)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """``runs``: the stored results as a table, and as CSV / JSON / HTML files; ``--jobs``: the sweeps."""
-    from qcore.report import text_table, write_csv, write_html, write_json
-    from qcore.store import Store
+    from qcore.present.report import text_table, write_csv, write_html, write_json
+    from qcore.runs.store import Store
 
     store = Store()
     if args.jobs:

@@ -6,12 +6,12 @@ Example::
         --precision fp32,int8,int4 --granularity per-channel,per-group --calibration minmax,mse \\
         --mode static,weight-only --out results.csv
 
-Comma lists make a grid (each flag's default is :data:`qcore.spec.DEFAULT_GRID`, which the app's Sweep page
+Comma lists make a grid (each flag's default is :data:`qcore.quant.spec.DEFAULT_GRID`, which the app's Sweep page
 starts from too); combinations that cannot exist are skipped with the reason. A sweep can also be a list of
 exact specs (``--spec 'INT8 per-tensor min-max static' --spec 'int4 weight-only per-group 64 mse'``, or
-``--specs FILE`` with one per line, read by :func:`qcore.spec.parse_specs`): one job, FP32 measured once; grid
-options given as well add the grid's specs to the list. Every number is checked
-against :data:`qcore.limits.LIMITS` (a value out of range is a usage error, exit status 2, naming the
+``--specs FILE`` with one per line, read by :func:`qcore.quant.spec_text.parse_specs`): one job, FP32 measured
+once; grid options given as well add the grid's specs to the list. Every number is checked
+against :data:`qcore.guards.limits.LIMITS` (a value out of range is a usage error, exit status 2, naming the
 option). A stored sweep is a job in the run database from its start: rows are committed as they are
 measured, and ``sweep --resume JOB`` measures what a killed or interrupted sweep left.
 """
@@ -25,9 +25,9 @@ import time
 
 from qcore.cli.data import dataset_help
 from qcore.cli.progress import ProgressBar
-from qcore.limits import LIMITS, LimitError, argparse_type
-from qcore.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QAT_DEFAULTS, QuantSpec, SpecError
-from qcore.spec_text import parse_spec, parse_specs
+from qcore.guards.limits import LIMITS, LimitError, argparse_type
+from qcore.quant.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QAT_DEFAULTS, QuantSpec, SpecError
+from qcore.quant.spec_text import parse_spec, parse_specs
 
 __all__ = ["SWEEP_OPTIONS", "cmd_sweep", "add_subcommand"]
 
@@ -95,8 +95,8 @@ def _qat_option(name: str):
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``sweep``: measure the FP32 baseline and every valid spec of the grid; store, print, write files."""
     from qcore.backends import runnable_grid
-    from qcore.store import Store
-    from qcore.sweep import SweepConfig, run_sweep
+    from qcore.runs.store import Store
+    from qcore.runs.sweep import SweepConfig, run_sweep
 
     parser = args.parser
     if args.cluster:
@@ -206,7 +206,7 @@ def _listed_specs(args) -> list[QuantSpec]:
 def _run_stored(store, job, args) -> int:
     """Run a job recorded in the store from this process: rows committed as measured, the CSV/JSON written
     before anything optional (the Pareto flags in the database), a Ctrl-C leaving a resumable job."""
-    from qcore.worker import execute_job, store_pareto
+    from qcore.service.worker import execute_job, store_pareto
 
     bar = ProgressBar()
     resume = f"python -m qcore sweep --resume {job.job_id}"
@@ -239,8 +239,8 @@ def _run_stored(store, job, args) -> int:
 
 def _write_outputs(results, args) -> None:
     """The table, the FP32 row's notes (the data's skipped files, where the weights came from), CSV, JSON."""
-    from qcore.report import text_table, write_csv, write_json
-    from qcore.result import baseline_of
+    from qcore.metrics.result import baseline_of
+    from qcore.present.report import text_table, write_csv, write_json
 
     print(text_table(results))
     base = baseline_of(results)
@@ -254,8 +254,8 @@ def _write_outputs(results, args) -> None:
 
 def add_subcommand(subparsers) -> None:
     """Add ``sweep`` to an argparse subparsers object; its defaults come from SweepConfig and DEFAULT_GRID, its
-    ranges from :data:`qcore.limits.LIMITS`."""
-    from qcore.sweep import SweepConfig
+    ranges from :data:`qcore.guards.limits.LIMITS`."""
+    from qcore.runs.sweep import SweepConfig
 
     d = SweepConfig()
     s = subparsers.add_parser("sweep", help="quantize a model many ways and measure each")
@@ -307,7 +307,7 @@ def add_subcommand(subparsers) -> None:
 
 
 def _add_draw_options(s, d) -> None:
-    """``--calib-draws`` and ``--calib-list`` (qcore.draws, qcore.data.draws)."""
+    """``--calib-draws`` and ``--calib-list`` (qcore.metrics.draws, qcore.data.draws)."""
     s.add_argument("--calib-draws", type=argparse_type("calib_draws"), default=d.calib_draws, metavar="K",
                    help="calibrate each static INT spec K times on disjoint seeded samples of --calib-size training "
                         "images; rows hold the mean top-1 and its std, min and max (latency and size measured "

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 
-from .address import ClusterUnreachable, check_address, probe
-from .status import read_snapshot, write_snapshot
+from qcore.cluster.address import ClusterUnreachable, check_address, probe
+from qcore.cluster.status import read_snapshot, write_snapshot
 
 __all__ = ["ENV", "BENCH", "configured_address", "check_address", "probe", "ClusterUnreachable", "read_snapshot",
            "write_snapshot", "declare_hint"]

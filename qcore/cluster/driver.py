@@ -2,8 +2,8 @@
 
 The order of work, and why:
 
-1. The driver loads the model and the data and evaluates FP32 once (:func:`qcore.sweep.prepare`, as the
-   local worker does), then puts that :class:`~qcore.sweep.Prepared` in the object store once.
+1. The driver loads the model and the data and evaluates FP32 once (:func:`qcore.runs.sweep.prepare`, as the
+   local worker does), then puts that :class:`~qcore.runs.sweep.Prepared` in the object store once.
 2. Every spec's accuracy task (calibrate, quantize, evaluate; one CPU) is submitted; Ray packs them on
    all nodes. A failed or skipped spec becomes its row at once.
 3. When all accuracy work is done (so no accuracy task shares a CPU with a timing), the FP32 baseline and
@@ -24,14 +24,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-from ..pareto import mark_pareto
-from ..result import Result
-from ..spec import QuantSpec
-from ..store import spec_key
-from ..sweep import ProgressFn, SweepConfig, _base_result, prepare
-from .session import cluster_info, connect, ray, require_bench
-from .status import write_snapshot
-from .tasks import LATENCY_FIELDS, accuracy_task, latency_task
+from qcore.cluster.session import cluster_info, connect, ray, require_bench
+from qcore.cluster.status import write_snapshot
+from qcore.cluster.tasks import LATENCY_FIELDS, accuracy_task, latency_task
+from qcore.metrics.pareto import mark_pareto
+from qcore.metrics.result import Result
+from qcore.quant.spec import QuantSpec
+from qcore.runs.store import spec_key
+from qcore.runs.sweep import ProgressFn, SweepConfig, _base_result, prepare
 
 __all__ = ["MAX_RETRIES", "run_cluster_sweep"]
 
@@ -53,7 +53,7 @@ def run_cluster_sweep(
     baseline_run_id: str = "",
     max_retries: int = MAX_RETRIES,
 ) -> list[Result]:
-    """:func:`qcore.sweep.run_sweep` on the cluster at ``address``: the same rows, plus where each ran.
+    """:func:`qcore.runs.sweep.run_sweep` on the cluster at ``address``: the same rows, plus where each ran.
 
     ``on_state({"cluster": ..., "specs": [{"label", "state", "host", "node_id", "retries"}, ...]})`` is
     called whenever a spec changes state (the app's worker stores it on the job for the Sweep page)."""

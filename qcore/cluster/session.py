@@ -17,8 +17,8 @@ except ImportError as exc:  # the optional extra: say how to get it
     raise ImportError("a sweep on a cluster needs Ray: pip install -r requirements-cluster.txt (ray==2.60.0) "
                       "here and on every node") from exc
 
-from . import BENCH, declare_hint
-from .address import probe
+from qcore.cluster import BENCH, declare_hint
+from qcore.cluster.address import probe
 
 __all__ = ["connect", "cluster_info", "require_bench"]
 

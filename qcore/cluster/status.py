@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from ..paths import atomic_write_bytes, data_home
+from qcore.env.paths import atomic_write_bytes, data_home
 
 __all__ = ["snapshot_path", "write_snapshot", "read_snapshot"]
 

@@ -1,6 +1,6 @@
 """The two Ray tasks of a spec: accuracy (packable, one CPU) and latency (one ``qcore_bench`` slot). Imports Ray.
 
-Both receive the sweep's :class:`~qcore.sweep.Prepared` (model weights, calibration and evaluation tensors,
+Both receive the sweep's :class:`~qcore.runs.sweep.Prepared` (model weights, calibration and evaluation tensors,
 the FP32 logits) as one object put in the object store by the driver: Ray copies it to a node once, when a
 task there first needs it; nothing is downloaded, trained or read from disk on a node. Both quantize the
 spec from it (the same calibration tensors, the same seeds: the same quantized model; a quantized model is
@@ -15,8 +15,8 @@ import socket
 
 import ray
 
-from .. import hardware
-from . import BENCH
+from qcore.cluster import BENCH
+from qcore.env import hardware
 
 __all__ = ["where", "accuracy_task", "latency_task", "LATENCY_FIELDS"]
 
@@ -41,8 +41,8 @@ def _failed(exc: BaseException, here: dict) -> dict:
 @ray.remote(num_cpus=1, max_retries=0)
 def accuracy_task(p, spec_dict: dict) -> dict:
     """Quantize and evaluate one spec; ``{"row": Result dict, "where": ...}`` or ``{"error": ..., "where": ...}``."""
-    from ..spec import QuantSpec
-    from ..sweep import accuracy_into, quantize_spec
+    from qcore.quant.spec import QuantSpec
+    from qcore.runs.sweep import accuracy_into, quantize_spec
 
     here = where()
     try:
@@ -61,8 +61,8 @@ def latency_task(p, spec_dict: dict | None) -> dict:
     benchmark)."""
     import torch
 
-    from ..spec import QuantSpec
-    from ..sweep import finish_notes, latency_into, measure_baseline, quantize_spec
+    from qcore.quant.spec import QuantSpec
+    from qcore.runs.sweep import finish_notes, latency_into, measure_baseline, quantize_spec
 
     here = where()
     torch.set_num_threads(here["cpus"])

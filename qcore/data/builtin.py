@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from qcore.data.base import DatasetBundle, DatasetError, TensorImages, tensor_set
-from qcore.paths import subdir
+from qcore.env.paths import subdir
 
 __all__ = ["FASHION_FILES", "FASHION_CLASSES", "CIFAR10_CLASSES", "how_to_get", "find_fashion_mnist", "find_cifar10",
            "fetch", "load_fashion_mnist", "load_cifar10"]

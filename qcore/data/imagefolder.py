@@ -7,7 +7,7 @@ map onto the pretrained models' class indices. Images are resized and centre-cro
 ImageNet evaluation transform does (short side ``size / 0.875``, bilinear, by default; a sweep passes
 the model's own weights' resize and interpolation for ImageNet folders), decoded once and kept as
 ``uint8`` when they fit in memory, else decoded on access. Uploaded zips are unpacked (and checked) by
-:mod:`qcore.uploads`; callers name a folder ``imagefolder:<path>`` through :mod:`qcore.data.registry`.
+:mod:`qcore.service.uploads`; callers name a folder ``imagefolder:<path>`` through :mod:`qcore.data.registry`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from qcore import folder_scan, image_guard
 from qcore.data.base import DatasetBundle, DatasetError, TensorImages, folder_name
-from qcore.folder_scan import IMAGE_EXTENSIONS, MIN_IMAGES_PER_CLASS
+from qcore.guards import folder_scan, image_guard
+from qcore.guards.folder_scan import IMAGE_EXTENSIONS, MIN_IMAGES_PER_CLASS
 
 __all__ = ["IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "FileImages", "folder_key", "folder_signature",
            "imagenet_folder", "load_folder"]
@@ -125,7 +125,7 @@ def _to_rgb(im):
 
 def _decode(path: Path, size: int, keep: bool, resize: int, interpolation: str) -> Tensor | None:
     """Decode ``path`` fully (so a damaged file fails here, not mid-evaluation); an image over
-    :data:`qcore.image_guard.MAX_IMAGE_PIXELS` raises ``ImageTooLarge`` before any pixel is decoded.
+    :data:`qcore.guards.image_guard.MAX_IMAGE_PIXELS` raises ``ImageTooLarge`` before any pixel is decoded.
 
     With ``keep``: resize the short side to ``resize`` with ``interpolation`` and centre-crop ``size``;
     return ``uint8 3 x size x size``.

@@ -1,7 +1,7 @@
 """Which layers cost the accuracy: per-layer sensitivity (Part 1) and the measured mixed-precision walk (Part 2).
 
-- :mod:`.names`: the quantizable layers of a model (Conv and Linear, by torchvision's module names) and the check
-  of a spec's ``keep_float`` against them (an unknown name gets the model's near names).
+- The quantizable layers of a model and the check of a spec's ``keep_float`` against them are
+  :mod:`qcore.backends.layer_names` (below the sweep, which checks them too).
 - :mod:`.errors`: SQNR, relative MSE and cosine similarity, and each layer's weight error under a spec (on the
   weight as deployed: BatchNorm folded).
 - :mod:`.activations`: the rows of the activation quantizers between the layers (static INT8: the input,

@@ -17,11 +17,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..backends._observer import calibrate
-from ..backends.act_quantizers import ActQuantizer, quantizers
-from ..backends.fx_int8 import prepared_fx
-from ..spec import QuantSpec
-from .errors import ErrorSum
+from qcore.backends._observer import calibrate
+from qcore.backends.act_quantizers import ActQuantizer, quantizers
+from qcore.backends.fx_int8 import prepared_fx
+from qcore.layers.errors import ErrorSum
+from qcore.quant.spec import QuantSpec
 
 __all__ = ["activation_errors"]
 

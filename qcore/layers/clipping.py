@@ -7,7 +7,7 @@ channel, or one per group of weights, exactly as the spec's backend computes it.
   ``a / 127.5`` and zero point 0: a channel reaching 0.51 gets ``s = 0.004``, codes -128..127.
 - Weight-only (INT8 or INT4): qcore's own rows and ranges, the Learn page's functions
   (:func:`qcore.learn.granularity.weight_rows` and :func:`~qcore.learn.granularity.row_qparams`, which call
-  the backend's :func:`qcore.observers.weight_range`): the spec's calibration (min-max, percentile, MSE), its
+  the backend's :func:`qcore.quant.observers.weight_range`): the spec's calibration (min-max, percentile, MSE), its
   scheme (symmetric: signed codes, ``-8..7`` for INT4) and its groups (``group_size`` consecutive input
   weights of one output channel; a row shorter than that is one group).
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..learn.granularity import row_qparams, weight_rows
-from ..spec import QuantSpec
+from qcore.learn.granularity import row_qparams, weight_rows
+from qcore.quant.spec import QuantSpec
 
 __all__ = ["WeightRanges", "weight_ranges"]
 
@@ -82,7 +82,7 @@ def weight_ranges(w: torch.Tensor, spec: QuantSpec) -> WeightRanges:
                f"{spec.bits}-bit codes {qp.qmin}..{qp.qmax} (the weight-only backend's weight_range)")
         return WeightRanges(spec.granularity, rows.shape[1], qp.lo.tolist(), qp.hi.tolist(), qp.scale.tolist(),
                             [int(z) for z in qp.zero_point.tolist()], qp.qmin, qp.qmax, how)
-    from ..backends.fx_int8 import weight_observer
+    from qcore.backends.fx_int8 import weight_observer
 
     obs = weight_observer(spec)()
     obs(w)

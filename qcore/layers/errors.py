@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..spec import QuantSpec
+from qcore.quant.spec import QuantSpec
 
 __all__ = ["ErrorSum", "sqnr_db", "weight_error", "dequantized_weight", "deployed", "weight_errors"]
 
@@ -77,12 +77,12 @@ def dequantized_weight(layer: nn.Module, spec: QuantSpec) -> torch.Tensor:
     """``layer.weight`` after quantize -> dequantize with ``spec``'s weight settings (see the module's doc)."""
     w = layer.weight.detach().float()
     if spec.mode == "weight-only":
-        from ..backends.weight_only import WeightOnlyLayer
+        from qcore.backends.weight_only import WeightOnlyLayer
 
         packed = WeightOnlyLayer(layer, spec.bits, spec.granularity, spec.group_size, spec.calibration,
                                  spec.symmetric, spec.percentile)
         return packed.dequantized_weight()
-    from ..backends.fx_int8 import weight_observer
+    from qcore.backends.fx_int8 import weight_observer
 
     obs = weight_observer(spec)()
     obs(w)
@@ -105,7 +105,7 @@ def deployed(model: nn.Module, spec: QuantSpec) -> nn.Module:
     names are kept. Dynamic INT8 folds nothing (a copy all the same)."""
     import copy
 
-    from ..backends.weight_only import fold_batchnorm
+    from qcore.backends.weight_only import fold_batchnorm
 
     model = copy.deepcopy(model).eval()
     if spec.mode == "dynamic":

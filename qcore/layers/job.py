@@ -1,6 +1,6 @@
 """The worker's runners for per-layer sensitivity (kind ``"layers"``) and the walk (kind ``"mixed-walk"``).
 
-Both are registered in :data:`qcore.worker.JOB_RUNNERS`; their job config is built by :func:`layers_config` and
+Both are registered in :data:`qcore.service.worker.JOB_RUNNERS`; their job config is built by :func:`layers_config` and
 :func:`walk_config` (which check everything first, so a bad request is refused before it is queued). A
 sensitivity job commits each layer's row as it is measured (:class:`qcore.layers.rows.LayerRows`) and keeps
 the plan (builds, evaluations, estimated time) in its message and result; a walk stores its order before its
@@ -9,12 +9,12 @@ first step and each point as a Result row of the job (``sweep_id`` = the job id)
 
 from __future__ import annotations
 
-from ..spec import QuantSpec
-from ..sweep import SweepConfig
-from .row import DEFAULT_METRIC
-from .rows import LayerRows
-from .sensitivity import METRICS, LayerRow, measure_layers
-from .walk import ORDERS, candidates, check_budget, check_promote, random_order, rank, run_walk, walk_specs
+from qcore.layers.row import DEFAULT_METRIC
+from qcore.layers.rows import LayerRows
+from qcore.layers.sensitivity import METRICS, LayerRow, measure_layers
+from qcore.layers.walk import ORDERS, candidates, check_budget, check_promote, random_order, rank, run_walk, walk_specs
+from qcore.quant.spec import QuantSpec
+from qcore.runs.sweep import SweepConfig
 
 __all__ = ["LAYERS_KIND", "WALK_KIND", "layers_config", "walk_config", "run_layers_job", "run_walk_job"]
 
@@ -109,7 +109,7 @@ def _order(store, job, rows_db: LayerRows) -> list[str]:
 
 def run_walk_job(store, job, progress_to=None) -> dict | None:
     """Measure (or resume) a walk: its order first (stored), then each point not yet stored."""
-    from ..worker import store_pareto
+    from qcore.service.worker import store_pareto
 
     cfg = job.config
     rows_db = LayerRows(store.path)
@@ -132,7 +132,7 @@ def run_walk_job(store, job, progress_to=None) -> dict | None:
              promote_to=promote_to, on_result=store.add_result, progress=progress,
              cancel=lambda: store.cancel_requested(job.job_id))
     rows = sorted(store.results(sweep_id=job.job_id), key=lambda r: r.created_at)
-    from ..pareto import mark_pareto
+    from qcore.metrics.pareto import mark_pareto
 
     mark_pareto(rows)
     problem = store_pareto(store, rows)

@@ -1,7 +1,7 @@
 """A top-1 difference between two models on the same images, with its paired 95% interval.
 
 Per image, each model is right or wrong; the four counts (both right, only the first, only the second,
-neither) go to :func:`qcore.stats.paired_delta`, the one rule for a paired top-1 change in qcore (Newcombe's
+neither) go to :func:`qcore.metrics.stats.paired_delta`, the one rule for a paired top-1 change in qcore (Newcombe's
 interval, the one every sweep row carries). Pairing removes the images both get right or both wrong, so the
 interval is far narrower than two separate intervals: 10,000 images where 60 flip one way and 20 the other
 give -0.40 points, 95% interval -0.58 to -0.22 (unpaired: about +- 0.6).
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..measure import predicted_class
-from ..stats import paired_delta as _counts_delta
+from qcore.metrics.measure import predicted_class
+from qcore.metrics.stats import paired_delta as _counts_delta
 
 __all__ = ["Paired", "paired_delta", "correct"]
 
@@ -33,7 +33,7 @@ class Paired:
 
 
 def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """1.0 where the top-1 prediction (:func:`qcore.measure.predicted_class`: ties to the lowest class) is the
+    """1.0 where the top-1 prediction (:func:`qcore.metrics.measure.predicted_class`: ties to the lowest class) is the
     label, else 0.0."""
     return (predicted_class(logits) == labels).double()
 

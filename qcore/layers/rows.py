@@ -1,4 +1,4 @@
-"""Per-layer rows of sensitivity jobs, and the stored order of walks, in the run database (``qcore.store``'s file).
+"""Per-layer rows of sensitivity jobs, and the stored order of walks, in the run database (``qcore.runs.store``'s file).
 
 Each layer's row is committed alone the moment it is measured (``INSERT OR REPLACE`` keyed by job and layer), so
 a killed or cancelled job keeps every finished layer and a resumed one measures only the rest. A walk stores its
@@ -13,7 +13,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from .row import LayerRow
+from qcore.layers.row import LayerRow
 
 __all__ = ["SCHEMA", "LayerRows"]
 
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS layer_walks (
 
 
 class LayerRows:
-    """The two tables above in the database at ``path`` (a :class:`qcore.store.Store`'s ``path``)."""
+    """The two tables above in the database at ``path`` (a :class:`qcore.runs.store.Store`'s ``path``)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)

@@ -1,6 +1,6 @@
 """Per-layer sensitivity of one quantized spec: where the accuracy goes.
 
-For every Conv and Linear layer of the model (:func:`qcore.layers.names.layer_names`):
+For every Conv and Linear layer of the model (:func:`qcore.backends.layer_names.layer_names`):
 
 - **weight error**: SQNR and relative MSE of the layer's weight as the kernels hold it (each BatchNorm folded
   into the convolution before it, :func:`qcore.layers.errors.deployed`) after quantize -> dequantize with the
@@ -41,15 +41,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..backends import BackendUnavailable, resolve
-from ..backends.base import KEEP_ACT_BACKENDS
-from ..measure import accuracy, predict
-from ..spec import QuantSpec, SpecError
-from ..sweep import Prepared, SweepConfig, prepare
-from .activations import activation_errors
-from .errors import ErrorSum, deployed, weight_error, weight_errors
-from .names import layer_names, near_names
-from .row import METRICS, LayerRow
+from qcore.backends import BackendUnavailable, resolve
+from qcore.backends.base import KEEP_ACT_BACKENDS
+from qcore.backends.layer_names import layer_names, near_names
+from qcore.layers.activations import activation_errors
+from qcore.layers.errors import ErrorSum, deployed, weight_error, weight_errors
+from qcore.layers.row import METRICS, LayerRow
+from qcore.metrics.measure import accuracy, predict
+from qcore.quant.spec import QuantSpec, SpecError
+from qcore.runs.sweep import Prepared, SweepConfig, prepare
 
 __all__ = ["METRICS", "LayerRow", "Plan", "plan", "output_errors", "Sensitivity", "measure_layers"]
 

@@ -9,8 +9,8 @@ import io
 from dataclasses import fields
 from pathlib import Path
 
-from ..paths import atomic_write_bytes
-from .row import LayerRow
+from qcore.env.paths import atomic_write_bytes
+from qcore.layers.row import LayerRow
 
 __all__ = ["LAYER_COLUMNS", "CONTEXT_COLUMNS", "layers_csv_text", "write_layers_csv", "text_table"]
 

@@ -2,7 +2,7 @@
 
 Step 0 is the spec on every layer; step ``k`` keeps the first ``k`` layers of an order in FP32
 (``QuantSpec.keep_float``), or under INT4 weight-only in INT8 if asked (``promote_to="int8"``,
-``QuantSpec.keep_int8``), and is measured exactly like a sweep row (:func:`qcore.sweep.measure_spec`: top-1 on
+``QuantSpec.keep_int8``), and is measured exactly like a sweep row (:func:`qcore.runs.sweep.measure_spec`: top-1 on
 the whole evaluation set, latency on the real kernels interleaved with FP32, artifact size), so the walk is a
 connected line of real points on the Pareto chart. A static INT8 walk on fx or pt2e may promote activation
 quantizers too (``act:`` rows of the table: their producers kept in FP32). The order is a ranking from the
@@ -20,11 +20,11 @@ import random
 import time
 from collections.abc import Callable
 
-from ..result import Result
-from ..spec import QuantSpec, SpecError
-from ..sweep import ProgressFn, SweepConfig, _base_result, measure_baseline, measure_spec, prepare
-from .names import check_keep_float
-from .row import METRICS, LayerRow
+from qcore.backends.layer_names import check_keep_float
+from qcore.layers.row import METRICS, LayerRow
+from qcore.metrics.result import Result
+from qcore.quant.spec import QuantSpec, SpecError
+from qcore.runs.sweep import ProgressFn, SweepConfig, _base_result, measure_baseline, measure_spec, prepare
 
 __all__ = ["ORDERS", "PROMOTE_TO", "rank", "candidates", "random_order", "walk_specs", "check_promote", "check_budget",
            "run_walk"]
@@ -113,7 +113,7 @@ def run_walk(
 
     ``promote_to`` (:data:`PROMOTE_TO`; "" reads it from the specs) is written into each point's notes, step 0
     included, so a row says which walk it belongs to."""
-    from ..store import spec_key
+    from qcore.runs.store import spec_key
 
     progress = progress or (lambda d, t, m: None)
     cancel = cancel or (lambda: False)

@@ -1,6 +1,6 @@
 """One scale and zero point on a real tensor: the staircase, the formula with its numbers, and the error.
 
-Everything is computed with :mod:`qcore.primitives` (``choose_qparams``, ``quantize``,
+Everything is computed with :mod:`qcore.quant.primitives` (``choose_qparams``, ``quantize``,
 ``fake_quantize``), the functions every backend uses. The mapping is::
 
     q = clamp(round(x / s) + z, qmin, qmax)        x_hat = (q - z) * s
@@ -28,10 +28,9 @@ from dataclasses import dataclass
 
 import torch
 
-from qcore.primitives import choose_qparams, dequantize, fake_quantize, quantize
-
-from .fmt import num
-from .ranges import integer_range
+from qcore.learn.fmt import num
+from qcore.learn.ranges import integer_range
+from qcore.quant.primitives import choose_qparams, dequantize, fake_quantize, quantize
 
 __all__ = ["WIDE", "Affine", "ErrorSplit", "sqnr_db", "error_parts", "split_of", "error_split", "affine_error",
            "CodeUsage", "code_usage", "staircase"]

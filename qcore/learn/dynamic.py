@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .affine import Affine, ErrorSplit, affine_error
-from .capture import Captured
+from qcore.learn.affine import Affine, ErrorSplit, affine_error
+from qcore.learn.capture import Captured
 
 __all__ = ["BatchRanges", "static_vs_dynamic"]
 

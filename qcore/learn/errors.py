@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .affine import Affine, CodeUsage, ErrorSplit, affine_error, code_usage
-from .capture import Captured
-from .ranges import BITS
+from qcore.learn.affine import Affine, CodeUsage, ErrorSplit, affine_error, code_usage
+from qcore.learn.capture import Captured
+from qcore.learn.ranges import BITS
 
 __all__ = ["ERROR_VALUES", "error_values", "MethodError", "by_method", "sqnr_by_bits", "SchemeView", "schemes"]
 

@@ -6,10 +6,10 @@ reaching 2.0, a channel within +-0.05 is rounded to the 7 values ``-3s .. 3s``. 
 gets its own ``s`` (here ``0.05 / 127.5``, 40 times finer). Per group goes further for weights: a scale
 per ``group_size`` consecutive input weights of one output channel, paid for in storage.
 
-Rows, as the weight-only backend cuts them (:func:`qcore.primitives.to_groups`): per-tensor is one
+Rows, as the weight-only backend cuts them (:func:`qcore.quant.primitives.to_groups`): per-tensor is one
 row; per-channel one row per output channel; per-group rows of ``group_size`` weights (a row shorter
 than that is one group). An activation's channels are its input channels (one row per channel, all
-captured values). Ranges per row come from :func:`qcore.observers.weight_range`.
+captured values). Ranges per row come from :func:`qcore.quant.observers.weight_range`.
 
 What the scales cost (the weight-only artifact's storage): per-tensor and per-channel scales in FP16;
 per-group scales in 8 bits each plus one float32 pair per 256 of them (``encode_scales``: 8.25 bits);
@@ -25,13 +25,12 @@ from dataclasses import dataclass
 import torch
 
 from qcore.backends.weight_only import encode_scales
-from qcore.observers import weight_range
-from qcore.primitives import choose_qparams, fake_quantize, from_groups, packed_nbytes, to_groups
-from qcore.spec import GROUP_SIZES
-
-from .affine import Affine, ErrorSplit, error_parts, error_split, split_of, sqnr_db
-from .capture import Captured
-from .ranges import integer_range
+from qcore.learn.affine import Affine, ErrorSplit, error_parts, error_split, split_of, sqnr_db
+from qcore.learn.capture import Captured
+from qcore.learn.ranges import integer_range
+from qcore.quant.observers import weight_range
+from qcore.quant.primitives import choose_qparams, fake_quantize, from_groups, packed_nbytes, to_groups
+from qcore.quant.spec import GROUP_SIZES
 
 __all__ = ["GRANULARITIES", "ROW_VALUES", "COST_VALUES", "FP16_BITS", "STREAM_METHODS", "weight_rows", "RowQParams",
            "row_qparams", "ChannelView", "channel_method", "channel_rows", "channel_qparams", "channel_view",

@@ -19,12 +19,11 @@ from collections.abc import Callable
 
 import torch
 
-from qcore.measure import accuracy, predict, predicted_class
-
-from . import source as src
-from .capture import capture_inputs
-from .ranges import fit_calibrators
-from .setting import SIMULATED, LayerSetting, quantize_layer
+from qcore.learn import source as src
+from qcore.learn.capture import capture_inputs
+from qcore.learn.ranges import fit_calibrators
+from qcore.learn.setting import SIMULATED, LayerSetting, quantize_layer
+from qcore.metrics.measure import accuracy, predict, predicted_class
 
 __all__ = ["EXAMPLES", "STEPS", "Cancelled", "measure", "run_job"]
 
@@ -108,7 +107,7 @@ def measure(setting: LayerSetting, progress: ProgressFn | None = None,
 
 
 def run_job(store, job) -> dict | None:
-    """The worker's runner for ``learn-layer`` jobs (see :data:`qcore.worker.JOB_RUNNERS`)."""
+    """The worker's runner for ``learn-layer`` jobs (see :data:`qcore.service.worker.JOB_RUNNERS`)."""
     setting = LayerSetting.from_dict(job.config)
 
     def progress(done: int, total: int, message: str) -> None:

@@ -1,10 +1,10 @@
 """The clipping range ``[lo, hi]`` each calibration method picks on a captured tensor.
 
-Activations go through the sweeps' calibrators (:func:`qcore.observers.get_calibrator`), fed one
+Activations go through the sweeps' calibrators (:func:`qcore.quant.observers.get_calibrator`), fed one
 calibration batch at a time as a static observer is, then solved for the integer range at hand:
 entropy and MSE depend on the number of levels, so their range moves with the bits. Weights go
-through :func:`qcore.observers.weight_range`, the function the weight-only backend calls: weights are
-known exactly, so only min-max, percentile and MSE apply to them (``qcore.spec.WEIGHT_CALIBRATIONS``).
+through :func:`qcore.quant.observers.weight_range`, the function the weight-only backend calls: weights are
+known exactly, so only min-max, percentile and MSE apply to them (``qcore.quant.spec.WEIGHT_CALIBRATIONS``).
 
 The integer range follows the weight-only backend: symmetric uses signed integers with the zero point
 at 0 (int4: -8..7), asymmetric unsigned ones (uint4: 0..15). The int8 kernels' symmetric activations
@@ -13,11 +13,10 @@ are uint8 with the zero point at 128: the same 256 levels at the same values, sh
 
 from __future__ import annotations
 
-from qcore.observers import Calibrator, get_calibrator, weight_range
-from qcore.primitives import qrange
-from qcore.spec import CHOICES, WEIGHT_CALIBRATIONS
-
-from .capture import Captured
+from qcore.learn.capture import Captured
+from qcore.quant.observers import Calibrator, get_calibrator, weight_range
+from qcore.quant.primitives import qrange
+from qcore.quant.spec import CHOICES, WEIGHT_CALIBRATIONS
 
 __all__ = ["BITS", "methods_for", "integer_range", "fit_calibrators", "method_range", "all_ranges"]
 

@@ -3,7 +3,7 @@
 A :class:`LayerSetting` names the source (model, weights, dataset), the layer, what is quantized (its
 weights or its input), the bits, scheme, calibration method, granularity and, for an input, static or
 dynamic ranges. :func:`quantize_layer` returns a copy of the model in which only that layer is
-fake-quantized (quantized then dequantized in float, with :mod:`qcore.primitives`), with exactly the
+fake-quantized (quantized then dequantized in float, with :mod:`qcore.quant.primitives`), with exactly the
 scales and zero points the page computed: the same captured batches, calibrators and rows.
 
 Fake quantization is how 2..8 bits can be taught on any CPU: the arithmetic stays float, so a model
@@ -18,14 +18,13 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from qcore.spec import CHOICES, GROUP_SIZES, LABELS
-from qcore.sweep import SweepConfig
-
-from .affine import Affine
-from .capture import KINDS, Captured, find_layer
-from .granularity import GRANULARITIES, channel_method, channel_qparams, row_qparams, weight_rows
-from .ranges import BITS, integer_range, method_range, methods_for
-from .source import Source
+from qcore.learn.affine import Affine
+from qcore.learn.capture import KINDS, Captured, find_layer
+from qcore.learn.granularity import GRANULARITIES, channel_method, channel_qparams, row_qparams, weight_rows
+from qcore.learn.ranges import BITS, integer_range, method_range, methods_for
+from qcore.learn.source import Source
+from qcore.quant.spec import CHOICES, GROUP_SIZES, LABELS
+from qcore.runs.sweep import SweepConfig
 
 __all__ = ["MODES", "SIMULATED", "LayerSetting", "InputQuant", "input_quant", "quantize_layer"]
 
@@ -128,7 +127,7 @@ class InputQuant:
     zero_point: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from qcore.primitives import choose_qparams, fake_quantize
+        from qcore.quant.primitives import choose_qparams, fake_quantize
 
         s = self.setting
         qmin, qmax = integer_range(s.bits, s.symmetric)

@@ -3,7 +3,7 @@
 This is the one place :mod:`qcore.learn` imports model loading: the sweeps' own path
 (``load_dataset_for`` then ``load_model``), so a layer seen here is the layer a sweep quantizes.
 Calibration and evaluation images are the sweeps' too (:func:`qcore.data.split_calib_eval` with
-:class:`qcore.sweep.SweepConfig`'s sizes and seed): 256 training images in batches of 32, and 2,000
+:class:`qcore.runs.sweep.SweepConfig`'s sizes and seed): 256 training images in batches of 32, and 2,000
 test images.
 
 Loading never trains: a missing baseline (minutes of training) raises :class:`MissingBaseline`
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from qcore import data
-from qcore.weights import LoadedModel, WeightsError, load_dataset_for, load_model
+from qcore.nets.weights import LoadedModel, WeightsError, load_dataset_for, load_model
 
 __all__ = ["MissingBaseline", "Source", "baseline_path", "missing_baseline_message", "Loaded", "load",
            "fold_batchnorm", "calibration_batches", "evaluation_set", "test_images"]
@@ -30,7 +30,7 @@ class MissingBaseline(WeightsError):
 
 
 def _sweep_defaults() -> dict:
-    from qcore.sweep import SweepConfig  # the sweeps' sizes and seed: one policy
+    from qcore.runs.sweep import SweepConfig  # the sweeps' sizes and seed: one policy
 
     d = SweepConfig()
     return {"calib_size": d.calib_size, "calib_batch_size": d.calib_batch_size, "eval_limit": d.eval_limit,
@@ -57,7 +57,7 @@ class Source:
 
 def baseline_path(source: Source):
     """The cached baseline file for ``source`` (None when there is none yet)."""
-    from qcore import train
+    from qcore.nets import train
 
     return train.find_baseline(source.model, source.dataset)
 

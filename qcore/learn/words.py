@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from qcore.spec import CHOICES, LABELS
-
-from .fmt import db, num, pct
+from qcore.learn.fmt import db, num, pct
+from qcore.quant.spec import CHOICES, LABELS
 
 if TYPE_CHECKING:
-    from .affine import Affine, ErrorSplit
+    from qcore.learn.affine import Affine, ErrorSplit
 
 __all__ = ["NAMES", "tensor_sentence", "ranges_sentence", "step_sentence", "error_sentence", "scheme_sentence",
            "channel_sentence", "cost_sentence", "dynamic_sentence", "result_sentence"]

@@ -1,10 +1,10 @@
-"""Fine-tuned states on disk, keyed by everything that defines them, like the baselines (:mod:`qcore.train`).
+"""Fine-tuned states on disk, keyed by everything that defines them, like the baselines (:mod:`qcore.nets.train`).
 
 ``<data home>/qat/<model>__<what>__<key>.safetensors`` holds the trained state dict (the FP32 control's, or
 the QAT graph's before conversion: weights, BatchNorm statistics, fake-quantizer ranges), ``.json`` beside it
 the curve and the cost. The key hashes the starting weights' bytes, the schedule, the evaluation images, and
 for QAT the spec's quantization fields and the calibration images: change any of them and it trains anew.
-Files are written atomically (:func:`qcore.paths.atomic_write_bytes`); :func:`locked` holds an exclusive
+Files are written atomically (:func:`qcore.env.paths.atomic_write_bytes`); :func:`locked` holds an exclusive
 ``flock`` on a ``.lock`` file beside them while one process trains, so two workers asking for the same key
 train it once (the second waits, then loads).
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..paths import atomic_write_bytes, subdir
+from qcore.env.paths import atomic_write_bytes, subdir
 
 __all__ = ["VERSION", "tensor_digest", "cache_path", "locked", "load", "save"]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["QAT_SYMBOL", "curve_figure", "add_qat_points", "qat_hover_line", "qat_vs_ptq_text"]
 
-QAT_SYMBOL = "star"  # PTQ points are circles, rows timed while busy diamonds (qcore.chart_scale.symbol)
+QAT_SYMBOL = "star"  # PTQ points are circles, rows timed while busy diamonds (qcore.present.chart_scale.symbol)
 
 
 def qat_vs_ptq_text(r) -> str:

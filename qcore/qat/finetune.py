@@ -1,6 +1,6 @@
 """The fine-tune both a QAT model and its FP32 control go through: same images, same order, same schedule.
 
-:class:`Schedule` is taken from the baseline's training recipe (:func:`qcore.train.recipe_for`: optimizer,
+:class:`Schedule` is taken from the baseline's training recipe (:func:`qcore.nets.train.recipe_for`: optimizer,
 batch size, weight decay, label smoothing) scaled down as the usual short-QAT rule says: about 1% of the
 original peak learning rate (``qat_lr_scale``), decayed to zero by a cosine over the fine-tune, no warm-up.
 mobilenet_v3_small's recipe peaks at 5e-3 with AdamW: its QAT runs at 5e-5 (NNCF's one-epoch example uses
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..measure import predicted_class
-from ..spec import QuantSpec
+from qcore.metrics.measure import predicted_class
+from qcore.quant.spec import QuantSpec
 
 __all__ = ["CURVE_POINTS", "Schedule", "schedule_for", "finetune", "top1"]
 
@@ -61,7 +61,7 @@ class Schedule:
 
 def schedule_for(model: str, dataset: str, spec: QuantSpec, train_images: int, image_size: int) -> Schedule:
     """The fine-tune of ``spec`` (a QAT spec) for ``model``: the baseline recipe's settings, scaled down."""
-    from ..train import recipe_for
+    from qcore.nets.train import recipe_for
 
     recipe = recipe_for(model, dataset, image_size=image_size)
     return Schedule(model=model, epochs=spec.qat_epochs, batch_size=min(recipe.batch_size, train_images),
@@ -99,7 +99,7 @@ def finetune(model: nn.Module, train_set, eval_batches, s: Schedule, *, freeze_b
 
     ``{"step": [...], "epoch": [...], "train_loss": [...], "top1": [...], "seconds": training seconds
     (evaluations excluded)}``; ``train_loss`` at a point is the mean loss of the steps since the previous point
-    (None at step 0). Raises :class:`qcore.train.Cancelled` when ``cancel()`` returns True (checked every step).
+    (None at step 0). Raises :class:`qcore.nets.train.Cancelled` when ``cancel()`` returns True (checked every step).
     """
     g = torch.Generator().manual_seed(s.seed)
     # dropout draws from torch's global generator: seeded here too, so the same schedule trains the same model
@@ -113,8 +113,8 @@ def finetune(model: nn.Module, train_set, eval_batches, s: Schedule, *, freeze_b
 
 
 def _train(model, train_set, eval_batches, s, g, freeze_bn, freeze_observers, progress, cancel, what) -> dict:
-    from ..data.base import batches
-    from ..train import Cancelled
+    from qcore.data.base import batches
+    from qcore.nets.train import Cancelled
 
     per_epoch = max(1, s.train_images // s.batch_size)
     marks = sorted({round(s.steps * i / CURVE_POINTS) for i in range(1, CURVE_POINTS + 1)} - {0})

@@ -30,9 +30,9 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ..backends.base import Quantized, count_layers
-from ..spec import QuantSpec
-from .weight_only_flow import WeightOnlyQAT
+from qcore.backends.base import Quantized, count_layers
+from qcore.qat.weight_only_flow import WeightOnlyQAT
+from qcore.quant.spec import QuantSpec
 
 __all__ = ["FxQAT", "FLOWS", "freeze_bn", "freeze_observers"]
 
@@ -48,8 +48,8 @@ class FxQAT:
     backend = "fx"
 
     def __init__(self, spec: QuantSpec) -> None:
-        from .. import hardware
-        from ..backends.fx_int8 import activation_range
+        from qcore.backends.fx_int8 import activation_range
+        from qcore.env import hardware
 
         self.spec = spec
         self.engine = hardware.quantized_engine()
@@ -64,7 +64,7 @@ class FxQAT:
             MovingAveragePerChannelMinMaxObserver,
         )
 
-        from ..backends._observer import CalibrationObserver
+        from qcore.backends._observer import CalibrationObserver
 
         spec = self.spec
         qscheme = torch.per_tensor_symmetric if spec.symmetric else torch.per_tensor_affine
@@ -98,7 +98,7 @@ class FxQAT:
 
     def quantized(self, converted: nn.Module, model: nn.Module, note: str) -> Quantized:
         """The converted graph as the fx backend's result (its int8 kernels)."""
-        from ..backends.fx_int8 import _quantized_layer_count
+        from qcore.backends.fx_int8 import _quantized_layer_count
 
         return Quantized(model=converted, backend=self.backend, kernel="native", device="cpu",
                          artifact=converted.state_dict(), quantized_layers=_quantized_layer_count(converted),
@@ -127,7 +127,7 @@ class FxQAT:
     def _activation_quantizers(prepared: nn.Module):
         from torch.ao.quantization.fake_quantize import FakeQuantize
 
-        from ..backends._observer import CalibrationObserver
+        from qcore.backends._observer import CalibrationObserver
 
         for m in prepared.modules():
             if isinstance(m, FakeQuantize) and isinstance(m.activation_post_process, CalibrationObserver):

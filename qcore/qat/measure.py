@@ -1,6 +1,6 @@
 """One QAT row of a sweep: the PTQ counterpart, the FP32 control and the QAT model, on the same images.
 
-:func:`measure_qat` (called by :func:`qcore.sweep.run_sweep` for a ``mode="qat"`` spec):
+:func:`measure_qat` (called by :func:`qcore.runs.sweep.run_sweep` for a ``mode="qat"`` spec):
 
 1. checks, before any work, that there is something to train and a graph to train it on;
 2. measures the PTQ counterpart (:attr:`QuantSpec.ptq_spec`, same backend, same calibration images):
@@ -12,7 +12,7 @@
 5. ``recovered = (top1 - ptq_top1) / (control_top1 - ptq_top1)`` where the control beats PTQ, else empty
    with a note (PTQ lost nothing to win back);
 6. QAT - PTQ paired on the same images (:func:`qat_vs_ptq`): the images QAT won and lost against PTQ and the
-   95% interval of ``top1 - ptq_top1`` (:func:`qcore.stats.paired_delta`), the scale ``recovered`` is read at.
+   95% interval of ``top1 - ptq_top1`` (:func:`qcore.metrics.stats.paired_delta`), the scale ``recovered`` is read at.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..backends import BackendUnavailable, resolve
-from ..measure import accuracy, correct_counts, predict
-from ..result import Result
-from ..spec import QuantSpec
-from ..stats import paired_delta
-from . import cache
-from .charts import qat_vs_ptq_text
-from .finetune import Schedule, finetune, schedule_for, top1
-from .flows import FLOWS, freeze_bn, freeze_observers
+from qcore.backends import BackendUnavailable, resolve
+from qcore.metrics.measure import accuracy, correct_counts, predict
+from qcore.metrics.result import Result
+from qcore.metrics.stats import paired_delta
+from qcore.qat import cache
+from qcore.qat.charts import qat_vs_ptq_text
+from qcore.qat.finetune import Schedule, finetune, schedule_for, top1
+from qcore.qat.flows import FLOWS, freeze_bn, freeze_observers
+from qcore.quant.spec import QuantSpec
 
 __all__ = ["recovered", "qat_vs_ptq", "measure_qat"]
 
@@ -110,7 +110,7 @@ def _stage(progress: ProgressFn | None, lo: float, hi: float) -> ProgressFn | No
 
 def measure_qat(p, spec: QuantSpec, *, base_result: Callable, measure_quantized: Callable,
                 progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> Result:
-    """Measure one QAT spec on the sweep's prepared data ``p`` (a :class:`qcore.sweep.Prepared`); see the module
+    """Measure one QAT spec on the sweep's prepared data ``p`` (a :class:`qcore.runs.sweep.Prepared`); see the module
     docstring. A spec no backend can train or run here becomes a ``skipped`` row with the reason.
 
     ``base_result(p, spec)`` and ``measure_quantized(p, r, choice, q)`` are the sweep's own (passed in: the sweep

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backends.base import Quantized, count_layers
-from ..backends.weight_only import WeightOnlyLayer, _replace, fold_batchnorm, weight_qparams
-from ..primitives import dequantize, from_groups, quantize
-from ..spec import QuantSpec
+from qcore.backends.base import Quantized, count_layers
+from qcore.backends.weight_only import WeightOnlyLayer, _replace, fold_batchnorm, weight_qparams
+from qcore.quant.primitives import dequantize, from_groups, quantize
+from qcore.quant.spec import QuantSpec
 
 __all__ = ["fake_quantize_weight", "FakeQuantWeight", "WeightOnlyQAT"]
 

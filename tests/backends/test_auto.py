@@ -6,8 +6,8 @@ import pytest
 
 from qcore.backends import BackendUnavailable, resolve
 from qcore.backends import auto as auto_policy
-from qcore.paths import data_home
-from qcore.spec import QuantSpec
+from qcore.env.paths import data_home
+from qcore.quant.spec import QuantSpec
 
 INT8 = QuantSpec("int8")  # static, per-channel, asymmetric, min-max: what fx and pt2e both run
 PER_TENSOR = QuantSpec("int8", granularity="per-tensor")  # pt2e cannot: per-channel weights only

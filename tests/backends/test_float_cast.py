@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from qcore.backends import quantize
-from qcore.measure import size_bytes
-from qcore.spec import QuantSpec
+from qcore.metrics.measure import size_bytes
+from qcore.quant.spec import QuantSpec
 
 EXAMPLE = torch.randn(1, 3, 32, 32)
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from qcore import models
 from qcore.backends import BackendUnavailable, quantize, resolve_backend
 from qcore.backends.fx_int8 import called_modules, quantized_mean
-from qcore.measure import size_bytes
-from qcore.spec import QuantSpec
+from qcore.metrics.measure import size_bytes
+from qcore.nets import models
+from qcore.quant.spec import QuantSpec
 
 EXAMPLE = torch.randn(1, 3, 32, 32)
 
@@ -83,7 +83,7 @@ def test_calibration_time_includes_solving_the_ranges(monkeypatch):
     import time
 
     from qcore.backends import _observer
-    from qcore.observers import Entropy
+    from qcore.quant.observers import Entropy
 
     real = Entropy.solve
 

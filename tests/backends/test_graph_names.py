@@ -3,7 +3,7 @@
 import pytest
 
 from qcore.backends.graph_names import join_scopes, layer_nodes, nodes_for, onnx_module, openvino_module
-from qcore.spec import SpecError
+from qcore.quant.spec import SpecError
 
 
 @pytest.mark.parametrize("node, module", [

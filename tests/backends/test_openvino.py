@@ -4,8 +4,8 @@ import importlib.util
 
 import pytest
 
-from qcore.measure import size_bytes
-from qcore.spec import QuantSpec
+from qcore.metrics.measure import size_bytes
+from qcore.quant.spec import QuantSpec
 
 
 def _missing(*modules: str) -> str | None:
@@ -45,7 +45,7 @@ def test_openvino_leaves_keep_float_layers_in_fp32_through_nncf_ignored_scope(cn
     import torch
 
     from qcore.backends import openvino_backend
-    from qcore.spec import SpecError
+    from qcore.quant.spec import SpecError
 
     from .test_ort import outlier_cnn
 

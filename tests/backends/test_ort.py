@@ -4,8 +4,8 @@ import importlib.util
 
 import pytest
 
-from qcore.measure import size_bytes
-from qcore.spec import QuantSpec
+from qcore.metrics.measure import size_bytes
+from qcore.quant.spec import QuantSpec
 
 
 def _missing(*modules: str) -> str | None:
@@ -102,7 +102,7 @@ def test_ort_leaves_keep_float_layers_in_fp32_through_nodes_to_exclude(ort_backe
 def test_ort_refuses_a_layer_that_no_node_of_the_graph_is(ort_backend, cnn, peer_calib):
     from qcore.backends.onnx_export import export_onnx
     from qcore.backends.ort import excluded_nodes
-    from qcore.spec import SpecError
+    from qcore.quant.spec import SpecError
 
     fp32 = export_onnx(cnn, peer_calib[0][:1])
     assert excluded_nodes(fp32, ("fc", "features.0")) == ["/fc/Gemm", "/features/features.0/Conv"]

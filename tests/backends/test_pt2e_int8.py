@@ -8,7 +8,7 @@ from torch import nn
 
 from qcore.backends import BackendUnavailable, quantize, resolve_backend
 from qcore.backends.compiled import PerShape
-from qcore.spec import QuantSpec
+from qcore.quant.spec import QuantSpec
 
 EXAMPLE = torch.randn(1, 3, 32, 32)
 

@@ -16,7 +16,7 @@ from qcore.backends import (
     resolve_backend,
     runnable_grid,
 )
-from qcore.spec import CHOICES, KINDS, QuantSpec
+from qcore.quant.spec import CHOICES, KINDS, QuantSpec
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from qcore import models
 from qcore.backends import BackendUnavailable, quantize, resolve_backend
-from qcore.measure import size_bytes
-from qcore.spec import QuantSpec
+from qcore.metrics.measure import size_bytes
+from qcore.nets import models
+from qcore.quant.spec import QuantSpec
 
 
 def _rel_err(a, b):

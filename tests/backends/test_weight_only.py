@@ -8,9 +8,9 @@ from torch import nn
 
 from qcore.backends import quantize
 from qcore.backends.weight_only import WeightOnlyLayer, decode_scales, encode_scales, fold_batchnorm
-from qcore.measure import size_bytes
-from qcore.primitives import choose_qparams, fake_quantize, qrange, to_groups
-from qcore.spec import QuantSpec
+from qcore.metrics.measure import size_bytes
+from qcore.quant.primitives import choose_qparams, fake_quantize, qrange, to_groups
+from qcore.quant.spec import QuantSpec
 
 EXAMPLE = torch.randn(1, 3, 32, 32)
 

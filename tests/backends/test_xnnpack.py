@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from qcore.backends import BackendUnavailable, get_backend, kind_problem, quantize, resolve_backend
-from qcore.measure import accuracy, size_bytes
-from qcore.spec import QuantSpec
+from qcore.metrics.measure import accuracy, size_bytes
+from qcore.quant.spec import QuantSpec
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("executorch") is None, reason="executorch not installed (requirements-xnnpack.txt)"

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from qcore.cli import main
-from qcore.columns import KEY, column, markdown
-from qcore.result import COLUMNS
+from qcore.metrics.columns import KEY, column, markdown
+from qcore.metrics.result import COLUMNS
 
 
 def test_columns_prints_every_column_with_its_unit_and_meaning(capsys):

@@ -6,7 +6,7 @@ import pytest
 
 from qcore.cli import main
 from qcore.layers.table import LAYER_COLUMNS
-from qcore.store import Store
+from qcore.runs.store import Store
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from qcore.cli.progress import ProgressBar
-from qcore.result import COLUMNS
+from qcore.metrics.result import COLUMNS
 
 # A real small sweep's subprocess: seconds when quiet with the compiled FP32 reference in the shared build cache;
 # its first C++ build and a load of 10-15 on 2 cores make it many minutes. Generous: it only costs when failing.
@@ -64,8 +64,8 @@ FIVE = ["INT8 per-channel min-max asym static", "INT8 per-tensor min-max asym st
 @pytest.mark.timeout(SWEEP_S + 300)
 def test_cli_sweep_of_a_spec_list_is_one_job_with_fp32_measured_once(tmp_path, fashion_mnist, resnet18_checkpoint):
     """An engineer's five specs (four INT8 static settings, INT4 weight-only per-group 64): one job, one FP32 row."""
-    from qcore.spec import QuantSpec
-    from qcore.store import Store
+    from qcore.quant.spec import QuantSpec
+    from qcore.runs.store import Store
 
     listing = tmp_path / "specs.txt"
     listing.write_text("# the INT4 one\nint4 weight-only per-group 64 mse\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qcore.cluster import ClusterUnreachable, check_address, configured_address, probe
-from qcore.store import Store
+from qcore.runs.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ SECONDS = 60
 
 def test_the_cli_refuses_an_unreachable_cluster_before_recording_a_job(tmp_path, monkeypatch, capsys):
     import qcore.backends
-    import qcore.sweep  # noqa: F401  (what the command imports before it probes: not timed)
+    import qcore.runs.sweep  # noqa: F401  (what the command imports before it probes: not timed)
     from qcore.cli import main
 
     monkeypatch.setenv("QCORE_DB", str(tmp_path / "runs.sqlite"))
@@ -74,8 +74,8 @@ def test_the_cli_refuses_an_unreachable_cluster_before_recording_a_job(tmp_path,
 def test_a_worker_job_on_an_unreachable_cluster_ends_as_an_error_in_seconds(tmp_path, monkeypatch):
     pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements-cluster.txt)")
     import qcore.cluster.driver  # noqa: F401  (Ray and torch: imported before the clock runs)
-    from qcore.sweep import SweepConfig
-    from qcore.worker import run_job
+    from qcore.runs.sweep import SweepConfig
+    from qcore.service.worker import run_job
 
     store = Store(tmp_path / "runs.sqlite")
     jid = store.submit_job(SweepConfig().to_dict(), [])
@@ -94,11 +94,11 @@ def test_without_an_address_neither_import_nor_a_local_sweep_imports_ray(tmp_pat
     code = f"""
 import os, sys
 os.environ.pop("QCORE_RAY_ADDRESS", None)
-import qcore, qcore.worker, qcore.cluster, qcore.cli.sweep
-from qcore.store import Store
-from qcore.sweep import SweepConfig
-from qcore.spec import QuantSpec
-from qcore.worker import run_job
+import qcore, qcore.service.worker, qcore.cluster, qcore.cli.sweep
+from qcore.runs.store import Store
+from qcore.runs.sweep import SweepConfig
+from qcore.quant.spec import QuantSpec
+from qcore.service.worker import run_job
 store = Store({str(tmp_path / 'runs.sqlite')!r})
 config = SweepConfig(model="resnet18", weights={str(resnet18_checkpoint)!r}, calib_size=16, eval_limit=32,
                      latency_budget_s=0.1,

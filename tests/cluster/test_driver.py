@@ -22,9 +22,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements-cluster.txt)")
 
-from qcore.spec import QuantSpec  # noqa: E402
-from qcore.store import Store, spec_key  # noqa: E402
-from qcore.sweep import SweepConfig  # noqa: E402
+from qcore.quant.spec import QuantSpec  # noqa: E402
+from qcore.runs.store import Store, spec_key  # noqa: E402
+from qcore.runs.sweep import SweepConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
@@ -105,7 +105,7 @@ def test_every_listening_socket_of_the_cluster_is_on_loopback(cluster):
 
 
 def _run(store, jid, cluster_address=None):
-    from qcore.worker import execute_job
+    from qcore.service.worker import execute_job
 
     return execute_job(store, store.job(jid), cluster=cluster_address)
 
@@ -158,7 +158,7 @@ def test_a_spec_that_fails_on_a_node_returns_an_error_naming_that_node(cluster, 
 
     from qcore.cluster.session import connect
     from qcore.cluster.tasks import accuracy_task
-    from qcore.sweep import prepare
+    from qcore.runs.sweep import prepare
 
     connect(cluster.address)
     p = prepare(_config(resnet18_checkpoint))

@@ -20,11 +20,11 @@ from qcore.backends import quantize
 from qcore.backends.act_quantizers import INPUT, check_act_names
 from qcore.backends.base import keep_float_problem
 from qcore.backends.fx_int8 import activation_range, model_quantizers
+from qcore.backends.layer_names import check_keep_float
 from qcore.layers.activations import activation_errors
-from qcore.layers.names import check_keep_float
 from qcore.layers.row import LayerRow
 from qcore.layers.walk import candidates, rank, walk_specs
-from qcore.spec import QuantSpec, SpecError
+from qcore.quant.spec import QuantSpec, SpecError
 
 SPEC = QuantSpec("int8", granularity="per-tensor", calibration="minmax", backend="fx")
 
@@ -189,7 +189,7 @@ def test_the_walk_promotes_activation_rows_and_never_the_inputs():
 
 def test_the_table_has_activation_rows_with_their_accuracy_columns(fashion_mnist, resnet18_checkpoint, one_thread):
     from qcore.layers.sensitivity import measure_layers
-    from qcore.sweep import SweepConfig
+    from qcore.runs.sweep import SweepConfig
 
     config = SweepConfig(model="resnet18", weights=str(resnet18_checkpoint), calib_size=8, eval_limit=16,
                          fp32_compiled=False)

@@ -9,8 +9,8 @@ from torch import nn
 
 from qcore.layers.clipping import rows_of, weight_ranges
 from qcore.layers.errors import dequantized_weight
-from qcore.primitives import fake_quantize
-from qcore.spec import QuantSpec
+from qcore.quant.primitives import fake_quantize
+from qcore.quant.spec import QuantSpec
 
 
 @pytest.fixture

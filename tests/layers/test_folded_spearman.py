@@ -14,7 +14,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from qcore.layers.errors import ErrorSum, deployed, weight_error, weight_errors
 from qcore.layers.row import DEFAULT_METRIC, METRICS, LayerRow
 from qcore.layers.spearman import ranks, spearman
-from qcore.spec import QuantSpec
+from qcore.quant.spec import QuantSpec
 
 PER_TENSOR = QuantSpec("int8", granularity="per-tensor", backend="fx")
 
@@ -59,7 +59,7 @@ def test_weight_errors_are_on_the_folded_weight_as_torch_fuses_it():
 
 def test_the_table_measures_the_folded_weight(tmp_path, fashion_mnist, one_thread):
     from qcore.layers.sensitivity import measure_layers
-    from qcore.sweep import SweepConfig
+    from qcore.runs.sweep import SweepConfig
 
     net = _resnet_with_bn_statistics(1)
     ckpt = tmp_path / "r18-bn.pt"

@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from qcore.backends import BackendUnavailable, get_backend, quantize, resolve
-from qcore.spec import QuantSpec
+from qcore.quant.spec import QuantSpec
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def _payload(artifact) -> int:
 
 def test_weight_only_int4_stores_keep_int8_layers_in_8_bits_and_sizes_them_so(resnet, one_thread):
     from qcore.backends.weight_only import WeightOnlyLayer
-    from qcore.measure import size_bytes
+    from qcore.metrics.measure import size_bytes
 
     calib, example = [torch.randn(4, 3, 32, 32)], torch.randn(1, 3, 32, 32)
     int4 = QuantSpec("int4", mode="weight-only", granularity="per-channel", scheme="symmetric")

@@ -5,11 +5,18 @@ import torch
 import torchvision
 from torch import nn
 
-from qcore import stats
+from qcore.backends.layer_names import (
+    LayerError,
+    check_keep_float,
+    check_names,
+    layer_names,
+    model_layer_names,
+    near_names,
+)
 from qcore.layers.errors import ErrorSum, sqnr_db, weight_error
-from qcore.layers.names import LayerError, check_keep_float, check_names, layer_names, model_layer_names, near_names
 from qcore.layers.paired import correct, paired_delta
-from qcore.spec import QuantSpec, SpecError
+from qcore.metrics import stats
+from qcore.quant.spec import QuantSpec, SpecError
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +84,7 @@ def test_paired_delta_interval():
     b = torch.tensor([0.0] * 60 + [1.0] * 20 + [1.0] * 920)
     d = paired_delta(a, b)
     assert d.delta == pytest.approx(-4.0) and d.n == 1000
-    # the one paired rule of qcore.stats (Newcombe), on the counts: both 920, lost 60, gained 20, neither 0
+    # the one paired rule of qcore.metrics.stats (Newcombe), on the counts: both 920, lost 60, gained 20, neither 0
     lo, hi = (100 * v for v in stats.paired_delta(920, 60, 20, 0)[1:])
     assert (d.low, d.high) == (pytest.approx(lo), pytest.approx(hi)) and d.low < -4.0 < d.high < -2.0
     assert d.text() == f"-4.00 [{lo:+.2f}, {hi:+.2f}]"

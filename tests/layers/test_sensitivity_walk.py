@@ -10,11 +10,11 @@ from qcore.layers.job import layers_config, walk_config
 from qcore.layers.rows import LayerRows
 from qcore.layers.sensitivity import measure_layers, plan
 from qcore.layers.walk import check_budget, check_promote, random_order, walk_specs
-from qcore.report import csv_text
-from qcore.spec import QuantSpec, SpecError
-from qcore.store import Store
-from qcore.sweep import SweepConfig
-from qcore.worker import run_job
+from qcore.present.report import csv_text
+from qcore.quant.spec import QuantSpec, SpecError
+from qcore.runs.store import Store
+from qcore.runs.sweep import SweepConfig
+from qcore.service.worker import run_job
 
 SPEC = QuantSpec("int8", granularity="per-tensor", backend="fx")
 
@@ -116,7 +116,7 @@ def test_a_random_walk_job_stores_each_point_as_a_sweep_row(config, one_thread):
     import torchvision
 
     from qcore.backends.fx_int8 import model_quantizers
-    from qcore.layers.names import layer_names
+    from qcore.backends.layer_names import layer_names
 
     net = torchvision.models.resnet18(num_classes=10)
     acts = [q.name for q in model_quantizers(net) if not q.problem]  # a static INT8 walk may promote these too
@@ -148,7 +148,7 @@ def test_an_int8_promoting_walk_keeps_layers_in_8_bits_and_says_so_in_each_row(c
 
 
 def test_a_sweep_point_with_an_unknown_layer_is_an_error_row_naming_the_near_ones(config, one_thread):
-    from qcore.sweep import run_sweep
+    from qcore.runs.sweep import run_sweep
 
     base, bad = run_sweep(config, [QuantSpec("int8", backend="fx", keep_float=("layer1.0.conv3",))])
     assert base.ok and bad.status == "error" and bad.top1 is None
@@ -160,7 +160,7 @@ def test_a_sweep_point_with_an_unknown_layer_is_an_error_row_naming_the_near_one
 
 def test_a_sweep_keeps_a_layer_in_fp32_on_onnx_runtime(config, one_thread):
     pytest.importorskip("onnxruntime")
-    from qcore.sweep import run_sweep
+    from qcore.runs.sweep import run_sweep
 
     spec = QuantSpec("int8", granularity="per-tensor", backend="ort")
     base, full, kept = run_sweep(config, [spec, spec.replace(keep_float=("fc", "layer4.1.conv2"))])
