@@ -26,6 +26,7 @@ from ui.common import (
     sweep_cost,
 )
 from ui.nav import LEARN_PAGE, SWEEP_PAGE, job_page, setup
+from ui.text import plain
 
 # The offline default: a small model on Fashion-MNIST (no download; its trained baseline ships with qcore), three
 # kinds of quantization.
@@ -104,14 +105,19 @@ def home() -> None:
         + (f"Baseline ({cfg.model} on {data}): {note}. " if note else "")
         + (f"The sweep: {cost}." if cost else "")
     )
+    stored = jobs.stored_job_id(cfg, DEFAULT_SPECS)
+    if stored:  # offered instead of measuring again; the button below still measures again
+        st.page_link(SWEEP_PAGE, label=f"Already measured with these settings: open the stored results (job {stored})",
+                     query_params={"job": stored}, icon=":material/inventory_2:")  # fmt: skip
     b1, b2 = st.columns([1, 2])
     # a short label: a third of a 1024 px page holds about 20 characters beside the icon
     if b1.button("Start the default", type="primary", icon=":material/play_arrow:",
-                 help="measure the offline default above as a sweep, in the background"):
+                 help="measure the offline default above as a sweep, in the background (a session that asks "
+                      "while the same sweep is queued or running follows that job)"):  # fmt: skip
         try:
-            jid = jobs.submit(cfg, DEFAULT_SPECS, "sweep_job")
+            jid = jobs.submit(cfg, DEFAULT_SPECS, "sweep_job", join=True)
         except (ValueError, OSError) as exc:
-            st.error(f"Could not start: {exc}")
+            st.error(plain(f"Could not start: {exc}"))
         else:
             st.switch_page(SWEEP_PAGE, query_params={"job": jid})
     b2.page_link("pages/explore.py", label="or explore one setting in detail", icon=":material/tune:")
@@ -123,7 +129,7 @@ def home() -> None:
     if recent:
         st.subheader("Recent jobs")
         for job in recent:
-            label = f"{job.job_id} · {job.state} · {measured_text(job)} · {job_subject(job)}"  # any kind of job
+            label = plain(f"{job.job_id} · {job.state} · {measured_text(job)} · {job_subject(job)}")  # any kind of job
             st.page_link(job_page(job), label=label, help=label, query_params={"job": job.job_id},
                          icon=":material/history:")
     st.caption(f"Results are kept in {s.path}.")

@@ -11,6 +11,7 @@ from qcore.runs.sweep import SweepConfig
 from ui import jobs, keep_float, results, settings, spec_list
 from ui.common import baseline_status, dataset_label, spec_problem
 from ui.nav import SWEEP_PAGE, setup
+from ui.text import plain
 
 SESSION_KEY = "explore_job"
 SCROLL_TO_RESULTS = """<script>(() => { let n = 0; const t = setInterval(() => {
@@ -49,12 +50,13 @@ else:
     if why := spec_problem(spec.to_dict()):
         problems.append(f"This spec is impossible: {why}")
 for p in problems:
-    st.error(p, icon=":material/block:")
+    st.error(plain(p), icon=":material/block:")
 
 
 if config_kwargs["weights"] in ("baseline", "auto") and not problems:
     if note := baseline_status(config_kwargs["model"], config_kwargs["dataset"], config_kwargs["image_size"]):
-        st.caption(f"Baseline for {config_kwargs['model']} on {dataset_label(config_kwargs['dataset'])}: {note}.")
+        subject = f"{config_kwargs['model']} on {dataset_label(config_kwargs['dataset'])}"
+        st.caption(plain(f"Baseline for {subject}: {note}."))
 
 row = st.container(horizontal=True, vertical_alignment="center")  # buttons keep their labels, wrapping if narrow
 run = row.button(
@@ -86,7 +88,7 @@ if (run or train) and config is not None and spec is not None:
         jobs.submit(config, [] if train else [spec], SESSION_KEY)
         started = True
     except (ValueError, OSError) as exc:
-        st.error(f"Could not start the run: {exc}")
+        st.error(plain(f"Could not start the run: {exc}"))
 
 
 def render(job: Job, rows: list[Result]) -> None:

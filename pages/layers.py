@@ -16,6 +16,7 @@ from ui import jobs, layer_hist, results, settings
 from ui.common import start_worker, store
 from ui.layers_view import clicked_layer, frame, heatmap
 from ui.nav import SWEEP_PAGE, setup
+from ui.text import plain
 
 SESSION_KEY = "layers_job"
 
@@ -56,7 +57,7 @@ with st.expander("Measure a spec layer by layer", expanded=job0 is None, icon=":
     except ValueError as exc:
         problems.append(str(exc))
     for p in problems:
-        st.error(p, icon=":material/block:")
+        st.error(plain(p), icon=":material/block:")
     if st.button("Measure every layer", type="primary", disabled=bool(problems), icon=":material/play_arrow:"):
         _submit(LAYERS_KIND, request)
 

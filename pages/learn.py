@@ -16,6 +16,7 @@ from ui import learn_view as view
 from ui import settings
 from ui.common import dataset_label, model_names
 from ui.nav import setup
+from ui.text import plain
 
 WEIGHTS = {  # option (as in the URL): caption
     "baseline": "trained on the dataset by qcore, cached",
@@ -51,20 +52,21 @@ if weights == "upload":
     where.file_uploader("Checkpoint (.safetensors, .pt, .pth)", key="ckpt_upload", on_change=settings._on_checkpoint,
                         help="a state dict; read with weights_only=True, pickles that need code are refused")
     if err := st.session_state.get("ckpt_error"):
-        right.error(err)
+        right.error(plain(err))
     if path is None:
         st.info("Upload a checkpoint of this model, or choose other weights.", icon=":material/upload:")
         st.stop()
     weights_value = str(path)
 elif weights == "baseline" and (missing := data.baseline_missing(model, dataset)):
-    st.warning(f"{missing[0].upper()}{missing[1:]}.", icon=":material/model_training:")
+    st.warning(plain(f"{missing[0].upper()}{missing[1:]}."), icon=":material/model_training:")
     st.page_link("pages/explore.py", label="Train it from Explore (Train baseline only)", icon=":material/tune:",
                  query_params={"model": model, "dataset": dataset, "weights": "baseline"})
     st.stop()
 
 loaded, problem = data.load(model, dataset, weights_value)
 if loaded is None:
-    st.error(f"Cannot load {model} ({weights}) with {dataset_label(dataset)}: {problem}", icon=":material/block:")
+    st.error(plain(f"Cannot load {model} ({weights}) with {dataset_label(dataset)}: {problem}"),
+             icon=":material/block:")
     st.stop()
 
 layer_names = dict(data.layers(model, dataset, weights_value))
@@ -102,7 +104,7 @@ key = (model, dataset, weights_value, layer, kind, fold if kind == "weights" els
 try:
     stats = data.stats(key)
 except ValueError as exc:  # e.g. a layer whose input never passes through it as a module
-    st.error(str(exc), icon=":material/block:")
+    st.error(plain(exc), icon=":material/block:")
     st.stop()
 shape = stats["shape"].split(",")[0]
 what = (f"the weights of {layer} ({shape})" if kind == "weights"

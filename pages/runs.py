@@ -12,6 +12,7 @@ from ui import csv_import, results
 from ui.common import dataset_label, job_label, label_of, measured_text, no_paths, store
 from ui.jobs import resumable, resume_button
 from ui.nav import job_page, setup
+from ui.text import plain
 
 setup("Runs")
 st.title("Runs")
@@ -29,8 +30,8 @@ for job in recent:
     c1, c2, c3 = st.columns([6, 2, 2], vertical_alignment="center")
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
     c1.markdown(
-        f"`{job.state}` {job_label(job)} · {measured_text(job)} · {when}"
-        + (f" · {no_paths(job.error)}" if job.error else "")
+        f"`{job.state}` {plain(job_label(job))} · {measured_text(job)} · {when}"
+        + (f" · {plain(no_paths(job.error))}" if job.error else "")
     )
     c2.page_link(job_page(job), label="Open", query_params={"job": job.job_id}, icon=":material/open_in_new:")
     if resumable(job):

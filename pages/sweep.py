@@ -14,6 +14,7 @@ from qcore.runs.sweep import SweepConfig
 from ui import cluster, grid_settings, jobs, keep_float, results, settings, spec_list
 from ui.common import job_label, store, sweep_cost
 from ui.nav import SWEEP_PAGE, setup
+from ui.text import plain
 
 SESSION_KEY = "sweep_job"
 AXES = {"latency_ms_p50": "accuracy vs latency", "size_bytes": "accuracy vs size"}
@@ -85,15 +86,15 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
     if skipped:
         with st.expander("Why combinations were skipped"):
             for reason, n in Counter(reason for _, reason in skipped).most_common():
-                st.markdown(f"- {n} × {reason}")
+                st.markdown(f"- {n} × {plain(reason)}")
 
     listed = spec_list.entries()
     st.markdown(f"##### Spec list ({len(listed)})")
     for p in link_problems:
-        st.warning(p, icon=":material/link_off:")
+        st.warning(plain(p), icon=":material/link_off:")
     if listed:
         l1, l2 = st.columns(2, vertical_alignment="center")
-        l1.caption(", ".join(QuantSpec.from_dict(e["spec"]).label() for e in listed))
+        l1.caption(plain(", ".join(QuantSpec.from_dict(e["spec"]).label() for e in listed)))
         l2.button("Clear the list", on_click=spec_list.clear, icon=":material/clear_all:", key="clear-list")
     else:
         st.caption("Empty. Add the grid above (several grids make a union), a spec from the Explore page, or type "
@@ -132,13 +133,18 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
         cost = sweep_cost(config.to_dict(), [s.replace(device=config.device) for s in kept])
         if cost:
             st.caption(f"**This sweep takes {cost}**, once its baseline exists.")
+        stored = jobs.stored_job_id(config, [s.replace(device=config.device) for s in kept])
+        if stored and stored != jid:  # offered instead of measuring again; Run still measures again
+            st.page_link(SWEEP_PAGE, label=f"Already measured with these settings: open the stored results (job "
+                         f"{stored}); Run measures them again", query_params={"job": stored},
+                         icon=":material/inventory_2:")  # fmt: skip
     for p in problems:
-        st.error(p, icon=":material/block:")
+        st.error(plain(p), icon=":material/block:")
     if st.button("Run sweep", type="primary", disabled=bool(problems), icon=":material/play_arrow:"):
         try:
-            jid = jobs.submit(config, [s.replace(device=config.device) for s in kept], SESSION_KEY)
+            jid = jobs.submit(config, [s.replace(device=config.device) for s in kept], SESSION_KEY, join=True)
         except (ValueError, OSError) as exc:
-            st.error(f"Could not start the sweep: {exc}")
+            st.error(plain(f"Could not start the sweep: {exc}"))
         else:
             st.rerun()
 
@@ -151,7 +157,7 @@ if jid is None:
     st.stop()
 
 job0 = store().job(jid)
-st.markdown(f"##### {job_label(job0)}")
+st.markdown(f"##### {plain(job_label(job0))}")
 for timed in filter(None, str(job0.config.get("retime_job") or "").split(", ")):  # Time again: the job it times
     st.page_link(SWEEP_PAGE, label=f"Timing only: these rows time again rows of job {timed} (open it)",
                  query_params={"job": timed}, icon=":material/link:")

@@ -136,7 +136,7 @@ def test_the_time_left_counts_the_phases_of_a_spec_and_counts_down(monkeypatch):
     # The page's clock, 30 s into the job however long the pages take to run: on a loaded machine the first run
     # (imports) takes seconds, each of which the real clock would add to the time left, scaled by the job's pace.
     now = [started + 30]
-    monkeypatch.setattr(ui.jobs, "time", types.SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(ui.jobs, "time", types.SimpleNamespace(time=lambda: now[0], monotonic=time.monotonic))
     at = _app("pages/sweep.py", job=jid)
     text = at.get("progress")[0].proto.text
     assert f"Job {jid}: running · 1/3 measured · INT8 per-channel min-max asym static · evaluating" in text

@@ -143,7 +143,11 @@ def test_a_baseline_in_the_data_home_comes_before_the_shipped_one(_isolated_home
     assert train.find_baseline("mobilenet_v3_small", "fashion-mnist") == train.SHIPPED / mine.name
     mine.write_bytes(b"")
     assert train.find_baseline("mobilenet_v3_small", "fashion-mnist").parent == train.SHIPPED  # no record: not one
-    mine.with_suffix(".json").write_text("{}")
+    mine.with_suffix(".json").write_text("{}")  # a record, but an empty file: damaged, passed over (and moved aside)
+    assert train.find_baseline("mobilenet_v3_small", "fashion-mnist").parent == train.SHIPPED
+    shipped = train.SHIPPED / mine.name  # a whole one of the user's own comes first
+    mine.write_bytes(shipped.read_bytes())
+    mine.with_suffix(".json").write_bytes(shipped.with_suffix(".json").read_bytes())
     assert train.find_baseline("mobilenet_v3_small", "fashion-mnist") == mine
 
 

@@ -11,6 +11,7 @@ from qcore.metrics.result import Result
 from qcore.present.report import fmt
 
 from .common import delta_style
+from .text import plain
 
 __all__ = ["CARD_WIDTH", "compare", "compare_references"]
 
@@ -19,7 +20,7 @@ CARD_WIDTH = 168  # px: "Latency p50 ms" and "88.00" whole; three cards a row at
 
 def compare(a: Result, b: Result) -> None:
     """Two runs side by side; the deltas are B minus A."""
-    st.markdown(f"**A** {a.label} ({a.run_id}) · **B** {b.label} ({b.run_id})")
+    st.markdown(f"**A** {plain(a.label)} ({plain(a.run_id)}) · **B** {plain(b.label)} ({plain(b.run_id)})")
     fields = [("Top-1 %", "top1", ".2f", "normal"), ("Agreement %", "agreement", ".1f", "normal"),
               ("Latency p50 ms", "latency_ms_p50", ".2f", "inverse"), ("Speed-up ×", "speedup", ".2f", "normal"),
               ("Size MB", "size_bytes", ".2f", "inverse"), ("Size ×", "size_ratio", ".3f", "inverse")]  # fmt: skip
@@ -64,4 +65,4 @@ def compare_references(a: Result, b: Result) -> None:
                    icon=":material/warning:")  # fmt: skip
     for r, name in ((a, "A"), (b, "B")):
         if r.busy:
-            st.caption(f"{name} was timed while the machine was busy: {r.busy}.")
+            st.caption(f"{name} was timed while the machine was busy: {plain(r.busy)}.")

@@ -4,38 +4,26 @@ Each row whose run_id is not stored yet is stored as it is (its run id, sweep, t
 links between rows still resolve), all rows in one transaction; the same file imported twice adds nothing. A file
 that cannot be imported is refused as a whole, with the reason, and nothing is stored.
 
-Whatever comes from the file (its name, a cell, a column) is shown as an inline code span (:func:`code`), never as
-Markdown: a cell holding ``[link](http://x)`` stays those characters, not a link.
+Whatever comes from the file (its name, a cell, a column) is shown as an inline code span (:func:`ui.text.code`),
+never as Markdown: a cell holding ``[link](http://x)`` stays those characters, not a link.
 """
 
 from __future__ import annotations
 
 import csv
-import re
 from typing import NamedTuple
 
 import streamlit as st
 
 from qcore.present.csv_load import CsvRowError, csv_results, missing_columns
 from qcore.runs.store import Store
+from ui.text import code
 
 __all__ = ["MAX_MB", "ALLOWED", "Outcome", "code", "import_bytes", "panel"]
 
 MAX_MB = 10  # a results CSV row is about 1 kB: ten thousand rows and more
 ALLOWED = (f"a results CSV written by qcore (`python -m qcore sweep --out`, a Download CSV button, or an older "
            f"qcore version), as UTF-8 text, at most {MAX_MB} MB")
-_SHOWN = 200  # characters of a file name or cell shown in a message
-
-
-def code(text: object) -> str:
-    """``text`` as a Markdown inline code span, shown character for character: inside one, CommonMark reads no
-    link, image, emphasis or HTML. The fence is longer than any run of backticks in ``text``, the padding spaces
-    are the ones a code span drops, line breaks become spaces (a blank line would end the span)."""
-    text = re.sub(r"[\r\n]+", " ", str(text))
-    if len(text) > _SHOWN:
-        text = text[:_SHOWN] + "..."
-    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
-    return f"{fence} {text} {fence}"
 
 
 class Outcome(NamedTuple):

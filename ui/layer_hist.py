@@ -18,6 +18,7 @@ from qcore.quant.spec import QuantSpec
 from . import learn_charts as charts
 from . import learn_data as data
 from .common import dataset_label
+from .text import plain
 
 __all__ = ["resolve_weights", "ranges", "row_histogram", "section"]
 
@@ -72,8 +73,8 @@ def section(model: str, dataset: str, weights: str, layer: str, spec: QuantSpec,
     if chosen is not None:
         loaded, problem = data.load(model, dataset, chosen)
     if loaded is None:
-        st.warning(f"The weights of {model} ({weights}) on {dataset_label(dataset)} cannot be loaded here: "
-                   f"{problem}", icon=":material/block:")
+        st.warning(plain(f"The weights of {model} ({weights}) on {dataset_label(dataset)} cannot be loaded here: "
+                         f"{problem}"), icon=":material/block:")
         return
     toggles = st.container(horizontal=True)
     fold = toggles.toggle("BatchNorm folded in", value=True, key=f"{key}-fold",
@@ -86,7 +87,7 @@ def section(model: str, dataset: str, weights: str, layer: str, spec: QuantSpec,
     try:
         r = ranges(tkey, spec_d)
     except ValueError as exc:
-        st.error(str(exc), icon=":material/block:")
+        st.error(plain(exc), icon=":material/block:")
         return
     out_channels = data.captured(tkey).batches[0].shape[0]
     c1, c2 = st.columns([1, 2], vertical_alignment="center")

@@ -190,11 +190,12 @@ def walk_strips(results: Sequence[Result], key: str, colors: dict[str, str], sel
     import streamlit as st
 
     from .keep_float import model_layers
+    from .text import plain
 
     for i, walk in enumerate(walk_groups(results)):
         layers, problem = model_layers(walk[0].model)
         if problem:
-            st.caption(f"No per-layer strip for {walk[0].model}: {problem}")
+            st.caption(plain(f"No per-layer strip for {walk[0].model}: {problem}"))
             continue
         st.plotly_chart(precision_strip(walk, layers, colors, selected), key=f"{key}-strip-{i}",
                         config={"displaylogo": False, "displayModeBar": False})

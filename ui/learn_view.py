@@ -20,6 +20,7 @@ from . import jobs
 from . import learn_charts as charts
 from . import learn_data as data
 from .common import dataset_label, delta_style, query_job, start_worker, store
+from .text import plain
 
 SESSION_KEY = "learn_job"
 JOB_KIND = "learn-layer"
@@ -222,8 +223,8 @@ def _result(job: Job, current: LayerSetting | None) -> None:
     if not r:
         return
     if current is not None and r["setting"] != current.to_dict():
-        st.info(f"This result is for {r['label']} ({r['setting']['model']}, {r['setting']['weights']}); press "
-                "Measure for the setting shown above.", icon=":material/info:")
+        st.info(plain(f"This result is for {r['label']} ({r['setting']['model']}, {r['setting']['weights']}); press "
+                      "Measure for the setting shown above."), icon=":material/info:")
     c = st.columns(4)
     c[0].metric("Top-1", f"{r['top1']:.2f} %",
                 delta=f"{round(r['top1_delta'], 2) or 0.0:+.2f} pts vs FP32 ({r['top1_fp32']:.2f} %)",
@@ -245,7 +246,8 @@ def _result(job: Job, current: LayerSetting | None) -> None:
         names = r["classes"]
         for col, img, e in zip(cols, shown, r["examples"]):
             col.image(img, width=96, clamp=True)
-            col.caption(f"#{e['index']} · true **{names[e['label']]}** · FP32 {names[e['fp32']]} · "
-                        f"quantized **{names[e['quantized']]}**")
-    st.caption(f"Weights: {r['weights_source']}. " + " ".join(r.get("notes", [])) +
-               (f" Calibrated on {r['captured']}." if r.get("captured") else "") + f" Took {r['seconds']:.1f} s.")
+            col.caption(f"#{e['index']} · true **{plain(names[e['label']])}** · FP32 {plain(names[e['fp32']])} · "
+                        f"quantized **{plain(names[e['quantized']])}**")
+    captured = f" Calibrated on {r['captured']}." if r.get("captured") else ""
+    st.caption(plain(f"Weights: {r['weights_source']}. " + " ".join(r.get("notes", [])) + captured
+                     + f" Took {r['seconds']:.1f} s."))

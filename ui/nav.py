@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from .common import measured_text, store
+from .db_damage import guard
 
 __all__ = ["PAGES", "SWEEP_PAGE", "setup", "queue"]
 
@@ -31,6 +32,7 @@ def job_page(job) -> str:
 def setup(title: str) -> None:
     # an emoji, drawn by the browser: a ":material/...:" icon would be fetched from a font host (fails offline)
     st.set_page_config(page_title=f"{title} · qcore", page_icon="🧮", layout="wide")
+    guard(title)  # a damaged run database: said (Home offers Salvage), and the page stops there
     with st.sidebar:
         st.markdown("**qcore** · quantization explorer")
         for script, label, icon in PAGES:
@@ -39,14 +41,29 @@ def setup(title: str) -> None:
         queue()
 
 
+QUEUE_POLL_S = (3.0, 15.0)  # the sidebar's queue: read every 3 s while it changes, backing off to 15 s
+
+
 def queue() -> None:
-    """Running and waiting jobs, each a link to its page; refreshed every few seconds while any."""
-    busy = any(j.active for j in store().jobs(limit=20))
-    st.fragment(_queue, run_every=3.0 if busy else None)()
+    """Running and waiting jobs, each a link to its page; refreshed every few seconds while any (less often
+    while the queue stands still: every session on every page polls it)."""
+    from qcore.runs.requests import queue as active_jobs
+
+    first = [active_jobs(store())]  # this run's read: the fragment's first run uses it, its reruns read again
+
+    def sidebar_queue() -> None:
+        full = bool(first)
+        _queue(first.pop() if full else active_jobs(store()), full)
+
+    st.fragment(sidebar_queue, run_every=QUEUE_POLL_S[0] if first[0] else None)()
 
 
-def _queue() -> None:
-    active = [j for j in store().jobs(limit=20) if j.active]
+def _queue(active: list, full: bool) -> None:
+    from .jobs import pace
+
+    if active:
+        pace("sidebar-queue", [(j.job_id, j.state, int(j.done)) for j in active], QUEUE_POLL_S[0] if full else None,
+             *QUEUE_POLL_S)  # fmt: skip
     if not active:
         st.caption("Worker queue: empty")
         return

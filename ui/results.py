@@ -21,6 +21,7 @@ from qcore.present.report import DASH, fmt
 from .common import dataset_label, delta_style, no_paths, start_worker, store
 from .compare import compare, compare_references  # noqa: F401  (Runs calls results.compare)
 from .layers_view import add_walk_lines, layers_link, walk_strips
+from .text import plain
 
 __all__ = ["PRECISION_COLORS", "TIPS", "SHOWS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
            "draws_chart", "pareto", "qat_curve_chart", "downloads", "compare"]
@@ -203,17 +204,17 @@ def draws_chart(r: Result, base: Result | None, key: str) -> None:
 
 def details(r: Result, base: Result | None, key: str) -> None:
     """Everything about one run: cards, the explanation, the latency spread, notes, spec, manifest."""
-    st.markdown(f"#### {r.label}")
-    st.caption(
+    st.markdown(f"#### {plain(r.label)}")
+    st.caption(plain(
         f"run {r.run_id} · {r.model} on {dataset_label(r.dataset)} · backend {r.backend or DASH} · kernel "
         f"{r.kernel or DASH} · {r.device} · batch {r.batch_size} · input {r.input_shape} · "
         f"{r.threads} threads · weights {r.weights or DASH}"
         + (f" · measured against FP32 run {base.run_id}" if base is not None and base.run_id != r.run_id else "")
-    )
+    ))
     if r.ok:
         metric_cards(r)
         scale_note(r, key=f"{key}-scale")
-        st.info(explain(r), icon=":material/lightbulb:")
+        st.info(plain(explain(r)), icon=":material/lightbulb:")
         if r.calib_draws > 1:
             draws_chart(r, base, key=f"{key}-draws")
         latency_chart(r, base, key=f"{key}-lat")
@@ -221,11 +222,11 @@ def details(r: Result, base: Result | None, key: str) -> None:
         if r.spec.mode == "qat" and r.qat_curve:
             qat_curve_chart(r, key=f"{key}-qat")
     elif r.status == "error":
-        st.error(explain(r))
+        st.error(plain(explain(r)))
     else:
-        st.warning(explain(r))
+        st.warning(plain(explain(r)))
     if r.notes:
-        st.markdown("\n".join(f"- {n}" for n in r.notes))
+        st.markdown("\n".join(f"- {plain(n)}" for n in r.notes))
     with st.expander("Full spec and manifest"):
         st.json({"spec": r.spec.to_dict(), "manifest": r.manifest}, expanded=False)
 
@@ -251,7 +252,7 @@ def scale_note(r: Result, key: str) -> None:
         st.caption(" · ".join(x[0].upper() + x[1:] for x in ("; ".join(acc), "; ".join(lat)) if x) + ".")
     if r.busy:
         c1, c2 = st.columns([4, 1], vertical_alignment="center")
-        c1.warning(f"Timed while the machine was busy ({r.busy}): this latency is not a property of the model.",
+        c1.warning(f"Timed while the machine was busy ({plain(r.busy)}): this latency is not a property of the model.",
                    icon=":material/warning:")  # fmt: skip
     else:
         c2 = st
@@ -274,7 +275,7 @@ def time_again(run_ids: list[str]) -> None:
     try:
         jid = submit_retime(store(), run_ids)
     except ValueError as exc:
-        st.error(no_paths(str(exc)))
+        st.error(plain(no_paths(str(exc))))
         return
     start_worker()
     st.switch_page(SWEEP_PAGE, query_params={"job": jid})

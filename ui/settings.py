@@ -18,6 +18,7 @@ from qcore.service import uploads
 
 from . import upload_panel
 from .common import dataset_image_size, dataset_label, hardware, input_problem, label_of, model_info, model_names
+from .text import plain
 
 __all__ = ["UPLOAD", "UPLOAD_LABEL", "WEIGHTS", "HELP", "PERCENTILES", "QAT_EPOCHS", "config_widgets", "spec_single",
            "qat_epochs_input"]
@@ -120,7 +121,7 @@ def config_widgets() -> tuple[dict, list[str]]:
             help="checked by content: a zip archive, paths inside its folder, size limited",
         )
         if err := st.session_state.get("dataset_error"):
-            c2.error(err)
+            c2.error(plain(err))
         problems.append("choose a dataset, or upload a zip of class folders")
     elif uploads.dataset_folder(dataset) is not None:
         problems += upload_panel.dataset(c2, dataset)
@@ -141,7 +142,7 @@ def config_widgets() -> tuple[dict, list[str]]:
             help="a state dict; read with weights_only=True, pickles that need code are refused",
         )
         if err := st.session_state.get("ckpt_error"):
-            c3.error(err)
+            c3.error(plain(err))
         path = uploads.checkpoint_path(st.query_params.get("ckpt"))
         if path is None:
             problems.append("upload a checkpoint, or choose other weights")

@@ -17,6 +17,7 @@ from qcore.quant.spec import QuantSpec, SpecError
 from qcore.quant.spec_text import parse_spec, parse_specs
 
 from .common import count_text, spec_problem
+from .text import plain
 
 __all__ = ["KEY", "URL_KEY", "SOURCE_KEY", "entries", "specs", "add", "clear", "from_url", "typed", "preview",
            "count_text"]
@@ -113,7 +114,7 @@ def typed(key: str) -> None:
     )
     st.button("Add to the list", key=f"{key}-add", icon=":material/playlist_add:", on_click=_add_typed, args=(key,))
     if err := st.session_state.get(f"{key}-error"):
-        st.error(err, icon=":material/block:")
+        st.error(plain(err), icon=":material/block:")
 
 
 def preview(rows: list[tuple[QuantSpec, str]], key: str) -> list[QuantSpec]:

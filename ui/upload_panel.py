@@ -17,6 +17,8 @@ from qcore.data.registry import folder_path, get_dataset, parse_name
 from qcore.runs.sweep import SweepConfig
 from qcore.service import uploads
 
+from .text import plain
+
 __all__ = ["dataset", "checkpoint", "manage"]
 
 
@@ -69,7 +71,7 @@ def dataset(where, name: str) -> list[str]:
         return ["this upload was deleted; choose another dataset or upload it again"] if uploads.dataset_folder(
             name) else []
     summary = uploads.dataset_summary(name)
-    where.caption(f"**{up.name}**: {summary.text()}")
+    where.caption(f"**{plain(up.name)}**: {plain(summary.text())}")
     thumbs = _thumbnails(name, up.uploaded)
     if thumbs:
         where.image([png for _, png in thumbs], caption=[c for c, _ in thumbs], width=64)
@@ -85,7 +87,7 @@ def checkpoint(where, path: Path, model: str, dataset: str, image_size: int | No
     up = uploads.checkpoint_upload(path)
     info = up.info
     held = f"{info['tensors']} tensors, {info['values'] / 1e6:.2f} M values" if "tensors" in info else "checked"
-    where.caption(f"**{up.name}**: {held}")
+    where.caption(f"**{plain(up.name)}**: {held}")
     problems = []
     known = _classes(dataset)
     if known is not None and image_size:
@@ -113,7 +115,7 @@ def manage() -> None:
                    "queued or running job uses).")
         for i, u in enumerate(items):
             c1, c2 = st.columns([5, 1], vertical_alignment="center")
-            c1.markdown(f"{u.kind} **{u.name}** · {u.bytes / 1e6:,.1f} MB")
+            c1.markdown(f"{u.kind} **{plain(u.name)}** · {u.bytes / 1e6:,.1f} MB")
             c2.button("Delete", key=f"delete_upload_{i}", icon=":material/delete:", on_click=_delete,
                       args=(u.path, "any"))
         _delete_error(st)
@@ -136,4 +138,4 @@ def _delete(path: Path, what: str) -> None:
 
 def _delete_error(where) -> None:
     if err := st.session_state.pop("upload_delete_error", None):
-        where.error(err)
+        where.error(plain(err))

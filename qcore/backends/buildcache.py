@@ -46,12 +46,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from qcore.env.paths import atomic_write_bytes, subdir
+from qcore.env.space import ensure_free, no_space_from
 
-__all__ = ["DEFAULT_MAX_MB", "cache_dir", "graph_tensors", "digest", "environment", "input_signature", "BuildRecord",
-           "summarize", "BuildCache", "on_build"]
+__all__ = ["DEFAULT_MAX_MB", "EXPECTED_BUILD_BYTES", "cache_dir", "graph_tensors", "digest", "environment",
+           "input_signature", "BuildRecord", "summarize", "BuildCache", "on_build"]
 
 T = TypeVar("T")
 DEFAULT_MAX_MB = 4096
+# room asked for before a kind's first build (an AOTInductor package of a small CNN is a few MB, a large one ~100)
+EXPECTED_BUILD_BYTES = 64 * 1024 * 1024
 # Told ``(kind, True)`` when a build (a cache miss) starts and ``(kind, False)`` when it ends; see on_build.
 _LISTENER: contextvars.ContextVar[Callable[[str, bool], None] | None] = contextvars.ContextVar("qcore_on_build",
                                                                                                default=None)
@@ -252,12 +255,16 @@ class BuildCache:
         build: Callable[[Path], dict | None],
         load: Callable[[Path], T],
         suffix: str = ".bin",
+        expected_bytes: int | None = None,
     ) -> tuple[T, BuildRecord]:
         """Load the entry for ``(kind, parts)``, or ``build(tmp_path)`` it, store it and load it.
 
         ``build`` writes the artifact to the path it is given and may return metadata (JSON-able)
         that comes back in ``record.meta`` on every later hit; ``load`` turns the file into the
-        object to use. A cached entry that fails to load is deleted and rebuilt.
+        object to use. A cached entry that fails to load is deleted and rebuilt. Before building, the disk must
+        have room for ``expected_bytes`` (default: the largest entry of this kind so far, else
+        :data:`EXPECTED_BUILD_BYTES`): :class:`~qcore.env.space.NoSpace` says so, and a build that runs out of
+        space anyway raises the same (not the compiler's own error).
         """
         key = self.key(kind, parts)
         path, meta_path = self.paths(kind, key, suffix)
@@ -280,12 +287,18 @@ class BuildCache:
         # the same suffix: some builders insist on theirs (AOTInductor writes only to a .pt2 path)
         tmp = path.with_name(f".{kind}-{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
         start = time.perf_counter()
+        needed = expected_bytes if expected_bytes is not None else self._expected(kind)
+        ensure_free(self.root, needed, f"a {kind} build")
         _tell(kind, True)
         try:
             extra = build(tmp) or {}
             with open(tmp, "rb") as fh:  # what was written reaches the disk before it is renamed into place
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+        except Exception as exc:
+            if full := no_space_from(exc, self.root, needed, f"a {kind} build"):
+                raise full from exc
+            raise
         finally:
             _tell(kind, False)
             with contextlib.suppress(OSError):
@@ -300,6 +313,11 @@ class BuildCache:
         self.prune(keep={path, meta_path})
         # first_build_seconds == seconds exactly marks a build made now (report.build_text relies on it)
         return obj, BuildRecord(kind, key, seconds, seconds, False, str(path), extra, rebuilt)
+
+    def _expected(self, kind: str) -> int:
+        """The bytes a new ``kind`` build is expected to take: the largest such entry so far, else a default."""
+        sizes = [p.stat().st_size for p in self.entries() if p.name.startswith(f"{kind}-")]
+        return max(sizes, default=EXPECTED_BUILD_BYTES)
 
     def entries(self) -> list[Path]:
         """The artifact files of complete entries (those with their metadata)."""

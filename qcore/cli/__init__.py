@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from qcore.cli import app, columns, data, layers, runs, sweep
+from qcore.cli import app, columns, data, db, layers, runs, sweep
 
 __all__ = ["default_prog", "build_parser", "main"]
 
@@ -31,10 +31,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     layers.add_subcommands(sub)
     columns.add_subcommands(sub)
     app.add_subcommand(sub)
+    db.add_subcommands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the command line) and run the subcommand; return its exit code."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return db.guarded(args.func)(args)  # a damaged database, a full disk: one named line, no traceback

@@ -19,6 +19,7 @@ measured, and ``sweep --resume JOB`` measures what a killed or interrupted sweep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -206,6 +207,8 @@ def _listed_specs(args) -> list[QuantSpec]:
 def _run_stored(store, job, args) -> int:
     """Run a job recorded in the store from this process: rows committed as measured, the CSV/JSON written
     before anything optional (the Pareto flags in the database), a Ctrl-C leaving a resumable job."""
+    from qcore.env.space import NoSpace
+    from qcore.runs.no_space import resume_hint
     from qcore.service.worker import execute_job, store_pareto
 
     bar = ProgressBar()
@@ -217,6 +220,13 @@ def _run_stored(store, job, args) -> int:
         store.update_job(job.job_id, state="interrupted", message=f"interrupted (Ctrl-C); {resume} measures the rest")
         print(f"\ninterrupted; every finished spec is stored: {resume} measures the rest", file=sys.stderr)
         return 130
+    except NoSpace as exc:  # the rows so far are stored; the job resumes once space is freed
+        bar.close()
+        exc = exc if exc.hint else exc.with_hint(resume_hint(job.job_id))
+        with contextlib.suppress(Exception):  # the database may have no room for this either
+            store.update_job(job.job_id, state="interrupted", message=f"stopped: {exc}")
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         bar.close()
         store.update_job(job.job_id, state="error", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}",

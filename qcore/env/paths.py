@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from qcore.env.space import ensure_free, no_space_from
+
 __all__ = ["data_home", "subdir", "atomic_write_bytes"]
 
 
@@ -33,12 +35,20 @@ def subdir(name: str) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash never leaves a half-written file."""
+    """Write ``data`` to ``path`` so that a crash never leaves a half-written file; a disk without room for it
+    raises :class:`qcore.env.space.NoSpace` (naming the folder, the MB free and needed) before anything is written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_free(path.parent, len(data), path.name)  # a named message, not a half-written file, when it won't fit
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if full := no_space_from(exc, path.parent, len(data), path.name):
+            raise full from exc
+        raise

@@ -41,7 +41,7 @@ from qcore.data.imagefolder import folder_key
 from qcore.data.registry import canonical_name, default_image_size, folder_path
 from qcore.env.paths import atomic_write_bytes, subdir
 from qcore.metrics.measure import predicted_class
-from qcore.nets import baseline_lock
+from qcore.nets import baseline_check, baseline_lock
 from qcore.nets.fastconv import tiny_map_convs
 from qcore.nets.models import build_model, check_input_size
 
@@ -166,15 +166,22 @@ def baseline_meta(path: Path) -> dict:
     return json.loads(Path(path).with_suffix(".json").read_text())
 
 
-def find_baseline(model_name: str, dataset_name: str, recipe: Recipe | None = None) -> Path | None:
+def find_baseline(model_name: str, dataset_name: str, recipe: Recipe | None = None,
+                  notes: list[str] | None = None) -> Path | None:
     """The cached baseline for this model, dataset and recipe (default :func:`recipe_for`), or None: the one in
     the user's data home (:func:`baseline_path`) first, then the one shipped with qcore (:data:`SHIPPED`, same
-    file name). Either is a ``.safetensors`` with its ``.json`` record, loaded the same way."""
+    file name). Either is a ``.safetensors`` with its ``.json`` record, loaded the same way. A damaged one (cut,
+    empty, a broken record: :mod:`qcore.nets.baseline_check`) is passed over, the user's moved aside, and
+    ``notes`` say which file and why."""
     recipe = recipe or recipe_for(model_name, dataset_name)
     path = baseline_path(model_name, dataset_name, recipe)
     for found in (path, SHIPPED / path.name):
         if found.is_file() and found.with_suffix(".json").is_file():
-            return found
+            if (bad := baseline_check.problem(found)) is None:
+                return found
+            aside = f"; moved aside as {baseline_check.move_aside(found).name}" if found == path else ""
+            (notes if notes is not None else []).append(f"the cached baseline is damaged: {bad}{aside}; using "
+                                                        "the next one (the shipped one, else a new training)")
     return None
 
 

@@ -303,7 +303,7 @@ def _baseline(name: str, dataset: DatasetBundle, notes: list[str], progress: Pro
     from safetensors.torch import load_file
 
     recipe = train.recipe_for(name, dataset.name, image_size=dataset.image_size)
-    path = train.find_baseline(name, dataset.name, recipe)
+    path = train.find_baseline(name, dataset.name, recipe, notes)  # a damaged one is passed over, said in notes
     if path is None:
         path = train.train_baseline(name, dataset, recipe=recipe, progress=progress, cancel=cancel)
         notes.append("no cached baseline for this model, dataset and recipe: trained one now")

@@ -2,7 +2,8 @@
 
 :mod:`.sweep_config` (a sweep's settings, validated), :mod:`.sweep` (preparing, measuring each spec, the
 run), :mod:`.progress` (a first C++ build named in the progress), :mod:`.estimate` (what a job will cost),
-:mod:`.store` (results and jobs in SQLite). Imports the backends, QAT and everything below them; never the
+:mod:`.store` (results and jobs in SQLite), :mod:`.requests` (one job per request, stored results, the queue's
+wait). Imports the backends, QAT and everything below them; never the
 cluster, the service, the insight packages (learn, layers) or the presentation.
 """
 

@@ -20,13 +20,17 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qcore.env.paths import data_home
+from qcore.env.space import ensure_free
 from qcore.metrics.result import Result
+from qcore.runs.db_backup import after_update, checkpoint
+from qcore.runs.db_check import open_db
+from qcore.runs.liveness import process_start, runner_alive
 
 __all__ = ["SCHEMA", "JOB_STATES", "default_db", "spec_key", "Job", "Store"]
 
@@ -56,11 +60,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel INTEGER NOT NULL DEFAULT 0,
     error TEXT NOT NULL DEFAULT '',
     kind TEXT NOT NULL DEFAULT 'sweep',
-    result TEXT NOT NULL DEFAULT ''
+    result TEXT NOT NULL DEFAULT '',
+    request_key TEXT NOT NULL DEFAULT '',
+    pid_start REAL, heartbeat REAL
 );
 """
 # Columns added after the first release: (name, declaration) added to older databases when opened.
-JOB_COLUMNS_ADDED = (("kind", "TEXT NOT NULL DEFAULT 'sweep'"), ("result", "TEXT NOT NULL DEFAULT ''"))
+JOB_COLUMNS_ADDED = (("kind", "TEXT NOT NULL DEFAULT 'sweep'"), ("result", "TEXT NOT NULL DEFAULT ''"),
+                     ("request_key", "TEXT NOT NULL DEFAULT ''"), ("pid_start", "REAL"), ("heartbeat", "REAL"))
 
 JOB_STATES = ("queued", "running", "done", "cancelled", "error", "interrupted")
 
@@ -114,22 +121,6 @@ def _row(r: Result) -> tuple:
             int(r.pareto), spec_key(r.spec.to_dict()), r.to_json())
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (finished child not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 class Store:
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path else default_db()
@@ -140,24 +131,19 @@ class Store:
             for name, decl in JOB_COLUMNS_ADDED:
                 if name not in have:
                     c.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+            c.execute("CREATE INDEX IF NOT EXISTS jobs_request ON jobs(request_key, state)")  # qcore.runs.requests
 
-    @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.row_factory = sqlite3.Row
-            yield conn
-        finally:
-            conn.close()
+    def _conn(self) -> AbstractContextManager[sqlite3.Connection]:
+        return open_db(self.path)  # damage and a full disk raise named errors (StoreDamaged, NoSpace)
 
     # -- results ---------------------------------------------------------------------------------
 
     def add_result(self, r: Result) -> None:
-        """Commit one Result now (insert or replace by run_id)."""
+        """Commit one Result now (insert or replace by run_id), and move it from the log into the database file."""
+        ensure_free(self.path.parent, 1 << 20, "a result")  # NoSpace names the folder before SQLite fails
         with self._conn() as c:
             c.execute("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _row(r))
+            checkpoint(c)  # a damaged log (runs.sqlite-wal) then loses no result: qcore.runs.db_backup
 
     def add_new_results(self, results: list[Result]) -> tuple[int, int]:
         """Store those of ``results`` whose run_id is not stored yet, as they are (run ids, times and links kept),
@@ -251,10 +237,10 @@ class Store:
         now = time.time()
         with self._conn() as c:
             c.execute(
-                "INSERT INTO jobs (job_id, created_at, state, config, specs, total, pid, started_at, message, kind) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO jobs (job_id, created_at, state, config, specs, total, pid, started_at, message, kind, "
+                "pid_start) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, now, "running", json.dumps(config), json.dumps(specs), len(specs) + 1, pid, now, "starting",
-                 kind),
+                 kind, process_start(pid)),
             )
         return self.job(job_id)
 
@@ -271,8 +257,9 @@ class Store:
                 who = f"process {row['pid']}" if row["state"] == "running" else "the app's worker (queued)"
                 raise ValueError(f"job {job_id} is {row['state']}: {who} runs it; cancel it first, or wait")
             c.execute(
-                "UPDATE jobs SET state='running', pid=?, cancel=0, error='', message='resuming', started_at=?, "
-                "finished_at=NULL WHERE job_id=?", (pid, time.time(), job_id),
+                "UPDATE jobs SET state='running', pid=?, pid_start=?, heartbeat=NULL, cancel=0, error='', "
+                "message='resuming', started_at=?, finished_at=NULL WHERE job_id=?",
+                (pid, process_start(pid), time.time(), job_id),
             )  # fmt: skip
             c.execute("DELETE FROM results WHERE sweep_id=? AND status='cancelled'", (job_id,))
         return self.job(job_id)
@@ -319,11 +306,16 @@ class Store:
             row = c.execute("SELECT * FROM jobs WHERE state='queued' ORDER BY created_at LIMIT 1").fetchone()
             if row is None:
                 return None
-            c.execute(
-                "UPDATE jobs SET state='running', pid=?, started_at=?, message='starting' WHERE job_id=?",
-                (pid, time.time(), row["job_id"]),
-            )
+            c.execute("UPDATE jobs SET state='running', pid=?, pid_start=?, heartbeat=NULL, started_at=?, "
+                      "message='starting' WHERE job_id=?",  # the claimer's start time (qcore.runs.liveness)
+                      (pid, process_start(pid), time.time(), row["job_id"]))
         return self.job(row["job_id"])
+
+    def beat(self, job_id: str, pid: int) -> None:
+        """The worker ``pid`` still runs job ``job_id``: its heartbeat is now."""
+        with self._conn() as c:
+            c.execute("UPDATE jobs SET heartbeat=? WHERE job_id=? AND pid=? AND state='running'",
+                      (time.time(), job_id, pid))
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         allowed = {"state", "done", "total", "message", "pid", "finished_at", "cancel", "error", "result"}
@@ -337,6 +329,7 @@ class Store:
         sets = ", ".join(f"{k}=?" for k in fields)
         with self._conn() as c:
             c.execute(f"UPDATE jobs SET {sets} WHERE job_id=?", (*fields.values(), job_id))
+        after_update(self.path, fields)  # a finished job: a checkpoint and a backup (runs.sqlite.backup)
 
     def request_cancel(self, job_id: str) -> None:
         with self._conn() as c:
@@ -353,10 +346,11 @@ class Store:
             return bool(row and row["cancel"])
 
     def mark_interrupted(self) -> int:
-        """Running jobs whose worker process is gone become ``interrupted``."""
+        """Running jobs whose worker process is gone become ``interrupted``: its PID ended or was taken by another
+        process, or its heartbeat stopped (:func:`qcore.runs.liveness.runner_alive`)."""
         with self._conn() as c:
-            rows = c.execute("SELECT job_id, pid FROM jobs WHERE state='running'").fetchall()
-            dead = [r["job_id"] for r in rows if not _pid_alive(r["pid"])]
+            rows = c.execute("SELECT job_id, pid, pid_start, heartbeat FROM jobs WHERE state='running'").fetchall()
+            dead = [r["job_id"] for r in rows if not runner_alive(r["pid"], r["pid_start"], r["heartbeat"])]
             for job_id in dead:
                 c.execute(
                     "UPDATE jobs SET state='interrupted', message='the worker stopped before the job finished' "

@@ -27,6 +27,7 @@ from qcore.backends import BackendUnavailable, resolve
 from qcore.backends.buildcache import on_build, summarize
 from qcore.data.draws import calibration_draws
 from qcore.env import hardware
+from qcore.env.space import is_out_of_space
 from qcore.metrics.draws import apply_draws, draw_accuracies, draws_note, reads_calibration_images
 from qcore.metrics.measure import accuracy, correct_counts, predict, size_bytes, time_interleaved
 from qcore.metrics.pareto import mark_pareto
@@ -34,6 +35,7 @@ from qcore.metrics.result import Result, manifest
 from qcore.metrics.scale import set_accuracy_scale, set_timing
 from qcore.nets import models, train, weights
 from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.no_space import raise_if_full
 from qcore.runs.progress import SaysBuilds
 from qcore.runs.sweep_config import SweepConfig
 
@@ -111,21 +113,8 @@ def prepare(
         input_shape=list(example.shape),
         **calib_manifest,
     )
-    return Prepared(
-        config,
-        device,
-        loaded,
-        calib,
-        eval_batches,
-        example,
-        ref_logits,
-        labels,
-        size_bytes(loaded.model.state_dict()),
-        m,
-        bundle=bundle,
-        calib_draws=draws,
-        calib_seeds=seeds,
-    )
+    return Prepared(config, device, loaded, calib, eval_batches, example, ref_logits, labels,
+                    size_bytes(loaded.model.state_dict()), m, bundle=bundle, calib_draws=draws, calib_seeds=seeds)
 
 
 def _base_result(p: Prepared, spec: QuantSpec) -> Result:
@@ -338,9 +327,13 @@ def run_sweep(
     the job being resumed) when ``include_baseline`` is False.
     """
     said = SaysBuilds(progress or (lambda d, t, m: None))
-    with on_build(said.building):  # a first C++ build is named as such, not as the phase that asked for it
-        return _run_sweep(config, specs, said, cancel or (lambda: False), on_result, sweep_id, include_baseline,
-                          baseline_run_id)
+    try:
+        with on_build(said.building):  # a first C++ build is named as such, not as the phase that asked for it
+            return _run_sweep(config, specs, said, cancel or (lambda: False), on_result, sweep_id, include_baseline,
+                              baseline_run_id)
+    except Exception as exc:  # a full disk ends the sweep with a named message (rows stored so far are kept)
+        raise_if_full(exc, sweep_id)
+        raise
 
 
 def _run_sweep(config, specs, progress, cancel, on_result, sweep_id, include_baseline, baseline_run_id):
@@ -382,7 +375,9 @@ def _run_sweep(config, specs, progress, cancel, on_result, sweep_id, include_bas
                                 progress=_within(progress, done, total, spec.label()), cancel=cancel)
             else:
                 r = measure_spec(p, spec, phase)
-        except Exception as exc:  # one failing spec must not end the sweep
+        except Exception as exc:  # one failing spec must not end the sweep; a full disk ends it (run_sweep)
+            if is_out_of_space(exc):
+                raise
             r = _base_result(p, spec)
             r.status, r.error = "error", f"{type(exc).__name__}: {exc}"
             if type(exc).__name__ == "Cancelled":

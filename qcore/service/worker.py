@@ -23,7 +23,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from qcore.env.paths import atomic_write_bytes, data_home
@@ -31,7 +32,7 @@ from qcore.metrics.result import Result
 from qcore.runs.store import Job, Store, spec_key
 
 __all__ = ["JOB_RUNNERS", "lock_path", "start_path", "worker_running", "ensure_worker", "job_runner", "execute_job",
-           "store_pareto", "run_job", "run_sweep_job", "record_cluster", "serve"]
+           "store_pareto", "run_job", "run_sweep_job", "record_cluster", "heartbeat", "serve"]
 
 ProgressFn = Callable[[int, int, str], None]
 # Job kind -> "module:function" of its runner, imported when a job of that kind runs.
@@ -74,14 +75,14 @@ def _worker_command() -> list[str]:
 
 def _starting() -> bool:
     """True when a worker started by some process has not exited yet and is younger than START_GRACE_S."""
-    from qcore.runs.store import _pid_alive
+    from qcore.runs.liveness import pid_alive
 
     try:
         pid_text, _, started = start_path().read_text(encoding="ascii").partition(" ")
         pid, started_at = int(pid_text), float(started)
     except (OSError, ValueError):
         return False
-    return _pid_alive(pid) and time.time() - started_at < START_GRACE_S
+    return pid_alive(pid) and time.time() - started_at < START_GRACE_S
 
 
 def _reap(proc: subprocess.Popen) -> None:
@@ -246,6 +247,33 @@ def record_cluster() -> dict | None:
     return info
 
 
+@contextmanager
+def heartbeat(store: Store, job_id: str, every_s: float | None = None) -> Iterator[None]:
+    """While the block runs, a thread writes job ``job_id``'s heartbeat every ``every_s`` seconds
+    (:data:`qcore.runs.liveness.HEARTBEAT_S`): a job whose heartbeat stops is no longer shown running, even when
+    another process has taken this worker's PID. A write that fails (the database busy) is tried at the next beat."""
+    from qcore.runs.liveness import HEARTBEAT_S
+
+    stop, pid = threading.Event(), os.getpid()
+
+    def beat() -> None:
+        while True:  # at once, then every every_s seconds until the block ends
+            try:
+                store.beat(job_id, pid)
+            except (sqlite3.Error, OSError) as exc:
+                print(f"could not write the heartbeat of job {job_id}: {exc}", file=sys.stderr, flush=True)
+            if stop.wait(HEARTBEAT_S if every_s is None else every_s):
+                return
+
+    thread = threading.Thread(target=beat, name=f"qcore-heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = None) -> int:
     """Claim and run jobs until none has come for ``idle_exit_s`` seconds."""
     with open(lock_path(), "a+") as fh:
@@ -268,6 +296,7 @@ def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = Non
                 time.sleep(poll_s)
                 continue
             print(f"running job {job.job_id}", file=sys.stderr, flush=True)
-            run_job(store, job)
+            with heartbeat(store, job.job_id):
+                run_job(store, job)
             idle_since = time.monotonic()
     return 0
