@@ -111,6 +111,22 @@ def launch(playwright, color_scheme: str = "light"):
     return browser, context.new_page()
 
 
+def block_outside(context, url: str) -> list[str]:
+    """Let ``context`` reach only the app at ``url`` (and data:/blob: URLs): every other request is aborted and
+    its URL appended to the list returned, which a test asserts stays empty."""
+    outside: list[str] = []
+
+    def only_local(route) -> None:
+        if route.request.url.startswith((url, "data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    return outside
+
+
 IDLE_JS = """([quiet_ms, sel]) => {  // no run indicator for quiet_ms on end: a rerun that starts late is waited for
     const now = performance.now();
     if (document.querySelector(sel)) { window.__qcoreIdleSince = null; return false; }

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from scripts.browser import CHROMIUM, launch, start_server, stop_server, stop_workers, wait_idle
+from scripts.browser import CHROMIUM, block_outside, launch, start_server, stop_server, stop_workers, wait_idle
 from tests.test_app_escape import LINK, PARAMS, PAYLOAD
 
 pytestmark = [
@@ -39,21 +39,12 @@ def test_no_page_renders_or_fetches_what_a_user_sent(tmp_path, monkeypatch):
     monkeypatch.setenv("QCORE_HOME", str(tmp_path))
     uploads.save_checkpoint(torch_bytes({"w": torch.ones(2)}), f"{LINK} {HTML}.pt")  # the record keeps the name
     proc, url = start_server(tmp_path)
-    outside: list[str] = []
-
-    def only_local(route) -> None:
-        if route.request.url.startswith((url, "data:", "blob:")):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
     seen: dict[str, list[str]] = {}
     shown: dict[str, bool] = {}
     try:
         with sync_playwright() as pw:
             browser, page = launch(pw)
-            page.context.route("**/*", only_local)
+            outside = block_outside(page.context, url)
             page.set_default_timeout(180_000)
             for name in PAGES:
                 query = urlencode({key: f"{PAYLOAD} {HTML}" for key in PARAMS})

@@ -23,7 +23,17 @@ from urllib.parse import urlencode
 
 import pytest
 
-from scripts.browser import CHROMIUM, ROOT, click_point, launch, start_server, stop_server, stop_workers, wait_idle
+from scripts.browser import (
+    CHROMIUM,
+    ROOT,
+    block_outside,
+    click_point,
+    launch,
+    start_server,
+    stop_server,
+    stop_workers,
+    wait_idle,
+)
 
 ARTIFACTS = ROOT / "test-artifacts"
 TYPED = ["INT8 per-channel min-max asym static", "INT8 per-tensor min-max asym static",
@@ -196,19 +206,10 @@ def walked(tmp_path_factory, fashion_mnist):
     ARTIFACTS.mkdir(exist_ok=True)
     home = tmp_path_factory.mktemp("paths-home")
     proc, url = start_server(home)
-    outside: list[str] = []
-
-    def only_local(route) -> None:
-        if route.request.url.startswith((url, "data:", "blob:")):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
     try:
         with sync_playwright() as pw:
             browser, page = launch(pw)
-            page.context.route("**/*", only_local)
+            outside = block_outside(page.context, url)
             page.set_viewport_size({"width": 1024, "height": 1000})
             page.set_default_timeout(120_000)
             expect.set_options(timeout=180_000)  # the first page imports torch: slow on a busy machine
