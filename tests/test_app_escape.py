@@ -79,3 +79,41 @@ def test_an_upload_named_with_markdown_is_listed_as_text():
     listed = [t for t in _texts(at.main) if "sign in again" in t]
     assert listed, _texts(at.main)
     assert not _foreign(at), _foreign(at)
+
+
+def _shows_as_text(text: str) -> bool:
+    rendered = MD.render(text)
+    shown = html.unescape(re.sub(r"<[^>]+>", "", rendered))
+    return not re.search(r"<(a|img|script|iframe)\b", rendered, re.I) and not re.search(r"https?://|www\.", shown)
+
+
+def test_class_names_under_the_thumbnails_show_as_text():
+    """A zip's class folders may be named anything a folder can (no ``/``): each thumbnail's caption (Markdown, in
+    Streamlit) shows the class name as its characters."""
+    from qcore.service import uploads
+    from tests import crafted as c
+
+    classes = ["[sign in](https:attacker.test)", "![](attacker.test) www.attacker.test <img src=x>"]
+    blob = c.zip_bytes([c.Entry(f"pets/{k}/{i}.png", c.small_png(30 * i)) for k in classes for i in range(3)])
+    name = uploads.save_dataset(blob, "pets.zip")
+    at = open_linked("pages/explore.py")
+    at.selectbox(key="dataset").set_value(name).run()  # a URL cannot name a server folder: chosen on the page
+    captions = [img.caption for image in at.get("image") for img in image.proto.imgs]
+    assert len(captions) == 6 and all("sign in" in t or "img src" in t for t in captions), captions
+    assert all(_shows_as_text(t) for t in captions), captions
+    assert not _foreign(at), _foreign(at)
+
+
+def test_the_cluster_panel_shows_the_address_and_its_error_as_text(monkeypatch):
+    """``$QCORE_RAY_ADDRESS`` and the error the worker recorded (Ray's words, quoting whatever it was given) are shown
+    as text on Home."""
+    from qcore.cluster import write_snapshot
+
+    monkeypatch.setenv("QCORE_RAY_ADDRESS", PAYLOAD)  # not an address: refused, and quoted
+    at = open_linked()
+    assert [e.value for e in at.error if "attacker" in e.value] and not _foreign(at), _foreign(at)
+    monkeypatch.setenv("QCORE_RAY_ADDRESS", "127.0.0.1:6379")
+    write_snapshot({"address": "127.0.0.1:6379", "nodes": [], "cpus": 0, "bench_slots": 0, "error": PAYLOAD})
+    at = open_linked()
+    assert [e.value for e in at.error if "could not reach" in e.value and "attacker" in e.value]
+    assert not _foreign(at), _foreign(at)

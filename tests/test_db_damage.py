@@ -14,6 +14,10 @@ from qcore.quant.spec import QuantSpec
 from qcore.runs.store import Store
 
 N = 80
+# One garbled page loses the rows whose cells it holds: a leaf of the results table holds the first ~800 bytes of a
+# few rows (the rest of each ~4.8 kB row overflows to a page of its own), an overflow page the end of one row. Which
+# one the middle page is depends on the file's layout (the indexes it has, ...): at most this many rows.
+PAGE_ROWS = 5
 
 
 def _filled(path, n=N) -> Store:
@@ -52,7 +56,7 @@ def test_damage_is_named_with_the_file_and_the_commands(tmp_path, kind):
     assert str(path) in str(info.value) and "db salvage" in str(info.value) and "db check" in str(info.value)
 
 
-@pytest.mark.parametrize("kind,least", [("half", 30), ("header", N), ("page", N - 1)])
+@pytest.mark.parametrize("kind,least", [("half", 30), ("header", N), ("page", N - PAGE_ROWS)])
 def test_cli_names_damage_checks_and_salvages(tmp_path, monkeypatch, capsys, kind, least):
     path = tmp_path / "runs.sqlite"
     monkeypatch.setenv("QCORE_DB", str(path))
@@ -184,4 +188,4 @@ def test_damage_in_the_app_home_offers_salvage_other_pages_point_home(tmp_path, 
     assert not at.exception, [e.value for e in at.exception]
     assert not [e.value for e in at.error if "damaged" in e.value]
     assert any("salvaged" in s.value for s in at.success)
-    assert _results(path) == N - 1
+    assert N - PAGE_ROWS <= _results(path) < N

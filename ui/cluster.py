@@ -13,6 +13,7 @@ from qcore.cluster import BENCH, ENV, configured_address, declare_hint, read_sna
 from qcore.runs.store import Job
 
 from .common import no_paths, start_worker
+from .text import plain
 
 __all__ = ["home_panel", "spec_states"]
 
@@ -23,7 +24,7 @@ def home_panel() -> None:
         address = configured_address()
     except ValueError as exc:
         st.subheader("Cluster")
-        st.error(f"{ENV}: {exc}", icon=":material/error:")
+        st.error(plain(f"{ENV}: {exc}"), icon=":material/error:")
         return
     if not address:
         return
@@ -31,12 +32,13 @@ def home_panel() -> None:
     snap = read_snapshot()
     if snap is None or snap.get("address") != address:
         start_worker()  # the worker connects and records what the cluster has
-        st.info(f"Sweeps run on the Ray cluster at {address} ({ENV}). The worker is connecting to it; this shows "
-                "its nodes once it has.", icon=":material/hub:")
+        st.info(f"Sweeps run on the Ray cluster at {plain(address)} ({ENV}). The worker is connecting to it; this "
+                "shows its nodes once it has.", icon=":material/hub:")
         return
     age = time.time() - snap.get("checked_at", 0)
     if snap.get("error"):
-        st.error(f"The worker could not reach the cluster at {address} {age:.0f} s ago: {no_paths(snap['error'])}. "
+        st.error(f"The worker could not reach the cluster at {plain(address)} {age:.0f} s ago: "
+                 f"{plain(no_paths(snap['error']))}. "
                  "Sweeps submitted now end with that error.", icon=":material/error:")
         return
     c = st.columns(3)
@@ -46,7 +48,7 @@ def home_panel() -> None:
                 help=f"{BENCH} slots: each node with one times one spec at a time, with all its CPUs")
     st.dataframe([{"host": n["host"], "address": n["ip"], "CPUs": n["cpus"], "bench slot": n["bench"],
                    "node id": n["node_id"][:12]} for n in snap["nodes"]], hide_index=True)
-    st.caption(f"Ray cluster at {address}, as the worker saw it {age:.0f} s ago.")
+    st.caption(f"Ray cluster at {plain(address)}, as the worker saw it {age:.0f} s ago.")
     if snap["bench_slots"] < 1:
         st.warning(f"No node can time a spec: sweeps are refused. {declare_hint()}", icon=":material/timer_off:")
 

@@ -4,7 +4,7 @@ it is measured against."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 import pandas as pd
@@ -24,7 +24,7 @@ from .layers_view import add_walk_lines, layers_link, walk_strips
 from .text import plain
 
 __all__ = ["PRECISION_COLORS", "TIPS", "SHOWS", "COLUMNS", "frame", "table", "metric_cards", "latency_chart", "details",
-           "draws_chart", "pareto", "qat_curve_chart", "downloads", "compare"]
+           "draws_chart", "pareto", "qat_curve_chart", "downloads", "deferred_downloads", "compare"]
 
 PRECISION_COLORS = report.PRECISION_COLORS  # one table for the app and the reports
 # The help of the cards and the table reads the column key (qcore.metrics.columns): one table with the CSV's and the
@@ -36,10 +36,11 @@ TIPS = {tip: column(name).meaning for tip, name in (
 )}  # fmt: skip
 
 
-def frame(results: Sequence[Result]) -> pd.DataFrame:
-    """One row per result, newest first (as the CSV, the JSON and the store list them), with its date."""
+def frame(results: Sequence[Result], *, newest_first: bool = True) -> pd.DataFrame:
+    """One row per result, newest first (as the CSV, the JSON and the store list them; ``newest_first=False``: in
+    the order given, a page the store sorted), with its date."""
     rows = []
-    for r in sorted(results, key=lambda r: r.created_at, reverse=True):
+    for r in sorted(results, key=lambda r: r.created_at, reverse=True) if newest_first else results:
         rows.append({
             "spec": r.label, "status": r.status, "top-1 %": r.top1, "Δ top-1 pts": r.top1_delta,
             "agreement %": r.agreement, "p50 ms": r.latency_ms_p50, "speed-up ×": r.speedup,
@@ -100,9 +101,10 @@ COLUMN_CONFIG = {
 }
 
 
-def table(results: Sequence[Result], key: str, *, multi: bool = False, hide: Sequence[str] = ()) -> list[str]:
+def table(results: Sequence[Result], key: str, *, multi: bool = False, hide: Sequence[str] = (),
+          newest_first: bool = True) -> list[str]:
     """The results table; returns the run ids of the selected rows."""
-    df = frame(results)
+    df = frame(results, newest_first=newest_first)
     event = st.dataframe(
         df, key=key, hide_index=True, on_select="rerun", selection_mode="multi-row" if multi else "single-row",
         column_order=[c for c in COLUMNS if c not in hide], column_config=COLUMN_CONFIG,
@@ -347,5 +349,21 @@ def downloads(results: Sequence[Result], name: str, key: str, *, html: bool = Tr
         return
     ident = tuple((r.run_id, r.pareto, r.status) for r in rows)
     c[2].download_button("Download HTML report", _html_report(rows, ident, f"qcore: {name}"),
+                         file_name=f"{name}.html", mime="text/html", key=f"{key}-html", on_click="ignore",
+                         icon=":material/description:")  # fmt: skip
+
+
+def deferred_downloads(rows: Callable[[], Iterable[Result]], name: str, key: str) -> None:
+    """CSV, JSON and the HTML report of results read only when a button is clicked: ``rows()`` is called then (in
+    Streamlit's download thread, so it calls no ``st.*``), from the store, and nothing is held between clicks.
+    The CSV is written as the rows stream in; the JSON and the report hold them all while they are written. For a
+    page that does not rerun while the user reads it (a full rerun forgets the deferred file): the Runs page."""
+    c = st.columns(3)
+    c[0].download_button("Download CSV", lambda: report.csv_text(rows()), file_name=f"{name}.csv", mime="text/csv",
+                         key=f"{key}-csv", on_click="ignore", icon=":material/table:")  # fmt: skip
+    c[1].download_button("Download JSON", lambda: report.json_text(rows()), file_name=f"{name}.json",
+                         mime="application/json", key=f"{key}-json", on_click="ignore",
+                         icon=":material/data_object:")  # fmt: skip
+    c[2].download_button("Download HTML report", lambda: report.html_report(list(rows()), title=f"qcore: {name}"),
                          file_name=f"{name}.html", mime="text/html", key=f"{key}-html", on_click="ignore",
                          icon=":material/description:")  # fmt: skip

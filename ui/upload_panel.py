@@ -74,7 +74,7 @@ def dataset(where, name: str) -> list[str]:
     where.caption(f"**{plain(up.name)}**: {plain(summary.text())}")
     thumbs = _thumbnails(name, up.uploaded)
     if thumbs:
-        where.image([png for _, png in thumbs], caption=[c for c, _ in thumbs], width=64)
+        where.image([png for _, png in thumbs], caption=[plain(c) for c, _ in thumbs], width=64)  # class names
     where.button("Delete this upload", key="delete_dataset", icon=":material/delete:", on_click=_delete,
                  args=(up.path, "dataset"), help="removes the unpacked images from the server; results measured on "
                  "them stay")  # fmt: skip

@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS results (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_sweep ON results(sweep_id);
+-- the Runs page filters, counts and pages through these (qcore.runs.query); made when an older database opens
+CREATE INDEX IF NOT EXISTS results_list ON results(created_at, model, dataset, precision, status, sweep_id, label);
+CREATE INDEX IF NOT EXISTS results_busy ON results(json_extract(CASE WHEN json_valid(body) THEN body END, '$.busy'));
+CREATE INDEX IF NOT EXISTS results_baseline
+    ON results(json_extract(CASE WHEN json_valid(body) THEN body END, '$.baseline_run_id'));
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     created_at REAL NOT NULL,
