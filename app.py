@@ -12,6 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from qcore.quant.spec import QuantSpec
+from qcore.runs.auto_status import status_text
 from qcore.runs.sweep import SweepConfig
 from ui import cluster, jobs
 from ui.common import (
@@ -87,6 +88,7 @@ def home() -> None:
         f"CPU flags that matter here: {', '.join(hw.flags) or 'none of note'}. "
         "Emulated formats are smaller but not faster on this CPU; the results say so."
     )
+    st.caption(plain(status_text()))  # whether auto has measured which INT8 backend is fastest here
     cluster.home_panel()
 
     st.subheader("Start")

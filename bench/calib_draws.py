@@ -27,6 +27,7 @@ import json
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's qcore, run from anywhere
@@ -57,6 +58,10 @@ def _row(name: str, model: str, top1: list[float]) -> Result:
     r.top1, r.calib_draws = sum(top1) / len(top1), len(top1)
     r.top1_min, r.top1_max = min(top1), max(top1)
     return r
+
+
+def _build(backend, p, spec, calib):
+    return backend.quantize(p.loaded.model, spec, calib, p.example, "cpu")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = SETTINGS[name]
             start = time.perf_counter()
             backend = resolve(spec, "cpu").backend
-            accs = draw_accuracies(p, backend, spec)
+            accs = draw_accuracies(p, partial(_build, backend, p, spec), spec)
             mean, spread = summarize_draws(accs)
             rows["settings"][name] = {"top1": spread["draws_top1"], "mean": mean.top1, "std": spread["top1_std"],
                                       "min": spread["top1_min"], "max": spread["top1_max"],

@@ -8,7 +8,7 @@ from qcore.metrics.result import Result, baseline_of
 from qcore.quant.spec import FLOAT_PRECISIONS, FP32, QuantSpec
 from qcore.runs.store import Job
 from qcore.runs.sweep import SweepConfig
-from ui import jobs, keep_float, results, settings, spec_list
+from ui import jobs, keep_float, ptq_settings, results, settings, spec_list
 from ui.common import baseline_status, dataset_label, spec_problem
 from ui.nav import SWEEP_PAGE, setup
 from ui.text import plain
@@ -31,6 +31,11 @@ top = st.container()  # a link down to the results, once there is a run to show
 config_kwargs, problems = settings.config_widgets()
 st.markdown("##### Quantization")
 spec_kwargs = settings.spec_single()
+# CLE, bias correction, AdaRound: integer precisions, not QAT
+ptq_kwargs, ptq_problems = ptq_settings.single(spec_kwargs["precision"], spec_kwargs["mode"],
+                                               config_kwargs["calib_size"])
+spec_kwargs |= ptq_kwargs
+problems += ptq_problems
 if spec_kwargs["precision"] not in FLOAT_PRECISIONS:  # (a float cast quantizes nothing, so keeps nothing out)
     static_int8 = spec_kwargs["precision"] == "int8" and spec_kwargs.get("mode") == "static"  # activation quantizers
     spec_kwargs["keep_float"], kept_problems = keep_float.field(st, config_kwargs["model"], [spec_kwargs["backend"]],

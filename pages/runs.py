@@ -66,16 +66,18 @@ filters = query.Filters(
                               placeholder="all"),
     text=f[5].text_input("Spec contains", key="f_text", bind="query-params", placeholder="e.g. per-group or MSE"),
 )
-c1, c2, c3 = st.columns([5, 2, 1], vertical_alignment="bottom")
-sort = c1.segmented_control(
+# The order on a row of its own, wrapping rather than scrolling (in a column, "model" and "size" were scrolled out
+# of sight at 1024 px); below, rows a page and the page number, its box wide enough for four digits
+sort = st.segmented_control(
     "Sort by", list(query.SORTS), format_func=lambda k: query.SORTS[k][0], default="newest", required=True,
-    key="f_sort", bind="query-params", help="every matching row, in the database: top-1 and speed-up highest first, "
-    "p50 latency and size lowest first (rows without the number last), spec and model A to Z. A click on a column's "
-    "name sorts the page shown only.",
+    key="f_sort", bind="query-params", wrap=True, help="every matching row, in the database: top-1 and speed-up "
+    "highest first, p50 latency and size lowest first (rows without the number last), spec and model A to Z. A click "
+    "on a column's name sorts the page shown only.",
 )  # fmt: skip
 sort = sort if sort in query.SORTS else "newest"  # a link's unknown value: the default order
-size = c2.segmented_control("Rows a page", query.PAGE_SIZES, default=query.PAGE_SIZES[1], required=True,
-                            key="runs-size")  # fmt: skip
+paging = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
+size = paging.segmented_control("Rows a page", query.PAGE_SIZES, default=query.PAGE_SIZES[1], required=True,
+                                key="runs-size", wrap=True)  # fmt: skip
 matching = query.count(s, filters)
 pages = max(1, -(-matching // size))
 if st.session_state.get("runs-query", (filters, sort, size)) != (filters, sort, size):
@@ -86,7 +88,8 @@ shown_at = (filters, sort, size, st.session_state["runs-page"])
 if st.session_state.get("runs-shown", shown_at) != shown_at:  # a selection by row number would point at other rows
     st.session_state.pop("runs-table", None)
 st.session_state["runs-shown"] = shown_at
-number = c3.number_input("Page", min_value=1, max_value=pages, step=1, key="runs-page", help=f"of {pages:,}")
+number = paging.number_input("Page", min_value=1, max_value=pages, step=1, key="runs-page", help=f"of {pages:,}",
+                             width=170)  # fmt: skip
 shown = query.page(s, filters, offset=(number - 1) * size, limit=size, sort=sort)
 first = (number - 1) * size + 1
 st.caption(

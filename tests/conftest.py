@@ -24,6 +24,9 @@ def _isolated_home(tmp_path_factory, monkeypatch, shared_builds):
     # tests share them: the same model at the same shape is compiled once per run of the suite. A test about
     # the cache itself points QCORE_BUILDS at a folder of its own.
     monkeypatch.setenv("QCORE_BUILDS", str(shared_builds))
+    # auto's first-use probe (qcore.runs.auto_probe) would build and time every INT8 backend in each test's fresh
+    # home: off here, as an operator can turn it off; tests/test_auto_probe.py turns it on.
+    monkeypatch.setenv("QCORE_AUTO_PROBE", "off")
     return home
 
 

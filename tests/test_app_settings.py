@@ -53,6 +53,7 @@ CONFIG = [
     ("weights", "radio", list(WEIGHTS), str),
     ("device", "selectbox", list(CHOICES["device"]), str),
     ("compiled", "checkbox", [True, False], lambda v: str(v).lower()),
+    ("probe", "checkbox", [True, False], lambda v: str(v).lower()),
 ]
 EXPLORE_SPEC = [
     ("precision", "selectbox", list(CHOICES["precision"]), label_of, {}),
@@ -62,6 +63,9 @@ EXPLORE_SPEC = [
     ("scheme", "selectbox", list(CHOICES["scheme"]), str, {}),
     ("mode", "selectbox", list(CHOICES["mode"]), str, {}),
     ("backend", "selectbox", list(CHOICES["backend"]), str, {}),
+    ("rounding", "selectbox", list(CHOICES["rounding"]), str, {}),  # (with the default INT8 static spec)
+    ("equalize", "checkbox", [True, False], lambda v: "on" if v else "off", {}),  # (ui/ptq_settings.py)
+    ("bias_correction", "checkbox", [True, False], lambda v: "on" if v else "off", {}),
 ]
 
 

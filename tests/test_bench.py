@@ -40,3 +40,17 @@ def test_bench_zoo_help_runs():
                          cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "--timeout" in out.stdout and "--redo" in out.stdout and "--table-only" in out.stdout
+
+
+def test_bench_runs_page_help_runs():
+    out = subprocess.run([sys.executable, "bench/runs_page.py", "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "--n" in out.stdout and "--sessions" in out.stdout
+
+
+def test_bench_ptq_help_runs():
+    out = subprocess.run([sys.executable, "bench/ptq.py", "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "--adaround-iters" in out.stdout and "--models" in out.stdout

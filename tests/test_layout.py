@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "qcore"
 # qcore's packages from the bottom up (docs/architecture.md): a module may import its own package and the ones
 # before it in this list, never one after it.
-ORDER = ["env", "guards", "quant", "data", "metrics", "nets", "backends", "qat", "runs", "cluster", "service",
+ORDER = ["env", "guards", "quant", "data", "metrics", "nets", "backends", "ptq", "qat", "runs", "cluster", "service",
          "learn", "layers", "present", "cli"]
 MAX_LINES = 400
 

@@ -34,7 +34,7 @@ def test_a_sweep_says_building_while_a_spec_builds_its_program_then_the_phase_ag
     cache = BuildCache(tmp_path)
     spec = QuantSpec("int8", backend="pt2e")
 
-    def measure_spec(p, s, phase):  # a compiled backend: its evaluation batches' program is built on first sight
+    def measure_spec(p, s, phase, *more):  # a compiled backend: its evaluation batches' program is built on first sight
         phase("evaluate")
         _build(cache, s.label())
         phase("time")

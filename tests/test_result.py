@@ -52,6 +52,7 @@ QAT = ("ptq_top1", "control_top1", "recovered", "finetune_seconds", "qat_epochs"
 DRAWS = ("calib_draws", "top1_std", "top1_min", "top1_max", "calib_seeds")  # issue 17
 ISSUE24 = ("qat_images_won", "qat_images_lost", "qat_vs_ptq_lo", "qat_vs_ptq_hi", "retime_of")  # issue 24
 LAST = (*ISSUE24, "draws_top1")  # issue 29: each draw's top-1
+PTQ = ("equalize", "bias_correction", "rounding", "adaround_iters", "adaround_images", "ptq_algorithm_seconds")  # 25
 
 
 def test_the_csv_has_the_columns_of_before_then_the_build_times_then_scale_where_kept_qat_draws_int8():
@@ -59,19 +60,23 @@ def test_the_csv_has_the_columns_of_before_then_the_build_times_then_scale_where
     assert COLUMNS[at - 3 : at + 3] == ("run_id", "sweep_id", "created_at", "baseline_run_id", "build_seconds",
                                         "first_build_seconds")  # fmt: skip
     rest = COLUMNS[at + 3 :]
-    assert rest == (*SCALE_COLUMNS, *WHERE, "keep_float", *QAT, *DRAWS, "keep_int8", *LAST)  # each appended
+    assert rest == (*SCALE_COLUMNS, *WHERE, "keep_float", *QAT, *DRAWS, "keep_int8", *LAST, *PTQ)  # each appended
     header, base, ort, int8 = csv_text(_rows()).splitlines()
     assert header.split(",") == list(COLUMNS)
     # nothing was compiled for these rows: the build times are empty, after the FP32 row's run id
     cut = 3 + len(rest)
     assert [line.rsplit(",", cut)[1:4] for line in (base, ort, int8)] == [["torchfp32", "", ""]] * 3
-    after = len(WHERE) + 1 + len(QAT) + len(DRAWS) + 1 + len(LAST)
+    after = len(WHERE) + 1 + len(QAT) + len(DRAWS) + 1 + len(LAST) + len(PTQ)
     where = [line.rsplit(",", after)[1 : 1 + len(WHERE) + 1] for line in (base, ort, int8)]
     assert where == [["", "", "", "0", "", "", "", ""]] * 3
-    tail = len(DRAWS) + 1 + len(LAST)
+    tail = len(DRAWS) + 1 + len(LAST) + len(PTQ)
     assert [line.rsplit(",", tail)[1 : 1 + len(DRAWS) + 1] for line in (base, ort, int8)] == \
         [["1", "", "", "", "", ""]] * 3
-    assert [line.rsplit(",", len(LAST))[1:] for line in (base, ort, int8)] == [[""] * len(LAST)] * 3
+    assert [line.rsplit(",", len(LAST) + len(PTQ))[1:1 + len(LAST)] for line in (base, ort, int8)] == \
+        [[""] * len(LAST)] * 3
+    # FP32 has no post-training algorithm (empty); the INT8 rows asked for none (false, nearest, no AdaRound numbers)
+    assert [line.rsplit(",", len(PTQ))[1:] for line in (base, ort, int8)] == \
+        [[""] * 6, ["", "", "", "", "", ""], ["false", "false", "nearest", "", "", ""]]
     assert Result.from_dict(_rows()[2].to_dict()).baseline_run_id == "torchfp32"
 
 
@@ -100,8 +105,8 @@ def test_a_row_keeping_layers_in_int8_fills_its_column_and_loads_back(tmp_path):
     spec = QuantSpec("int4", mode="weight-only", keep_float=("conv1",), keep_int8=("fc", "layer1.0.conv1"))
     r = Result(spec, "resnet18", "fashion-mnist", backend="weight-only", top1=90.0, run_id="mixed", sweep_id="s")
     header, line = csv_text([r]).splitlines()
-    assert header.endswith(",calib_seeds,keep_int8," + ",".join(LAST))
-    assert line.endswith(",fc;layer1.0.conv1" + "," * len(LAST))
+    assert header.endswith(",calib_seeds,keep_int8," + ",".join(LAST) + "," + ",".join(PTQ))
+    assert line.endswith(",fc;layer1.0.conv1" + "," * len(LAST) + ",false,false,nearest,,,")
     assert r.row()["keep_float"] == "conv1"
     store = Store(tmp_path / "runs.sqlite")
     store.add_result(r)

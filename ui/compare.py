@@ -9,6 +9,7 @@ import streamlit as st
 
 from qcore.metrics.result import Result
 from qcore.present.report import fmt
+from qcore.quant.spec_ptq import ptq_label
 
 from .common import delta_style
 from .text import plain
@@ -44,6 +45,9 @@ def compare(a: Result, b: Result) -> None:
             help=f"B; A was {fmt(va, spec)}. The change is B minus A.",
         )
     compare_references(a, b)
+    if a.spec.asks_ptq or b.spec.asks_ptq:  # CLE, bias correction, AdaRound: what each ran and what it took
+        st.caption(plain("Post-training algorithms: " + "; ".join(f"{n} {_algorithms(r)}" for n, r in (("A", a),
+                                                                                                      ("B", b)))))
     same = {k: v for k, v in a.manifest.items() if b.manifest.get(k) == v}
     diff = {k: (a.manifest.get(k), b.manifest.get(k)) for k in set(a.manifest) | set(b.manifest) if k not in same}
     diff.pop("created_at", None)
@@ -52,6 +56,11 @@ def compare(a: Result, b: Result) -> None:
     if diff:
         with st.expander(f"Where their manifests differ ({len(diff)})"):
             st.code(json.dumps(diff, indent=1, default=str), language="json")
+
+
+def _algorithms(r: Result) -> str:
+    words = " ".join(ptq_label(r.spec)) or "none"
+    return words + (f" ({r.ptq_algorithm_seconds:.1f} s)" if r.ptq_algorithm_seconds is not None else "")
 
 
 def compare_references(a: Result, b: Result) -> None:

@@ -6,8 +6,10 @@ import streamlit as st
 
 from qcore.quant.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, allowed_modes
 
+from . import ptq_settings
 from .common import label_of
 from .settings import HELP, PERCENTILES, qat_epochs_input
+from .text import plain
 
 __all__ = ["GRID_FIELDS", "spec_grid"]
 
@@ -20,6 +22,8 @@ GRID_FIELDS = [
     ("percentile", PERCENTILES, "Percentiles (percentile calibration)"),
     ("scheme", CHOICES["scheme"], "Schemes"), ("backend", CHOICES["backend"], "Backends"),
 ]  # fmt: skip
+GRID_FIELDS += ptq_settings.GRID_FIELDS  # the post-training algorithms: off/on, nearest/adaround
+_DEFAULTS = {**DEFAULT_GRID, **ptq_settings.GRID_DEFAULTS}
 
 
 def _grid_fit_mode(chosen: list[str] | None = None) -> None:
@@ -40,6 +44,8 @@ def spec_grid() -> dict:
     """Several values per QuantSpec field (Sweep); the grid is their product. A link that names precisions and
     no modes opens with the first mode each precision allows added (``g_precision=INT4``: weight-only), as a
     precision chosen on the page does."""
+    for text in ptq_settings.link_problems("g_"):  # (read before the pills take the URL's values)
+        st.warning(plain(text), icon=":material/link_off:")
     cols = st.columns(2)
     out = {}
     for i, (name, options, title) in enumerate(GRID_FIELDS):
@@ -48,9 +54,13 @@ def spec_grid() -> dict:
             _grid_fit_mode(list(DEFAULT_GRID["mode"]))  # (sets the state only when it adds a mode)
         out[name] = cols[i % 2].pills(
             title, list(options), selection_mode="multi", format_func=label_of, key=key, bind="query-params", wrap=True,
-            default=None if key in st.session_state else list(DEFAULT_GRID[name]),  # (a callback may have set it)
-            help=HELP.get(name), on_change=_grid_fit_mode if name == "precision" else None,
+            default=None if key in st.session_state else list(_DEFAULTS[name]),  # (a callback may have set it)
+            help=HELP.get(name) or ptq_settings.HELP.get(name),
+            on_change=_grid_fit_mode if name == "precision" else ptq_settings.forget if name in ptq_settings.HELP
+            else None, args=(key, "g_") if name in ptq_settings.HELP else None,
         )  # fmt: skip
     if "qat" in out["mode"]:
         out["qat_epochs"] = [qat_epochs_input(cols[len(GRID_FIELDS) % 2], key="g_qat_epochs")["qat_epochs"]]
+    if "adaround" in (out["rounding"] or []):  # AdaRound's numbers: one value each
+        out |= ptq_settings.grid_numbers(cols[(len(GRID_FIELDS) + 1) % 2])
     return out

@@ -197,7 +197,8 @@ def config_widgets() -> tuple[dict, list[str]]:
     elif size and size != images and (why := input_problem(model, int(size))):
         problems.append(f"latency input size {size} px does not fit: {why}")
 
-    with st.expander("Advanced: calibration and evaluation sizes, draws, seed, timing budget, compiled FP32"):
+    with st.expander("Advanced: calibration and evaluation sizes, draws, seed, timing budget, compiled FP32, "
+                     "auto's measuring"):
         a1, a2, a3, a4 = st.columns(4)
         calib = a1.number_input(
             "Calibration images",
@@ -234,6 +235,14 @@ def config_widgets() -> tuple[dict, list[str]]:
             help="the fastest FP32 is the fairer reference for a speed-up; the first build per model and input "
             "shape is a C++ compile of a minute or more (then cached); CPU only",
         )
+        probe = st.checkbox(
+            "Let auto measure which INT8 backend is fastest here first",
+            _D.auto_probe,
+            key="probe",
+            bind="query-params",
+            help="the first time a model, batch size and input size runs here, auto builds and times each INT8 "
+            "backend for a few seconds and remembers the fastest; off: qcore's default order at once",
+        )
         draws = _draws_widget()
     if uploads.all_uploads():
         upload_panel.manage()
@@ -241,7 +250,7 @@ def config_widgets() -> tuple[dict, list[str]]:
                   image_size=int(image) if image else None, input_size=int(size) if size else None,
                   calib_size=int(calib),
                   eval_limit=int(evals) or None, seed=int(seed), latency_budget_s=float(budget),
-                  fp32_compiled=bool(compiled))  # fmt: skip
+                  fp32_compiled=bool(compiled), auto_probe=bool(probe))  # fmt: skip
     config["calib_draws"] = draws
     return config, problems
 

@@ -31,6 +31,7 @@ from qcore.backends.base import (
     BackendUnavailable,
     Quantized,
     count_layers,
+    ptq_backend_problem,
     register_backend,
     registered,
 )
@@ -70,8 +71,8 @@ def kind_problem(spec: QuantSpec) -> str | None:
     if spec.backend == "auto":
         return None if _preferred(spec.kind) else f"no backend runs {spec.kind} specs"
     backend = get_backend(spec.backend)
-    if spec.kind in backend.kinds:
-        return None
+    if spec.kind in backend.kinds:  # bias correction and AdaRound: fx, pt2e, weight-only only (qcore.ptq)
+        return ptq_backend_problem(spec, spec.backend)
     what = spec.precision if spec.is_float else f"mode={spec.mode!r}"
     return f"backend={spec.backend!r} does not run {what}; allowed: {', '.join(['auto', *_preferred(spec.kind)])}"
 

@@ -2,11 +2,15 @@
 
 The rule: the first backend of :data:`ORDER` (for the spec's kind, ``QuantSpec.kind``) that can
 run the spec here, unless this machine has measurements. Which INT8 path is fastest depends on the CPU (VNNI or
-not, AVX-512 or AVX2, x86 or ARM), so ``bench/peers.py --record-auto`` can store what it measured
-in ``auto-backends.json`` in qcore's data directory: each backend's p50 latency per model, batch
-size and input size. Where that table has numbers for the spec's mode, backends are tried
-fastest first; the table is only read on the machine (CPU, flags, torch version) it was
-measured on.
+not, AVX-512 or AVX2, AMX, x86 or ARM), so ``auto`` measures on first use: the first sweep that needs a static
+(or dynamic) INT8 spec run by ``auto`` for a model, batch size and input size this machine has not measured
+builds each backend of :data:`ORDER` that can run it and times it for a few seconds
+(:mod:`qcore.runs.auto_probe`; ``--auto-probe off`` skips this), and stores what it measured in
+``auto-backends.json`` in qcore's data directory: each backend's p50 latency per model, batch size and input
+size, and the backends that failed to build, with the reason (``bench/peers.py --record-auto`` stores there
+too). Where that table has numbers for the spec's mode, backends are tried fastest first (one that failed to
+build when measured, last); the table is only read on the machine (CPU, flags, torch version) it was measured
+on, and an unreadable one counts as none (:func:`file_problem` names it; the next probe overwrites it).
 
 Ranking example: measured p50 at batch 1 and 32 for resnet18, pt2e 16.3 and 419 ms, fx 19.9 and
 565 ms. Each backend's latency is divided by the fastest at that point (pt2e 1.00 and 1.00, fx 1.22
@@ -30,8 +34,8 @@ from qcore.backends.base import BackendUnavailable
 from qcore.env.paths import atomic_write_bytes, data_home
 from qcore.quant.spec import QuantSpec
 
-__all__ = ["ORDER", "MEASURED_FILE", "machine", "load_measured", "record_measurement", "ranking", "Choice",
-           "choose"]
+__all__ = ["ORDER", "MEASURED_FILE", "machine", "load_measured", "file_problem", "measured_point", "failures",
+           "record_measurement", "ranking", "Choice", "choose"]
 
 # The order ``auto`` tries backends in, per kind of spec, where nothing was measured on this machine. The
 # registry (qcore.backends) also lists these first wherever it names the backends of a kind.
@@ -64,25 +68,65 @@ def load_measured() -> list[dict]:
     return [e for e in data.get("entries", []) if isinstance(e, dict) and isinstance(e.get("p50_ms"), dict)]
 
 
+def file_problem() -> str | None:
+    """Why ``auto-backends.json`` holds nothing :func:`load_measured` reads here: unreadable (the error named), or
+    measured on another machine or torch; None when it is readable here, or absent."""
+    path = data_home() / MEASURED_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
+        return f"{MEASURED_FILE} was unreadable ({type(exc).__name__}: {str(exc)[:120]})"
+    if not isinstance(data, dict) or not isinstance(data.get("entries", []), list):
+        return f"{MEASURED_FILE} was unreadable (not a table of measurements)"
+    if data.get("machine") != machine():
+        theirs = data["machine"] if isinstance(data.get("machine"), dict) else {}
+        differ = [k for k, v in machine().items() if theirs.get(k) != v]
+        return f"{MEASURED_FILE} holds another machine's measurements (its {', '.join(differ)} differ)"
+    return None
+
+
+def measured_point(mode: str, model: str, batch_size: int, input_size: int) -> dict | None:
+    """This machine's measurement of exactly this point (latencies, or only failures), or None."""
+    point = {"mode": mode, "model": model, "batch_size": int(batch_size), "input_size": int(input_size)}
+    found = [e for e in load_measured() if {k: e.get(k) for k in point} == point]
+    return found[-1] if found else None
+
+
+def failures(mode: str, model: str | None, batch_size: int | None) -> dict[str, str]:
+    """The backends that failed to build when ``mode`` was measured here for ``model`` at ``batch_size``, and why."""
+    out: dict[str, str] = {}
+    for e in load_measured():
+        failed, point = e.get("failed"), (e.get("mode"), e.get("model"), e.get("batch_size"))
+        if isinstance(failed, dict) and point == (mode, model, batch_size):
+            out.update({str(b): str(r) for b, r in failed.items()})
+    return out
+
+
 def record_measurement(
-    mode: str, model: str, batch_size: int, input_size: int, p50_ms: Mapping[str, float], source: str
-) -> None:
-    """Store (replacing an earlier one for the same point) what each backend's p50 was on this machine."""
+    mode: str, model: str, batch_size: int, input_size: int, p50_ms: Mapping[str, float], source: str,
+    failed: Mapping[str, str] | None = None,
+) -> None:  # fmt: skip
+    """Store (replacing an earlier one for the same point, and whatever was unreadable or another machine's)
+    what each backend's p50 was on this machine, and why any failed to build (``failed``: backend to reason)."""
     if mode not in ORDER:
         raise ValueError(f"mode={mode!r} is not allowed; allowed: {', '.join(ORDER)}")
     p50 = {b: float(v) for b, v in p50_ms.items() if v is not None and math.isfinite(v) and v > 0}
-    if len(p50) < 1:
+    fails = {str(b): str(r)[:300] for b, r in (failed or {}).items() if b not in p50}
+    if not p50 and not fails:
         raise ValueError("no finite latency to record")
     point = {"mode": mode, "model": model, "batch_size": int(batch_size), "input_size": int(input_size)}
     entries = [e for e in load_measured() if {k: e.get(k) for k in point} != point]
-    entries.append({**point, "p50_ms": p50, "source": source, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    entries.append({**point, "p50_ms": p50, **({"failed": fails} if fails else {}), "source": source,
+                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})  # fmt: skip
     body = {"machine": machine(), "entries": entries}
     atomic_write_bytes(data_home() / MEASURED_FILE, json.dumps(body, indent=1).encode())
 
 
 def ranking(mode: str, model: str | None = None, batch_size: int | None = None) -> tuple[list[str], str]:
     """Backends measured for ``mode`` on this machine, fastest first, and what the ranking rests on."""
-    entries = [e for e in load_measured() if e.get("mode") == mode]
+    entries = [e for e in load_measured() if e.get("mode") == mode and e["p50_ms"]]  # not a point where all failed
     for pick in (
         lambda e: e.get("model") == model and e.get("batch_size") == batch_size,
         lambda e: e.get("batch_size") == batch_size,
@@ -124,7 +168,9 @@ def choose(
     mode = spec.kind
     default = ORDER[mode]
     measured, basis = ranking(mode, model, batch_size) if mode != "float" else ([], "")
-    order = [b for b in measured if b in registry] + [b for b in default if b not in measured]
+    failed = {b: r for b, r in failures(mode, model, batch_size).items() if b not in measured}  # tried last
+    order = [b for b in measured if b in registry] + [b for b in default if b not in measured and b not in failed]
+    order += [b for b in failed if b not in order]
     reasons: dict[str, str] = {}
     for name in order:
         if name not in registry or mode not in registry[name].kinds:
@@ -135,6 +181,8 @@ def choose(
             why = f"auto chose {name} ({how})"
             if reasons:
                 why += "; " + "; ".join(f"{b} cannot: {r}" for b, r in reasons.items())
+            if name in failed:
+                why += f"; {name} failed to build when auto measured it here ({failed[name]})"
             return Choice(registry[name], why)
         reasons[name] = reason
     parts = list(dict.fromkeys(p for r in reasons.values() for p in r.split("; ")))  # each reason once

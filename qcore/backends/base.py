@@ -18,7 +18,7 @@ from qcore.quant.spec_keep import is_act
 
 __all__ = ["BackendUnavailable", "Quantized", "Backend", "LAYER_TYPES", "count_layers", "register_backend",
            "registered", "KEEP_FLOAT_BACKENDS", "KEEP_INT8_BACKENDS", "KEEP_ACT_BACKENDS",
-           "keep_float_problem"]
+           "keep_float_problem", "PTQ_BACKENDS", "ptq_backend_problem"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -39,6 +39,7 @@ class Quantized:
     input_dtype: torch.dtype = torch.float32
     calib_seconds: float = 0.0
     quantize_seconds: float = 0.0
+    ptq_seconds: float = 0.0  # the post-training algorithms before it (qcore.ptq: CLE, bias correction, AdaRound)
     engine: str = ""
     notes: list[str] = field(default_factory=list)
     # what was compiled or lowered for it (qcore.backends.buildcache.BuildRecord), built or loaded from the cache;
@@ -70,7 +71,8 @@ class Backend:
     def problem(self, spec: QuantSpec, device: str) -> str | None:
         """Why this backend cannot run ``spec`` on ``device`` (None: it can): the rules every backend shares
         (layers kept in FP32 only where :data:`KEEP_FLOAT_BACKENDS` says), then its own :meth:`unsupported`."""
-        return keep_float_problem(spec, self.name) or self.unsupported(spec, device)
+        return (keep_float_problem(spec, self.name) or ptq_backend_problem(spec, self.name)
+                or self.unsupported(spec, device))
 
     def quantize(
         self, model: nn.Module, spec: QuantSpec, calib: Iterable[torch.Tensor], example: torch.Tensor, device: str
@@ -116,6 +118,24 @@ KEEP_INT8_BACKENDS = ("weight-only",)
 # fx through its QConfigMapping, pt2e through the nodes it annotates. ONNX Runtime and OpenVINO place their own
 # quantizers on the exported graph, with no name shared with torch.ao's.
 KEEP_ACT_BACKENDS = ("fx", "pt2e")
+
+
+# The backends whose weight rounding qcore reproduces (qcore.ptq.weights): bias correction and AdaRound's codes
+# (pinned through qcore.quant.pinned) reach their kernels as chosen. The others quantize the weights themselves.
+PTQ_BACKENDS = ("fx", "pt2e", "weight-only")
+
+
+def ptq_backend_problem(spec: QuantSpec, backend: str) -> str | None:
+    """Why ``backend`` cannot take what ``spec``'s bias correction or AdaRound chose (None: it can, or the spec
+    asks for neither). Cross-layer equalization only changes the FP32 weights, so every backend takes it."""
+    wants = [w for w, on in (("bias correction", spec.bias_correction), ("AdaRound", spec.rounding == "adaround"))
+             if on]
+    if not wants or backend in PTQ_BACKENDS:
+        return None
+    return (f"{' and '.join(wants)} need{'s' if len(wants) == 1 else ''} the backend's own weight rounding to be "
+            f"known to qcore, and the {backend} backend quantizes the weights itself (its codes would not be the "
+            f"ones chosen); allowed: {', '.join(PTQ_BACKENDS)} (or auto); cross-layer equalization (+cle) runs on "
+            "every backend")
 
 
 def keep_float_problem(spec: QuantSpec, backend: str) -> str | None:

@@ -56,8 +56,10 @@ def _quantized_layer_count(model: nn.Module) -> int:
 
 
 def weight_observer(spec: QuantSpec):
-    """torch.ao's min-max observer for int8 symmetric weights, per tensor or per output channel."""
-    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+    """torch.ao's min-max observer for int8 symmetric weights, per tensor or per output channel (codes pinned by
+    AdaRound honoured: :mod:`qcore.backends.pinned_observers`)."""
+    from qcore.backends.pinned_observers import PinnedMinMaxObserver as MinMaxObserver
+    from qcore.backends.pinned_observers import PinnedPerChannelMinMaxObserver as PerChannelMinMaxObserver
 
     # int8 weights are symmetric (zero point 0): the only kind oneDNN's and PT2E's kernels take.
     if spec.granularity == "per-channel":

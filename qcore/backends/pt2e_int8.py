@@ -47,6 +47,7 @@ def _quantizer(spec, model: nn.Module | None = None, example: torch.Tensor | Non
 
     qmin, qmax = activation_range()
     base = get_default_x86_inductor_quantization_config(reduce_range=qmax == 127, is_dynamic=spec.mode == "dynamic")
+    inp, out = base.input_activation, base.output_activation
     if spec.mode == "static":
         act = copy.copy(base.input_activation)
         from qcore.backends._observer_pt2e import CalibrationObserverPT2E
@@ -59,8 +60,8 @@ def _quantizer(spec, model: nn.Module | None = None, example: torch.Tensor | Non
             quant_min=qmin,
             quant_max=qmax,
         )
-        act = type(act)(**{**act.__dict__, "observer_or_fake_quant_ctr": ctor})
-        base = type(base)(act, act, base.weight, base.bias, base.is_qat)
+        inp = out = type(act)(**{**act.__dict__, "observer_or_fake_quant_ctr": ctor})
+    base = type(base)(inp, out, _pinned_weight(base.weight), base.bias, base.is_qat)
     quantizer = X86InductorQuantizer().set_global(base)
     for name in spec.keep_float:  # matched against the exported graph's nn_module_stack: those ops stay FP32
         if not is_act(name):
@@ -70,6 +71,15 @@ def _quantizer(spec, model: nn.Module | None = None, example: torch.Tensor | Non
             raise ValueError("keeping an activation quantizer in FP32 needs the model (its FX graph names them)")
         return KeepNodesFloat(quantizer, check_act_names(spec.keep_float, model_quantizers(model, example)))
     return quantizer
+
+
+def _pinned_weight(weight):
+    """The quantizer's weight spec with its observer honouring codes pinned by AdaRound (same eps and range)."""
+    from qcore.backends._observer_pt2e import PinnedPerChannelPT2E
+
+    ctor = weight.observer_or_fake_quant_ctr
+    keywords = dict(getattr(getattr(ctor, "p", None), "keywords", {}))
+    return type(weight)(**{**weight.__dict__, "observer_or_fake_quant_ctr": PinnedPerChannelPT2E.with_args(**keywords)})
 
 
 def _graph_constants(gm: torch.fx.GraphModule) -> dict[str, torch.Tensor]:

@@ -25,6 +25,7 @@ from torch import nn
 
 from qcore.backends.base import Backend, Quantized, count_layers, register_backend
 from qcore.metrics.measure import stopwatch
+from qcore.quant import pinned
 from qcore.quant.observers import weight_range
 from qcore.quant.primitives import (
     choose_qparams,
@@ -76,7 +77,8 @@ def weight_qparams(w: torch.Tensor, bits: int, granularity: str, group_size: int
 
     Returns ``(flat rows, rows shape, pad, scale, zero point, (qmin, qmax), (code, span) or None)``; the scale
     is the one the artifact holds (FP16, or 8-bit codes for per-group), so quantizing with it reproduces the
-    stored integers. One home for :class:`WeightOnlyLayer` and for QAT's fake quantization of the same weights
+    stored integers. A weight whose codes AdaRound chose (:mod:`qcore.quant.pinned`) gets the qparams pinned for it.
+    One home for :class:`WeightOnlyLayer` and for QAT's fake quantization of the same weights
     (:mod:`qcore.qat.weight_only_flow`), so a trained weight converts to exactly what training saw.
     """
     if granularity == "per-group":
@@ -87,6 +89,11 @@ def weight_qparams(w: torch.Tensor, bits: int, granularity: str, group_size: int
         rows, pad = w.reshape(1, 1, -1), 0
     flat = rows.reshape(-1, rows.shape[-1])
     qmin, qmax = qrange(bits, signed=symmetric)
+    pin = pinned.lookup(w)  # codes chosen by AdaRound (qcore.ptq.adaround): their qparams as they were stored
+    if pin is not None:
+        if pin[0].numel() != flat.shape[0]:
+            raise ValueError(f"a pinned weight has {pin[0].numel()} scales where {granularity} has {flat.shape[0]}")
+        return flat, tuple(rows.shape), pad, pin[0], pin[1], (qmin, qmax), (pin[2], pin[3]) if len(pin) > 2 else None
     lo, hi = weight_range(flat, method, qmin, qmax, symmetric, percentile)
     scale, zp = choose_qparams(lo, hi, qmin, qmax, symmetric)
     scale = scale.clamp(min=_FP16_TINY)

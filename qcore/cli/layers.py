@@ -26,6 +26,7 @@ from qcore.cli.data import dataset_help
 from qcore.cli.progress import ProgressBar
 from qcore.guards.limits import LIMITS, argparse_type
 from qcore.quant.spec import CHOICES, GROUP_SIZES, QuantSpec, SpecError
+from qcore.quant.spec_ptq import PAPERS, PTQ_DEFAULTS
 
 __all__ = ["add_subcommands", "cmd_layers", "cmd_mixed"]
 
@@ -33,7 +34,9 @@ __all__ = ["add_subcommands", "cmd_layers", "cmd_mixed"]
 def _spec(args) -> QuantSpec:
     return QuantSpec(args.precision, granularity=args.granularity, group_size=args.group_size,
                      calibration=args.calibration, percentile=args.percentile, scheme=args.scheme, mode=args.mode,
-                     backend=args.backend, device=args.device)
+                     backend=args.backend, device=args.device, equalize=args.equalize == "on",
+                     bias_correction=args.bias_correction == "on", rounding=args.rounding,
+                     adaround_iters=args.adaround_iters, adaround_images=args.adaround_images)
 
 
 def _config(args):
@@ -174,6 +177,16 @@ def _common(s: argparse.ArgumentParser) -> None:
         s.add_argument(f"--{name}", default=getattr(q, name), choices=CHOICES[name])
     s.add_argument("--group-size", type=int, default=q.group_size, choices=GROUP_SIZES)
     s.add_argument("--percentile", type=argparse_type("percentile"), default=q.percentile)
+    s.add_argument("--equalize", default="off", choices=("off", "on"),
+                   help=f"cross-layer equalization (+cle) before quantizing ({PAPERS['equalize']})")
+    s.add_argument("--bias-correction", default="off", choices=("off", "on"),
+                   help=f"bias correction (+bc) on the calibration images ({PAPERS['bias_correction']})")
+    s.add_argument("--rounding", default=PTQ_DEFAULTS["rounding"], choices=CHOICES["rounding"],
+                   help=f"adaround: each weight rounded up or down as learned per layer ({PAPERS['rounding']})")
+    s.add_argument("--adaround-iters", type=int, default=PTQ_DEFAULTS["adaround_iters"],
+                   help="AdaRound's steps per layer")
+    s.add_argument("--adaround-images", type=int, default=PTQ_DEFAULTS["adaround_images"],
+                   help="calibration images AdaRound fits each layer on")
     s.add_argument("--device", default=d.device, choices=CHOICES["device"])
     s.add_argument("--calib-size", type=argparse_type("calib_size"), default=d.calib_size,
                    help=LIMITS["calib_size"].allowed())

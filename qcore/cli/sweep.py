@@ -7,13 +7,14 @@ Example::
         --mode static,weight-only --out results.csv
 
 Comma lists make a grid (each flag's default is :data:`qcore.quant.spec.DEFAULT_GRID`, which the app's Sweep page
-starts from too); combinations that cannot exist are skipped with the reason. A sweep can also be a list of
-exact specs (``--spec 'INT8 per-tensor min-max static' --spec 'int4 weight-only per-group 64 mse'``, or
-``--specs FILE`` with one per line, read by :func:`qcore.quant.spec_text.parse_specs`): one job, FP32 measured
-once; grid options given as well add the grid's specs to the list. Every number is checked
-against :data:`qcore.guards.limits.LIMITS` (a value out of range is a usage error, exit status 2, naming the
-option). A stored sweep is a job in the run database from its start: rows are committed as they are
-measured, and ``sweep --resume JOB`` measures what a killed or interrupted sweep left.
+starts from too; ``--equalize off,on``, ``--bias-correction off,on`` and ``--rounding nearest,adaround`` compare the
+post-training algorithms of :mod:`qcore.quant.spec_ptq`, off by default); combinations that cannot exist are skipped
+with the reason. A sweep can also be a list of exact specs (``--spec 'INT8 per-tensor min-max static' --spec
+'int4 weight-only per-group 64 mse'``, or ``--specs FILE`` with one per line, read by
+:func:`qcore.quant.spec_text.parse_specs`): one job, FP32 measured once; grid options given as well add the grid's
+specs to the list. Every number is checked against :data:`qcore.guards.limits.LIMITS` (a value out of range is a
+usage error, exit status 2, naming the option). A stored sweep is a job in the run database from its start: rows
+are committed as they are measured, and ``sweep --resume JOB`` measures what a killed or interrupted sweep left.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from qcore.cli.data import dataset_help
 from qcore.cli.progress import ProgressBar
 from qcore.guards.limits import LIMITS, LimitError, argparse_type
 from qcore.quant.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QAT_DEFAULTS, QuantSpec, SpecError
+from qcore.quant.spec_ptq import PAPERS, PTQ_DEFAULTS
 from qcore.quant.spec_text import parse_spec, parse_specs
 
-__all__ = ["SWEEP_OPTIONS", "cmd_sweep", "add_subcommand"]
+__all__ = ["SWEEP_OPTIONS", "cmd_sweep", "add_subcommand", "grid_of"]
 
 # The options that make a sweep; a resumed sweep takes them from the job instead.
 SWEEP_OPTIONS = ("model", "dataset", "weights", *DEFAULT_GRID, "spec", "specs", "device", "batch_size", "image_size",
                  "input_size", "calib_size", "eval_limit", "seed", "latency_budget", *QAT_DEFAULTS, "calib_draws",
-                 "calib_list")  # fmt: skip
+                 "calib_list", "auto_probe", *PTQ_DEFAULTS)  # fmt: skip
 
 
 def _list(kind=str, choices=None, limit: str | None = None):
@@ -93,6 +95,38 @@ def _qat_option(name: str):
     return parse
 
 
+def _ptq_option(name: str):
+    """A comma list for a post-training algorithm's field (qcore.quant.spec_ptq): ``off,on`` for the flags, the
+    roundings, or counts; each value checked by QuantSpec itself, so a bad one names what is allowed."""
+    if name == "rounding":
+        return _list(choices=CHOICES["rounding"])
+    flag = isinstance(PTQ_DEFAULTS[name], bool)
+
+    def parse(text: str):
+        values = []
+        for v in (v.strip() for v in text.split(",")):
+            if not v:
+                continue
+            if flag and v.lower() not in ("off", "on"):
+                raise argparse.ArgumentTypeError(f"{v!r} is not allowed; allowed: off, on")
+            try:
+                spec = QuantSpec("int8", rounding="nearest" if flag else "adaround", **{name: v})
+            except SpecError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+            values.append(v.lower() if flag else getattr(spec, name))  # (off/on: QuantSpec reads them)
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r} holds no value; give at least one (comma-separated)")
+        return list(dict.fromkeys(values))
+
+    return parse
+
+
+def grid_of(args: argparse.Namespace) -> dict:
+    """The grid ``args`` ask for: each QuantSpec field's values (for :func:`qcore.backends.runnable_grid`)."""
+    return {**{name: getattr(args, name) for name in (*DEFAULT_GRID, *QAT_DEFAULTS, *PTQ_DEFAULTS)},
+            "device": [args.device]}
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``sweep``: measure the FP32 baseline and every valid spec of the grid; store, print, write files."""
     from qcore.backends import runnable_grid
@@ -131,7 +165,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, image_size=args.image_size, input_size=args.input_size,
             calib_size=args.calib_size,
             eval_limit=args.eval_limit, seed=args.seed, latency_budget_s=args.latency_budget,
-            calib_draws=args.calib_draws,
+            calib_draws=args.calib_draws, auto_probe=args.auto_probe == "on",
             calib_list=os.path.abspath(args.calib_list) if args.calib_list else None,  # a resume may run elsewhere
         )  # fmt: skip
     except LimitError as exc:  # each number is in range (argparse checked it); their product is not
@@ -141,13 +175,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         listed = _listed_specs(args)
         specs, skipped = [], []
-        grid_options = (*DEFAULT_GRID, *QAT_DEFAULTS)
+        grid_options = (*DEFAULT_GRID, *QAT_DEFAULTS, *PTQ_DEFAULTS)
         if not listed or any(getattr(args, name) != parser.get_default(name) for name in grid_options):
-            specs, skipped = runnable_grid(
-                precision=args.precision, granularity=args.granularity, group_size=args.group_size,
-                calibration=args.calibration, percentile=args.percentile, scheme=args.scheme, mode=args.mode,
-                backend=args.backend, device=[args.device], **{n: getattr(args, n) for n in QAT_DEFAULTS},
-            )  # fmt: skip
+            specs, skipped = runnable_grid(**grid_of(args))
     except (ValueError, SpecError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -289,6 +319,22 @@ def add_subcommand(subparsers) -> None:
     for name, default in QAT_DEFAULTS.items():  # mode=qat only; comma lists join the grid
         s.add_argument(f"--{name.replace('_', '-')}", type=_qat_option(name), default=[default],
                        help=f"with --mode qat: {qat_help[name]} (default {default})")
+    ptq_help = {  # post-training algorithms (qcore.quant.spec_ptq, qcore.ptq); integer precisions, not qat
+        "equalize": "off,on: cross-layer equalization (+cle) before quantizing: layers joined by a ReLU rescaled so "
+                    f"their per-channel weight ranges match; every backend ({PAPERS['equalize']})",
+        "bias_correction": "off,on: bias correction (+bc): each layer's bias corrected by the mean shift its "
+                           "quantized weights cause on the calibration images; backends fx, pt2e, weight-only "
+                           f"({PAPERS['bias_correction']})",
+        "rounding": "nearest,adaround: AdaRound learns per weight whether to round up or down, layer by layer on "
+                    f"the calibration images (minutes on a CPU); backends fx, pt2e, weight-only ({PAPERS['rounding']})",
+        "adaround_iters": "with --rounding adaround: optimizer steps per layer, 1 to 20,000",
+        "adaround_images": "with --rounding adaround: calibration images each layer is fitted on, 32 to 10,000 "
+                           "(at most --calib-size are there)",
+    }
+    for name, default in PTQ_DEFAULTS.items():  # comma lists join the grid
+        shown = ("on" if default else "off") if isinstance(default, bool) else default
+        s.add_argument(f"--{name.replace('_', '-')}", type=_ptq_option(name), default=[shown],
+                       help=ptq_help[name])
     s.add_argument("--device", default=d.device, choices=CHOICES["device"])
     s.add_argument("--batch-size", type=argparse_type("batch_size"), default=d.batch_size,
                    help=f"latency batch size: {LIMITS['batch_size'].allowed()}")
@@ -306,6 +352,11 @@ def add_subcommand(subparsers) -> None:
                    help=f"seconds of timed runs per spec (at least 7 runs each): "
                         f"{LIMITS['latency_budget_s'].allowed()}")
     _add_draw_options(s, d)
+    s.add_argument("--auto-probe", choices=("on", "off"), default="on" if d.auto_probe else "off",
+                   help="on: before the first INT8 spec run by --backend auto on a model, batch size and input size "
+                        "this machine has not measured, build and time each INT8 backend that can run it (a few "
+                        "seconds each, plus a first build of a compiled one) and keep the fastest in "
+                        "auto-backends.json; off: qcore's default order at once")
     s.add_argument("--out", help="write a CSV here")
     s.add_argument("--json", help="write a JSON file here")
     s.add_argument("--no-store", action="store_true", help="do not record the results in the run database")

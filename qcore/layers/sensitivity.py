@@ -48,6 +48,7 @@ from qcore.layers.activations import activation_errors
 from qcore.layers.errors import ErrorSum, deployed, weight_error, weight_errors
 from qcore.layers.row import METRICS, LayerRow
 from qcore.metrics.measure import accuracy, predict
+from qcore.ptq.run import quantize as ptq_quantize
 from qcore.quant.spec import QuantSpec, SpecError
 from qcore.runs.sweep import Prepared, SweepConfig, prepare
 
@@ -150,7 +151,7 @@ class Sensitivity:
 
 def _quantize(p: Prepared, spec: QuantSpec):
     choice = resolve(spec, p.device, model=p.config.model, batch_size=p.config.batch_size)
-    return choice.backend.quantize(p.loaded.model, spec, p.calib, p.example, p.device)
+    return ptq_quantize(choice.backend, p.loaded.model, spec, p.calib, p.example, p.device)
 
 
 def _evaluate(p: Prepared, q) -> tuple[float, float]:
@@ -231,7 +232,7 @@ def measure_layers(
     progress(0, total, the_plan.text())
 
     start = time.perf_counter()
-    q_full = choice.backend.quantize(fp32, spec, p.calib, p.example, p.device)
+    q_full = ptq_quantize(choice.backend, fp32, spec, p.calib, p.example, p.device)
     top1_q, agree_q = _evaluate(p, q_full)
     per_build = time.perf_counter() - start
     # the exclusions run on the backend that ran the spec (auto could rank another first for a keep_float spec)

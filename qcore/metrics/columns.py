@@ -171,6 +171,17 @@ KEY: tuple[Column, ...] = (
        "that row's)", "text"),
     _C("draws_top1", "%", "each calibration draw's top-1, in the order of calib_seeds, separated by ';' (top1 is "
        "their mean)", "list"),
+    _C("equalize", "true/false", "cross-layer equalization before quantizing (Nagel et al. 2019): layers joined by a "
+       "ReLU rescaled so their per-channel weight ranges match, high biases absorbed", "flag"),
+    _C("bias_correction", "true/false", "each layer's bias corrected by the mean change its quantized weights make to "
+       "its output on the calibration images (Nagel et al. 2019, empirical)", "flag"),
+    _C("rounding", "", "how weights are rounded to their codes: nearest, or adaround (learned up or down per weight "
+       "on the calibration images, Nagel et al. 2020)", "text", applies=("precision", ("int8", "int4"))),
+    _C("adaround_iters", "steps", "AdaRound's optimizer steps per layer", "count", applies=("rounding", ("adaround",))),
+    _C("adaround_images", "images", "calibration images AdaRound fits each layer's rounding on", "count",
+       applies=("rounding", ("adaround",))),
+    _C("ptq_algorithm_seconds", "s", "wall-clock seconds of the post-training algorithms (equalize, bias_correction, "
+       "rounding) before the backend quantized, on this machine under its load"),
 )  # fmt: skip
 _BY_NAME = {c.name: c for c in KEY}
 NAMES = frozenset(_BY_NAME)  # every column's name

@@ -33,12 +33,14 @@ __all__ = ["reads_calibration_images", "summarize_draws", "apply_draws", "draw_a
 
 
 def reads_calibration_images(spec) -> bool:
-    """Whether a spec's model depends on the calibration images: static integer quantization only.
+    """Whether a spec's model depends on the calibration images: static integer quantization, and any spec whose
+    bias correction or AdaRound is fitted on them.
 
-    Weight-only ranges come from the weights, dynamic ones from each batch at run time and float casts
+    Otherwise weight-only ranges come from the weights, dynamic ones from each batch at run time and float casts
     have no range, so every draw of those gives the same model: one draw is exact.
     """
-    return not spec.is_float and spec.mode == "static"
+    fitted = getattr(spec, "bias_correction", False) or getattr(spec, "rounding", "nearest") == "adaround"
+    return not spec.is_float and (spec.mode == "static" or fitted)
 
 
 def summarize_draws(accs: Sequence[Accuracy]) -> tuple[Accuracy, dict]:
@@ -89,13 +91,14 @@ def apply_draws(r, accs: Sequence[Accuracy], seeds: Sequence[int]) -> None:
     r.calib_seeds = list(seeds[: len(accs)])
 
 
-def draw_accuracies(p, backend, spec, start: int = 0) -> list[Accuracy]:
+def draw_accuracies(p, build, spec, start: int = 0) -> list[Accuracy]:
     """Quantize ``spec`` on each calibration draw of ``p`` (a :class:`qcore.runs.sweep.Prepared`) from ``start`` on and
-    evaluate it: one Accuracy a draw, each model freed before the next is built."""
+    evaluate it: one Accuracy a draw, each model freed before the next is built. ``build(calib)`` quantizes the
+    spec on a draw's batches (its backend, after its post-training algorithms)."""
     accs = []
     for batches in p.calib_draws[start:]:
         calib = [x.to(p.device) for x in batches] if p.device != "cpu" else batches
-        q = backend.quantize(p.loaded.model, spec, calib, p.example, p.device)
+        q = build(calib)
         logits, _ = predict(q, p.eval_batches, q.device)
         accs.append(accuracy(logits, p.labels, p.ref_logits))
         del q

@@ -29,6 +29,7 @@ from typing import Any
 
 from qcore.metrics.columns import parse_time
 from qcore.quant.spec import QuantSpec
+from qcore.quant.spec_ptq import PTQ_FIELDS
 
 __all__ = ["SCALE_COLUMNS", "COLUMNS", "TIME_FIELDS", "STATUSES", "Result", "baseline_of", "manifest"]
 
@@ -57,6 +58,7 @@ COLUMNS = (
     "keep_int8",
     "qat_images_won", "qat_images_lost", "qat_vs_ptq_lo", "qat_vs_ptq_hi", "retime_of",
     "draws_top1",
+    "equalize", "bias_correction", "rounding", "adaround_iters", "adaround_images", "ptq_algorithm_seconds",
 )  # fmt: skip
 # Fields holding seconds since the epoch; the CSV and JSON write them as ISO 8601 UTC (qcore.metrics.columns), which
 # from_dict reads back as well as the numbers older files and databases hold.
@@ -147,6 +149,9 @@ class Result:
     # that row's
     retime_of: str = ""
     finetune_seconds: float | None = None
+    # seconds the post-training algorithms took before the backend quantized (qcore.ptq: CLE, bias correction,
+    # AdaRound); None for a spec that asks for none
+    ptq_algorithm_seconds: float | None = None
     qat_curve: dict[str, Any] = field(default_factory=dict)
     # calibration draws (qcore.metrics.draws): top1, top5, top1_delta, agreement and logit_kl above are their means
     calib_draws: int = 1
@@ -180,6 +185,11 @@ class Result:
         d["label"] = self.label
         d["keep_float"] = ";".join(self.spec.keep_float)  # module names hold no ";" (torchvision: dots, digits)
         d["keep_int8"] = ";".join(self.spec.keep_int8)  # INT4 weight-only layers stored in INT8 instead
+        d.update({k: getattr(self.spec, k) for k in PTQ_FIELDS})  # also where to_dict leaves them out (none asked)
+        if self.spec.rounding != "adaround":  # AdaRound's numbers mean nothing without it
+            d["adaround_iters"] = d["adaround_images"] = None
+        if self.spec.is_float:  # nor do the algorithms on a float cast
+            d.update(dict.fromkeys(PTQ_FIELDS))
         return {k: d.get(k) for k in COLUMNS}
 
     def to_dict(self) -> dict[str, Any]:

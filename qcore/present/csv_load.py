@@ -30,7 +30,7 @@ __all__ = ["REQUIRED", "CsvRowError", "read_csv", "csv_results", "parse_cell", "
 REQUIRED = ("run_id", "model", "dataset", "precision", "status", "created_at")
 
 _SPEC_ONLY = ("granularity", "group_size", "calibration", "percentile", "scheme", "mode", "keep_float", "keep_int8",
-              "qat_epochs")  # fmt: skip
+              "qat_epochs", "equalize", "bias_correction", "rounding", "adaround_iters", "adaround_images")  # fmt: skip
 _INTEGER = re.compile(r"[+-]?\d+")
 
 

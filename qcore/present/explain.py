@@ -82,6 +82,18 @@ def _what_ran(r: Result) -> str:
     return f"{name} here runs real int8 kernels{engine}: weights and activations are 8-bit integers"
 
 
+def _algorithms(r: Result) -> str:
+    """The post-training algorithms that ran before the backend quantized (qcore.ptq), and what they took."""
+    s = r.spec
+    done = [what for what, on in (("cross-layer equalization", s.equalize), ("bias correction", s.bias_correction),
+                                  (f"AdaRound ({s.adaround_iters} steps a layer on {s.adaround_images} calibration "
+                                   "images)", s.rounding == "adaround")) if on]  # fmt: skip
+    if not done:
+        return ""
+    took = f", in {r.ptq_algorithm_seconds:.1f} s" if r.ptq_algorithm_seconds is not None else ""
+    return f"Before quantizing, {', '.join(done[:-1]) + ' and ' if len(done) > 1 else ''}{done[-1]} ran{took}"
+
+
 def _accuracy(r: Result) -> str:
     if r.top1_delta is None or r.top1 is None:
         return ""
@@ -177,5 +189,5 @@ def explain(result: Result) -> str:
         if r.size_bytes:
             parts.append(f"the weights take {_size_mb(r.size_bytes)}")
         return "; ".join(parts) + "."
-    sentences = [_what_ran(r), _accuracy(r), _speed(r), _size(r)]
+    sentences = [_what_ran(r), _algorithms(r), _accuracy(r), _speed(r), _size(r)]
     return ". ".join(s for s in sentences if s) + "."

@@ -313,8 +313,8 @@ REPORT_COLUMNS = (
     "label", "model", "dataset", "backend", "kernel", "top1", "top1_lo", "top1_hi", "top1_delta", "images_lost",
     "images_gained", "eval_images", "top1_delta_lo", "top1_delta_hi", "agreement", "latency_ms_p50",
     "latency_ms_lo", "latency_ms_hi", "latency_spread", "timed_calls", "fp32_latency_ms_p50", "speedup",
-    "speedup_vs_best_fp32", "size_bytes", "size_ratio", "build_seconds", "pareto", "busy", "status", "error",
-    "baseline_run_id",
+    "speedup_vs_best_fp32", "size_bytes", "size_ratio", "build_seconds", "ptq_algorithm_seconds", "pareto", "busy",
+    "status", "error", "baseline_run_id",
 )  # fmt: skip
 # The cells that hold draw 0's numbers in a draw row stored before they described the draws' mean: labelled so.
 _DRAW0_COLUMNS = ("top1_lo", "top1_hi", "images_lost", "images_gained", "top1_delta_lo", "top1_delta_hi")
@@ -323,6 +323,7 @@ _CELL_SPECS = {
     "top1_delta_hi": "+.2f", "agreement": ".1f", "latency_ms_p50": ".2f", "latency_ms_lo": ".2f",
     "latency_ms_hi": ".2f", "latency_spread": ".2f", "fp32_latency_ms_p50": ".2f", "speedup": ".2f",
     "speedup_vs_best_fp32": ".2f", "size_bytes": ",", "size_ratio": ".3f", "build_seconds": ".1f",
+    "ptq_algorithm_seconds": ".1f",
     "load_avg": ".1f", "logit_kl": ".4f",
 }  # fmt: skip
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from qcore.quant.spec_keep import KEEP_FIELDS, check_keep, keep_label, keep_names
+from qcore.quant.spec_ptq import PTQ_DEFAULTS, ROUNDINGS, check_ptq, ptq_label
 
 __all__ = ["FLOAT_PRECISIONS", "INT_PRECISIONS", "KINDS", "NA", "CHOICES", "LABELS", "GROUP_SIZES", "DEFAULT_GRID",
            "WEIGHT_CALIBRATIONS", "QAT_DEFAULTS", "SpecError", "QuantSpec", "FP32", "expand_grid", "allowed_modes"]
@@ -41,6 +42,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("static", "dynamic", "weight-only", "qat"),
     "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino", "xnnpack"),
     "device": ("auto", "cpu", "cuda"),
+    "rounding": ROUNDINGS,
 }
 
 # Human labels for select boxes and reports.
@@ -58,8 +60,7 @@ LABELS = {
 }
 
 GROUP_SIZES = (16, 32, 64, 128, 256)
-# The fine-tune of mode="qat" (quantization-aware training) and its control, one table read by the spec's
-# defaults, the CLI's and the app's help (qcore.qat documents why these values).
+# mode="qat"'s fine-tune and its control: the spec's defaults, the CLI's and the app's help (qcore.qat says why)
 QAT_DEFAULTS: dict[str, float | int] = {
     "qat_epochs": 1.0,  # passes over the training split; fractions allowed (0.1: a tenth of the steps)
     "qat_lr_scale": 0.01,  # the baseline recipe's peak learning rate times this (about 1% of it)
@@ -67,8 +68,7 @@ QAT_DEFAULTS: dict[str, float | int] = {
     "qat_freeze_observers": 0.4,  # activation ranges frozen after this fraction (1: never)
     "qat_seed": 0,  # the order of the training images
 }
-# The grid a sweep measures when nothing else is asked for: ``python -m qcore sweep``'s flags and the app's
-# Sweep page start from it (one value per field but precision: the FP32 baseline and static INT8).
+# The grid a sweep measures when nothing else is asked for (the CLI's flags, the Sweep page): FP32 and static INT8
 DEFAULT_GRID: dict[str, tuple] = {
     "precision": ("fp32", "int8"),
     "granularity": ("per-channel",),
@@ -79,7 +79,7 @@ DEFAULT_GRID: dict[str, tuple] = {
     "mode": ("static",),
     "backend": ("auto",),
 }
-# Weights are static: their range is known exactly, so only these methods make sense for them.
+# Weights are static: their range is known exactly, so only these methods make sense for them
 WEIGHT_CALIBRATIONS = ("minmax", "percentile", "mse")
 
 
@@ -119,11 +119,18 @@ class QuantSpec:
     qat_freeze_bn: float = QAT_DEFAULTS["qat_freeze_bn"]
     qat_freeze_observers: float = QAT_DEFAULTS["qat_freeze_observers"]
     qat_seed: int = QAT_DEFAULTS["qat_seed"]
+    # post-training algorithms (qcore.quant.spec_ptq, run by qcore.ptq): CLE, bias correction, AdaRound and its numbers
+    equalize: bool = PTQ_DEFAULTS["equalize"]
+    bias_correction: bool = PTQ_DEFAULTS["bias_correction"]
+    rounding: str = PTQ_DEFAULTS["rounding"]
+    adaround_iters: int = PTQ_DEFAULTS["adaround_iters"]
+    adaround_images: int = PTQ_DEFAULTS["adaround_images"]
 
     def __post_init__(self) -> None:
         for name in ("precision", "backend", "device"):
             self._check_choice(name)
         self._check_keep_float()
+        self._check_ptq()
         if self.precision in FLOAT_PRECISIONS:
             if self.mode == "qat":
                 raise SpecError(
@@ -161,6 +168,14 @@ class QuantSpec:
             check_keep(self.precision, self.mode, self.keep_float, self.keep_int8)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
+
+    def _check_ptq(self) -> None:  # qcore.quant.spec_ptq's rules
+        try:
+            values = check_ptq({k: getattr(self, k) for k in PTQ_DEFAULTS}, self.precision, self.mode)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     def _check_numbers(self) -> None:
         if self.granularity == "per-group":
@@ -237,9 +252,7 @@ class QuantSpec:
 
     # -- conveniences ----------------------------------------------------------------------------
 
-    @property
-    def is_float(self) -> bool:
-        return self.precision in FLOAT_PRECISIONS
+    is_float = property(lambda self: self.precision in FLOAT_PRECISIONS)
 
     @property
     def kind(self) -> str:
@@ -286,6 +299,7 @@ class QuantSpec:
                 parts[-1] += f"({self.qat_epochs:g} ep)"
         if self.backend != "auto":
             parts.append(f"[{self.backend}]")
+        parts += ptq_label(self)
         parts += [keep_label(getattr(self, name), precision) for name, precision in KEEP_FIELDS.items()
                   if getattr(self, name)]
         return " ".join(parts)
@@ -301,7 +315,13 @@ class QuantSpec:
             d[name] = list(getattr(self, name))
             if not d[name]:
                 del d[name]
+        for name in PTQ_DEFAULTS if not self.asks_ptq else ():  # nor those that ask for no post-training algorithm
+            del d[name]
         return d
+
+    @property
+    def asks_ptq(self) -> bool:  # cross-layer equalization, bias correction or AdaRound (qcore.ptq)
+        return self.equalize or self.bias_correction or self.rounding == "adaround"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantSpec:

@@ -23,7 +23,8 @@ def parse_spec(text: str, device: str = "auto") -> QuantSpec:
         group_size=64, calibration="mse", mode="weight-only")``. Words: a precision (``INT8``, ``fp16``), a
         granularity (``per-group(64)`` or ``per-group 64``), a calibration (``min-max`` or ``minmax``,
         ``percentile(99.9)``, ``entropy (KL)``, ...), ``sym``/``asym``, a mode, a backend in brackets
-        (``[fx]``), or ``field=value`` for any field (``group_size=32``, ``backend=ort``). What is not said
+        (``[fx]``), the post-training algorithms (``+cle``, ``+bc``, ``adaround`` or ``adaround(500 it)``), or
+        ``field=value`` for any field (``group_size=32``, ``backend=ort``). What is not said
         takes :class:`QuantSpec`'s default; a precision must be said. A word that is none of these raises
         :class:`SpecError` naming it and what is allowed."""
     return QuantSpec(**_parse_words(text, device))
@@ -61,6 +62,22 @@ def parse_specs(text: str, device: str = "auto") -> list[QuantSpec]:
 
 
 # -- reading a label back (parse_spec) ---------------------------------------------------------------
+
+# the post-training algorithms' words (qcore.quant.spec_ptq.ptq_label) as field=value words
+_PTQ_WORDS = ((re.compile(r"\badaround\((\d+) it, (\d+) img\)"),
+               r"rounding=adaround adaround_iters=\1 adaround_images=\2"),
+              (re.compile(r"\badaround\((\d+) it\)"), r"rounding=adaround adaround_iters=\1"),
+              (re.compile(r"(?<![\w=])adaround(?![\w(])"), "rounding=adaround"),
+              (re.compile(r"(?<![\w=])nearest(?![\w(])"), "rounding=nearest"),
+              (re.compile(r"(?<!\S)\+cle(?!\S)"), "equalize=on"),
+              (re.compile(r"(?<!\S)\+bc(?!\S)"), "bias_correction=on"))
+
+
+def _ptq_words(norm: str) -> str:
+    for pattern, words in _PTQ_WORDS:
+        norm = pattern.sub(words, norm)
+    return norm
+
 
 _SCHEMES = {"sym": "symmetric", "symmetric": "symmetric", "asym": "asymmetric", "asymmetric": "asymmetric"}
 _WORD = re.compile(r"^([a-z0-9_-]+)(?:\(([^()]*)\))?$")
@@ -106,6 +123,7 @@ def _parse_words(text: str, device: str) -> dict[str, Any]:
             norm = norm.replace(label.lower(), key)
     norm = norm.replace("min-max", "minmax")
     norm = re.sub(r"\bqat\(([^()\s]+) ep\)", r"qat qat_epochs=\1", norm)  # QAT's label: "qat(0.5 ep)"
+    norm = _ptq_words(norm)
     words, names = _words(), {f.name for f in fields(QuantSpec)}
     out: dict[str, Any] = {"device": device}
     last_number_field = None

@@ -6,7 +6,8 @@ evaluation images, once per calibration draw, at the forward speed a baseline's 
 step is about three forward passes: forward, then backward twice the cost); each draw's calibration images;
 a first C++ build of the compiled FP32 reference and of each compiled spec's programs (one per input shape and
 draw); a QAT spec's fine-tunes (the FP32 control once per schedule, the QAT model at :data:`QAT_STEP_FACTOR`
-times a plain step) and its evaluations. What a finished job of the same settings made is loaded, not counted.
+times a plain step) and its evaluations; a spec's post-training algorithms (:mod:`.estimate_ptq`). What a
+finished job of the same settings made is loaded, not counted.
 
 A baseline's training: the recipe's optimizer steps at the seconds per step recorded for that model (a
 baseline trained on this machine, else :data:`QUIET_RECORDS`); for a model without a record, the nearest
@@ -27,10 +28,11 @@ from qcore.env.paths import subdir
 from qcore.metrics.draws import reads_calibration_images
 from qcore.nets import models, train
 from qcore.quant.spec import QAT_DEFAULTS, QuantSpec
+from qcore.runs.estimate_ptq import ptq_seconds
 from qcore.runs.store import spec_key
 
 __all__ = ["QUIET_RECORDS", "COMPILED_BACKENDS", "RECORDED_BUILD_S", "QAT_STEP_FACTOR", "Estimate",
-           "training_records", "training_seconds", "build_seconds", "job_seconds", "duration_text"]
+           "training_records", "training_seconds", "build_seconds", "job_seconds", "probe_seconds", "duration_text"]
 
 # Baseline trainings measured on the project's 2-core CPU with nothing else running (README, "Baselines"):
 # (model, dataset) -> (optimizer steps, training seconds, batch size, image side).
@@ -260,11 +262,34 @@ def job_seconds(config: dict, specs: list, history: list | None = None) -> Estim
         sec = t.add("timing", budget) + t.add("evaluating", n * images * fwd, n)
         if s.mode == "static":
             sec += t.add("calibrating", n * calib * fwd, n)
+        if s.asks_ptq:  # CLE, bias correction, AdaRound (qcore.runs.estimate_ptq): fitted again on each draw
+            cheap, ada = ptq_seconds(s, c["model"], fwd, calib)
+            sec += t.add("ptq", n * cheap, n) + (t.add("adaround", n * ada, n) if ada else 0.0)
         kind = COMPILED_BACKENDS.get(_backend(s, device, c))
         if kind and key not in made:
             sec += t.add(kind, n * shapes * builds[kind][0], n * shapes)
         steps.append(sec)
+    if len(steps) > 1 and not retime:  # auto's first-use probe runs before the first spec (qcore.runs.auto_probe)
+        steps[1] += t.add("probe", _probe_seconds(c, todo, device, c.get("input_size") or side))
     return Estimate(sum(steps), _basis(t, c, rec, images, budget, builds), tuple(steps))
+
+
+def _probe_seconds(c: dict, todo: list, device: str, size: int) -> float:
+    from qcore.runs import auto_probe
+
+    if not auto_probe.enabled(c):
+        return 0.0
+    kinds = auto_probe.plan(todo, device, c["model"], int(c.get("batch_size") or 1), int(size))
+    return sum(probe_seconds(names) for _, _, names in kinds)
+
+
+def probe_seconds(names: list[str], seconds: float | None = None) -> float:
+    """About how long ``auto``'s probe of ``names`` takes (:mod:`qcore.runs.auto_probe`): ``seconds`` of timing each
+    (default :data:`~qcore.runs.auto_probe.PROBE_SECONDS`), plus a first build of each compiled one."""
+    from qcore.runs.auto_probe import PROBE_SECONDS
+
+    seconds = PROBE_SECONDS if seconds is None else seconds
+    return sum(seconds + (build_seconds(COMPILED_BACKENDS[n])[0] if n in COMPILED_BACKENDS else 0.0) for n in names)
 
 
 def _qat(s: QuantSpec, c: dict, t: _Tally, fwd: float, images: int, calib: int, budget: float, rec, factor: float,
@@ -318,6 +343,12 @@ def _basis(t: _Tally, c: dict, rec, images: int, budget: float, builds: dict) ->
         if n.get("fine-tuning"):
             parts.append(f"{_s(sec['fine-tuning'])} fine-tuning for QAT ({n['fine-tuning']} fine-tune(s), FP32 "
                          "controls included)")
+    if sec.get("ptq") or sec.get("adaround"):  # (an estimate of its own: qcore.runs.estimate_ptq)
+        ada = f", including AdaRound (~{duration_text(sec['adaround'])})" if sec.get("adaround") else ""
+        parts.append(f"{_s(sec.get('ptq', 0) + sec.get('adaround', 0))} for the post-training algorithms{ada} "
+                     "(rough: from the forward speed and the layers' weights)")
+    if sec.get("probe"):
+        parts.append(f"{_s(sec['probe'])} for auto to measure which INT8 backend is fastest here (first time)")
     for kind, what in (("aoti", "AOTInductor C++ build"), ("xnnpack", "XNNPACK lowering")):
         if n.get(kind):
             parts.append(f"{_s(sec[kind])} for {n[kind]} first {what}{'' if n[kind] == 1 else 's'} "

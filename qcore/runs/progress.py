@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["BUILD_PHASE", "SaysBuilds"]
+__all__ = ["BUILD_PHASE", "SaysBuilds", "within"]
 
 BUILD_PHASE = "building the compiled package (first time, C++)"
 
@@ -35,3 +35,10 @@ class SaysBuilds:
     def building(self, kind: str, started: bool) -> None:
         done, total, message = self.last
         self.progress(done, total, f"{message.split(' · ')[0]} · {BUILD_PHASE}" if started else message)
+
+
+def within(progress: Callable[[float, int, str], None], done: float, total: int,
+           label: str) -> Callable[[float, int, str], None]:
+    """Progress inside one spec (a QAT fine-tune, AdaRound's layers): the sweep's count stays at ``done``, the
+    message says how far the spec is."""
+    return lambda d, t, msg: progress(done, total, f"{label}: {msg} ({d / max(t, 1):.0%})")

@@ -34,9 +34,11 @@ from qcore.metrics.pareto import mark_pareto
 from qcore.metrics.result import Result, manifest
 from qcore.metrics.scale import set_accuracy_scale, set_timing
 from qcore.nets import models, train, weights
+from qcore.ptq.run import quantize as ptq_quantize
 from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs.auto_probe import probe_auto
 from qcore.runs.no_space import raise_if_full
-from qcore.runs.progress import SaysBuilds
+from qcore.runs.progress import SaysBuilds, within
 from qcore.runs.sweep_config import SweepConfig
 
 __all__ = ["ProgressFn", "SPEC_PHASES", "SweepConfig", "Prepared", "prepare", "measure_baseline", "time_baseline",
@@ -190,9 +192,11 @@ def time_baseline(p: Prepared) -> Result:
     return r
 
 
-def quantize_spec(p: Prepared, spec: QuantSpec):
+def quantize_spec(p: Prepared, spec: QuantSpec, progress: ProgressFn | None = None,
+                  cancel: Callable[[], bool] | None = None):
     """``(row, choice, q)``: the row so far and the quantized model; ``q`` is None for a spec no backend runs
-    here (the row is then ``skipped``, with the reason). Raises on failure."""
+    here (the row is then ``skipped``, with the reason). Raises on failure. The spec's post-training algorithms
+    (qcore.ptq) run first, reporting each layer to ``progress`` and stopping when ``cancel()`` turns True."""
     r = _base_result(p, spec)
     try:
         choice = resolve(spec, p.device, model=p.config.model, batch_size=p.config.batch_size)
@@ -204,7 +208,7 @@ def quantize_spec(p: Prepared, spec: QuantSpec):
 
         check_keep_float(spec, p.loaded.model)
     calib = [x.to(p.device) for x in p.calib] if p.device != "cpu" else p.calib
-    q = choice.backend.quantize(p.loaded.model, spec, calib, p.example, p.device)
+    q = ptq_quantize(choice.backend, p.loaded.model, spec, calib, p.example, p.device, progress, cancel)
     _quantized_into(r, p, choice, q)
     return r, choice, q
 
@@ -215,6 +219,7 @@ def _quantized_into(r: Result, p: Prepared, choice, q) -> None:
     r.size_bytes = size_bytes(q.artifact)
     r.size_ratio = r.size_bytes / p.fp32_size
     r.calib_seconds, r.quantize_seconds = q.calib_seconds, q.quantize_seconds
+    r.ptq_algorithm_seconds = q.ptq_seconds if r.spec.asks_ptq else None
     r.quantized_layers, r.total_layers = q.quantized_layers, q.total_layers
     r.notes = ([choice.why] if choice.why else []) + list(q.notes)
 
@@ -230,7 +235,10 @@ def accuracy_into(r: Result, p: Prepared, q, backend=None, logits: torch.Tensor 
         logits, _ = predict(q, p.eval_batches, q.device)
     accs = [accuracy(logits, p.labels, p.ref_logits)]
     if backend is not None and len(p.calib_draws) > 1 and reads_calibration_images(r.spec):
-        accs += draw_accuracies(p, backend, r.spec, start=1)
+        def build(calib):  # each draw's model: its own calibration, and its own PTQ algorithms' fit
+            return ptq_quantize(backend, p.loaded.model, r.spec, calib, p.example, p.device)
+
+        accs += draw_accuracies(p, build, r.spec, start=1)
     apply_draws(r, accs, p.calib_seeds)
 
 
@@ -267,11 +275,13 @@ def finish_notes(r: Result, q, choice) -> None:
         r.notes.append("latency is of a simulated kernel: it does not show what real low-bit kernels would do")
 
 
-def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | None = None) -> Result:
+def measure_spec(p: Prepared, spec: QuantSpec, phase: Callable[[str], None] | None = None,
+                 progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> Result:
     """Quantize, evaluate and time one spec; raises on failure (the sweep turns that into a row).
-    ``phase(name)`` is called as each of :data:`SPEC_PHASES` after the first begins."""
+    ``phase(name)`` is called as each of :data:`SPEC_PHASES` after the first begins; ``progress`` and ``cancel``
+    reach the spec's post-training algorithms (layer by layer)."""
     phase = phase or (lambda name: None)
-    r, choice, q = quantize_spec(p, spec)
+    r, choice, q = quantize_spec(p, spec, progress, cancel)
     if q is None:
         return r
     phase("evaluate")
@@ -293,11 +303,6 @@ def measure_quantized(p: Prepared, r: Result, choice, q, logits: torch.Tensor | 
     latency_into(r, p, q, choice)
     finish_notes(r, q, choice)
     return r
-
-
-def _within(progress: ProgressFn, done: int, total: int, label: str) -> ProgressFn:
-    """Progress inside one spec: the sweep's count stays at ``done``, the message says how far the spec is."""
-    return lambda d, t, msg: progress(done, total, f"{label}: {msg} ({d / max(t, 1):.0%})")
 
 
 def _phases(progress: ProgressFn, done: int, total: int, label: str) -> Callable[[str], None]:
@@ -357,6 +362,7 @@ def _run_sweep(config, specs, progress, cancel, on_result, sweep_id, include_bas
     if include_baseline:
         emit(baseline)
         done += 1
+    probed = probe_auto(p, todo, lambda m: progress(done, total, m), cancel)  # auto measures a new point first
     for spec in todo:
         if cancel():
             for rest in todo[done - (1 if include_baseline else 0) :]:
@@ -372,9 +378,9 @@ def _run_sweep(config, specs, progress, cancel, on_result, sweep_id, include_bas
                 from qcore.qat.measure import measure_qat
 
                 r = measure_qat(p, spec, base_result=_base_result, measure_quantized=measure_quantized,
-                                progress=_within(progress, done, total, spec.label()), cancel=cancel)
+                                progress=within(progress, done, total, spec.label()), cancel=cancel)
             else:
-                r = measure_spec(p, spec, phase)
+                r = measure_spec(p, spec, phase, within(progress, done, total, spec.label()), cancel)
         except Exception as exc:  # one failing spec must not end the sweep; a full disk ends it (run_sweep)
             if is_out_of_space(exc):
                 raise
@@ -383,7 +389,7 @@ def _run_sweep(config, specs, progress, cancel, on_result, sweep_id, include_bas
             if type(exc).__name__ == "Cancelled":
                 r.status = "cancelled"
         gc.collect()  # free the quantized copy before the next spec
-        r.notes.append(f"measured in {time.perf_counter() - start:.1f} s")
+        r.notes += [f"measured in {time.perf_counter() - start:.1f} s", *probed.get(spec, ())]
         emit(r)
         done += 1
         progress(done, total, spec.label())

@@ -34,6 +34,9 @@ class SweepConfig:
     # calib_size training images: the results hold the mean and the spread (qcore.metrics.draws)
     calib_draws: int = 1
     calib_list: str | None = None  # a file naming the calibration images (one training index or path a line)
+    # backend="auto": measure which INT8 backend is fastest here before trusting an order, the first time a point
+    # (mode, model, batch size, input size) is needed (qcore.runs.auto_probe); False: qcore's default order at once
+    auto_probe: bool = True
 
     def __post_init__(self) -> None:
         self._check_draws()
@@ -48,6 +51,8 @@ class SweepConfig:
             raise ValueError(f"device={self.device!r} is not allowed; allowed: auto, cpu, cuda")
         if not isinstance(self.fp32_compiled, bool):
             raise ValueError(f"fp32_compiled={self.fp32_compiled!r} is not allowed; allowed: true, false")
+        if not isinstance(self.auto_probe, bool):
+            raise ValueError(f"auto_probe={self.auto_probe!r} is not allowed; allowed: true, false")
 
     def _check_draws(self) -> None:
         LIMITS["calib_draws"].check(self.calib_draws)

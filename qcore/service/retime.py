@@ -84,10 +84,13 @@ def copied(original: Result, new: Result) -> Result:
 
 def _timing_spec(row: Result):
     """The spec to build for timing ``row``: its deployed form (a QAT row's PTQ counterpart) on the backend that
-    ran it (``auto`` stays auto when the row names no registered backend)."""
+    ran it (``auto`` stays auto when the row names no registered backend), without its post-training algorithms:
+    they choose weight values and biases, not the kernels, so the same build runs as fast (and AdaRound would need
+    calibration images that timing does not load)."""
     from qcore.backends import list_backends
+    from qcore.quant.spec_ptq import PTQ_DEFAULTS
 
-    spec = row.spec.ptq_spec
+    spec = row.spec.ptq_spec.replace(**PTQ_DEFAULTS)
     return spec.replace(backend=row.backend) if row.backend in list_backends() and not spec.is_float else spec
 
 

@@ -53,6 +53,7 @@ _EXAMPLES = {
                 "weight-only": QuantSpec("int4", mode="weight-only", backend="weight-only"),
                 "ort": QuantSpec("int8", backend="ort"), "openvino": QuantSpec("int8", backend="openvino"),
                 "xnnpack": QuantSpec("int8", backend="xnnpack")},
+    "rounding": {r: QuantSpec("int8", rounding=r) for r in ("nearest", "adaround")},
 }  # fmt: skip
 
 

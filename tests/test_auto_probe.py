@@ -1,0 +1,309 @@
+"""``auto`` measures before it trusts an order (issue 30, item 1): the first sweep that needs an INT8 backend for a
+(model, batch size, input size) builds and times each candidate, records the p50s and picks the fastest.
+
+The oracle is the latencies the fake backends are given: the timer is replaced by one that reports them, so no
+assertion rests on a wall time. One test probes real backends (fx and torchao, dynamic INT8) on a small model."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from qcore.backends import Quantized, list_backends, resolve
+from qcore.backends import auto as auto_policy
+from qcore.backends.base import Backend, registered
+from qcore.env.paths import data_home
+from qcore.metrics.measure import Latency
+from qcore.metrics.result import Result
+from qcore.quant.spec import FP32, QuantSpec
+from qcore.runs import auto_probe, auto_status, estimate, probe_measure, sweep
+from qcore.runs.sweep_config import SweepConfig
+
+INT8 = QuantSpec("int8")
+MS = {"fx": 8.0, "pt2e": 2.0, "xnnpack": 3.0}  # the latencies the fakes are timed at: pt2e is the fastest
+
+
+class Fake(Backend):
+    kinds = ("static",)
+
+    def __init__(self, name: str, fail: str = "", fail_on_call: bool = False, refuse: str = ""):
+        self.name, self.fail, self.fail_on_call, self.refuse, self.built = name, fail, fail_on_call, refuse, 0
+
+    def unsupported(self, spec, device):
+        return self.refuse if self.refuse and spec.granularity == "per-tensor" else None
+
+    def quantize(self, model, spec, calib, example, device):
+        self.built += 1
+        if self.fail and not self.fail_on_call:
+            raise RuntimeError(self.fail)
+
+        def run(x):
+            if self.fail:
+                raise RuntimeError(self.fail)
+            return x
+
+        return Quantized(run, self.name, "native", device, {})
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """fx, pt2e and xnnpack replaced by fakes, measured in this process (they are not registered in a child's); the
+    timer reports :data:`MS`; ``timed`` holds each block timed."""
+    monkeypatch.delenv(auto_probe.ENV, raising=False)
+    monkeypatch.setattr(auto_probe, "measure_candidates", probe_measure.measure_here)
+    list_backends()  # the built-in backends loaded, then replaced
+    table = {name: Fake(name) for name in MS}
+    for name, backend in table.items():
+        monkeypatch.setitem(registered(), name, backend)
+    timed = []
+
+    def timer(fns, *, device="cpu", budget_s=20.0):
+        timed.append(list(fns))
+        return {n: Latency([MS[n]] * 7) for n in fns}
+
+    monkeypatch.setattr(probe_measure, "time_interleaved", timer)
+    return SimpleNamespace(table=table, timed=timed)
+
+
+def _prepared(**config) -> SimpleNamespace:
+    """What the probe reads of a prepared sweep (qcore.runs.sweep.Prepared)."""
+    x = torch.zeros(1, 3, 32, 32)
+    return SimpleNamespace(config=SweepConfig(**{"model": "resnet18", **config}), device="cpu", example=x, calib=[x],
+                           loaded=SimpleNamespace(model=nn.Identity(), weights="none"), baseline_run_id="",
+                           manifest={}, best_fp32="fp32 eager")  # fmt: skip
+
+
+def _probe(p=None, specs=(INT8,), cancel=lambda: False):
+    """The probe's notes by kind (each spec of a kind gets the same one), and what it said."""
+    said = []
+    notes = auto_probe.probe_auto(p or _prepared(), list(specs), said.append, cancel)
+    return {s.kind: n[0] for s, n in notes.items()}, said
+
+
+def test_the_probe_picks_the_fastest_records_it_and_says_so(fakes):
+    fakes.table["fx"].own_threads = True  # its own thread pool: built and timed alone, after torch's
+    notes, said = _probe()
+    steps = ["pt2e 1/3", "xnnpack 2/3", "timing pt2e, xnnpack", "fx 3/3", "timing fx"]
+    assert said == [f"{auto_probe.PHASE}: {step}" for step in steps]
+    assert fakes.timed == [["pt2e", "xnnpack"], ["fx"]]
+    point = auto_policy.measured_point("static", "resnet18", 1, 32)
+    assert point["p50_ms"] == MS and point["source"].startswith("auto probe, ") and "failed" not in point
+    assert "pt2e p50 2.00 ms, xnnpack p50 3.00 ms, fx p50 8.00 ms" in notes["static"]
+    assert "resnet18 batch 1 at 32x32" in notes["static"] and "stored in auto-backends.json" in notes["static"]
+    choice = resolve(INT8, "cpu", model="resnet18", batch_size=1)
+    assert choice.backend.name == "pt2e"
+    assert "measured on this machine" in choice.why and "auto probe, " in choice.why  # what and when
+    line = auto_status.status_text()
+    assert line.startswith("auto: measured on this machine for resnet18 batch 1 (pt2e fastest), 20")
+
+
+def test_a_measured_point_is_not_probed_again_and_a_new_one_is(fakes):
+    _probe()
+    builds = sum(b.built for b in fakes.table.values())
+    assert _probe() == ({}, []) and sum(b.built for b in fakes.table.values()) == builds
+    notes, _ = _probe(_prepared(batch_size=8))  # another batch size: another point
+    assert "static" in notes and len(auto_policy.load_measured()) == 2
+
+
+def test_nothing_to_choose_is_not_probed(fakes):
+    assert _probe(specs=[QuantSpec("int8", backend="fx"), QuantSpec("fp16"), QuantSpec("int8", mode="dynamic")]) \
+        == ({}, [])  # fmt: skip
+    for name in ("pt2e", "xnnpack"):
+        fakes.table[name].refuse = "per channel only"
+    assert _probe(specs=[QuantSpec("int8", granularity="per-tensor")]) == ({}, [])  # fx alone can run it
+
+
+@pytest.mark.parametrize("on_call", [False, True], ids=["at-quantize", "at-first-call"])
+def test_a_backend_that_fails_to_build_is_recorded_with_its_reason_and_never_picked(fakes, on_call):
+    fakes.table["pt2e"].fail, fakes.table["pt2e"].fail_on_call = "no C++ compiler", on_call
+    notes, _ = _probe()
+    assert "pt2e failed to build: RuntimeError: no C++ compiler" in notes["static"]
+    point = auto_policy.measured_point("static", "resnet18", 1, 32)
+    assert point["p50_ms"] == {"fx": 8.0, "xnnpack": 3.0}
+    assert point["failed"] == {"pt2e": "RuntimeError: no C++ compiler"}
+    assert resolve(INT8, "cpu", model="resnet18", batch_size=1).backend.name == "xnnpack"
+    # tried last: only where nothing measured can run the spec, and the reason says so
+    for name in ("fx", "xnnpack"):
+        fakes.table[name].refuse = "per channel only"
+    choice = resolve(QuantSpec("int8", granularity="per-tensor"), "cpu", model="resnet18", batch_size=1)
+    assert choice.backend.name == "pt2e" and "pt2e failed to build when auto measured it here" in choice.why
+
+
+def test_every_backend_failing_is_recorded_and_the_default_order_stays(fakes):
+    for b in fakes.table.values():
+        b.fail = "broken"
+    notes, _ = _probe()
+    assert "none built" in notes["static"]
+    assert auto_policy.measured_point("static", "resnet18", 1, 32)["failed"].keys() == set(MS)
+    assert auto_policy.ranking("static", "resnet18", 1) == ([], "")
+    assert _probe() == ({}, [])  # recorded: not built again each sweep
+
+
+@pytest.mark.parametrize("after", [1, 2, 3, 4])  # cancelled before the 2nd or 3rd build, before timing, at the end
+def test_a_probe_cancelled_halfway_records_nothing(fakes, after):
+    checks = []
+
+    def cancel():
+        checks.append(1)
+        return len(checks) > after
+
+    assert _probe(cancel=cancel)[0] == {}
+    assert not (data_home() / auto_policy.MEASURED_FILE).exists()
+    assert resolve(INT8, "cpu", model="resnet18", batch_size=1).backend.name == auto_policy.ORDER["static"][0]
+
+
+@pytest.mark.parametrize("content", ["{broken", "[1, 2]", "\udcff"], ids=["bad-json", "not-a-table", "not-utf8"])
+def test_a_corrupt_file_is_named_and_measured_again(fakes, content):
+    path = data_home() / auto_policy.MEASURED_FILE
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    assert auto_policy.file_problem().startswith("auto-backends.json was unreadable (")
+    notes, _ = _probe()
+    assert "(auto-backends.json was unreadable (" in notes["static"] and "): measured again)" in notes["static"]
+    assert json.loads(path.read_text())["entries"][0]["p50_ms"] == MS  # replaced whole
+    assert auto_policy.file_problem() is None
+
+
+def test_another_machines_file_is_ignored_named_and_replaced(fakes):
+    auto_policy.record_measurement("static", "resnet18", 1, 32, {"fx": 1.0, "pt2e": 9.0}, "elsewhere")
+    path = data_home() / auto_policy.MEASURED_FILE
+    body = json.loads(path.read_text())
+    body["machine"]["torch"] = "0.0"
+    path.write_text(json.dumps(body))
+    assert resolve(INT8, "cpu", model="resnet18", batch_size=1).backend.name == auto_policy.ORDER["static"][0]
+    notes, _ = _probe()
+    assert "another machine's measurements (its torch differ): measured again" in notes["static"]
+    assert resolve(INT8, "cpu", model="resnet18", batch_size=1).backend.name == "pt2e"
+
+
+def test_opting_out_uses_the_default_order_and_builds_nothing(fakes, monkeypatch):
+    assert _probe(_prepared(auto_probe=False)) == ({}, [])
+    monkeypatch.setenv(auto_probe.ENV, "off")
+    assert _probe() == ({}, [])
+    assert sum(b.built for b in fakes.table.values()) == 0
+    assert resolve(INT8, "cpu", model="resnet18", batch_size=1).backend.name == auto_policy.ORDER["static"][0]
+
+
+def _sweep(monkeypatch, config: SweepConfig, cancel=None):
+    """run_sweep with the model, data and measuring replaced: what is left is the probe and the backend choice."""
+
+    def measure_spec(p, spec, phase, *more):  # (more: the progress and cancel a spec's own steps may take)
+        choice = resolve(spec, p.device, model=p.config.model, batch_size=p.config.batch_size)
+        return Result(spec, p.config.model, "fashion-mnist", backend=choice.backend.name, notes=[choice.why])
+
+    monkeypatch.setattr(sweep, "prepare", lambda config, progress, cancel: _prepared(**config.to_dict()))
+    monkeypatch.setattr(sweep, "measure_baseline", lambda p: Result(FP32, "resnet18", "fashion-mnist"))
+    monkeypatch.setattr(sweep, "measure_spec", measure_spec)
+    said = []
+    rows = sweep.run_sweep(config, [INT8, QuantSpec("int8", backend="fx"), QuantSpec("int4", mode="weight-only")],
+                           progress=lambda d, t, m: said.append((d, m)), cancel=cancel)  # fmt: skip
+    return rows, said
+
+
+def test_a_sweep_probes_before_its_first_spec_once_and_its_rows_say_so(fakes, monkeypatch):
+    rows, said = _sweep(monkeypatch, SweepConfig(model="resnet18"))
+    probing = [(d, m) for d, m in said if m.startswith(auto_probe.PHASE)]
+    assert probing[0] == (1, f"{auto_probe.PHASE}: fx 1/3") and {d for d, _ in probing} == {1}
+    assert said.index(probing[-1]) < said.index((1, f"{INT8.label()} · quantizing and calibrating"))
+    auto_row, fx_row, int4_row = rows[1:]
+    assert auto_row.backend == "pt2e" and any(n.startswith("auto measured which static INT8") for n in auto_row.notes)
+    assert not any("auto measured" in n for n in fx_row.notes + int4_row.notes)  # named or another kind: not probed
+    rows, said = _sweep(monkeypatch, SweepConfig(model="resnet18"))
+    assert not any(auto_probe.PHASE in m for _, m in said) and rows[1].backend == "pt2e"
+    assert not any("auto measured" in n for n in rows[1].notes)
+
+
+def test_a_sweep_without_the_probe_and_a_cancelled_one(fakes, monkeypatch):
+    rows, said = _sweep(monkeypatch, SweepConfig(model="resnet18", auto_probe=False))
+    assert rows[1].backend == "fx" and not any(auto_probe.PHASE in m for _, m in said)
+    checks = []
+
+    def cancel():  # the Cancel button pressed while the second backend builds
+        checks.append(1)
+        return len(checks) > 2
+
+    rows, _ = _sweep(monkeypatch, SweepConfig(model="resnet18"), cancel=cancel)
+    assert [r.status for r in rows[1:]] == ["cancelled"] * 3
+    assert auto_policy.load_measured() == []
+
+
+def test_the_setting_travels_with_the_job_and_the_cli_flag_parses(fakes):
+    from qcore.cli import build_parser
+
+    assert SweepConfig().auto_probe is True
+    assert SweepConfig.from_dict(SweepConfig(auto_probe=False).to_dict()).auto_probe is False
+    assert SweepConfig.from_dict({"model": "resnet18"}).auto_probe is True  # a job stored before the setting
+    with pytest.raises(ValueError, match="auto_probe='no' is not allowed"):
+        SweepConfig(auto_probe="no")
+    parser = build_parser()
+    assert parser.parse_args(["sweep"]).auto_probe == "on"
+    assert parser.parse_args(["sweep", "--auto-probe", "off"]).auto_probe == "off"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sweep", "--auto-probe", "maybe"])
+
+
+def test_the_estimate_counts_a_first_probe_and_home_says_it_is_to_come(fakes):
+    config = SweepConfig(model="resnet18")
+    first = estimate.job_seconds(config.to_dict(), [INT8])
+    off = estimate.job_seconds({**config.to_dict(), "auto_probe": False}, [INT8])
+    names = list(MS)
+    assert first.seconds - off.seconds == pytest.approx(estimate.probe_seconds(names))
+    assert first.steps[0] == off.steps[0]  # the probe runs after the FP32 row, before the first spec
+    assert "for auto to measure which INT8 backend is fastest here" in first.basis
+    line = auto_status.status_text()
+    assert line.startswith("auto: not measured on this machine yet; the first sweep measures") and "about" in line
+    _probe()
+    after = estimate.job_seconds(config.to_dict(), [INT8])  # measured now: no probe (the row is pt2e's, its builds)
+    assert after.seconds == estimate.job_seconds({**config.to_dict(), "auto_probe": False}, [INT8]).seconds
+    assert "for auto to measure" not in after.basis
+
+
+def test_a_real_probe_of_fx_and_torchao_dynamic_int8(fashion_mnist, mobilenet_checkpoint, monkeypatch, one_thread):
+    monkeypatch.delenv(auto_probe.ENV, raising=False)
+    config = SweepConfig(model="mobilenet_v3_small", weights=str(mobilenet_checkpoint), calib_size=16,
+                         eval_limit=16, calib_batch_size=16, fp32_compiled=False)  # fmt: skip
+    p = sweep.prepare(config)
+    spec = QuantSpec("int8", mode="dynamic")
+    names = auto_probe.candidates(spec, "cpu")
+    if len(names) < 2:
+        pytest.skip(f"one dynamic INT8 backend here ({names}): nothing to choose")
+    notes = auto_probe.probe_auto(p, [spec], lambda m: None, lambda: False, seconds=0.2)
+    point = auto_policy.measured_point("dynamic", "mobilenet_v3_small", 1, 32)
+    assert set(point["p50_ms"]) | set(point.get("failed", {})) == set(names)
+    fastest = min(point["p50_ms"], key=point["p50_ms"].get)
+    assert resolve(spec, "cpu", model="mobilenet_v3_small", batch_size=1).backend.name == fastest
+    assert f"{fastest} p50 " in notes[spec][0]
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
+
+
+def test_a_probe_process_that_dies_fails_its_backends_and_a_cancel_kills_it():
+    x = torch.randn(1, 3, 8, 8)
+    spec = QuantSpec("int8", mode="dynamic")
+    out = probe_measure.measure_apart(_tiny(), spec, [x], x, "cpu", ["fx", "no-such-backend"], 0.1,
+                                      lambda m: None, lambda: False)  # fmt: skip
+    assert out["p50"] == {} and set(out["failed"]) == {"fx", "no-such-backend"}
+    why = out["failed"]["fx"]
+    assert why.startswith("the probe's process exited with status 1: ") and "KeyError" in why
+    said = []
+    out = probe_measure.measure_apart(_tiny(), spec, [x], x, "cpu", ["fx", "torchao"], 30.0, said.append,
+                                      lambda: bool(said))  # fmt: skip
+    assert out is None and said == [f"{auto_probe.PHASE}: fx 1/2"]  # killed at its first word, not 60 s later
+
+
+def test_home_says_whether_auto_has_measured_this_machine(monkeypatch):
+    from tests.apptest import open_linked
+
+    monkeypatch.setenv("QCORE_APP_NO_WORKER", "1")
+    lines = [c.value for c in open_linked().caption if c.value.startswith("auto")]
+    assert len(lines) == 1 and "not measured on this machine yet" in lines[0]
+    auto_policy.record_measurement("static", "resnet18", 1, 224, {"fx": 5.05, "pt2e": 2.32}, "test")
+    lines = [c.value for c in open_linked().caption if c.value.startswith("auto")]
+    assert lines == [f"auto: measured on this machine for resnet18 batch 1 (pt2e fastest), {time.strftime('%Y-%m-%d')}"]
