@@ -118,3 +118,12 @@ def test_log_axes_read_in_round_numbers():
     assert log_ticks(9.9, 10.5) == [8.0, 10.0, 12.0]
     size = pareto_figure(_scaled_rows(), "size_bytes")
     assert list(size.layout.xaxis.tickvals) == [5.0, 10.0, 20.0, 50.0] and size.layout.xaxis.tickformat == "~g"
+
+
+def test_the_text_table_shows_whole_labels_that_differ_only_at_the_end():
+    base = QuantSpec("int4", granularity="per-tensor", mode="weight-only", equalize=True)
+    rows = [Result(s, "m", "d", status="ok") for s in (base, base.replace(bias_correction=True))]
+    lines = text_table(rows).splitlines()
+    assert lines[1].startswith(base.label() + " ") and lines[2].startswith(base.replace(bias_correction=True).label())
+    width = len(base.replace(bias_correction=True).label())
+    assert len({line.index("  ", width) for line in lines}) == 1  # one width for the column

@@ -43,12 +43,13 @@ def text_table(results: Sequence[Result]) -> str:
     """The results as a fixed-width text table (the CLI prints it after a sweep and for ``runs``): ``fp32 ms`` is
     the FP32 p50 timed in turns with the row (the speed-up's divisor), ``busy`` a ``!`` when the machine was
     busy while it was timed (:func:`qcore.metrics.scale.busy_reason`)."""
-    cols = [("label", 44), ("backend", 11), ("kernel", 9), ("top1", 6), ("Δtop1", 6), ("agree", 6),
+    width = min(max([44, *(len(r.label) for r in results)]), 100)  # whole labels ("+cle", "+cle +bc" differ at the end)
+    cols = [("label", width), ("backend", 11), ("kernel", 9), ("top1", 6), ("Δtop1", 6), ("agree", 6),
             ("p50 ms", 8), ("fp32 ms", 8), ("p90/50", 6), ("speedup", 7), ("size", 6), ("pareto", 6), ("busy", 4),
             ("status", 8)]  # fmt: skip
     lines = ["  ".join(f"{name:>{w}}" if i else f"{name:<{w}}" for i, (name, w) in enumerate(cols))]
     for r in results:
-        vals = [r.label[:44], r.backend or DASH, r.kernel or DASH, fmt(r.top1, ".2f"), fmt(r.top1_delta, "+.2f"),
+        vals = [r.label[:width], r.backend or DASH, r.kernel or DASH, fmt(r.top1, ".2f"), fmt(r.top1_delta, "+.2f"),
                 fmt(r.agreement, ".1f"), fmt(r.latency_ms_p50, ".2f"), fmt(r.fp32_latency_ms_p50, ".2f"),
                 fmt(r.latency_spread, ".2f"), fmt(r.speedup, ".2f"), fmt(r.size_ratio, ".3f"),
                 "*" if r.pareto else "", "!" if r.busy else "", r.status]  # fmt: skip
