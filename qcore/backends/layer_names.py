@@ -41,18 +41,9 @@ def layer_names(model: nn.Module) -> list[str]:
 def model_layer_names(model: str) -> list[str]:
     """:func:`layer_names` of torchvision's ``model`` (a 10-class head: names do not depend on the classes), built
     on the meta device (nothing allocated: a second at most), so a page can list them without loading weights."""
-    import torch
-    import torchvision.models as tvm
+    from qcore.nets.models import meta_model
 
-    from qcore.nets.models import build_model, builder_kwargs, check_name
-
-    check_name(model)
-    try:
-        with torch.device("meta"):
-            net = tvm.get_model(model, weights=None, num_classes=10, **builder_kwargs(model, None))
-    except Exception:  # a few builders (RegNet) read tensor values at init: build them for real
-        net = build_model(model, 10)
-    return layer_names(net)
+    return layer_names(meta_model(model))
 
 
 def model_act_quantizers(model: str) -> list:

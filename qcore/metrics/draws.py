@@ -39,8 +39,7 @@ def reads_calibration_images(spec) -> bool:
     Otherwise weight-only ranges come from the weights, dynamic ones from each batch at run time and float casts
     have no range, so every draw of those gives the same model: one draw is exact.
     """
-    fitted = getattr(spec, "bias_correction", False) or getattr(spec, "rounding", "nearest") == "adaround"
-    return not spec.is_float and (spec.mode == "static" or fitted)
+    return not spec.is_float and (spec.mode == "static" or spec.bias_correction or spec.rounding == "adaround")
 
 
 def summarize_draws(accs: Sequence[Accuracy]) -> tuple[Accuracy, dict]:

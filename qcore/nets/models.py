@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 __all__ = ["ModelInputError", "ModelInfo", "list_models", "check_name", "default_weights", "model_info",
-           "builder_kwargs", "head_name", "build_model", "check_input_size", "restrict_head"]
+           "builder_kwargs", "head_name", "build_model", "meta_model", "check_input_size", "restrict_head"]
 
 
 class ModelInputError(ValueError):
@@ -136,6 +136,19 @@ def _input_problem(name: str, size: int) -> str | None:
     except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return None
+
+
+def meta_model(name: str) -> nn.Module:
+    """torchvision's ``name`` with a 10-class head, built on the meta device (nothing allocated: a second at most),
+    for what only needs its layers' names and shapes; built for real where a builder reads tensor values (RegNet)."""
+    import torchvision.models as tvm
+
+    check_name(name)
+    try:
+        with torch.device("meta"):
+            return tvm.get_model(name, weights=None, num_classes=10, **builder_kwargs(name, None))
+    except Exception:
+        return build_model(name, 10)
 
 
 def check_input_size(name: str, input_size: int) -> None:

@@ -33,10 +33,9 @@ from qcore.ptq.fold import Folded
 
 __all__ = ["Pair", "Equalized", "find_pairs", "equalize", "absorb_high_biases"]
 
-_PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Identity, nn.Dropout, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
-                 nn.AvgPool2d, nn.Flatten)
-_PASS_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.hardtanh, F.dropout, F.adaptive_avg_pool2d, F.avg_pool2d,
-                   F.max_pool2d, torch.flatten}
+# ops a per-channel positive scale passes through unchanged (ReLU and ReLU6 are told apart in _kind)
+_PASS_MODULES = (nn.Identity, nn.Dropout, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.Flatten)
+_PASS_FUNCTIONS = {F.dropout, F.adaptive_avg_pool2d, F.avg_pool2d, F.max_pool2d, torch.flatten}
 _PASS_METHODS = {"relu", "flatten"}
 
 
@@ -70,7 +69,7 @@ def _kind(node, modules) -> str:
             return "relu6"
         if isinstance(m, nn.ReLU):
             return "relu"
-        if isinstance(m, _PASS_MODULES) and not isinstance(m, nn.Hardtanh):
+        if isinstance(m, _PASS_MODULES):
             return "pass"
         return type(m).__name__.lower()
     if node.op == "call_function":
@@ -78,7 +77,7 @@ def _kind(node, modules) -> str:
             return "relu"
         if node.target in (F.relu6,):
             return "relu6"
-        if node.target in _PASS_FUNCTIONS and node.target is not F.hardtanh:
+        if node.target in _PASS_FUNCTIONS:
             return "pass"
         return getattr(node.target, "__name__", str(node.target))
     if node.op == "call_method":

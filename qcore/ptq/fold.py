@@ -63,17 +63,7 @@ def fold(model: nn.Module) -> Folded:
     pairs = _conv_bn_pairs(gm)
     bn = {conv: (modules[b].weight.detach().clone(), modules[b].bias.detach().clone()) for conv, b in pairs
           if modules[b].affine}
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from torch.fx.experimental.optimization import fuse
 
-    for conv_name, bn_name in pairs:
-        fused = fuse_conv_bn_eval(modules[conv_name], modules[bn_name])
-        parent, _, leaf = conv_name.rpartition(".")
-        setattr(gm.get_submodule(parent) if parent else gm, leaf, fused)
-    for node in list(gm.graph.nodes):
-        if node.op == "call_module" and node.target in {b for _, b in pairs}:
-            node.replace_all_uses_with(node.args[0])
-            gm.graph.erase_node(node)
-    gm.graph.lint()
-    gm.delete_all_unused_submodules()
-    gm.recompile()
+    gm = fuse(gm)  # torch's folding, as qcore.backends.weight_only.fold_batchnorm does: the same conv -> BN pairs
     return Folded(gm, bn, len(pairs), total)

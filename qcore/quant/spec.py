@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from qcore.quant.spec_keep import KEEP_FIELDS, check_keep, keep_label, keep_names
-from qcore.quant.spec_ptq import PTQ_DEFAULTS, ROUNDINGS, check_ptq, ptq_label
+from qcore.quant.spec_ptq import PTQ_DEFAULTS, ROUNDINGS, asks_ptq, check_ptq, ptq_label
 
 __all__ = ["FLOAT_PRECISIONS", "INT_PRECISIONS", "KINDS", "NA", "CHOICES", "LABELS", "GROUP_SIZES", "DEFAULT_GRID",
            "WEIGHT_CALIBRATIONS", "QAT_DEFAULTS", "SpecError", "QuantSpec", "FP32", "expand_grid", "allowed_modes"]
@@ -321,7 +321,7 @@ class QuantSpec:
 
     @property
     def asks_ptq(self) -> bool:  # cross-layer equalization, bias correction or AdaRound (qcore.ptq)
-        return self.equalize or self.bias_correction or self.rounding == "adaround"
+        return asks_ptq(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantSpec:

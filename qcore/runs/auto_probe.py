@@ -67,7 +67,7 @@ def plan(specs: Sequence[QuantSpec], device: str, model: str, batch_size: int, i
         table = backend_table() if table is None else table
         names = {s: candidates(s, device, table) for s in todo}
         # the most backends, then no post-training algorithm (it changes weights, not kernels: time saved)
-        spec = max(todo, key=lambda s: (len(names[s]), not getattr(s, "asks_ptq", False)))  # the first of equals
+        spec = max(todo, key=lambda s: (len(names[s]), not s.asks_ptq))  # the first of equals
         if len(names[spec]) > 1:
             out.append((kind, spec, names[spec]))
     return out

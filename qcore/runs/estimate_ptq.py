@@ -38,20 +38,12 @@ ADAROUND_LAYER_S = 0.3
 def model_layers(model: str) -> tuple[tuple[str, bool, int], ...]:
     """``(name, is_linear, weights)`` of each Conv and Linear layer of torchvision's ``model`` with a 10-class head,
     built on the meta device (nothing allocated); () when it cannot be built."""
-    import torch
     from torch import nn
 
-    from qcore.nets.models import build_model, builder_kwargs, check_name
+    from qcore.nets.models import meta_model
 
     try:
-        check_name(model)
-        import torchvision.models as tvm
-
-        try:
-            with torch.device("meta"):
-                net = tvm.get_model(model, weights=None, num_classes=10, **builder_kwargs(model, None))
-        except Exception:  # a few builders read tensor values at init: build them for real
-            net = build_model(model, 10)
+        net = meta_model(model)
     except Exception:
         return ()
     return tuple((n, isinstance(m, nn.Linear), m.weight.numel()) for n, m in net.named_modules()
