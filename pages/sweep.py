@@ -11,7 +11,7 @@ from qcore.metrics.result import Result, baseline_of
 from qcore.quant.spec import DEFAULT_GRID, FLOAT_PRECISIONS, QuantSpec
 from qcore.runs.store import Job
 from qcore.runs.sweep import SweepConfig
-from ui import cluster, grid_settings, jobs, keep_float, results, settings, spec_list
+from ui import budget, cluster, grid_settings, jobs, keep_float, results, settings, spec_list
 from ui.common import job_label, store, sweep_cost
 from ui.nav import SWEEP_PAGE, setup
 from ui.text import plain
@@ -188,7 +188,9 @@ def render(job: Job, rows: list[Result]) -> None:
         return
     jobs.missing_baseline(job, rows, key=f"sweep-{job.job_id}")
     detail_key = f"detail-{job.job_id}"
-    clicked = results.pareto(rows, key=f"pareto-{job.job_id}-{x}", x=x or "latency_ms_p50")
+    decision = budget.Decision(rows, budget.inputs())  # the budgets above the chart, shaded on it, a line under it
+    clicked = results.pareto(rows, key=f"pareto-{job.job_id}-{x}", x=x or "latency_ms_p50", extra=decision.draw)
+    decision.show()
     if clicked is None and any(r.ok for r in rows):
         st.caption("Hover a point for its full spec; click it (or a table row) for the details.")
     # newest first: while rows stream in, a selection would move to another row; a new key per row count drops it
@@ -210,7 +212,8 @@ def render(job: Job, rows: list[Result]) -> None:
     )
     if run_id:
         results.details(by_id[run_id], baseline_of(rows, by_id[run_id]), key=f"details-{run_id}")
-    results.downloads(rows, f"qcore-sweep-{job.job_id}", key=f"dl-{job.job_id}", html=not job.active)
+    results.downloads(rows, f"qcore-sweep-{job.job_id}", key=f"dl-{job.job_id}", html=not job.active,
+                      budget=decision.budget)
 
 
 jobs.panel(jid, key=f"sweep-{jid}", render=render)

@@ -15,7 +15,7 @@ PACKAGE = ROOT / "qcore"
 # qcore's packages from the bottom up (docs/architecture.md): a module may import its own package and the ones
 # before it in this list, never one after it.
 ORDER = ["env", "guards", "quant", "data", "metrics", "nets", "backends", "ptq", "qat", "runs", "cluster", "service",
-         "learn", "layers", "present", "cli"]
+         "learn", "layers", "doctor", "present", "cli"]
 MAX_LINES = 400
 
 

@@ -17,6 +17,7 @@ import torch
 
 from qcore.layers.paired import correct
 from qcore.metrics.measure import accuracy, correct_counts, predicted_class, ranked_classes
+from qcore.metrics.paired_rows import decode
 from qcore.metrics.result import Result
 from qcore.quant.spec import QuantSpec
 
@@ -95,13 +96,14 @@ def test_a_sweep_row_on_tied_logits_says_one_change():
     q.device = "cpu"
     idx = torch.arange(labels.numel())
     p = SimpleNamespace(eval_batches=[(idx[:150], labels[:150]), (idx[150:], labels[150:])], labels=labels,
-                        ref_logits=ref, calib_draws=[[]], calib_seeds=[0])
+                        ref_logits=ref, calib_draws=[[]], calib_seeds=[0], config=SimpleNamespace(dataset="d", seed=0))
     r = Result(QuantSpec("int8"), "m", "d")
     accuracy_into(r, p, q)
     o, n = _oracle(logits, labels, ref), labels.numel()
     assert (r.images_lost, r.images_gained, r.eval_images) == (o["lost"], o["gained"], n)
     assert r.top1_delta == 100.0 * (r.images_gained - r.images_lost) / r.eval_images  # exactly, ties and all
     assert r.top1 == 100.0 * o["right"] / n and r.calib_draws == 1
+    assert int(decode(r.manifest["correct"], n).sum()) == o["right"]  # the bits kept for paired moves: the same rule
 
 
 def test_training_accuracy_reads_the_same_prediction():

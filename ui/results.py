@@ -20,6 +20,7 @@ from qcore.present.report import DASH, fmt
 
 from .common import dataset_label, delta_style, no_paths, start_worker, store
 from .compare import compare, compare_references  # noqa: F401  (Runs calls results.compare)
+from .doctor_view import add_moves, why_panel
 from .layers_view import add_walk_lines, layers_link, walk_strips
 from .text import plain
 
@@ -221,6 +222,7 @@ def details(r: Result, base: Result | None, key: str) -> None:
             draws_chart(r, base, key=f"{key}-draws")
         latency_chart(r, base, key=f"{key}-lat")
         layers_link(r)
+        why_panel(r, key=f"{key}-why")
         if r.spec.mode == "qat" and r.qat_curve:
             qat_curve_chart(r, key=f"{key}-qat")
     elif r.status == "error":
@@ -294,13 +296,15 @@ def qat_curve_chart(r: Result, key: str) -> None:
     )
 
 
-def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
-    """The accuracy/latency (or size) chart; returns the run id of a clicked point."""
+def pareto(results: Sequence[Result], key: str, x: str, extra: Callable | None = None) -> str | None:
+    """The accuracy/latency (or size) chart; returns the run id of a clicked point. ``extra(fig, ok_rows, x)``
+    draws over the points before the chart is shown (a budget's shade and rings: ui.budget)."""
     ok = [r for r in results if r.ok and r.top1 is not None]
     if not ok:
         return None
     fig = report.pareto_figure(ok, x=x)
     add_walk_lines(fig, ok, x)  # mixed-precision walks (qcore.layers) as connected lines
+    add_moves(fig, ok, x)  # the doctor's fixes measured from a point: an arrow from it to each
     fig.update_layout(clickmode="event+select")  # size, fonts and the legend above the plot: report.CHART_LAYOUT
     for trace in fig.data:  # one colour per precision, the same while a sweep streams in
         if trace.name in PRECISION_COLORS:
@@ -311,6 +315,8 @@ def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
         unselected=dict(marker=dict(opacity=0.55)),
         selector=dict(mode="markers"),
     )
+    if extra is not None:
+        extra(fig, ok, x)
     event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points",
                             config={"displaylogo": False})  # fmt: skip
     points = event.selection.points if event is not None else []
@@ -326,16 +332,16 @@ def pareto(results: Sequence[Result], key: str, x: str) -> str | None:
 
 
 @st.cache_data(max_entries=8, show_spinner="Writing the HTML report ...")
-def _html_report(_rows: list[Result], key: tuple, title: str) -> str:
-    return report.html_report(_rows, title=title)
+def _html_report(_rows: list[Result], key: tuple, title: str, _budget=None) -> str:
+    return report.html_report(_rows, title=title, budget=_budget)
 
 
-def downloads(results: Sequence[Result], name: str, key: str, *, html: bool = True) -> None:
+def downloads(results: Sequence[Result], name: str, key: str, *, html: bool = True, budget=None) -> None:
     """CSV, JSON and the self-contained HTML report (both charts, plotly.js inline, the manifest).
 
     The files are made here rather than when clicked: Streamlit forgets a deferred download when the
     page reruns, which a polling page does all the time. The report is cached per set of rows, and
-    offered once the job has finished (``html=False`` until then).
+    offered once the job has finished (``html=False`` until then); with a ``budget``, it names the point to ship.
     """
     rows = list(results)
     c = st.columns(3)
@@ -347,8 +353,8 @@ def downloads(results: Sequence[Result], name: str, key: str, *, html: bool = Tr
     if not html:
         c[2].caption("The HTML report is offered when the job has finished.")
         return
-    ident = tuple((r.run_id, r.pareto, r.status) for r in rows)
-    c[2].download_button("Download HTML report", _html_report(rows, ident, f"qcore: {name}"),
+    ident = (*((r.run_id, r.pareto, r.status) for r in rows), repr(budget))
+    c[2].download_button("Download HTML report", _html_report(rows, ident, f"qcore: {name}", budget),
                          file_name=f"{name}.html", mime="text/html", key=f"{key}-html", on_click="ignore",
                          icon=":material/description:")  # fmt: skip
 

@@ -1,8 +1,11 @@
-"""The command line: ``python -m qcore sweep|layers|mixed|train|worker|runs|models|datasets|fetch-data``.
+"""The command line: ``python -m qcore sweep|layers|mixed|doctor|train|worker|runs|models|datasets|fetch-data``.
 
-One small module per group of subcommands (:mod:`.sweep`; :mod:`.layers`: layers and mixed; :mod:`.runs`: runs
-and worker; :mod:`.data`: train, fetch-data, models, datasets) and one progress bar (:mod:`.progress`). Every
-handler returns an exit code: 0 done, 1 could not (a failed spec, offline, missing data), 2 bad input, 130 interrupted.
+One small module per group of subcommands (:mod:`.sweep`; :mod:`.layers`: layers and mixed; :mod:`.doctor`;
+:mod:`.runs`: runs and worker; :mod:`.data`: train, fetch-data, models, datasets) and one progress bar
+(:mod:`.progress`). Every
+handler returns an exit code: 0 done, 1 could not (a failed spec, offline, missing data), 2 bad input, 3 no point
+meets the budget (``sweep`` and ``runs`` with ``--sla-ms``, ``--sla-speedup`` or ``--max-drop``: :mod:`.budget`),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import argparse
 import os
 import sys
 
-from qcore.cli import app, columns, data, db, layers, runs, sweep
+from qcore.cli import app, columns, data, db, doctor, layers, runs, sweep
 
 __all__ = ["default_prog", "build_parser", "main"]
 
@@ -32,6 +35,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     columns.add_subcommands(sub)
     app.add_subcommand(sub)
     db.add_subcommands(sub)
+    doctor.add_subcommands(sub)
     return parser
 
 

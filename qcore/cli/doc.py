@@ -24,8 +24,9 @@ in the environment; `python -m qcore` is the same command. `qcore -h` lists the 
 explains one; every command takes `-h`/`--help`.
 
 Exit status: 0 done; 1 could not (a failed spec, offline, missing data or checkout); 2 bad input (an unknown
-option or value, a value out of range, an unknown command or none: the usage goes to standard error); 130
-interrupted (Ctrl-C).
+option or value, a value out of range, an unknown command or none: the usage goes to standard error); 3 no point
+meets the budget (`sweep` and `runs` with `--sla-ms`, `--sla-speedup` or `--max-drop`: a CI pipeline can gate on
+it; otherwise their own status); 130 interrupted (Ctrl-C).
 """
 
 

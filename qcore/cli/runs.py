@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from qcore.cli.budget import add_options, budget_of, decide
 from qcore.guards.limits import argparse_type
 
 __all__ = ["cmd_runs", "cmd_worker", "add_subcommands"]
@@ -19,10 +20,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    """``runs``: the stored results as a table, and as CSV / JSON / HTML files; ``--jobs``: the sweeps."""
+    """``runs``: the stored results as a table, and as CSV / JSON / HTML files; ``--jobs``: the sweeps. With a
+    budget (:mod:`qcore.cli.budget`), the point to ship among them; exit status 3 when none meets it."""
     from qcore.present.report import text_table, write_csv, write_html, write_json
     from qcore.runs.store import Store
 
+    budget = budget_of(args)  # checked before anything is read
+    if args.jobs and budget is not None:
+        args.parser.error("argument --jobs: it lists sweeps; a budget (--sla-ms, --sla-speedup, --max-drop) judges "
+                          "results: drop --jobs")
     store = Store()
     if args.jobs:
         print(f"{'sweep id':<14} {'state':<12} {'done':>9}  {'started':<16} model on dataset")
@@ -35,10 +41,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(text_table(results))
     for path, writer in ((args.csv, write_csv), (args.json, write_json), (args.html, write_html)):
         if path:
-            writer(results, path)
+            writer(results, path, **({"budget": budget} if writer is write_html and budget else {}))
             print(f"wrote {path}", file=sys.stderr)
     print(f"{len(results)} result(s) in {store.path}", file=sys.stderr)
-    return 0
+    return decide(results, args, 0)
 
 
 def add_subcommands(subparsers) -> None:
@@ -54,5 +60,6 @@ def add_subcommands(subparsers) -> None:
     r.add_argument("--limit", type=argparse_type("limit"), default=None, help="the newest N results")
     r.add_argument("--csv")
     r.add_argument("--json")
-    r.add_argument("--html")
-    r.set_defaults(func=cmd_runs)
+    r.add_argument("--html", help="write the HTML report here (with a budget: the point to ship, the budget shaded)")
+    add_options(r, over="the rows listed (--sweep: one sweep's)")
+    r.set_defaults(func=cmd_runs, parser=r)

@@ -25,6 +25,8 @@ import os
 import sys
 import time
 
+from qcore.cli.budget import add_options as add_budget_options
+from qcore.cli.budget import budget_of, decide
 from qcore.cli.data import dataset_help
 from qcore.cli.progress import ProgressBar
 from qcore.guards.limits import LIMITS, LimitError, argparse_type
@@ -134,6 +136,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from qcore.runs.sweep import SweepConfig, run_sweep
 
     parser = args.parser
+    budget_of(args)  # a budget that cannot be is a usage error before anything runs
     if args.cluster:
         from qcore.cluster import ClusterUnreachable, check_address, probe
 
@@ -207,7 +210,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         _write_outputs(results, args)
-        return 0 if all(r.status in ("ok", "skipped") for r in results) else 1
+        return decide(results, args, 0 if all(r.status in ("ok", "skipped") for r in results) else 1)
     store = Store()
     # FP32 is the baseline, measured first in every sweep: the reference spec is not stored twice
     stored = [s for s in specs if not s.is_reference]
@@ -274,7 +277,7 @@ def _run_stored(store, job, args) -> int:
     store.update_job(job.job_id, state="cancelled" if cancelled else "done", finished_at=time.time(),
                      message="cancelled" if cancelled else "finished")
     print(f"stored as sweep {job.job_id} in {store.path}", file=sys.stderr)
-    return 0 if all(r.status in ("ok", "skipped") for r in rows) else 1
+    return decide(rows, args, 0 if all(r.status in ("ok", "skipped") for r in rows) else 1)
 
 
 def _write_outputs(results, args) -> None:
@@ -364,6 +367,7 @@ def add_subcommand(subparsers) -> None:
                    "HOST:PORT; docs/cluster.md): accuracy on any node, latency one at a time per node")
     s.add_argument("--resume", metavar="JOB", help="measure what a stopped sweep left (its id, as printed at its "
                    "start or listed by 'runs --jobs'), with the settings stored with it")
+    add_budget_options(s)
     s.set_defaults(func=cmd_sweep, parser=s)
 
 

@@ -23,10 +23,11 @@ from qcore.backends.fx_int8 import prepared_fx
 from qcore.layers.errors import ErrorSum
 from qcore.quant.spec import QuantSpec
 
-__all__ = ["activation_errors"]
+__all__ = ["observer_qparams", "activation_errors"]
 
 
-def _qparams(obs) -> tuple[float, int, int, int]:
+def observer_qparams(obs) -> tuple[float, int, int, int]:
+    """A calibrated per-tensor observer's ``(scale, zero_point, quant_min, quant_max)``, as its kernel uses them."""
     scale, zp = obs.calculate_qparams()
     qmin = getattr(obs, "quant_min", None)
     qmax = getattr(obs, "quant_max", None)
@@ -42,7 +43,7 @@ def activation_errors(model: nn.Module, spec: QuantSpec, calib: list[torch.Tenso
     prepared = prepared_fx(model, spec, example)
     calibrate(prepared, calib)
     found = quantizers(prepared, model)
-    params = {q.name: _qparams(prepared.get_submodule(q.observer)) for q in found}  # before any other forward
+    params = {q.name: observer_qparams(prepared.get_submodule(q.observer)) for q in found}  # before any other forward
     sums = {q.name: ErrorSum() for q in found}
     instances = {id(prepared.get_submodule(q.observer)): prepared.get_submodule(q.observer) for q in found}
     calls: dict[int, list[torch.Tensor]] = {}  # observer instance -> what each of its calls read, this batch

@@ -4,7 +4,8 @@ frontier, and the Result row that carries them.
 :mod:`.measure` (the only place that times anything; one prediction per image), :mod:`.artifact` (the
 deployable artifact's bytes), :mod:`.stats` (95% intervals), :mod:`.scale` (a row's busy flag and intervals),
 :mod:`.draws` (the mean and spread of calibration draws), :mod:`.pareto` (the frontier), :mod:`.result`
-(a Result, its FP32 row), :mod:`.columns` (every column's name, unit and meaning).
+(a Result, its FP32 row), :mod:`.columns` (every column's name, unit and meaning), :mod:`.budget` (the point to
+ship under a latency and an accuracy budget).
 Imports :mod:`qcore.env` and :mod:`qcore.quant` only.
 """
 

@@ -237,8 +237,9 @@ def build_text(r: Result) -> str:
     return f"build {r.build_seconds:.1f} s (from the build cache; first build {first:.1f} s)"
 
 
-def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
-    """One self-contained HTML page: both charts (plotly.js inline), the table, the manifest.
+def html_report(results: Sequence[Result], title: str = "qcore report", budget=None) -> str:
+    """One self-contained HTML page: both charts (plotly.js inline), the table, the manifest; with a ``budget``
+    (:class:`qcore.metrics.budget.Budget`), the point to ship, or why none, and the budget shaded on both charts.
 
     The figures carry an explicit template (:data:`REPORT_TEMPLATE`): a page made inside the app would
     otherwise inherit Streamlit's placeholder template, whose colours are ``#000001``, ``#000002``..."""
@@ -247,7 +248,9 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
     figs = [pareto_figure(results, "latency_ms_p50"), pareto_figure(results, "size_bytes")]
     for f in figs:
         f.update_layout(template=REPORT_TEMPLATE)
-    from qcore.present.report_page import PAGE_CSS, manifest_html, summary_html
+    from qcore.present.report_page import PAGE_CSS, decision_html, manifest_html, summary_html
+
+    decision = decision_html(results, figs, budget)  # "" without a budget
 
     charts = [pio.to_html(f, full_html=False, include_plotlyjs=(i == 0), default_width="100%",
                           config={"responsive": True, "displaylogo": False}) for i, f in enumerate(figs)]  # fmt: skip
@@ -277,7 +280,7 @@ def html_report(results: Sequence[Result], title: str = "qcore report") -> str:
 <title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p><b>{html.escape(report_subtitle(results))}</b></p>
-{summary}
+{summary}{decision}
 <h2>Accuracy against latency</h2>{charts[0]}
 <h2>Accuracy against size</h2>{charts[1]}
 <h2>How to read it</h2><p>The latency chart draws each row at the FP32 row's p50 divided by the row's speed-up (FP32 and
@@ -364,6 +367,6 @@ def report_subtitle(results: Sequence[Result]) -> str:
     return f"{models} on {datasets} · measured {span}"
 
 
-def write_html(results: Sequence[Result], path: Path | str, title: str = "qcore report") -> None:
+def write_html(results: Sequence[Result], path: Path | str, title: str = "qcore report", budget=None) -> None:
     """:func:`html_report` to ``path``, atomically."""
-    atomic_write_bytes(Path(path), html_report(results, title).encode())
+    atomic_write_bytes(Path(path), html_report(results, title, budget).encode())

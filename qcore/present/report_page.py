@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 
-__all__ = ["PAGE_CSS", "SUMMARY_COLUMNS", "summary_html", "manifest_html"]
+__all__ = ["PAGE_CSS", "SUMMARY_COLUMNS", "summary_html", "decision_html", "manifest_html"]
 
 PAGE_CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;font-size:15px;line-height:1.4}
@@ -53,6 +53,23 @@ def summary_html(results: Sequence, cell: Callable[[str, object], str], referenc
     table = (f"<p>The Pareto rows (no other row at least as good on top-1, latency and size):</p>"
              f"<div class='wide'><table class='summary'><tr>{head}</tr>{rows}</table></div>") if front else ""
     return f"<h2>Summary</h2><p>{' '.join(parts)}</p>{table}"
+
+
+def decision_html(results: Sequence, figs: Sequence, budget) -> str:
+    """With a budget (:class:`qcore.metrics.budget.Budget`): the budget, the point to ship or why none, what was
+    left out, and the budget shaded on ``figs`` (the latency chart, then the size chart); "" without one."""
+    if budget is None:
+        return ""
+    from qcore.metrics.budget import choose
+    from qcore.present.budget_chart import shade
+
+    choice = choose(results, budget)
+    said = [shade(fig, results, x, choice) for fig, x in zip(figs, ("latency_ms_p50", "size_bytes"))]
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in choice.notes())
+    return (f"<h2>The decision</h2><p>Budget: {html.escape(budget.text())}.</p>"
+            f"<p class='decision'><b>{html.escape(choice.ship_text())}</b></p>"
+            + (f"<ul>{notes}</ul>" if notes else "")
+            + f"<p>On the latency chart: {html.escape(said[0])}</p><p>On the size chart: {html.escape(said[1])}</p>")
 
 
 def _one_line_lists(text: str) -> str:

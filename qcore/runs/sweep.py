@@ -29,7 +29,8 @@ from qcore.data.draws import calibration_draws
 from qcore.env import hardware
 from qcore.env.space import is_out_of_space
 from qcore.metrics.draws import apply_draws, draw_accuracies, draws_note, reads_calibration_images
-from qcore.metrics.measure import accuracy, correct_counts, predict, size_bytes, time_interleaved
+from qcore.metrics.measure import accuracy, correct_counts, predict, predicted_class, size_bytes, time_interleaved
+from qcore.metrics.paired_rows import attach, eval_key
 from qcore.metrics.pareto import mark_pareto
 from qcore.metrics.result import Result, manifest
 from qcore.metrics.scale import set_accuracy_scale, set_timing
@@ -144,6 +145,7 @@ def measure_baseline(p: Prepared) -> Result:
     """The FP32 row: accuracy, eager, channels-last and compiled latency (the fastest sets best_fp32), size."""
     r = time_baseline(p)
     acc = accuracy(p.ref_logits, p.labels, p.ref_logits)
+    attach(r, predicted_class(p.ref_logits) == p.labels, eval_key(p))
     r.top1, r.top5, r.top1_delta, r.agreement, r.logit_kl = acc.top1, acc.top5, 0.0, 100.0, 0.0
     set_accuracy_scale(r, correct_counts(p.ref_logits, p.labels, p.ref_logits))
     return r
@@ -234,6 +236,7 @@ def accuracy_into(r: Result, p: Prepared, q, backend=None, logits: torch.Tensor 
     if logits is None:
         logits, _ = predict(q, p.eval_batches, q.device)
     accs = [accuracy(logits, p.labels, p.ref_logits)]
+    attach(r, predicted_class(logits) == p.labels, eval_key(p))  # any two rows compared paired (the doctor's moves)
     if backend is not None and len(p.calib_draws) > 1 and reads_calibration_images(r.spec):
         def build(calib):  # each draw's model: its own calibration, and its own PTQ algorithms' fit
             return ptq_quantize(backend, p.loaded.model, r.spec, calib, p.example, p.device)

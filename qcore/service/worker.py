@@ -41,6 +41,7 @@ JOB_RUNNERS: dict[str, str] = {
     "learn-layer": "qcore.learn.one_layer:run_job",
     "layers": "qcore.layers.job:run_layers_job",
     "mixed-walk": "qcore.layers.job:run_walk_job",
+    "doctor": "qcore.doctor.job:run_doctor_job",
 }
 
 
@@ -216,12 +217,28 @@ def run_sweep_job(store: Store, job: Job) -> dict | None:
         rows = execute_retime(store, job)
     else:
         rows = execute_job(store, job, cluster=configured_address())
+        for _ in range(MORE_ROUNDS):  # fixes the doctor queued while it ran: measured before the job ends
+            if store.cancel_requested(job.job_id) or not _more_specs(store, job.job_id):
+                break
+            rows = execute_job(store, store.job(job.job_id), cluster=configured_address())
     problem = store_pareto(store, rows)
     if problem:
         note = (f"the Pareto column was not stored ({problem}): every result is, and the chart draws "
                 "the frontier from them")
         return {**(store.job(job.job_id).result or {}), "note": note}
     return None
+
+
+MORE_ROUNDS = 20  # a bound, so that a spec that never gets a row cannot keep a job running
+
+
+def _more_specs(store: Store, job_id: str) -> bool:
+    """Whether job ``job_id`` has specs with no row yet (a fix the doctor queued while it ran)."""
+    from qcore.quant.spec import QuantSpec
+
+    job = store.job(job_id)
+    done = store.done_spec_keys(job_id)
+    return job is not None and any(spec_key(QuantSpec.from_dict(s).to_dict()) not in done for s in job.specs)
 
 
 CLUSTER_REFRESH_S = 30.0  # how often an idle worker re-reads the cluster for the Home page
