@@ -134,8 +134,7 @@ def add_moves(fig: go.Figure, rows: Sequence[Result], x: str) -> None:
     jobs = sorted({r.sweep_id for r in rows if r.sweep_id})
     if not jobs:
         return
-    table = Moves(store().path)
-    moves = [m for j in jobs for m in table.of_job(j)]
+    moves = Moves(store().path).of_jobs(jobs)
     drawn = [r for r in rows if getattr(r, x, None) is not None]
     at = positions(drawn, x)
     for origin, fix, what in arrows(drawn, moves):

@@ -67,9 +67,17 @@ class Moves:
                       (job_id, from_run_id, spec_key(spec.to_dict()), what, time.time()))
 
     def of_job(self, job_id: str) -> list[Move]:
+        return self.of_jobs([job_id])
+
+    def of_jobs(self, job_ids: list[str]) -> list[Move]:
+        """The moves of these jobs, oldest first (one query, whatever the number of jobs)."""
+        ids = sorted(set(job_ids))
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
         with closing(self._connect()) as c:
-            found = c.execute("SELECT job_id, from_run_id, spec_key, what, created_at FROM moves WHERE job_id=? "
-                              "ORDER BY created_at", (job_id,)).fetchall()
+            found = c.execute(f"SELECT job_id, from_run_id, spec_key, what, created_at FROM moves WHERE job_id IN "
+                              f"({marks}) ORDER BY created_at", ids).fetchall()
         return [Move(*row) for row in found]
 
 
