@@ -124,6 +124,7 @@ def quantized_graph(
         # Batch 1 would be specialised to a constant; export at 2 with the batch marked dynamic.
         ex2 = example if example.shape[0] > 1 else torch.cat([example, example])
         exported = torch.export.export(model, (ex2,), dynamic_shapes=({0: batch},), strict=True).module()
+        drop_export_guards(exported)  # calibration images (32x32) may differ from the latency input (224x224)
         prepared = prepare_pt2e(exported, quantizer)
     # the weight observers run in the forward pass too: with no calibration batch (dynamic mode needs none
     # for its activations) the example runs once, else the weights would keep default qparams

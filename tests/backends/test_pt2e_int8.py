@@ -110,3 +110,20 @@ def test_build_pt2e_is_the_backends_graph_before_compiling(calib):
     assert sum(t.dtype == torch.int8 for t in graph.artifact.values()) >= 2 and graph.calib_seconds > 0
     with torch.no_grad():
         assert _rel_err(graph.converted(calib[0]), model(calib[0])) < 0.2  # runs uncompiled, close to FP32
+
+
+@pytest.mark.parametrize("backend", ["pt2e", "xnnpack"])
+def test_a_latency_input_larger_than_the_calibration_images_builds(calib, backend):
+    """A sweep times at --input-size (224 in the docs) and calibrates on the dataset's images (32x32): the graph is
+    exported at the latency input, so its shape guards must not refuse the calibration batches (they did, and every
+    such sweep and ``auto``'s probe lost pt2e and xnnpack: "Guard failed: x.size()[2] == 224")."""
+    try:
+        resolve_backend(QuantSpec("int8", backend=backend), "cpu")
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+    model = _small_cnn()
+    large = torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    q = quantize(model, QuantSpec("int8", backend=backend), calib, large)
+    with torch.no_grad():
+        for x in (large, calib[0]):  # the latency input and an evaluation-sized batch: both run, both near FP32
+            assert _rel_err(q(x), model(x)) < 0.1
