@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from qcore.layers.activations import observer_qparams
+from qcore.layers.activations import observer_calls, observer_qparams
 from qcore.quant.observers import get_calibrator, nearest_rank
 from qcore.quant.spec import CHOICES, QuantSpec
 
@@ -254,22 +254,6 @@ def _targets(prepared, model, wants: list[str]) -> dict[str, tuple[nn.Module, in
     return out
 
 
-def _run(prepared, batches, instances: dict[int, nn.Module], each) -> None:
-    """``prepared`` over ``batches``; ``each(calls)`` after every batch with what each observer read, by id."""
-    calls: dict[int, list[torch.Tensor]] = {}
-    hooks = [m.register_forward_pre_hook(lambda m, a: calls.setdefault(id(m), []).append(a[0].detach().float()))
-             for m in instances.values()]
-    try:
-        with torch.no_grad():
-            for x in batches:
-                calls.clear()
-                prepared(x)
-                each(calls)
-    finally:
-        for h in hooks:
-            h.remove()
-
-
 def _fq(x: torch.Tensor, scale: float, zp: int, qmin: int, qmax: int) -> torch.Tensor:
     return torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
 
@@ -299,7 +283,7 @@ def act_stats(model: nn.Module, spec: QuantSpec, calib: list[torch.Tensor], held
                 c.update(calls[id(m)][k])
 
     calib = [x.detach().float().cpu() for x in calib]
-    _run(prepared, calib, instances, feed)  # qcore.backends._observer.calibrate's loop, with the hooks in it
+    observer_calls(prepared, calib, instances, feed)  # qcore.backends._observer.calibrate's loop, with the hooks in it
     for m in prepared.modules():
         if isinstance(m, CalibrationObserverMixin):
             m.calculate_qparams()
@@ -344,8 +328,8 @@ def act_stats(model: nn.Module, spec: QuantSpec, calib: list[torch.Tensor], held
                 st.alternatives[alt] = st.alternatives.get(alt, 0.0) + float(
                     ((x - _fq(x, s, z, st.qmin, st.qmax)).double() ** 2).sum())
 
-    _run(prepared, calib, instances, count)
-    _run(prepared, [x.detach().float().cpu() for x in held_out], instances, held)
+    observer_calls(prepared, calib, instances, count)
+    observer_calls(prepared, [x.detach().float().cpu() for x in held_out], instances, held)
     for name, st in stats.items():
         p = nearest_rank(torch.cat(samples[name]), 99.99) if samples[name] else 0.0
         st.range_over_p9999 = max(abs(st.lo), abs(st.hi)) / p if p > 0 else math.inf

@@ -23,7 +23,7 @@ from qcore.backends.fx_int8 import prepared_fx
 from qcore.layers.errors import ErrorSum
 from qcore.quant.spec import QuantSpec
 
-__all__ = ["observer_qparams", "activation_errors"]
+__all__ = ["observer_qparams", "observer_calls", "activation_errors"]
 
 
 def observer_qparams(obs) -> tuple[float, int, int, int]:
@@ -36,6 +36,24 @@ def observer_qparams(obs) -> tuple[float, int, int, int]:
     return float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]), int(qmin), int(qmax)
 
 
+def observer_calls(prepared, batches, instances: dict[int, nn.Module], each) -> None:
+    """Run ``prepared`` over ``batches`` without gradients; after every batch, ``each(calls)`` with what each
+    observer of ``instances`` (by ``id``) read, one tensor a call (an observer shared by several ops is called
+    several times)."""
+    calls: dict[int, list[torch.Tensor]] = {}
+    hooks = [m.register_forward_pre_hook(lambda m, a: calls.setdefault(id(m), []).append(a[0].detach().float()))
+             for m in instances.values()]
+    try:
+        with torch.no_grad():
+            for x in batches:
+                calls.clear()
+                prepared(x)
+                each(calls)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def activation_errors(model: nn.Module, spec: QuantSpec, calib: list[torch.Tensor], example: torch.Tensor,
                       batches: list[torch.Tensor]) -> tuple[list[ActQuantizer], dict[str, ErrorSum]]:
     """``(quantizers, errors)``: ``model``'s activation quantizers under ``spec`` (static INT8) and each one's
@@ -46,20 +64,13 @@ def activation_errors(model: nn.Module, spec: QuantSpec, calib: list[torch.Tenso
     params = {q.name: observer_qparams(prepared.get_submodule(q.observer)) for q in found}  # before any other forward
     sums = {q.name: ErrorSum() for q in found}
     instances = {id(prepared.get_submodule(q.observer)): prepared.get_submodule(q.observer) for q in found}
-    calls: dict[int, list[torch.Tensor]] = {}  # observer instance -> what each of its calls read, this batch
-    hooks = [m.register_forward_pre_hook(lambda m, args: calls.setdefault(id(m), []).append(args[0].detach().float()))
-             for m in instances.values()]
-    try:
-        with torch.no_grad():
-            for x in batches:
-                calls.clear()
-                prepared(x)
-                for q in found:
-                    t = calls[id(prepared.get_submodule(q.observer))][q.call]  # a shared observer: this row's call
-                    scale, zp, qmin, qmax = params[q.name]
-                    fq = torch.fake_quantize_per_tensor_affine(t, scale, zp, qmin, qmax)
-                    sums[q.name].add(t.reshape(t.shape[0], -1), fq.reshape(t.shape[0], -1))
-    finally:
-        for h in hooks:
-            h.remove()
+
+    def each(calls: dict[int, list[torch.Tensor]]) -> None:
+        for q in found:
+            t = calls[id(prepared.get_submodule(q.observer))][q.call]  # a shared observer: this row's call
+            scale, zp, qmin, qmax = params[q.name]
+            fq = torch.fake_quantize_per_tensor_affine(t, scale, zp, qmin, qmax)
+            sums[q.name].add(t.reshape(t.shape[0], -1), fq.reshape(t.shape[0], -1))
+
+    observer_calls(prepared, batches, instances, each)
     return found, sums
