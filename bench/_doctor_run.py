@@ -26,7 +26,7 @@ def _measure(store: Store, origin, spec, config_change: dict, base_config: Sweep
         queue_fix(store, origin, spec, what)
         job = store.job(origin.sweep_id)
         if job.state == "queued":
-            job = store.claim_next_job(os.getpid())
+            job = store.claim_next_job(os.getpid(), job.job_id)
     try:
         if job is not None and job.state == "running":
             execute_job(store, job)

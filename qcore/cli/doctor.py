@@ -65,7 +65,7 @@ def _try(store, d, n: int) -> int:
         print(queue_fix(store, origin, fix.spec, fix.what), file=sys.stderr)
         job = store.job(origin.sweep_id)
         if job.state == "queued":
-            job = _claim(store, job.job_id)
+            job = store.claim_next_job(os.getpid(), job.job_id) or store.job(job.job_id)
     mine = job.state == "running" and job.pid == os.getpid()
     if job.state in ("queued", "running") and not mine:
         print(f"job {job.job_id} is {job.state} in another process, which measures the fix; "
@@ -88,17 +88,6 @@ def _try(store, d, n: int) -> int:
 
     print(move_text(origin, measured[-1], fix.what))
     return 0
-
-
-def _claim(store, job_id: str):
-    """Run queued job ``job_id`` here (as the worker would claim it): running under this process."""
-    from qcore.runs.liveness import process_start
-
-    with store._write() as c:
-        c.execute("UPDATE jobs SET state='running', pid=?, pid_start=?, heartbeat=NULL, started_at=?, "
-                  "message='measuring a fix' WHERE job_id=? AND state='queued'",
-                  (os.getpid(), process_start(os.getpid()), time.time(), job_id))
-    return store.job(job_id)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -305,10 +305,12 @@ class Store:
             ).fetchone()[0]
             return ahead + 1
 
-    def claim_next_job(self, pid: int) -> Job | None:
-        """Atomically move the oldest queued job to running under ``pid``."""
+    def claim_next_job(self, pid: int, job_id: str | None = None) -> Job | None:
+        """Atomically move the oldest queued job (or queued job ``job_id``) to running under ``pid``; None when
+        there is none."""
         with self._write() as c:
-            row = c.execute("SELECT * FROM jobs WHERE state='queued' ORDER BY created_at LIMIT 1").fetchone()
+            row = c.execute("SELECT * FROM jobs WHERE state='queued'" + (" AND job_id=?" if job_id else "")
+                            + " ORDER BY created_at LIMIT 1", (job_id,) if job_id else ()).fetchone()
             if row is None:
                 return None
             c.execute("UPDATE jobs SET state='running', pid=?, pid_start=?, heartbeat=NULL, started_at=?, "

@@ -106,3 +106,14 @@ def test_a_real_sweep_keeps_bits_that_agree_with_its_counts_and_measures_a_queue
     fixed = [r for r in store.results(sweep_id=jid) if r.spec == INT8_PC]
     assert len(fixed) == 1 and fixed[0].ok and fixed[0].baseline_run_id == base.run_id
     assert arrows(store.results(sweep_id=jid), Moves(store.path).of_job(jid))[0][1].run_id == fixed[0].run_id
+
+
+def test_a_named_queued_job_is_claimed_not_the_oldest(tmp_path):
+    """``--try`` runs the point's own job here: the job it names, even when an older one waits in the queue."""
+    store = Store(tmp_path / "runs.sqlite")
+    older = store.submit_job({"model": "m"}, [INT8_PT.to_dict()])
+    mine = store.submit_job({"model": "m"}, [INT8_PC.to_dict()])
+    job = store.claim_next_job(os.getpid(), mine)
+    assert job.job_id == mine and job.state == "running" and store.job(older).state == "queued"
+    assert store.claim_next_job(os.getpid(), mine) is None  # no longer queued
+    assert store.claim_next_job(os.getpid()).job_id == older
