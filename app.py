@@ -52,7 +52,9 @@ def home() -> None:
         "comes from a simulated kernel rather than real low-precision arithmetic. "
         "Sweeps run in the background, every result is kept, and a Pareto chart shows which settings pay off."
     )
-    prewarm()
+    # the Sweep page's modules (the click below opens it) and the Explore page's: imported while this page is read
+    prewarm("pandas", "plotly.graph_objects", "qcore.backends", "ui.results", "ui.settings", "ui.grid_settings",
+            "ui.spec_list", "ui.budget", "ui.keep_float", "ui.upload_panel")
     hw, engine = hardware()
     st.subheader("This machine")
     c = st.columns(4)

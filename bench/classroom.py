@@ -7,9 +7,14 @@ as close together as one driver can) and watch its job page until it shows "fini
 
 - health p50/p95/max (ms) while the sessions watch; render p50/p95 (s): from each click until the job page shows
   its status, and from each navigation until Home shows its button;
+- when the server's answer reached each browser: the first websocket message carrying the job's status line
+  (before the browser lays it out and paints it; the bench's browsers share the server's cores);
 - sessions that saw "finished", and when (s after the clicks; the job's own time from the store);
 - jobs run (from the store: how many, their states, whether any spec was measured twice);
-- the server's peak RSS (MB, its process and children, the worker included).
+- the server's peak RSS (MB, its process and children, the worker included);
+- who used the CPU from the clicks until the last job page showed: the server, its worker (the job, which starts
+  at the first click) and the bench's own Chromium renderers (in a real class each student's browser runs on their
+  own machine; here they share the server's cores, so the render times are an upper bound).
 
 Goal: health p95 < 200 ms, render p95 < 3 s, every session sees its result within one job's time plus the queue
 ahead of it, no job run twice. Run it on a quiet machine: ``python bench/classroom.py --sessions 10,30``.
@@ -76,6 +81,35 @@ class _Sampler(threading.Thread):
             self.stop.wait(0.5)
 
 
+_STATUS_LINE = re.compile(rb"Job \w+: ")
+
+
+def _frame(served: dict[int, float], session: int, data) -> None:
+    """Record when the first websocket message carrying a job status line reached ``session``'s browser after the
+    clicks: the server's answer, before the browser paints it."""
+    raw = data if isinstance(data, bytes) else data.encode()
+    if -1 in served and session not in served and _STATUS_LINE.search(raw):
+        served[session] = time.monotonic() - served[-1]
+
+
+def _cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the server, its children (the worker) and this bench's browsers."""
+    import psutil
+
+    def used(procs) -> float:
+        total = 0.0
+        for proc in procs:
+            try:
+                total += sum(proc.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+
+    server = psutil.Process(server_pid)
+    browsers = [c for c in psutil.Process().children(recursive=True) if "chrom" in c.name().lower()]
+    return {"server": used([server]), "worker": used(server.children(recursive=True)), "browsers": used(browsers)}
+
+
 def run(sessions: int, timeout_s: float) -> dict:
     """One classroom of ``sessions``; returns the figures (also printed)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -92,12 +126,18 @@ def run(sessions: int, timeout_s: float) -> dict:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             pages = [browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(sessions)]
+            served: dict[int, float] = {}  # session -> when the server's message with its job's status line arrived
+            for i, page in enumerate(pages):
+                page.on("websocket", lambda ws, i=i: ws.on("framereceived", lambda data, i=i: _frame(served, i, data)))
             for page in pages:
                 t = time.monotonic()
                 page.goto(url)
                 page.get_by_role("button", name="Start the default").wait_for(timeout=timeout_s * 1000)
                 home_render.append(time.monotonic() - t)
+            cpu0 = _cpu_seconds(proc.pid)
             clicked = time.monotonic()
+            served.clear()
+            served[-1] = clicked  # from here on, frames count
             deadline = clicked + timeout_s
             for page in pages:
                 page.get_by_role("button", name="Start the default").click()
@@ -108,6 +148,8 @@ def run(sessions: int, timeout_s: float) -> dict:
                     job_render.append(time.monotonic() - clicked)
                 except PlaywrightTimeout:
                     pass
+            cpu = {k: v - cpu0[k] for k, v in _cpu_seconds(proc.pid).items()}
+            cpu_wall = time.monotonic() - clicked
             while len(seen) < sessions and time.monotonic() < deadline:
                 for i, page in enumerate(pages):
                     if i not in seen and page.get_by_text(re.compile(r"^Job \w+: finished")).count():
@@ -134,6 +176,8 @@ def run(sessions: int, timeout_s: float) -> dict:
         "job_render_p50_s": _pct(job_render, 0.5),
         "job_render_p95_s": _pct(job_render, 0.95),
         "job_pages_shown": len(job_render),
+        "job_served_p50_s": _pct([v for k, v in served.items() if k >= 0], 0.5),
+        "job_served_p95_s": _pct([v for k, v in served.items() if k >= 0], 0.95),
         "finished_sessions": len(seen),
         "finished_first_s": min(seen.values(), default=float("nan")),
         "finished_last_s": max(seen.values(), default=float("nan")),
@@ -142,16 +186,23 @@ def run(sessions: int, timeout_s: float) -> dict:
         "job_seconds": ",".join(f"{t:.0f}" for t in took),
         "rows_measured_twice": len(keys) - len(set(keys)),
         "server_rss_peak_mb": sampler.rss_mb,
+        **{f"cpu_{k}_s": v for k, v in cpu.items()},
+        "cpu_window_s": cpu_wall,
     }
     print(f"\n== {sessions} sessions ==")
     print(f"health: p50 {out['health_p50_ms']:.0f} ms, p95 {out['health_p95_ms']:.0f} ms, max "
           f"{out['health_max_ms']:.0f} ms ({len(sampler.health_ms)} checks, {sampler.failed} failed)")
     print(f"render: Home p50 {out['home_render_p50_s']:.1f} s, p95 {out['home_render_p95_s']:.1f} s; job page after "
           f"the click p50 {out['job_render_p50_s']:.1f} s, p95 {out['job_render_p95_s']:.1f} s "
-          f"({len(job_render)}/{sessions} sessions showed it within the time limit)")
+          f"({len(job_render)}/{sessions} sessions showed it within the time limit); the server's answer with the "
+          f"job's status reached the browsers at p50 {out['job_served_p50_s']:.1f} s, p95 "
+          f"{out['job_served_p95_s']:.1f} s")
     print(f"finished: {len(seen)}/{sessions} sessions saw it, first at {out['finished_first_s']:.0f} s, last at "
           f"{out['finished_last_s']:.0f} s after the clicks (the job itself ran {out['job_seconds'] or '-'} s)")
     print(f"jobs run: {len(jobs)} ({out['job_states'] or 'none'}); rows measured twice: {out['rows_measured_twice']}")
+    total = sum(cpu.values()) or float("nan")
+    print(f"CPU from the clicks to the last job page ({cpu_wall:.1f} s): "
+          + ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f}%)" for k, v in cpu.items()))
     print(f"server RSS peak: {out['server_rss_peak_mb']:.0f} MB (the server and its children, the worker included)")
     shutil.rmtree(home, ignore_errors=True)
     return out

@@ -49,3 +49,20 @@ def test_a_damaged_shipped_baseline_means_none_cached(monkeypatch, tmp_path):
     notes: list[str] = []
     assert train.find_baseline(MODEL, DATA, None, notes) is None  # the caller trains one, saying why
     assert str(shipped / SHIPPED.with_suffix(".json").name) in notes[0]
+
+
+def test_a_second_damage_in_the_same_second_keeps_the_first_copy(tmp_path, monkeypatch):
+    from qcore.env import paths
+    from qcore.nets.baseline_check import move_aside
+
+    monkeypatch.setattr(paths.time, "strftime", lambda fmt, *a: "20261205-120000")  # one clock second for both
+    path = tmp_path / "m__d__r.safetensors"
+    kept = []
+    for text in ("first", "second"):
+        path.write_text(text)
+        path.with_suffix(".json").write_text(text + " record")
+        kept.append(move_aside(path))
+    assert kept[0] != kept[1] and [p.read_text() for p in kept] == ["first", "second"]
+    records = sorted(p.name for p in tmp_path.glob("m__d__r.json.damaged-*"))
+    assert records == ["m__d__r.json.damaged-20261205-120000", "m__d__r.json.damaged-20261205-120000-2"]
+    assert not path.exists() and not path.with_suffix(".json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,18 @@ def test_damage_in_the_app_home_offers_salvage_other_pages_point_home(tmp_path, 
     assert not [e.value for e in at.error if "damaged" in e.value]
     assert any("salvaged" in s.value for s in at.success)
     assert N - PAGE_ROWS <= _results(path) < N
+
+
+def test_a_second_salvage_in_the_same_second_keeps_the_first_damaged_copy(tmp_path, monkeypatch):
+    from qcore.env import paths
+    from qcore.runs.db_salvage import salvage
+
+    monkeypatch.setattr(paths.time, "strftime", lambda fmt, *a: "20261205-120000")
+    path = tmp_path / "runs.sqlite"
+    _filled(path)
+    _damage(path, "page")
+    first = salvage(path).damaged
+    Path(f"{path}-wal").write_bytes(b"garbage log")  # a log left beside the new file
+    second = salvage(path).damaged
+    assert first != second and first.exists() and second.exists()
+    assert Path(f"{second}-wal").read_bytes() == b"garbage log" and not Path(f"{first}-wal").exists()

@@ -7,6 +7,7 @@ their own.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import threading
@@ -58,14 +59,17 @@ def hardware() -> tuple:
 
 
 @st.cache_resource(show_spinner=False)
-def prewarm() -> None:
-    """Import torchvision's model registry in a background thread, once per server, so that the
-    Explore and Sweep pages open quickly after Home (the import takes seconds)."""
+def prewarm(*modules: str) -> None:
+    """Import torchvision's model registry and ``modules`` (the pages' own) in a background thread, once per
+    server, so that the Explore and Sweep pages open quickly after Home: otherwise the first session to open one
+    pays the imports (seconds), and every session that opens it meanwhile waits behind them."""
 
     def load() -> None:
         from qcore.nets import models
 
         models.list_models()
+        for name in modules:
+            importlib.import_module(name)
 
     threading.Thread(target=load, name="qcore-prewarm", daemon=True).start()
 

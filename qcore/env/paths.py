@@ -8,11 +8,12 @@ the source tree.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from qcore.env.space import ensure_free, no_space_from
 
-__all__ = ["data_home", "subdir", "atomic_write_bytes"]
+__all__ = ["data_home", "subdir", "atomic_write_bytes", "damaged_name"]
 
 
 def data_home() -> Path:
@@ -52,3 +53,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if full := no_space_from(exc, path.parent, len(data), path.name):
             raise full from exc
         raise
+
+
+def damaged_name(path: Path, *companions: str) -> Path:
+    """A free name beside ``path`` to keep a damaged copy under: ``<name>.damaged-<time>``, with ``-2``, ``-3`` ...
+    added when that name (or ``<name><companion>`` for a file moved with it, such as ``-wal``) is taken, so a second
+    damage in the same second never replaces the first one's copy."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 10_000):
+        out = path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{n}" if n > 1 else ""))
+        if not any(Path(f"{out}{c}").exists() for c in ("", *companions)):
+            return out
+    raise FileExistsError(f"no free name for a damaged copy of {path}")

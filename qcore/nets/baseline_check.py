@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
+
+from qcore.env.paths import damaged_name
 
 __all__ = ["problem", "move_aside"]
 
@@ -41,9 +42,10 @@ def problem(path: Path) -> str | None:
 
 def move_aside(path: Path) -> Path:
     """Rename the baseline at ``path`` (and its record) to ``<name>.damaged-<time>``; returns the new path."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = path.with_name(f"{path.name}.damaged-{stamp}")
-    for p, q in ((path, out), (path.with_suffix(".json"), path.with_name(f"{path.stem}.json.damaged-{stamp}"))):
+    record = path.with_suffix(".json")
+    out = damaged_name(path)
+    twin = damaged_name(record)
+    for p, q in ((path, out), (record, twin)):
         if p.exists():
             os.replace(p, q)
     return out

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qcore.env.paths import damaged_name
 from qcore.runs.db_backup import backup_path
 from qcore.runs.db_check import TABLES, readable_copy, wal_findings
 from qcore.runs.store import SCHEMA
@@ -183,7 +184,7 @@ def salvage(path: Path | str) -> SalvageReport:
                                 f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(backup.stat().st_mtime))}) "
                                 "that were on the damaged pages are lost")
     if path.exists():
-        report.damaged = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        report.damaged = damaged_name(path, "-wal", "-journal")
         os.replace(path, report.damaged)
         for suffix in ("-wal", "-journal"):
             if Path(f"{path}{suffix}").exists():
