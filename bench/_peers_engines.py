@@ -5,6 +5,13 @@ batch, the artifact whose bytes are the size figure, ``prep`` (what is done to a
 the timed call: channels-last, or quantizing it for the ``u8in`` experiment), notes, and the build
 records of the engines that go through qcore's build cache (their cached rebuild is timed too).
 
+OpenVINO from torch's PT2E flow: ``ov-pt2e-int8`` is NNCF's PT2E recipe (executorch's
+``OpenVINOQuantizer``, ``quantize_pt2e``, then ``openvino.convert_model`` of the exported graph);
+the ``ovc`` option compiles qcore's own pt2e graph (X86 quantizer) with ``torch.compile``'s
+OpenVINO backend (``openvino.torch``, through AOTAutograd: without it Dynamo fails on the exported
+graph's symbolic batch). That backend quietly falls back to Inductor when OpenVINO cannot take the
+graph; the engine refuses instead (:func:`ov_compiled`).
+
 PT2E experiments (``qcore-pt2e-int8+OPT[+OPT...]``): the quantized graph of the ``pt2e`` backend
 (same quantizer, calibration and convert: ``qcore.backends.pt2e_int8.build_pt2e``), compiled the way
 the options say. Without ``aoti`` it is ``torch.compile`` (Inductor, freezing, one graph per input
@@ -40,9 +47,13 @@ PT2E_OPTS: dict[str, tuple[str, dict]] = {
     "u8in": ("uint8 NHWC input: the graph's first quantize done outside the timed call (edge fusion)", {}),
     "aoti": ("AOTInductor: a C++ package per input shape, through qcore's build cache", {}),
     "spin": ("OpenMP threads spin while idle (OMP_WAIT_POLICY=ACTIVE, as ORT's do)", {}),
+    "keepmem": ("glibc malloc keeps freed memory (no mmap/munmap and fresh page faults per call for big buffers)", {}),
+    "ovc": ("torch.compile(backend='openvino'): OpenVINO's CPU plugin runs the PT2E graph (openvino.torch)", {}),
 }
 # Environment a child process needs for an engine (read at start-up, so set by the parent).
-ENGINE_ENV = {"spin": {"OMP_WAIT_POLICY": "ACTIVE"}}
+ENGINE_ENV = {"spin": {"OMP_WAIT_POLICY": "ACTIVE"},
+              "keepmem": {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
+                          "MALLOC_TOP_PAD_": str(256 << 20)}}  # fmt: skip
 
 
 @dataclass
@@ -117,6 +128,80 @@ def pt2e_variant(model, calib, opts: set[str]) -> Engine:
     return Engine(CompiledWithFreezing(torch.compile(converted, **kw)), artifact, prep, notes)
 
 
+def ov_compiled(converted: torch.fx.GraphModule, example: torch.Tensor, threads: int):
+    """``converted`` compiled by ``torch.compile(backend="openvino")`` at ``example``'s shape (the CPU plugin with
+    qcore's OpenVINO settings: ``threads``, latency hint, f32 where not int8). Raises RuntimeError when OpenVINO
+    did not take the whole graph (its backend would silently run Inductor's code, or torch's ops, instead)."""
+    import openvino.torch  # noqa: F401  (registers the "openvino" backend)
+    from openvino.frontend.pytorch.torchdynamo import partition
+
+    from qcore.backends.openvino_backend import _ov_config
+
+    seen = []
+    make = partition.Partitioner.make_partitions
+
+    def watched(self, graph_module, options):  # the backend's partition, judged by its own check
+        fused = make(self, graph_module, options)
+        seen.append(self.check_fully_supported(fused))
+        return fused
+
+    options = {"device": "CPU", "config": _ov_config(threads), "aot_autograd": True}
+    fn = torch.compile(converted, backend="openvino", dynamic=False, options=options)
+    partition.Partitioner.make_partitions = watched
+    try:
+        with torch.no_grad():
+            fn(example)
+    finally:
+        partition.Partitioner.make_partitions = make
+    if seen != [True]:
+        raise RuntimeError(f"OpenVINO's torch.compile backend did not take the whole graph (fully supported: {seen})")
+    return fn
+
+
+def ov_pt2e(model, calib, threads: int) -> Engine:
+    """NNCF's PT2E flow for OpenVINO: the model exported, quantized by ``nncf.experimental.torch.fx.quantize_pt2e``
+    with executorch's ``OpenVINOQuantizer`` (MIXED; NNCF's defaults, fast bias correction included, as ``ov-int8``'s
+    ``nncf.quantize``), exported again and converted by ``openvino.convert_model``, run by OpenVINO's CPU plugin
+    (qcore's OpenVINO settings, a program per input shape)."""
+    import copy
+
+    import nncf
+    import openvino as ov
+    from executorch.backends.openvino.quantizer.quantizer import OpenVINOQuantizer, QuantizationMode
+    from nncf.experimental.torch.fx import quantize_pt2e
+
+    from qcore.backends.openvino_backend import _OvModel
+
+    example = calib[0][:1]
+    images = [x[i : i + 1] for x in calib for i in range(x.shape[0])]
+    exported = torch.export.export(copy.deepcopy(model).eval(), (example,)).module()
+    quantized = quantize_pt2e(exported, OpenVINOQuantizer(mode=QuantizationMode.INT8_MIXED), nncf.Dataset(images),
+                              subset_size=len(images))  # fmt: skip
+    ov_model = ov.convert_model(torch.export.export(quantized, (example,)))
+    notes = ["PT2E: OpenVINOQuantizer through NNCF's quantize_pt2e, torch.export, openvino.convert_model, OpenVINO CPU"]
+    return Engine(_OvModel(ov_model, threads), quantized.state_dict(), notes=notes)
+
+
+def ovc(model, calib, threads: int) -> Engine:
+    """qcore's pt2e graph (X86InductorQuantizer) compiled by ``torch.compile(backend="openvino")``."""
+    from qcore.backends.pt2e_int8 import build_pt2e
+
+    converted = build_pt2e(model, int8_spec("pt2e"), calib, calib[0][:1]).converted
+
+    class PerShapeOv:  # compiled (and checked) per input shape, as the other engines
+        def __init__(self) -> None:
+            self.fns: dict = {}
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            fn = self.fns.get(x.shape)
+            if fn is None:
+                fn = self.fns[x.shape] = ov_compiled(converted, x, threads)
+            return fn(x)
+
+    notes = ["PT2E graph (X86InductorQuantizer), torch.compile(backend='openvino'), one graph per input shape"]
+    return Engine(PerShapeOv(), converted.state_dict(), notes=notes)
+
+
 def build(engine: str, model, calib, threads: int) -> Engine:
     """The :class:`Engine` called ``engine`` (see bench/peers.py --help for the names)."""
     from qcore.backends import get_backend
@@ -146,7 +231,13 @@ def build(engine: str, model, calib, threads: int) -> Engine:
     if engine == "qcore-pt2e-int8":
         q = get_backend("pt2e").quantize(model, int8_spec("pt2e"), calib, example, "cpu")
         return Engine(q, q.artifact, notes=q.notes, builds=q.builds)
+    if engine == "ov-pt2e-int8":
+        return ov_pt2e(model, calib, threads)
+    if engine == "qcore-pt2e-int8+ovc":
+        return ovc(model, calib, threads)
     if engine.startswith("qcore-pt2e-int8+"):
+        if "ovc" in engine.split("+"):
+            raise ValueError("ovc takes no other option: qcore-pt2e-int8+ovc")
         return pt2e_variant(model, calib, set(engine.split("+")[1:]))
     if engine in ("xnnpack-int8", "xnnpack-fp32"):
         spec = int8_spec("xnnpack") if engine == "xnnpack-int8" else QuantSpec("fp32", backend="xnnpack")

@@ -23,6 +23,8 @@ Engines (--engines, comma-separated; the default list is below):
   xnnpack-int8, xnnpack-fp32                     qcore backend "xnnpack" (ExecuTorch, XNNPACK delegate)
   ort-fp32, ort-int8-minmax, ort-int8-entropy, ort-int8-percentile  qcore backend "ort" (QDQ, per-channel)
   ov-fp32, ov-int8                               qcore backend "openvino" (NNCF)
+  ov-pt2e-int8                                   PT2E with OpenVINOQuantizer (NNCF), run by OpenVINO
+                                                 (shown beside the others, in neither ratio)
 
 Output: one table (latency p50/p90, speed-up over FP32 eager and over the fastest FP32, ratio to
 the fastest peer INT8, size, top-1, agreement, build seconds first and cached), a CSV (--out),

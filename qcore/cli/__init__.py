@@ -15,6 +15,7 @@ import os
 import sys
 
 from qcore.cli import app, columns, data, db, doctor, layers, runs, sweep
+from qcore.env.malloc import keep_freed_memory
 
 __all__ = ["default_prog", "build_parser", "main"]
 
@@ -42,4 +43,5 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the command line) and run the subcommand; return its exit code."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # a sweep or a doctor times models in this process (qcore.env.malloc)
     return db.guarded(args.func)(args)  # a damaged database, a full disk: one named line, no traceback

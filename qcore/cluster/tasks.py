@@ -61,11 +61,13 @@ def latency_task(p, spec_dict: dict | None) -> dict:
     benchmark)."""
     import torch
 
+    from qcore.env.malloc import keep_freed_memory
     from qcore.quant.spec import QuantSpec
     from qcore.runs.sweep import finish_notes, latency_into, measure_baseline, quantize_spec
 
     here = where()
     torch.set_num_threads(here["cpus"])
+    keep_freed_memory()  # as a local sweep times (qcore.env.malloc)
     here["threads"] = torch.get_num_threads()
     try:
         if spec_dict is None:

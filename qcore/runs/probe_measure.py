@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from qcore.backends import get_backend, list_backends
+from qcore.env.malloc import keep_freed_memory
 from qcore.env.space import is_out_of_space
 from qcore.metrics.measure import time_interleaved
 from qcore.quant.spec import QuantSpec
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     (path,) = sys.argv[1:] if argv is None else argv
     payload = torch.load(path, weights_only=False)  # written by measure_apart in its private temporary folder
     torch.set_num_threads(payload["threads"])
+    keep_freed_memory()  # as the sweep that timed FP32 and will time the pick (qcore.env.malloc)
     out = measure_here(payload["model"], QuantSpec.from_dict(payload["spec"]), payload["calib"], payload["example"],
                        payload["device"], payload["names"], payload["seconds"],
                        lambda m: print(f"{TAG}say {m}", flush=True), lambda: False)  # fmt: skip

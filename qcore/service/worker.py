@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from qcore.env.malloc import keep_freed_memory
 from qcore.env.paths import atomic_write_bytes, data_home
 from qcore.metrics.result import Result
 from qcore.runs.store import Job, Store, spec_key
@@ -300,6 +301,7 @@ def serve(idle_exit_s: float = 600.0, poll_s: float = 0.5, db: Path | None = Non
             print("another qcore worker is running; exiting", file=sys.stderr)
             return 0
         start_path().unlink(missing_ok=True)  # started: the lock says so from now on
+        keep_freed_memory()  # the jobs time models in this process (qcore.env.malloc)
         store = Store(db)
         idle_since = time.monotonic()
         seen_cluster = 0.0
