@@ -40,7 +40,8 @@ from qcore.backends.base import LAYER_TYPES
 from qcore.quant.spec_keep import ACT_PREFIX, is_act  # one prefix for the spec, the layers and the backends
 
 __all__ = ["ACT_PREFIX", "INPUT", "is_act", "Producer", "ActQuantizer", "quantizers", "keep_in_mapping",
-           "still_quantized", "check_act_names", "pt2e_nodes", "KeepNodesFloat"]
+           "still_quantized", "fed_int8", "NOT_KEPT", "not_kept_note", "check_act_names", "pt2e_nodes",
+           "KeepNodesFloat"]
 
 INPUT = ACT_PREFIX + "input"
 _FAMILY = {"iadd": "add", "add": "add", "radd": "add", "imul": "mul", "mul": "mul", "rmul": "mul",
@@ -253,6 +254,41 @@ def still_quantized(prepared: torch.fx.GraphModule, kept: list[ActQuantizer]) ->
     input observer of an int8 op that reads the tensor.)"""
     qconfigs = prepared.meta["_observed_graph_module_attrs"].node_name_to_qconfig
     return [q.name for q in kept if any(qconfigs.get(p.node) is not None for p in q.producers)]
+
+
+NOT_KEPT = "not kept in FP32: "  # how a build's note names a kept quantizer that ran on int8 anyway
+
+
+def not_kept_note(name: str) -> str:
+    """The note of a build in which ``name`` was asked to be kept in FP32 but ran on int8 (:func:`fed_int8`)."""
+    return (f"{NOT_KEPT}{name}: torch.ao FX runs it on int8 anyway (it reads a quantized layer's output and has an "
+            "int8 kernel of its own, such as a hardsigmoid's fixed-scale one)")
+
+
+def fed_int8(converted: torch.nn.Module, kept: list[ActQuantizer], example: torch.Tensor) -> list[str]:
+    """The kept quantizers a module producer of which still reads an int8 tensor in the ``converted`` model (one
+    forward of ``example``, watched by hooks): torch.ao FX inserts no dequantize before an op it can run on int8
+    itself, such as a hardsigmoid after a quantized layer (a fixed-scale op), so the keep did not take there."""
+    seen: set[str] = set()
+    hooks = []
+    for q in kept:
+        for p in q.producers:
+            if p.op != "call_module":
+                continue
+            try:
+                module = converted.get_submodule(p.target)
+            except AttributeError:  # fused into another module: that one's qconfig decides
+                continue
+            hooks.append(module.register_forward_pre_hook(
+                lambda mod, args, name=q.name: seen.update([name] if any(
+                    isinstance(a, torch.Tensor) and a.is_quantized for a in args) else [])))
+    try:
+        with torch.inference_mode():
+            converted(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [q.name for q in kept if q.name in seen]
 
 
 # -- pt2e ---------------------------------------------------------------------------------------------------------

@@ -28,8 +28,10 @@ from qcore.backends._observer import CalibrationObserver, calibrate
 from qcore.backends.act_quantizers import (
     ActQuantizer,
     check_act_names,
+    fed_int8,
     is_act,
     keep_in_mapping,
+    not_kept_note,
     quantizers,
     still_quantized,
 )
@@ -167,7 +169,8 @@ class FXInt8(Backend):
                         f"them (e.g. {read[0]}; attention code such as Swin's or nn.MultiheadAttention's)"
                     )
             else:
-                q, calib_s, seconds = self._static(model, spec, calib, example, engine)
+                q, calib_s, seconds, not_kept = self._static(model, spec, calib, example, engine)
+                notes += [not_kept_note(n) for n in not_kept]
         nq = _quantized_layer_count(q)
         if not hardware.detect().has_vnni and spec.mode == "static":
             notes.append("no VNNI on this CPU: activations use 7 bits (reduce_range) to avoid int16 overflow")
@@ -205,7 +208,7 @@ class FXInt8(Backend):
         with stopwatch() as t_conv:
             q = convert_fx(prepared)
             _route_quantized_means(q)
-        return q, calib_s, t_prep[0] + t_conv[0]
+        return q, calib_s, t_prep[0] + t_conv[0], fed_int8(q, kept, example) if kept else []
 
     def _dynamic(self, model, spec, example):
         from torch.ao.quantization import QConfig, quantize_dynamic

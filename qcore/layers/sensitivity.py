@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from qcore.backends import BackendUnavailable, resolve
+from qcore.backends.act_quantizers import NOT_KEPT
 from qcore.backends.base import KEEP_ACT_BACKENDS
 from qcore.backends.layer_names import layer_names, near_names
 from qcore.layers.activations import activation_errors
@@ -261,8 +262,13 @@ def measure_layers(
     def accuracy_of(row: LayerRow) -> None:
         nonlocal step
         progress(step, total, f"{row.layer}: only this one in FP32")
-        alone = pinned.replace(keep_float=(row.layer,))
-        row.top1_only_float, row.agreement_only_float = _evaluate(p, _quantize(p, alone))
+        alone = _quantize(p, pinned.replace(keep_float=(row.layer,)))
+        not_kept = [n for n in alone.notes if n.startswith(f"{NOT_KEPT}{row.layer}:")]
+        if not_kept:  # the build ran it on int8 all the same: no "only this in FP32" to measure, and no walk step
+            row.cannot_keep = not_kept[0].removeprefix(f"{NOT_KEPT}{row.layer}: ")
+            step += 2
+            return
+        row.top1_only_float, row.agreement_only_float = _evaluate(p, alone)
         step += 1
         progress(step, total, f"{row.layer}: only this one quantized")
         if len(everything) > 1:
@@ -306,6 +312,11 @@ def measure_layers(
         if on_row:
             on_row(row)
         progress(step, total, name)
+    unkept = [r.layer for r in rows if r.kind == "activation" and r.cannot_keep.startswith("torch.ao FX runs")]
+    if unkept:
+        notes.append(f"{len(unkept)} activation quantizer(s) could not be kept in FP32 on {q_full.backend} ("
+                     f"{', '.join(unkept[:3])}{' ...' if len(unkept) > 3 else ''}: torch.ao runs them on int8 anyway); "
+                     "the 'only this one quantized' builds ran them on int8 too")
     return Sensitivity(spec, rows, top1_fp32, top1_q, agree_q, the_plan.eval_images, the_plan, q_full.backend,
                        notes, cancelled)
 

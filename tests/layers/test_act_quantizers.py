@@ -215,3 +215,66 @@ def _has_ort() -> bool:
     except ImportError:
         return False
     return True
+
+
+class Gate(nn.Module):
+    """A squeeze-excitation-like gate: a quantized conv's output into a hardsigmoid (torch.ao's fixed-scale op),
+    multiplied back, and a residual addition with its ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gate = nn.Conv2d(8, 8, 1)
+        self.act = nn.Hardsigmoid()
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = y * self.act(self.gate(y))
+        z = self.relu(self.conv2(y) + y)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(z, 1), 1))
+
+
+def _inputs_seen(gm, module: str, x) -> list[bool]:
+    seen = []
+    h = gm.get_submodule(module).register_forward_pre_hook(lambda m, args: seen.append(args[0].is_quantized))
+    with torch.inference_mode():
+        gm(x)
+    h.remove()
+    return seen
+
+
+def test_a_kept_quantizer_that_torch_ao_runs_on_int8_anyway_is_said_not_kept(one_thread):
+    from qcore.backends.act_quantizers import NOT_KEPT
+
+    torch.manual_seed(0)
+    model, calib, x = Gate().eval(), [torch.randn(8, 3, 16, 16) for _ in range(2)], torch.randn(1, 3, 16, 16)
+    names = {q.name for q in model_quantizers(model, x)}
+    assert {"act:act", "act:relu"} <= names
+    gated = quantize(model, SPEC.replace(keep_float=("act:act",)), calib, x)
+    # the oracle: what the hardsigmoid module is handed in the converted graph
+    assert _inputs_seen(gated.model, "act", x) == [True]  # torch.ao gave it int8: the keep did not take
+    assert [n for n in gated.notes if n.startswith(NOT_KEPT)] == [
+        f"{NOT_KEPT}act:act: torch.ao FX runs it on int8 anyway (it reads a quantized layer's output and has an "
+        "int8 kernel of its own, such as a hardsigmoid's fixed-scale one)"]
+    relu = quantize(model, SPEC.replace(keep_float=("act:relu",)), calib, x)
+    assert _inputs_seen(relu.model, "relu", x) == [False]  # kept: FP32 in, so no note
+    assert not [n for n in relu.notes if n.startswith(NOT_KEPT)]
+
+
+def test_the_layers_pass_says_which_activation_rows_could_not_be_kept(fashion_mnist, one_thread):
+    from qcore.layers.sensitivity import measure_layers
+    from qcore.runs.sweep import SweepConfig
+
+    gate, add = "act:features.1.block.1.scale_activation", "act:features.3.add"
+    config = SweepConfig(model="mobilenet_v3_small", calib_size=8, eval_limit=16, fp32_compiled=False)
+    sens = measure_layers(config, SPEC, accuracy_columns=True, error_images=8, only=(gate, add))
+    by = {r.layer: r for r in sens.rows}
+    assert by[gate].cannot_keep.startswith("torch.ao FX runs it on int8 anyway")
+    assert by[gate].top1_only_float is None and by[gate].gain_only_float is None  # nothing measured as "kept"
+    assert by[gate].output_sqnr_db is not None  # its error is still measured
+    assert not by[add].cannot_keep and by[add].top1_only_float is not None
+    assert any(n.startswith("1 activation quantizer(s) could not be kept in FP32 on fx") for n in sens.notes)
+    assert candidates(sens.rows) == [add] and rank(sens.rows, "output_sqnr_db") == [add]  # no walk promotes it
