@@ -73,6 +73,8 @@ def render_layers(job: Job, _rows) -> None:
     rows = LayerRows(store().path).rows(job.job_id)
     if job.result and job.result.get("plan"):
         st.caption(f"Plan: {job.result['plan']}")
+    if job.result and job.result.get("note"):  # what the measurement could not do as asked, and where it measured
+        st.caption(plain(f"Notes: {job.result['note']}"))
     if not rows:
         st.caption("Rows appear here as each layer is measured.")
         return

@@ -80,3 +80,15 @@ def test_activation_rows_show_their_kind_and_can_be_kept_but_not_the_input():
     at.button(key=f"keep-{jid}").click().run()
     queued = [j for j in Store().jobs() if j.kind == "sweep"]
     assert queued[0].specs == [SPEC.replace(keep_float=("act:layer1.0.relu",)).to_dict()]
+
+
+def test_the_measurements_notes_are_shown_as_text():
+    jid = _stored_job()
+    store = Store()
+    result = {**store.job(jid).result, "note": "1 activation quantizer(s) could not be kept in FP32 on fx "
+              "(act:features.1.block.1.scale_activation: torch.ao runs them on int8 anyway); [x](http://a) *b*"}
+    store.update_job(jid, result=result)
+    at = open_page("pages/layers.py", timeout=180, job=jid)
+    notes = [c.value for c in at.caption if c.value.startswith("Notes: ")]
+    assert len(notes) == 1 and "could not be kept in FP32 on fx" in notes[0]
+    assert "[x](http://a)" not in notes[0] and "\\[x\\]" in notes[0]  # escaped: shown as text, never as a link

@@ -112,6 +112,11 @@ def cmd_layers(args: argparse.Namespace) -> int:
     if code:
         return code
     print(text_table(rows))
+    for r in rows:  # why a row has no "only this in FP32" figure (the model input's quantizer, an op run on int8)
+        if r.cannot_keep:
+            print(f"{r.layer}: not kept in FP32: {r.cannot_keep}", file=sys.stderr)
+    if result.get("note"):
+        print(f"notes: {result['note']}", file=sys.stderr)
     print(f"{result['plan']}; FP32 top-1 {result['top1_fp32']:.2f}%, quantized {result['top1_quantized']:.2f}% on "
           f"{result['eval_images']} images ({result['backend']})", file=sys.stderr)
     if args.out:
