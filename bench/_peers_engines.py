@@ -47,7 +47,7 @@ PT2E_OPTS: dict[str, tuple[str, dict]] = {
     "u8in": ("uint8 NHWC input: the graph's first quantize done outside the timed call (edge fusion)", {}),
     "aoti": ("AOTInductor: a C++ package per input shape, through qcore's build cache", {}),
     "spin": ("OpenMP threads spin while idle (OMP_WAIT_POLICY=ACTIVE, as ORT's do)", {}),
-    "keepmem": ("glibc malloc keeps freed memory (no mmap/munmap and fresh page faults per call for big buffers)", {}),
+    "keepmem": ("glibc malloc keeps freed memory, through the environment (every child now does so itself)", {}),
     "ovc": ("torch.compile(backend='openvino'): OpenVINO's CPU plugin runs the PT2E graph (openvino.torch)", {}),
 }
 # Environment a child process needs for an engine (read at start-up, so set by the parent).

@@ -49,11 +49,14 @@ MEASURED_FILE = "auto-backends.json"
 
 
 def machine() -> dict[str, str]:
-    """What a measurement is valid for: the CPU, its flags and torch (a new torch has new kernels)."""
+    """What a measurement is valid for: the CPU, its flags, torch (a new torch has new kernels) and how the timing
+    process allocates (:mod:`qcore.env.malloc`: measurements from before it kept freed memory are measured again;
+    it changed pt2e's latency more than the other backends')."""
     from qcore.backends.buildcache import environment
+    from qcore.env.malloc import ALLOCATOR
 
     env = environment()
-    return {k: env[k] for k in ("cpu", "machine", "cpu_flags", "torch")}
+    return {**{k: env[k] for k in ("cpu", "machine", "cpu_flags", "torch")}, "allocator": ALLOCATOR}
 
 
 def load_measured() -> list[dict]:
