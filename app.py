@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from qcore.env.gpu import ability_text, detect_gpu
 from qcore.quant.spec import QuantSpec
 from qcore.runs.auto_status import status_text
 from qcore.runs.sweep import SweepConfig
@@ -91,6 +92,7 @@ def home() -> None:
         "Emulated formats are smaller but not faster on this CPU; the results say so."
     )
     st.caption(plain(status_text()))  # whether auto has measured which INT8 backend is fastest here
+    st.caption(plain(ability_text(detect_gpu())))  # the GPU's tensor-core formats (FP8? INT8?), or that there is none
     cluster.home_panel()
 
     st.subheader("Start")

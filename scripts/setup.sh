@@ -36,6 +36,10 @@ fi
 #    so a second run, or `make run` after `make test`, installs nothing.
 reqs=(requirements.txt requirements-peers.txt)
 [ $want_test = 1 ] && reqs+=(requirements-test.txt requirements-xnnpack.txt requirements-cluster.txt)
+# TensorRT (the tensorrt backend) only where a CUDA GPU is listed: elsewhere the backend says it is unavailable and why
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  reqs+=(requirements-gpu.txt)
+fi
 missing=()
 for r in "${reqs[@]}"; do
   [ -f "$VENV/.installed-$r-$(sha256sum < "$r" | cut -c1-16)" ] || missing+=("$r")

@@ -105,6 +105,14 @@ def test_home_shows_the_hardware_and_starts_the_offline_default():
     at = _app()
     labels = [m.label for m in at.metric]
     assert {"CPU", "Threads", "GPU", "INT8 engine"} <= set(labels)
+    import torch
+
+    from qcore.env.gpu import ability_text, detect_gpu
+    from ui.text import plain
+
+    gpu_line = [c.value for c in at.caption if "GPU" in c.value]
+    assert gpu_line == [plain(ability_text(detect_gpu()))]  # what the GPU's tensor cores run, or that there is none
+    assert gpu_line[0].startswith("GPU: " if torch.cuda.is_available() else "No CUDA GPU is visible")
     next(b for b in at.button if b.label == "Start the default").click().run()
     jobs = _store().jobs()
     assert len(jobs) == 1 and jobs[0].state == "queued"

@@ -54,3 +54,11 @@ def test_bench_ptq_help_runs():
                          cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "--adaround-iters" in out.stdout and "--models" in out.stdout
+
+
+def test_bench_gpu_figures_says_there_is_no_gpu_and_exits_cleanly():
+    out = subprocess.run([sys.executable, "bench/gpu_figures.py", "--limit", "5"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    if not __import__("torch").cuda.is_available():
+        assert "no CUDA GPU visible: nothing to measure here" in out.stdout

@@ -20,7 +20,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = {"xnnpack": "requirements-xnnpack.txt", "cluster": "requirements-cluster.txt",
-          "peers": "requirements-peers.txt", "test": "requirements-test.txt"}
+          "peers": "requirements-peers.txt", "test": "requirements-test.txt", "gpu": "requirements-gpu.txt"}
 
 
 def _pins(lines) -> set[str]:

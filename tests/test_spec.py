@@ -16,7 +16,7 @@ from qcore.quant.spec_text import parse_spec
         (dict(mode="weight-only", calibration="entropy"), "calibration='entropy'", "minmax, percentile, mse"),
         (dict(mode="weight-only", granularity="per-group", group_size=48), "group_size=48", "16, 32, 64, 128, 256"),
         (dict(calibration="percentile", percentile=101), "percentile=101", "(50, 100]"),
-        (dict(backend="tensorrt"), "backend='tensorrt'", "auto, fx, pt2e, torchao, float, weight-only, ort"),
+        (dict(backend="tensorrt-llm"), "backend='tensorrt-llm'", "auto, fx, pt2e, torchao, float, weight-only, ort"),
         (dict(device="tpu"), "device='tpu'", "auto, cpu, cuda"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -146,7 +146,7 @@ def test_short_texts_parse_with_defaults_for_what_is_not_said(text, expected):
     ("int8 bits=3", "'bits' in 'int8 bits=3' is not a QuantSpec field"),
     ("int8 per-group(x) weight-only", "'x' is not an integer"),
     ("int4 per-channel static", "mode='static' is not allowed with precision='int4'"),
-    ("int8 [tensorrt]", "backend='tensorrt' is not allowed"),
+    ("int8 [tensorrt-llm]", "backend='tensorrt-llm' is not allowed"),
 ], ids=lambda v: v or "empty")  # fmt: skip
 def test_texts_that_are_not_specs_say_why(text, message):
     with pytest.raises(SpecError) as err:

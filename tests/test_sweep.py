@@ -2,6 +2,7 @@ import csv
 import dataclasses
 
 import pytest
+import torch
 
 from qcore.backends import fx_int8
 from qcore.backends.auto import ORDER
@@ -30,14 +31,16 @@ def test_a_failing_spec_becomes_an_error_row_and_the_rest_go_on(config, monkeypa
 
     def flaky(self, model, spec, *args):
         if spec.calibration == "entropy":
-            raise RuntimeError("injected failure")
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB (injected failure)")
         return real(self, model, spec, *args)
 
     monkeypatch.setattr(fx_int8.FXInt8, "_static", flaky)
     seen, progress = [], []
     results = run_sweep(config, SPECS, on_result=seen.append, progress=lambda d, t, m: progress.append((d, t)))
     assert [r.status for r in results] == ["ok", "ok", "error", "ok"]
-    assert "injected failure" in results[2].error
+    assert "injected failure" in results[2].error  # the GPU's words, after qcore's: the batch and what to do
+    assert results[2].error.startswith(f"out of GPU memory at batch size {config.batch_size} (the GPU")
+    assert "the sweep went on with the next spec; choose a smaller batch size" in results[2].error
     assert seen == results  # each result was handed over as soon as it was measured
     assert progress[-1] == (4, 4)
     dones = [d for d, _ in progress]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from qcore.data.registry import list_datasets
+from qcore.env.gpu import ability_text, detect_gpu
 from qcore.guards.limits import LIMITS
 from qcore.quant.spec import CHOICES, DEFAULT_GRID, GROUP_SIZES, QAT_DEFAULTS, QuantSpec, allowed_modes
 from qcore.runs.sweep import SweepConfig
@@ -155,7 +156,7 @@ def config_widgets() -> tuple[dict, list[str]]:
         CHOICES["device"],
         key="device",
         bind="query-params",
-        help="auto: the GPU when there is one, else the CPU",
+        help=f"auto: the GPU when there is one, else the CPU. {ability_text(detect_gpu())}",
     )
     hw, _ = hardware()
     if device == "cuda" and not hw.gpu:

@@ -141,19 +141,28 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from qcore.backends import (  # noqa: F401  (each registers itself; ort, openvino, xnnpack import their engines lazily)
+    from qcore.backends import (  # noqa: F401  (each registers itself; ort, openvino, xnnpack, tensorrt import their engines lazily)
         float_cast,
         fx_int8,
         openvino_backend,
         ort,
         pt2e_int8,
+        tensorrt,
         torchao_linear,
         weight_only,
         xnnpack,
     )
 
 
+# The built-in backends in the order _load_builtin imports them: the registry is listed in this order whichever
+# module was imported first (a test that imports qcore.backends.tensorrt directly registers it before the rest)
+_BUILTIN = ("float", "fx", "openvino", "ort", "pt2e", "tensorrt", "torchao", "weight-only", "xnnpack")
+
+
 def _table() -> dict[str, Backend]:
-    """The registry, with the built-in backends loaded (once) the first time it is read."""
+    """The registry, with the built-in backends loaded (once) the first time it is read: the built-in ones in
+    :data:`_BUILTIN`'s order, then any other in the order it registered."""
     _load_builtin()
-    return registered()
+    table = registered()
+    rank = {n: i for i, n in enumerate(_BUILTIN)}
+    return {n: table[n] for n in sorted(table, key=lambda n: rank.get(n, len(rank)))}

@@ -6,11 +6,12 @@ not, AVX-512 or AVX2, AMX, x86 or ARM), so ``auto`` measures on first use: the f
 (or dynamic) INT8 spec run by ``auto`` for a model, batch size and input size this machine has not measured
 builds each backend of :data:`ORDER` that can run it and times it for a few seconds
 (:mod:`qcore.runs.auto_probe`; ``--auto-probe off`` skips this), and stores what it measured in
-``auto-backends.json`` in qcore's data directory: each backend's p50 latency per model, batch size and input
-size, and the backends that failed to build, with the reason (``bench/peers.py --record-auto`` stores there
-too). Where that table has numbers for the spec's mode, backends are tried fastest first (one that failed to
-build when measured, last); the table is only read on the machine (CPU, flags, torch version) it was measured
-on, and an unreadable one counts as none (:func:`file_problem` names it; the next probe overwrites it).
+``auto-backends.json`` in qcore's data directory: each backend's p50 latency per model, batch size, input
+size and device (a GPU's points rank only what runs on the GPU), and the backends that failed to build, with
+the reason (``bench/peers.py --record-auto`` stores there too). Where that table has numbers for the spec's mode,
+backends are tried fastest first (one that failed to build when measured, last); the table is only read on the
+machine (CPU, flags, torch version) it was measured on, and an unreadable one counts as none (:func:`file_problem`
+names it; the next probe overwrites it).
 
 Ranking example: measured p50 at batch 1 and 32 for resnet18, pt2e 16.3 and 419 ms, fx 19.9 and
 565 ms. Each backend's latency is divided by the fastest at that point (pt2e 1.00 and 1.00, fx 1.22
@@ -41,7 +42,7 @@ __all__ = ["ORDER", "MEASURED_FILE", "machine", "load_measured", "file_problem",
 # registry (qcore.backends) also lists these first wherever it names the backends of a kind.
 ORDER: dict[str, tuple[str, ...]] = {
     "float": ("float",),
-    "static": ("fx", "pt2e", "xnnpack"),
+    "static": ("fx", "pt2e", "xnnpack", "tensorrt"),  # tensorrt: CUDA only, the others CPU only
     "dynamic": ("fx", "torchao"),
     "weight-only": ("weight-only", "torchao"),
 }
@@ -90,17 +91,22 @@ def file_problem() -> str | None:
     return None
 
 
-def measured_point(mode: str, model: str, batch_size: int, input_size: int) -> dict | None:
-    """This machine's measurement of exactly this point (latencies, or only failures), or None."""
+def _on(device: str):
+    """Entries measured on ``device`` (those from before qcore recorded the device were all on the CPU)."""
+    return lambda e: e.get("device", "cpu") == device
+
+
+def measured_point(mode: str, model: str, batch_size: int, input_size: int, *, device: str = "cpu") -> dict | None:
+    """This machine's measurement of exactly this point on ``device`` (latencies, or only failures), or None."""
     point = {"mode": mode, "model": model, "batch_size": int(batch_size), "input_size": int(input_size)}
-    found = [e for e in load_measured() if {k: e.get(k) for k in point} == point]
+    found = [e for e in filter(_on(device), load_measured()) if {k: e.get(k) for k in point} == point]
     return found[-1] if found else None
 
 
-def failures(mode: str, model: str | None, batch_size: int | None) -> dict[str, str]:
+def failures(mode: str, model: str | None, batch_size: int | None, *, device: str = "cpu") -> dict[str, str]:
     """The backends that failed to build when ``mode`` was measured here for ``model`` at ``batch_size``, and why."""
     out: dict[str, str] = {}
-    for e in load_measured():
+    for e in filter(_on(device), load_measured()):
         failed, point = e.get("failed"), (e.get("mode"), e.get("model"), e.get("batch_size"))
         if isinstance(failed, dict) and point == (mode, model, batch_size):
             out.update({str(b): str(r) for b, r in failed.items()})
@@ -109,10 +115,11 @@ def failures(mode: str, model: str | None, batch_size: int | None) -> dict[str, 
 
 def record_measurement(
     mode: str, model: str, batch_size: int, input_size: int, p50_ms: Mapping[str, float], source: str,
-    failed: Mapping[str, str] | None = None,
+    failed: Mapping[str, str] | None = None, *, device: str = "cpu",
 ) -> None:  # fmt: skip
-    """Store (replacing an earlier one for the same point, and whatever was unreadable or another machine's)
-    what each backend's p50 was on this machine, and why any failed to build (``failed``: backend to reason)."""
+    """Store (replacing an earlier one for the same point and device, and whatever was unreadable or another
+    machine's) what each backend's p50 was on this machine's ``device`` (a GPU's measurements never rank the CPU's
+    backends), and why any failed to build (``failed``: backend to reason)."""
     if mode not in ORDER:
         raise ValueError(f"mode={mode!r} is not allowed; allowed: {', '.join(ORDER)}")
     p50 = {b: float(v) for b, v in p50_ms.items() if v is not None and math.isfinite(v) and v > 0}
@@ -120,16 +127,18 @@ def record_measurement(
     if not p50 and not fails:
         raise ValueError("no finite latency to record")
     point = {"mode": mode, "model": model, "batch_size": int(batch_size), "input_size": int(input_size)}
-    entries = [e for e in load_measured() if {k: e.get(k) for k in point} != point]
-    entries.append({**point, "p50_ms": p50, **({"failed": fails} if fails else {}), "source": source,
+    entries = [e for e in load_measured() if {k: e.get(k) for k in point} != point or not _on(device)(e)]
+    entries.append({**point, "device": device, "p50_ms": p50, **({"failed": fails} if fails else {}), "source": source,
                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})  # fmt: skip
     body = {"machine": machine(), "entries": entries}
     atomic_write_bytes(data_home() / MEASURED_FILE, json.dumps(body, indent=1).encode())
 
 
-def ranking(mode: str, model: str | None = None, batch_size: int | None = None) -> tuple[list[str], str]:
-    """Backends measured for ``mode`` on this machine, fastest first, and what the ranking rests on."""
-    entries = [e for e in load_measured() if e.get("mode") == mode and e["p50_ms"]]  # not a point where all failed
+def ranking(mode: str, model: str | None = None, batch_size: int | None = None, *, device: str = "cpu"
+            ) -> tuple[list[str], str]:  # fmt: skip
+    """Backends measured for ``mode`` on this machine's ``device``, fastest first, and what the ranking rests on."""
+    entries = [e for e in filter(_on(device), load_measured())
+               if e.get("mode") == mode and e["p50_ms"]]  # not a point where all failed
     for pick in (
         lambda e: e.get("model") == model and e.get("batch_size") == batch_size,
         lambda e: e.get("batch_size") == batch_size,
@@ -170,8 +179,8 @@ def choose(
     (``Backend.kinds``) is never chosen, measured or not."""
     mode = spec.kind
     default = ORDER[mode]
-    measured, basis = ranking(mode, model, batch_size) if mode != "float" else ([], "")
-    failed = {b: r for b, r in failures(mode, model, batch_size).items() if b not in measured}  # tried last
+    measured, basis = ranking(mode, model, batch_size, device=device) if mode != "float" else ([], "")
+    failed = {b: r for b, r in failures(mode, model, batch_size, device=device).items() if b not in measured}
     order = [b for b in measured if b in registry] + [b for b in default if b not in measured and b not in failed]
     order += [b for b in failed if b not in order]
     reasons: dict[str, str] = {}

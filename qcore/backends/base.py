@@ -109,9 +109,10 @@ def count_layers(model: nn.Module) -> int:
 # The backends that leave named layers in FP32 (QuantSpec.keep_float) on their own kernels: fx through
 # QConfigMapping.set_module_name(name, None), pt2e through the quantizer's module-name config, weight-only by not
 # packing those layers, ONNX Runtime through quantize_static's nodes_to_exclude, OpenVINO through NNCF's
-# ignored_scope (the module names mapped to the exported graph's nodes by qcore.backends.graph_names). The others
+# ignored_scope (the module names mapped to the exported graph's nodes by qcore.backends.graph_names), TensorRT by
+# turning off ModelOpt's quantizers of those modules (they run in the engine's float type). The others
 # refuse such a spec rather than quietly quantize every layer.
-KEEP_FLOAT_BACKENDS = ("fx", "pt2e", "weight-only", "ort", "openvino")
+KEEP_FLOAT_BACKENDS = ("fx", "pt2e", "weight-only", "ort", "openvino", "tensorrt")
 # The backends that store named layers of an INT4 weight-only spec in INT8 instead (QuantSpec.keep_int8).
 KEEP_INT8_BACKENDS = ("weight-only",)
 # The backends that keep an activation quantizer in FP32 (a keep_float name "act:...", qcore.backends.act_quantizers):

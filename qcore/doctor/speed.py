@@ -222,7 +222,7 @@ def measured_here(store, row) -> dict[str, float]:
         keep(r.backend, ms)
     size = _input_size(row.input_shape)
     if row.spec.kind in auto.ORDER and row.spec.kind != "float" and size and row.spec.precision == "int8":
-        point = auto.measured_point(row.spec.kind, row.model, row.batch_size, size) or {}
+        point = auto.measured_point(row.spec.kind, row.model, row.batch_size, size, device=row.device or "cpu") or {}
         for b, ms in (point.get("p50_ms") or {}).items():
             keep(b, ms)
     return best

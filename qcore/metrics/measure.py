@@ -1,8 +1,9 @@
 """Measurement: accuracy, latency and size. The only module that times anything.
 
 Latency follows nanoGPT's ``bench.py`` habits: warm up, then time many single calls;
-synchronize CUDA before reading the clock; interleave the FP32 baseline and the variant in
-one process so that both see the same machine state; report median and p90.
+on a GPU, CUDA events around each call, read after a synchronize, and warm-up until the clock is steady;
+interleave the FP32 baseline and the variant in one process so that both see the same machine state;
+report median and p90.
 A speed-up is the FP32 median over the variant median *from the same run*.
 
 The protocol (:class:`TimingProtocol`, one table read by every timing) is built to give the same
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 __all__ = ["stopwatch", "predict", "predicted_class", "ranked_classes", "Accuracy", "accuracy", "correct_counts",
-           "Latency", "TimingProtocol", "PROTOCOL", "load_average", "time_interleaved", "size_bytes"]
+           "Latency", "TimingProtocol", "PROTOCOL", "steady", "load_average", "time_interleaved", "size_bytes"]
 
 
 @contextmanager
@@ -218,6 +219,35 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _timed_ms(fn: Callable[[], object], device: str) -> float:
+    """One call's milliseconds: CUDA events around it on a GPU (what the GPU spent, read after a synchronize),
+    the wall clock on a CPU."""
+    if device == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def steady(rounds_s: list[float], window: int = 3, tolerance: float = 0.03) -> bool:
+    """Whether warm-up rounds have levelled off: the median of the last ``window`` within ``tolerance`` of the
+    median of the ``window`` before (a GPU raises its clocks over the first calls; so do caches and allocators).
+
+    >>> steady([5.0, 3.0, 1.01, 1.00, 1.00, 1.01, 1.00]), steady([4.0, 3.0, 2.5, 2.0, 1.6, 1.3])
+    (True, False)
+    """
+    if len(rounds_s) < 2 * window:
+        return False
+    last, before = statistics.median(rounds_s[-window:]), statistics.median(rounds_s[-2 * window : -window])
+    return abs(last - before) <= tolerance * before
+
+
 @torch.inference_mode()
 def time_interleaved(
     fns: dict[str, Callable[[], object]],
@@ -246,26 +276,26 @@ def time_interleaved(
         gc.collect()
         gc.disable()
     try:
-        start, done = time.perf_counter(), 0
+        start, done, rounds = time.perf_counter(), 0, []
         cap = p.warmup_share * budget_s  # a 1 s call is not warmed for 5 s
         while True:
             elapsed = time.perf_counter() - start
             wanted = done < warmup or elapsed < min(p.warmup_s, cap)  # enough calls, and for long enough
+            wanted = wanted or (device == "cuda" and not steady(rounds))  # and on a GPU, until its clock is steady
             if done >= max(1, min(2, warmup)) and (not wanted or elapsed >= cap):
                 break
+            t0 = time.perf_counter()
             for name in names:
                 fns[name]()
             _sync(device)
+            rounds.append(time.perf_counter() - t0)
             done += 1
         out = {name: Latency() for name in fns}
         start = time.perf_counter()
         for i in range(max_runs):
             for name in reversed(names) if p.alternate and i % 2 else names:
                 _sync(device)
-                t0 = time.perf_counter()
-                fns[name]()
-                _sync(device)
-                out[name].samples_ms.append((time.perf_counter() - t0) * 1000.0)
+                out[name].samples_ms.append(_timed_ms(fns[name], device))
             if i + 1 >= min_runs and time.perf_counter() - start > budget_s:
                 break
     finally:

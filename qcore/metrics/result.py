@@ -251,5 +251,9 @@ def manifest(**extra: Any) -> dict[str, Any]:
         "platform": platform.platform(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if hw.gpu:  # its capability, memory, driver and clocks (a GPU figure depends on all of them)
+        from qcore.env.gpu import manifest as gpu_manifest
+
+        m["gpu_detail"] = gpu_manifest()
     m.update(extra)
     return m

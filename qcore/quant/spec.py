@@ -40,7 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "calibration": ("minmax", "moving-average", "percentile", "entropy", "mse"),
     "scheme": ("symmetric", "asymmetric"),
     "mode": ("static", "dynamic", "weight-only", "qat"),
-    "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino", "xnnpack"),
+    "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino", "xnnpack", "tensorrt"),
     "device": ("auto", "cpu", "cuda"),
     "rounding": ROUNDINGS,
 }

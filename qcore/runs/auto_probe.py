@@ -62,7 +62,7 @@ def plan(specs: Sequence[QuantSpec], device: str, model: str, batch_size: int, i
     out, table = [], None
     for kind in PROBED_KINDS:
         todo = [s for s in specs if s.backend == "auto" and s.mode != "qat" and s.kind == kind]
-        if not todo or auto.measured_point(kind, model, batch_size, input_size) is not None:
+        if not todo or auto.measured_point(kind, model, batch_size, input_size, device=device) is not None:
             continue
         table = backend_table() if table is None else table
         names = {s: candidates(s, device, table) for s in todo}
@@ -110,7 +110,7 @@ def _probe(p, kind: str, spec: QuantSpec, names: list[str], say, cancel, seconds
     source = f"auto probe, {stamp}, {seconds:g} s each"
     stored = f"stored in {auto.MEASURED_FILE}"
     try:
-        auto.record_measurement(kind, c.model, c.batch_size, size, p50, source, failed=failed)
+        auto.record_measurement(kind, c.model, c.batch_size, size, p50, source, failed=failed, device=p.device)
     except Exception as exc:  # a full disk ends the sweep (its own message); another failure only goes unstored
         if is_out_of_space(exc):
             raise

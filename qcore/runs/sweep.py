@@ -1,14 +1,12 @@
 """Run many specs against one FP32 baseline: progress, cancellation, one error row per failure.
 
-The model and data are loaded once. The FP32 baseline is evaluated first (its logits are
-the reference for agreement and KL) and its latency measured in three ways, eager,
-channels-last and compiled (AOTInductor with freezing, built once per model, weights and
-shape and cached: :mod:`qcore.backends.buildcache`), interleaved, so a speed-up can also be quoted
-against the fastest FP32 (``speedup_vs_best_fp32``, named in ``best_fp32``). Then each spec is
-quantized from a copy of the FP32 model, evaluated on the same images, and timed
-interleaved with FP32 eager in this process. A spec that raises becomes an ``error`` row
-and the sweep goes on; a spec no backend can run here becomes a ``skipped`` row with the
-reason; a cancel request stops between specs and leaves ``cancelled`` rows.
+The model and data are loaded once. The FP32 baseline is evaluated first (its logits are the reference for agreement
+and KL) and its latency measured eager, channels-last and compiled (on a CPU AOTInductor with freezing, cached:
+:mod:`qcore.backends.buildcache`; on a GPU TF32 and torch.compile: :mod:`qcore.backends.gpu_compile`), interleaved,
+so a speed-up can also be quoted against the fastest FP32 (``speedup_vs_best_fp32``, named in ``best_fp32``). Then
+each spec is quantized from a copy of the FP32 model, evaluated on the same images, and timed interleaved with FP32
+eager in this process. A spec that raises becomes an ``error`` row (out of GPU memory: named, with the batch size)
+and the sweep goes on; a spec no backend can run here is ``skipped`` with the reason; a cancel leaves ``cancelled``.
 """
 
 from __future__ import annotations
@@ -25,8 +23,9 @@ import torch
 from qcore import data
 from qcore.backends import BackendUnavailable, resolve
 from qcore.backends.buildcache import on_build, summarize
+from qcore.backends.gpu_compile import fp32_variants
 from qcore.data.draws import calibration_draws
-from qcore.env import hardware
+from qcore.env import gpu, hardware
 from qcore.env.space import is_out_of_space
 from qcore.metrics.draws import apply_draws, draw_accuracies, draws_note, reads_calibration_images
 from qcore.metrics.measure import accuracy, correct_counts, predict, predicted_class, size_bytes, time_interleaved
@@ -74,9 +73,8 @@ class Prepared:
     calib_seeds: list[int] = field(default_factory=list)
 
 
-def prepare(
-    config: SweepConfig, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None
-) -> Prepared:
+def prepare(config: SweepConfig, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None
+            ) -> Prepared:  # fmt: skip
     device = hardware.resolve_device(config.device)
     models.check_input_size(config.model, config.image_size or data.default_image_size(config.dataset))
     if config.input_size:
@@ -160,6 +158,8 @@ def time_baseline(p: Prepared) -> Result:
     x_cl = x.contiguous(memory_format=torch.channels_last)
     fns = {"fp32 eager": lambda: model(x), "fp32 channels-last": lambda: cl_model(x_cl)}
     builds, notes = [], []
+    if p.config.fp32_compiled and p.device == "cuda":  # TF32 and torch.compile: the best FP32 a GPU user runs
+        fns.update(fp32_variants(model, x, notes))
     if p.config.fp32_compiled and p.device == "cpu":
         from qcore.backends.compiled import compiled_fp32
 
@@ -186,8 +186,8 @@ def time_baseline(p: Prepared) -> Result:
     r.size_bytes, r.size_ratio = p.fp32_size, 1.0
     r.calib_seconds = r.quantize_seconds = 0.0
     r.build_seconds, r.first_build_seconds, build_note = summarize(builds)
-    timings = ", ".join(f"{k.removeprefix('fp32 ')} p50 {v.p50:.2f} ms" for k, v in lat.items())
-    r.notes = [f"FP32 {timings} (interleaved; the fastest is {p.best_fp32})"] + notes + p.loaded.notes
+    r.notes = [f"FP32 {', '.join(f'{k[5:]} p50 {v.p50:.2f} ms' for k, v in lat.items())} (interleaved; the fastest "
+               f"is {p.best_fp32})"] + notes + p.loaded.notes
     if build_note:
         r.notes.append(f"FP32 compiled with AOTInductor and freezing, {build_note}")
     model.cpu()
@@ -388,7 +388,7 @@ def _run_sweep(config, specs, progress, cancel, on_result, sweep_id, include_bas
             if is_out_of_space(exc):
                 raise
             r = _base_result(p, spec)
-            r.status, r.error = "error", f"{type(exc).__name__}: {exc}"
+            r.status, r.error = "error", gpu.error_text(exc, p.config.batch_size)
             if type(exc).__name__ == "Cancelled":
                 r.status = "cancelled"
         gc.collect()  # free the quantized copy before the next spec

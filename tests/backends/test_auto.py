@@ -39,6 +39,16 @@ def test_measurements_on_this_machine_rank_the_backends():
     assert len(auto_policy.load_measured()) == 2
 
 
+def test_a_gpus_measurements_never_rank_the_cpus_backends():
+    auto_policy.record_measurement("dynamic", "vit_b_16", 32, 224, {"fx": 900.0, "torchao": 1000.0}, "cpu run")
+    auto_policy.record_measurement("dynamic", "vit_b_16", 32, 224, {"torchao": 21.6}, "gpu run", device="cuda")
+    assert auto_policy.ranking("dynamic", "vit_b_16", 32)[0] == ["fx", "torchao"]  # the CPU's own, kept
+    assert auto_policy.ranking("dynamic", "vit_b_16", 32, device="cuda")[0] == ["torchao"]
+    assert auto_policy.measured_point("dynamic", "vit_b_16", 32, 224, device="cuda")["p50_ms"] == {"torchao": 21.6}
+    assert auto_policy.measured_point("dynamic", "vit_b_16", 32, 224)["source"] == "cpu run"
+    assert len(auto_policy.load_measured()) == 2
+
+
 def test_measurements_of_another_machine_are_ignored():
     auto_policy.record_measurement("static", "resnet18", 1, 224, {"fx": 30.0, "pt2e": 10.0}, "test")
     path = data_home() / auto_policy.MEASURED_FILE

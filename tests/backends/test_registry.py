@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 def test_registry():
     assert {"fx", "pt2e", "float", "weight-only"} <= set(list_backends())
     with pytest.raises(ValueError, match="available: "):
-        get_backend("tensorrt")
+        get_backend("tensorrt-llm")
 
 
 def test_the_backend_choices_are_the_registered_backends():
@@ -52,7 +52,8 @@ _EXAMPLES = {
                 "torchao": QuantSpec("int8", mode="dynamic", backend="torchao"),
                 "weight-only": QuantSpec("int4", mode="weight-only", backend="weight-only"),
                 "ort": QuantSpec("int8", backend="ort"), "openvino": QuantSpec("int8", backend="openvino"),
-                "xnnpack": QuantSpec("int8", backend="xnnpack")},
+                "xnnpack": QuantSpec("int8", backend="xnnpack"),
+                "tensorrt": QuantSpec("int8", scheme="symmetric", backend="tensorrt")},
     "rounding": {r: QuantSpec("int8", rounding=r) for r in ("nearest", "adaround")},
 }  # fmt: skip
 
@@ -62,6 +63,9 @@ def test_every_choice_can_be_measured_on_this_cpu(field):
     assert sorted(_EXAMPLES[field]) == sorted(CHOICES[field]), "a choice without an example (or a stale one)"
     for value, spec in _EXAMPLES[field].items():
         assert getattr(spec, field) == value
+        if spec.backend == "tensorrt":  # CUDA only: refused here with that reason (tests/backends/test_tensorrt.py)
+            assert "CUDA GPU only" in get_backend("tensorrt").problem(spec, "cpu")
+            continue
         if spec.backend in ("ort", "openvino", "xnnpack") and get_backend(spec.backend).problem(spec, "cpu"):
             continue  # the optional engines are not installed here (requirements-peers.txt, requirements-xnnpack.txt)
         assert resolve_backend(spec, "cpu").name in backends_for(spec, "cpu"), spec.label()
@@ -70,8 +74,8 @@ def test_every_choice_can_be_measured_on_this_cpu(field):
 @pytest.mark.parametrize(
     "spec, allowed",
     [
-        (QuantSpec(backend="float"), "allowed: auto, fx, pt2e, xnnpack, openvino, ort"),
-        (QuantSpec("fp16", backend="fx"), "allowed: auto, float, openvino, ort, xnnpack"),
+        (QuantSpec(backend="float"), "allowed: auto, fx, pt2e, xnnpack, tensorrt, openvino, ort"),
+        (QuantSpec("fp16", backend="fx"), "allowed: auto, float, openvino, ort, tensorrt, xnnpack"),
         (QuantSpec("int8", mode="weight-only", backend="pt2e"), "allowed: auto, weight-only, torchao"),
         (QuantSpec("int8", mode="dynamic", backend="weight-only"), "allowed: auto, fx, torchao, pt2e"),
     ],

@@ -154,7 +154,9 @@ def test_weight_only_splits_into_itself_and_fp32(p):
 
 def test_dynamic_rounds_only_the_linear_inputs_as_the_real_kernel(p):
     """Dynamic INT8 hooks the Linear layers' inputs only (mobilenet_v3_small's two classifier layers); both on,
-    it is the real dynamic build (measured: 3e-6 at most on logits of about 10)."""
+    it is the real dynamic build (measured: 3e-6 at most on logits of about 10 on an Intel Xeon; on an AVX-512 VNNI
+    AMD EPYC a few inputs of fbgemm's kernel land on the neighbouring int8 code: 8 of 2000 logits off by up to
+    1.7e-3, the rest within 1e-4)."""
     spec = QuantSpec("int8", granularity="per-channel", mode="dynamic", backend="fx")
     sim, simulated, note = simulation(p, spec)
     hooked = sorted(n for n, m in sim.model.named_modules() if m._forward_pre_hooks)
@@ -162,7 +164,8 @@ def test_dynamic_rounds_only_the_linear_inputs_as_the_real_kernel(p):
     assert "convolutions stay FP32" in note and "per call" in simulated
     full = _logits(sim, p, True, True)
     assert all(h.calls == len(p.eval_batches) for h in sim.acts)
-    torch.testing.assert_close(full, real_logits(p, spec), rtol=0, atol=1e-4)
+    off = (full - real_logits(p, spec)).abs()
+    assert (off > 1e-4).float().mean() <= 0.01 and off.max() < 1e-2, (int((off > 1e-4).sum()), float(off.max()))
     calls = []
     s = split(p, spec, progress=lambda d, t, m: calls.append((d, t)))
     assert calls[-1] == (4, 4) and [d for d, _ in calls] == sorted(d for d, _ in calls)
