@@ -12,7 +12,7 @@ from qcore.quant.spec import DEFAULT_GRID, FLOAT_PRECISIONS, QuantSpec
 from qcore.runs.store import Job
 from qcore.runs.sweep import SweepConfig
 from ui import budget, cluster, grid_settings, jobs, keep_float, results, settings, spec_list
-from ui.common import job_label, store, sweep_cost
+from ui.common import device_skips, job_label, store, sweep_cost
 from ui.nav import SWEEP_PAGE, setup
 from ui.text import plain
 
@@ -129,8 +129,11 @@ with st.expander("Sweep settings", expanded=jid is None, icon=":material/tune:")
         f"**{spec_list.count_text(len(kept))}** to measure, the baseline first"
         + (f"; {dropped} left out." if dropped else ".")
     )
+    skips, runnable = device_skips(kept, config.device) if config is not None else ([], kept)
+    for line in skips:
+        st.warning(plain(line), icon=":material/skip_next:")
     if config is not None and kept and not problems:  # what Run will cost, from these settings and specs
-        cost = sweep_cost(config.to_dict(), [s.replace(device=config.device) for s in kept])
+        cost = sweep_cost(config.to_dict(), [s.replace(device=config.device) for s in runnable])
         if cost:
             st.caption(f"**This sweep takes {cost}**, once its baseline exists.")
         stored = jobs.stored_job_id(config, [s.replace(device=config.device) for s in kept])

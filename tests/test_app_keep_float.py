@@ -104,3 +104,20 @@ def test_explore_keeps_an_activation_quantizer_for_a_static_int8_spec_only():
     assert "act:features.3.add" not in at.multiselect(key="keep_float").options
     assert any("act:features.3.add is an activation quantizer of mobilenet_v3_small, which only a static INT8" in e
                for e in _errors(at))
+
+
+def test_sweep_says_before_run_which_specs_a_named_backend_cannot_run_on_this_device():
+    """TensorRT named on a machine without a GPU: Run would skip its specs; the page says so first, with the reason
+    and the count (the CPU-only backends on a GPU sweep are the same case)."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    at = _app("pages/sweep.py", g_backend="tensorrt", g_scheme="symmetric", device=device)
+    warnings = [w.value for w in at.warning if "will be skipped" in w.value]
+    if device == "cpu":
+        assert warnings == ["2 specs on tensorrt will be skipped on cpu: the tensorrt backend builds NVIDIA TensorRT "
+                            "engines, which run on a CUDA GPU only; device='cpu' (allowed: cuda)"], warnings
+        cost = [c.value for c in at.caption if c.value.startswith("**This sweep takes")]
+        assert cost and "(6.0 s of timing" in cost[0] and "2,000 images once" in cost[0], cost  # the baseline alone
+    at = _app("pages/sweep.py", g_backend="fx", device="cpu")
+    assert not [w for w in at.warning if "will be skipped" in w.value]

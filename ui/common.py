@@ -113,6 +113,31 @@ def spec_problem(spec: dict) -> str | None:
     return backends.kind_problem(QuantSpec.from_dict(spec))
 
 
+def device_skips(specs: list, device: str) -> tuple[list[str], list]:
+    """``(lines, runnable)``: what Run will skip on ``device`` because the backend a spec names cannot run it there
+    (TensorRT on a CPU, an engine that is not installed), one line per backend and reason with how many specs it
+    costs; and the specs that will run (what the estimate counts)."""
+    from qcore import backends
+    from qcore.env.hardware import resolve_device
+
+    try:
+        device = resolve_device(device)
+    except ValueError:  # cuda without a GPU: the page's own error says so
+        return [], list(specs)
+    counts: dict[tuple[str, str], int] = {}
+    runnable = []
+    for spec in specs:
+        why = None
+        if spec.backend != "auto" and not spec.is_reference and not backends.kind_problem(spec):
+            why = backends.get_backend(spec.backend).problem(spec, device)
+        if why:
+            counts[(spec.backend, why)] = counts.get((spec.backend, why), 0) + 1
+        else:
+            runnable.append(spec)
+    return [f"{n} spec{'s' if n != 1 else ''} on {b} will be skipped on {device}: {why}"
+            for (b, why), n in counts.items()], runnable
+
+
 @st.cache_data(show_spinner=False)
 def dataset_image_size(dataset: str) -> int:
     from qcore import data
