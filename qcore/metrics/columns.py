@@ -93,7 +93,7 @@ KEY: tuple[Column, ...] = (
     _C("speedup", "x (ratio)", "FP32 eager median latency / this median latency, timed in turns in one process "
        "(above 1: faster)"),
     _C("best_fp32", "", "the fastest FP32 way measured in the baseline block (fp32 eager, fp32 channels-last, "
-       "fp32 compiled)", "text"),
+       "fp32 compiled; on a GPU also fp32 tf32, and compiled means torch.compile)", "text"),
     _C("speedup_vs_best_fp32", "x (ratio)", "speed-up against the fastest FP32 way (best_fp32) instead of eager"),
     _C("size_bytes", "bytes", "bytes of the saved deployable artifact (safetensors: weights and quantization "
        "parameters); the app shows MB = bytes / 1,000,000", "count"),
