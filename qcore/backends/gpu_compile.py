@@ -48,7 +48,8 @@ def _with_tf32(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Te
 def fp32_variants(model: torch.nn.Module, x: torch.Tensor, notes: list[str]) -> dict[str, Callable[[], object]]:
     """``{"fp32 tf32": ..., "fp32 compiled": ...}`` for the FP32 baseline on a GPU (compiled now, before timing);
     a model ``torch.compile`` cannot compile keeps the others, and ``notes`` says why."""
-    out = {"fp32 tf32": lambda: _with_tf32(model)(x)}
+    eager_tf32 = _with_tf32(model)
+    out = {"fp32 tf32": lambda: eager_tf32(x)}
     try:
         program = _with_tf32(torch.compile(model, mode=MODE))
         with torch.no_grad():

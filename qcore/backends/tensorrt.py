@@ -158,10 +158,10 @@ def _load_engine(path: Path, gpu: GpuInfo, make: Callable[[bytes], object] = _En
     return make(path.read_bytes())
 
 
-def _compiler(module: torch.nn.Module, spec, gpu: GpuInfo, dtype: torch.dtype, cache: BuildCache
+def _compiler(module: torch.nn.Module, spec, gpu: GpuInfo, dtype: torch.dtype, versions: dict, cache: BuildCache
               ) -> Callable[[torch.Tensor], tuple]:  # fmt: skip
-    """A ``compile`` for :class:`~qcore.backends.compiled.PerShape`: the engine for one input shape, built or loaded."""
-    versions = installed()
+    """A ``compile`` for :class:`~qcore.backends.compiled.PerShape`: the engine for one input shape, built or loaded
+    (``versions``: :func:`installed`, part of its key)."""
     what = digest(module)
 
     def compile(x: torch.Tensor):
@@ -218,7 +218,7 @@ class TensorRtBackend(Backend):
         dtype = DTYPES[kind]
         m = m.to(dtype)
         with stopwatch() as t_build:
-            runner = PerShape(_compiler(m, spec, gpu, dtype, BuildCache()))
+            runner = PerShape(_compiler(m, spec, gpu, dtype, versions, BuildCache()))
             runner.prepare(example.to("cuda", dtype))
         engine = next(iter(runner.programs.values()))
         return Quantized(

@@ -23,8 +23,6 @@ is refused rather than silently run symmetric.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from qcore.env.gpu import GpuInfo, lacks
 from qcore.quant.spec import QuantSpec
 
@@ -163,16 +161,15 @@ def engine_parts(what: str, spec: QuantSpec, gpu: GpuInfo, versions: dict[str, s
     """What keys one engine in the build cache: the graph compiled (``what``: a digest of the calibrated model),
     the spec, the GPU (name, capability, driver: an engine is built for one GPU and driver), the TensorRT,
     Torch-TensorRT and ModelOpt versions, the input's shape and dtype, and :data:`RECIPE`."""
-    return {"what": what, "spec": spec.label(), "gpu": {"name": gpu.name, "capability": list(gpu.capability),
-                                                        "driver": gpu.driver},
-            "versions": dict(sorted(versions.items())), "input": signature, "recipe": RECIPE}
+    return {"what": what, "spec": spec.label(), "gpu": describe(gpu), "versions": dict(sorted(versions.items())),
+            "input": signature, "recipe": RECIPE}
 
 
 def foreign_engine(meta: dict, gpu: GpuInfo) -> str | None:
     """Why a cached engine's metadata says it was built elsewhere (None: on this GPU and driver). The key already
     holds the GPU; this is the second check, made before an engine is deserialized."""
     built = meta.get("gpu") if isinstance(meta, dict) else None
-    here = {"name": gpu.name, "capability": list(gpu.capability), "driver": gpu.driver}
+    here = describe(gpu)
     if not isinstance(built, dict):
         return "the cached engine does not say which GPU it was built on"
     differ = [k for k in here if built.get(k) != here[k]]
@@ -183,6 +180,5 @@ def foreign_engine(meta: dict, gpu: GpuInfo) -> str | None:
 
 
 def describe(gpu: GpuInfo) -> dict:
-    """The GPU as an engine's metadata records it (what :func:`foreign_engine` compares)."""
-    d = asdict(gpu)
-    return {"name": d["name"], "capability": list(gpu.capability), "driver": d["driver"]}
+    """The GPU as an engine's key and metadata hold it (what :func:`foreign_engine` compares)."""
+    return {"name": gpu.name, "capability": list(gpu.capability), "driver": gpu.driver}

@@ -258,6 +258,7 @@ def measure_layers(
     step = 1
     cancelled = False
     everything = names + keepable  # what "only this one quantized" keeps in FP32, but the one
+    unkept: list[str] = []  # kept quantizers the build ran on int8 all the same
 
     def accuracy_of(row: LayerRow) -> None:
         nonlocal step
@@ -266,6 +267,7 @@ def measure_layers(
         not_kept = [n for n in alone.notes if n.startswith(f"{NOT_KEPT}{row.layer}:")]
         if not_kept:  # the build ran it on int8 all the same: no "only this in FP32" to measure, and no walk step
             row.cannot_keep = not_kept[0].removeprefix(f"{NOT_KEPT}{row.layer}: ")
+            unkept.append(row.layer)
             step += 2
             return
         row.top1_only_float, row.agreement_only_float = _evaluate(p, alone)
@@ -312,7 +314,6 @@ def measure_layers(
         if on_row:
             on_row(row)
         progress(step, total, name)
-    unkept = [r.layer for r in rows if r.kind == "activation" and r.cannot_keep.startswith("torch.ao FX runs")]
     if unkept:
         notes.append(f"{len(unkept)} activation quantizer(s) could not be kept in FP32 on {q_full.backend} ("
                      f"{', '.join(unkept[:3])}{' ...' if len(unkept) > 3 else ''}: torch.ao runs them on int8 anyway); "
