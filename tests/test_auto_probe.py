@@ -7,6 +7,7 @@ assertion rests on a wall time. One test probes real backends (fx and torchao, d
 from __future__ import annotations
 
 import json
+import os
 import time
 from types import SimpleNamespace
 
@@ -284,18 +285,98 @@ def _tiny():
     return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
 
 
+class Dies(nn.Module):
+    """A model whose first run ends its process (status 3): a backend that crashes the probe's process."""
+
+    def forward(self, x):
+        os._exit(3)
+
+
 def test_a_probe_process_that_dies_fails_its_backends_and_a_cancel_kills_it():
     x = torch.randn(1, 3, 8, 8)
     spec = QuantSpec("int8", mode="dynamic")
-    out = probe_measure.measure_apart(_tiny(), spec, [x], x, "cpu", ["fx", "no-such-backend"], 0.1,
-                                      lambda m: None, lambda: False)  # fmt: skip
-    assert out["p50"] == {} and set(out["failed"]) == {"fx", "no-such-backend"}
-    why = out["failed"]["fx"]
-    assert why.startswith("the probe's process exited with status 1: ") and "KeyError" in why
+    out = probe_measure.measure_apart(Dies(), spec, [x], x, "cpu", ["fx", "torchao"], 0.1, lambda m: None,
+                                      lambda: False)  # fmt: skip
+    assert out["p50"] == {} and set(out["failed"]) == {"fx", "torchao"}
+    assert out["failed"]["fx"] == "the probe's process exited with status 3"
     said = []
     out = probe_measure.measure_apart(_tiny(), spec, [x], x, "cpu", ["fx", "torchao"], 30.0, said.append,
                                       lambda: bool(said))  # fmt: skip
     assert out is None and said == [f"{auto_probe.PHASE}: fx 1/2"]  # killed at its first word, not 60 s later
+
+
+def test_a_backend_the_probe_cannot_find_fails_by_name_and_the_others_are_measured():
+    x = torch.randn(1, 3, 8, 8)
+    out = probe_measure.measure_apart(_tiny(), QuantSpec("int8", mode="dynamic"), [x], x, "cpu",
+                                      ["fx", "no-such-backend"], 0.1, lambda m: None, lambda: False)  # fmt: skip
+    assert set(out["p50"]) == {"fx"} and out["p50"]["fx"] > 0
+    assert out["failed"] == {"no-such-backend": "KeyError: 'no-such-backend'"}
+
+
+# A child that follows the probe's protocol and logs when it builds and times: argv NAMES LOG BUILD_S TIME_S
+FAKE_CHILD = """
+import json, sys, time
+names, log, build_s, time_s = sys.argv[1].split(","), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+def note(what):
+    with open(log, "a") as f:
+        f.write(json.dumps([sys.argv[1], what, time.monotonic()]) + "\\n")
+note("build")
+for n in names:
+    print("qcore-probe building " + n, flush=True)
+    time.sleep(build_s)
+note("built")
+print("qcore-probe built", flush=True)
+if sys.stdin.readline().strip() != "time":
+    sys.exit(0)
+note("time")
+time.sleep(time_s)
+note("timed")
+print("qcore-probe result " + json.dumps({"p50": dict.fromkeys(names, 1.0), "failed": {}}), flush=True)
+"""
+
+
+def test_the_probe_builds_its_blocks_side_by_side_and_times_them_one_after_another(monkeypatch, tmp_path):
+    """The oracle is each child's own log of when it built and when it timed: with two cores the two blocks' builds
+    overlap; no two timings do, and torch's block is timed first."""
+    import sys
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setattr(probe_measure.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(probe_measure._Children, "_command", lambda self, i: [
+        sys.executable, "-c", FAKE_CHILD, ",".join(self.groups[i]), str(log), "0.6", "0.4"])  # fmt: skip
+    x = torch.randn(1, 3, 8, 8)
+    said = []
+    out = probe_measure.measure_apart(_tiny(), INT8, [x], x, "cpu", ["fx", "xnnpack", "pt2e"], 1.0, said.append,
+                                      lambda: False)  # fmt: skip
+    assert out == {"p50": {"fx": 1.0, "pt2e": 1.0, "xnnpack": 1.0}, "failed": {}}
+    events = {}
+    for line in log.read_text().splitlines():
+        who, what, at = json.loads(line)
+        events[(who, what)] = at
+    assert set(events) == {(w, e) for w in ("fx,pt2e", "xnnpack") for e in ("build", "built", "time", "timed")}
+    # built side by side: each started before the other finished
+    assert events[("fx,pt2e", "build")] < events[("xnnpack", "built")]
+    assert events[("xnnpack", "build")] < events[("fx,pt2e", "built")]
+    # timed one after another, torch's threads first, and only once both were built
+    assert max(events[("fx,pt2e", "built")], events[("xnnpack", "built")]) <= events[("fx,pt2e", "time")]
+    assert events[("fx,pt2e", "timed")] <= events[("xnnpack", "time")]
+    assert said[-2:] == [f"{auto_probe.PHASE}: timing fx, pt2e", f"{auto_probe.PHASE}: timing xnnpack"]
+    assert sorted(m.rsplit(" ", 1)[1] for m in said if "timing" not in m) == ["1/3", "2/3", "3/3"]
+
+
+def test_with_one_core_the_probe_builds_one_block_at_a_time(monkeypatch, tmp_path):
+    import sys
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setattr(probe_measure.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(probe_measure._Children, "_command", lambda self, i: [
+        sys.executable, "-c", FAKE_CHILD, ",".join(self.groups[i]), str(log), "0.3", "0.1"])  # fmt: skip
+    x = torch.randn(1, 3, 8, 8)
+    out = probe_measure.measure_apart(_tiny(), INT8, [x], x, "cpu", ["fx", "xnnpack"], 1.0, lambda m: None,
+                                      lambda: False)  # fmt: skip
+    assert set(out["p50"]) == {"fx", "xnnpack"}
+    events = {tuple(json.loads(line)[:2]): json.loads(line)[2] for line in log.read_text().splitlines()}
+    assert events[("fx", "built")] <= events[("xnnpack", "build")]  # the second started after the first was built
 
 
 def test_home_says_whether_auto_has_measured_this_machine(monkeypatch):

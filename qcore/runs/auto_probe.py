@@ -4,9 +4,10 @@
 calibration batches, its compiled program made or loaded from :mod:`qcore.backends.buildcache`: the sweep's own
 row of that spec then loads it) and timed on the sweep's input for :data:`PROBE_SECONDS` seconds each, interleaved
 (an engine with its own thread pool in a block of its own, after torch's), with the sweep's own timing
-(:func:`qcore.metrics.measure.time_interleaved`), in a process of its own (:mod:`qcore.runs.probe_measure`: no
-other engine's thread pool is left in the sweep's process, a cancel stops a build halfway, and a backend that crashes
-is recorded as failed). The p50s are stored with
+(:func:`qcore.metrics.measure.time_interleaved`), in processes of their own (:mod:`qcore.runs.probe_measure`: no
+other engine's thread pool is left in the sweep's process, a cancel stops a build halfway, a backend that crashes
+is recorded as failed, and the blocks' builds run side by side, one per core, while their timings run one after
+another). The p50s are stored with
 :func:`qcore.backends.auto.record_measurement` (a backend that failed to build with its reason, never picked
 before a measured one), so :func:`qcore.backends.auto.choose` picks the fastest, this sweep and every later one on
 this machine and torch; the rows of the kind probed say what was measured and when.

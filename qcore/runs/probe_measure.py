@@ -1,20 +1,30 @@
 """How ``auto``'s probe (:mod:`qcore.runs.auto_probe`) builds and times its candidates: :func:`measure_here` in
-this process, or :func:`measure_apart` in a process of its own (the probe's way: an engine's thread pool cannot
-slow the sweep that goes on in the sweep's process, a cancel stops a build halfway, and a backend that crashes the
+this process, or :func:`measure_apart` in processes of their own (the probe's way: an engine's thread pool cannot
+slow the sweep that goes on in the sweep's process, a cancel stops a build halfway, and a backend that crashes its
 process is recorded as failed instead of ending the sweep).
 
-``python -m qcore.runs.probe_measure PAYLOAD`` runs :func:`measure_here` on what :func:`measure_apart` saved (the
-FP32 model, the spec, the calibration batches, the input, the backends, the seconds each, torch's thread count)
-and prints its progress and its result as lines that start with :data:`TAG` (anything else a library prints is
-passed over). The parent says the progress and checks ``cancel()`` four times a second: a cancel kills the child
-and nothing is recorded. A child that dies, or runs past :data:`TIMEOUT_S`, is killed and every backend it was
-to measure counts as failed, with its exit status and the end of its error output as the reason.
+The candidates are timed in blocks (:func:`blocks`): the backends on torch's threads together, interleaved, then
+each engine with its own thread pool alone. :func:`measure_apart` gives each block a process and builds the blocks
+at the same time (at most one per CPU core): a build is mostly one core's work (ExecuTorch's lowering passes are
+Python, AOTInductor's is one compiler run), so two builds side by side take the time of the longer one, and a
+first probe of mobilenet_v3_small at 224x224 on 2 cores takes about 50 s instead of 80. The timing is never side by
+side: each process, once built, waits (idle, on its standard input) until the parent tells it to time, one block
+after another.
+
+``python -m qcore.runs.probe_measure PAYLOAD NAMES`` builds the comma-separated ``NAMES`` from what
+:func:`measure_apart` saved (the FP32 model, the spec, the calibration batches, the input, the seconds each, torch's
+thread count), prints lines that start with :data:`TAG` (``building NAME``, ``built``, ``result {json}``; anything
+else a library prints is passed over), and times after a ``time`` line on its standard input (an end of file
+instead: it exits). The parent says the progress and checks ``cancel()`` four times a second: a cancel kills every
+child and nothing is recorded. A child that dies, or a probe that runs past :data:`TIMEOUT_S`, fails every backend
+that child had not measured, with its exit status and the end of its error output as the reason.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -32,7 +42,7 @@ from qcore.env.space import is_out_of_space
 from qcore.metrics.measure import time_interleaved
 from qcore.quant.spec import QuantSpec
 
-__all__ = ["PHASE", "TAG", "TIMEOUT_S", "backend_table", "measure_here", "measure_apart", "main"]
+__all__ = ["PHASE", "TAG", "TIMEOUT_S", "backend_table", "blocks", "measure_here", "measure_apart", "main"]
 
 PHASE = "measuring which INT8 backend is fastest here"
 TAG = "qcore-probe "
@@ -44,42 +54,64 @@ def backend_table() -> dict:
     return {name: get_backend(name) for name in list_backends()}
 
 
+def blocks(names: Sequence[str], table: dict) -> list[list[str]]:
+    """The order the candidates are timed in: the backends on torch's threads in one block (first), then each
+    backend with its own thread pool in a block of its own (so no idle pool of another engine sits beside torch's
+    threads while they are timed). A name ``table`` does not know goes with torch's (its build names the error)."""
+    own = [n for n in names if n in table and table[n].own_threads]
+    return [b for b in [[n for n in names if n not in own]] + [[n] for n in own] if b]
+
+
+def _build(table: dict, names: Sequence[str], model, spec, calib, example, device, starting: Callable[[str], None],
+           cancel: Callable[[], bool]) -> tuple[dict, dict] | None:  # fmt: skip
+    """``(built, failed)``: each backend of ``names`` quantized and run once (a program made on first sight is made
+    here, where a failure is named), or the reason it could not be; None when ``cancel()`` said so."""
+    x = example.to(device)
+    built, failed = {}, {}
+    for name in names:
+        if cancel():
+            return None
+        starting(name)
+        try:
+            q = table[name].quantize(model, spec, calib, example, device)
+            with torch.inference_mode():
+                q(x)
+        except Exception as exc:  # a backend that cannot build is recorded as failed; the probe goes on
+            if is_out_of_space(exc):
+                raise
+            failed[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            continue
+        built[name] = q
+    return built, failed
+
+
+def _time(built: dict, example: torch.Tensor, device: str, seconds: float) -> dict[str, float]:
+    """The p50 (ms) of each of ``built``, timed interleaved for ``seconds`` each."""
+    x = example.to(device)
+    lat = time_interleaved({n: (lambda q=q: q(x)) for n, q in built.items()}, device=device,
+                           budget_s=seconds * len(built))  # fmt: skip
+    return {n: lat[n].p50 for n in built}
+
+
 def measure_here(model, spec: QuantSpec, calib, example: torch.Tensor, device: str, names: Sequence[str],
                  seconds: float, say: Callable[[str], None], cancel: Callable[[], bool]) -> dict | None:  # fmt: skip
-    """Build and time ``names`` in this process: ``{"p50": {name: ms}, "failed": {name: reason}}``, or None when
-    ``cancel()`` said so between steps. The backends on torch's threads first, built and then timed interleaved;
-    then each with its own thread pool, built and timed alone, after torch's (so no idle pool of another engine sits
-    beside torch's threads while they are timed)."""
+    """Build and time ``names`` in this process, one block (:func:`blocks`) after another: ``{"p50": {name: ms},
+    "failed": {name: reason}}``, or None when ``cancel()`` said so between steps."""
     table = backend_table()
-    order = [n for n in names if not table[n].own_threads] + [n for n in names if table[n].own_threads]
-    blocks = [[n for n in order if not table[n].own_threads]] + [[n] for n in order if table[n].own_threads]
-    x = example.to(device)
     calib = [b.to(device) for b in calib] if device != "cpu" else calib
-    p50, failed, i = {}, {}, 0
-    for block in filter(None, blocks):
-        built = {}
-        for name in block:
-            i += 1
-            if cancel():
-                return None
-            say(f"{PHASE}: {name} {i}/{len(order)}")
-            try:
-                q = table[name].quantize(model, spec, calib, example, device)
-                with torch.inference_mode():
-                    q(x)  # a program made on first sight (a compiled backend) is made here, where a failure is named
-            except Exception as exc:  # a backend that cannot build is recorded as failed; the probe goes on
-                if is_out_of_space(exc):
-                    raise
-                failed[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
-                continue
-            built[name] = q
+    p50, failed, count = {}, {}, iter(range(1, len(names) + 1))
+    for block in blocks(names, table):
+        out = _build(table, block, model, spec, calib, example, device,
+                     lambda n: say(f"{PHASE}: {n} {next(count)}/{len(names)}"), cancel)  # fmt: skip
+        if out is None:
+            return None
+        built, fails = out
+        failed.update(fails)
         if built:
             if cancel():
                 return None
             say(f"{PHASE}: timing {', '.join(built)}")
-            lat = time_interleaved({n: (lambda q=q: q(x)) for n, q in built.items()}, device=device,
-                                   budget_s=seconds * len(built))  # fmt: skip
-            p50.update({n: lat[n].p50 for n in built})
+            p50.update(_time(built, example, device, seconds))
         built.clear()
         gc.collect()
     return {"p50": p50, "failed": failed}
@@ -87,71 +119,137 @@ def measure_here(model, spec: QuantSpec, calib, example: torch.Tensor, device: s
 
 def measure_apart(model, spec: QuantSpec, calib, example: torch.Tensor, device: str, names: Sequence[str],
                   seconds: float, say: Callable[[str], None], cancel: Callable[[], bool]) -> dict | None:  # fmt: skip
-    """:func:`measure_here` in a child process: the same result, or None when cancelled."""
+    """:func:`measure_here` with a child process per block, built side by side and timed one after another: the
+    same result, or None when cancelled."""
+    groups = blocks(names, backend_table())
     with tempfile.TemporaryDirectory(prefix="qcore-probe-") as tmp:
-        payload, errors = Path(tmp) / "payload.pt", Path(tmp) / "stderr.txt"
+        payload = Path(tmp) / "payload.pt"
         torch.save({"model": model, "spec": spec.to_dict(), "calib": list(calib), "example": example,
-                    "device": device, "names": list(names), "seconds": float(seconds),
-                    "threads": torch.get_num_threads()}, payload)  # fmt: skip
-        command = [sys.executable, "-m", "qcore.runs.probe_measure", str(payload)]
+                    "device": device, "seconds": float(seconds), "threads": torch.get_num_threads()},
+                   payload)  # fmt: skip
+        run = _Children(payload, groups, Path(tmp), say, cancel, len(names))
+        try:
+            return run.result()
+        finally:
+            run.stop()
+
+
+class _Children:
+    """The probe's child processes, one per block: started (at most one per CPU core building at a time), followed
+    line by line, told to time one after another, killed on a cancel, a timeout or the end."""
+
+    def __init__(self, payload: Path, groups: list[list[str]], tmp: Path, say, cancel, total: int) -> None:
+        self.payload, self.groups, self.tmp, self.say, self.cancel = payload, groups, tmp, say, cancel
+        self.total = total
+        self.lines: queue.Queue = queue.Queue()
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.state = dict.fromkeys(range(len(groups)), "waiting")  # building, built, timing, done
+        self.results: dict[int, dict] = {}
+        self.started, self.count = time.monotonic(), 0
+        self.parallel = max(1, min(len(groups), os.cpu_count() or 1))
+
+    def _command(self, i: int) -> list[str]:
+        return [sys.executable, "-m", "qcore.runs.probe_measure", str(self.payload), ",".join(self.groups[i])]
+
+    def _start(self, i: int) -> None:
         root = Path(__file__).resolve().parents[2]  # "-m qcore..." from here: this checkout's qcore
-        with open(errors, "wb") as err:
-            proc = subprocess.Popen(command, cwd=str(root), stdout=subprocess.PIPE, stderr=err,
-                                    stdin=subprocess.DEVNULL, text=True)  # fmt: skip
-            state, result = _follow(proc, say, cancel)
-        if state == "cancelled":
-            return None
-        if state == "ok" and isinstance(result, dict):
-            return result
-        why = f"ran past {TIMEOUT_S / 60:.0f} min" if state == "timeout" else f"exited with status {proc.returncode}"
-        tail = errors.read_text(errors="replace").strip().splitlines()[-3:]
+        with open(self.tmp / f"stderr{i}.txt", "wb") as err:
+            proc = subprocess.Popen(self._command(i), cwd=str(root), stdout=subprocess.PIPE, stderr=err,
+                                    stdin=subprocess.PIPE, text=True)  # fmt: skip
+        self.procs[i], self.state[i] = proc, "building"
+
+        def read() -> None:
+            for line in proc.stdout:
+                self.lines.put((i, line))
+            self.lines.put((i, None))
+
+        threading.Thread(target=read, name=f"qcore-probe-{proc.pid}", daemon=True).start()
+
+    def _schedule(self) -> None:
+        """Start waiting children while fewer than :attr:`parallel` build; once none builds, tell the first built
+        one to time."""
+        for i in sorted(self.state):
+            if self.state[i] == "waiting" and list(self.state.values()).count("building") < self.parallel:
+                self._start(i)
+        states = set(self.state.values())
+        if not states & {"waiting", "building", "timing"}:
+            for i in sorted(self.state):
+                if self.state[i] == "built":
+                    self.state[i] = "timing"
+                    self.say(f"{PHASE}: timing {', '.join(self.groups[i])}")
+                    try:
+                        self.procs[i].stdin.write("time\n")
+                        self.procs[i].stdin.flush()
+                    except OSError:  # it died after saying it was built: its end of file comes next
+                        pass
+                    break
+
+    def _ended(self, i: int, why: str) -> None:
+        """Child ``i`` ended without a result: its backends fail with ``why`` and the end of its error output."""
+        tail = (self.tmp / f"stderr{i}.txt").read_text(errors="replace").strip().splitlines()[-3:]
         reason = f"the probe's process {why}" + (f": {' / '.join(tail)[-300:]}" if tail else "")
-        return {"p50": {}, "failed": dict.fromkeys(names, reason)}
+        self.results[i] = {"p50": {}, "failed": dict.fromkeys(self.groups[i], reason)}
+        self.state[i] = "done"
 
-
-def _follow(proc: subprocess.Popen, say, cancel) -> tuple[str, dict | None]:
-    """Read the child's lines until it ends: ``("ok", result)``, or ``"died"``, ``"timeout"``, ``"cancelled"``
-    (the child killed)."""
-    lines: queue.Queue = queue.Queue()
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=read, name=f"qcore-probe-{proc.pid}", daemon=True).start()
-    result, started = None, time.monotonic()
-    try:
+    def result(self) -> dict | None:
         while True:
-            if cancel():
-                return "cancelled", None
-            if time.monotonic() - started > TIMEOUT_S:
-                return "timeout", None
+            self._schedule()
+            if all(s == "done" for s in self.state.values()):
+                p50, failed = {}, {}
+                for i in sorted(self.results):
+                    p50.update(self.results[i]["p50"])
+                    failed.update(self.results[i]["failed"])
+                return {"p50": p50, "failed": failed}
+            if self.cancel():
+                return None
+            if time.monotonic() - self.started > TIMEOUT_S:
+                for i, s in self.state.items():
+                    if s != "done":
+                        self._ended(i, f"ran past {TIMEOUT_S / 60:.0f} min")
+                continue
             try:
-                line = lines.get(timeout=0.25)
+                i, line = self.lines.get(timeout=0.25)
             except queue.Empty:
                 continue
+            if self.state[i] == "done":
+                continue
             if line is None:
-                return ("ok" if proc.wait() == 0 and result is not None else "died"), result
-            if line.startswith(TAG + "say "):
-                say(line[len(TAG) + 4 :].rstrip("\n"))
+                code = self.procs[i].wait()
+                if i not in self.results:
+                    self._ended(i, f"exited with status {code}")
+                self.state[i] = "done"
+            elif line.startswith(TAG + "building "):
+                self.count += 1
+                self.say(f"{PHASE}: {line[len(TAG) + 9 :].strip()} {self.count}/{self.total}")
+            elif line.startswith(TAG + "built"):
+                self.state[i] = "built"
             elif line.startswith(TAG + "result "):
-                result = json.loads(line[len(TAG) + 7 :])
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+                self.results[i] = json.loads(line[len(TAG) + 7 :])
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
-    (path,) = sys.argv[1:] if argv is None else argv
+    path, names = sys.argv[1:] if argv is None else argv
     payload = torch.load(path, weights_only=False)  # written by measure_apart in its private temporary folder
     torch.set_num_threads(payload["threads"])
     keep_freed_memory()  # as the sweep that timed FP32 and will time the pick (qcore.env.malloc)
-    out = measure_here(payload["model"], QuantSpec.from_dict(payload["spec"]), payload["calib"], payload["example"],
-                       payload["device"], payload["names"], payload["seconds"],
-                       lambda m: print(f"{TAG}say {m}", flush=True), lambda: False)  # fmt: skip
-    print(f"{TAG}result {json.dumps(out)}", flush=True)
+    device, example = payload["device"], payload["example"]
+    calib = [b.to(device) for b in payload["calib"]] if device != "cpu" else payload["calib"]
+    built, failed = _build(backend_table(), names.split(","), payload["model"], QuantSpec.from_dict(payload["spec"]),
+                           calib, example, device, lambda n: print(f"{TAG}building {n}", flush=True),
+                           lambda: False)  # fmt: skip
+    p50 = {}
+    if built:
+        print(f"{TAG}built", flush=True)
+        if sys.stdin.readline().strip() != "time":
+            return 0  # the parent ended the probe
+        p50 = _time(built, example, device, payload["seconds"])
+    print(f"{TAG}result {json.dumps({'p50': p50, 'failed': failed})}", flush=True)
     return 0
 
 
