@@ -17,8 +17,11 @@ has oneDNN log every primitive it runs during the profiled calls
 says, for example, which kernel ran the depthwise int8 convolutions (``brdgmm_dw:avx512_core_vnni``,
 ``jit_dw:avx2``, ``ref`` ...).
 
-ExecuTorch engines (xnnpack-*) run inside the ExecuTorch runtime, which torch.profiler cannot see;
-ORT and OpenVINO have their own profilers. The script profiles them all the same and says so.
+ExecuTorch engines (xnnpack-*) run inside the ExecuTorch runtime, which torch.profiler cannot see, nor ORT's;
+the script profiles them all the same and says so. OpenVINO engines (ov-*) are compiled with the CPU plugin's
+``PERF_COUNT`` on, and its own per-layer report of the last call is printed: time by layer type and kernel
+(``exec_type``: ``brgconv_avx512_core_vnni_I8``, ``jit_avx512_dw_I8``, ...) and the slowest layers, the view to set
+beside PT2E's op shares and oneDNN's log.
 
 Run from a checkout with ``PYTHONPATH=.`` unless qcore is installed (``scripts/setup.sh`` installs it).
 """
@@ -102,6 +105,9 @@ def main(argv=None) -> None:
     from qcore import data
     from qcore.nets import models, weights
 
+    from qcore.env.malloc import keep_freed_memory
+
+    keep_freed_memory()  # as every qcore timing process (bench/peers.py's children too)
     if args.threads:
         torch.set_num_threads(args.threads)
     bundle = data.load_dataset("fashion-mnist")
@@ -113,6 +119,7 @@ def main(argv=None) -> None:
     calib_set, _ = data.split_calib_eval(bundle, 256, 1, 0)
     calib = [x for x, _ in data.batches(calib_set, 32)]
     engine = args.engine
+    requests = ov_profiling() if engine.startswith("ov-") else []
     if engine.startswith("qcore-pt2e-int8+") and not args.no_kprof and "kprof" not in engine:
         engine += "+kprof"
     with contextlib.redirect_stdout(sys.stderr):
@@ -148,6 +155,44 @@ def main(argv=None) -> None:
         print(f"{'oneDNN primitive (kind implementation)':60s} {'per call':>8s} {'ms/call':>8s}")
         for k, ms, n in rows[: args.top]:
             print(f"{k[:60]:60s} {n:8d} {ms:8.3f}")
+    if requests:
+        print_ov_profile(requests, args.top)
+
+
+def ov_profiling() -> list:
+    """Turn on the OpenVINO CPU plugin's per-layer counters for the programs qcore compiles from now on; returns
+    the list their infer requests are appended to."""
+    from qcore.backends import openvino_backend as ovb
+
+    requests, config, program = [], ovb._ov_config, ovb._OvModel._program
+    ovb._ov_config = lambda threads=None: {**config(threads), "PERF_COUNT": "YES"}
+
+    def recorded(self, shape):
+        req = program(self, shape)
+        if req not in requests:
+            requests.append(req)
+        return req
+
+    ovb._OvModel._program = recorded
+    return requests
+
+
+def print_ov_profile(requests: list, top: int) -> None:
+    """OpenVINO's own report of its last call: ms by layer type and kernel, and the slowest layers."""
+    info = [i for i in requests[-1].get_profiling_info() if i.status.name == "EXECUTED"]
+    ms = [(i, i.real_time.total_seconds() * 1e3) for i in info]
+    total = sum(t for _, t in ms) or 1.0
+    print(f"# OpenVINO PERF_COUNT, last call: {total:.2f} ms over {len(ms)} executed layers")
+    by: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for i, t in ms:
+        by[f"{i.node_type} {i.exec_type}"][0] += t
+        by[f"{i.node_type} {i.exec_type}"][1] += 1
+    print(f"{'layer type, kernel':60s} {'layers':>6s} {'ms':>8s} {'share':>6s}")
+    for k, (t, n) in sorted(by.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"{k[:60]:60s} {n:6d} {t:8.3f} {100 * t / total:5.1f}%")
+    print(f"{'slowest layers':60s} {'':6s} {'ms':>8s}")
+    for i, t in sorted(ms, key=lambda it: -it[1])[:top]:
+        print(f"{(i.node_name + ' ' + i.exec_type)[:60]:60s} {'':6s} {t:8.3f}")
 
 
 if __name__ == "__main__":
