@@ -342,6 +342,7 @@ def test_the_probe_builds_its_blocks_side_by_side_and_times_them_one_after_anoth
 
     log = tmp_path / "log.jsonl"
     monkeypatch.setattr(probe_measure.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(probe_measure, "memory_available", lambda: 1 << 40)  # whatever this machine has free
     monkeypatch.setattr(probe_measure._Children, "_command", lambda self, i: [
         sys.executable, "-c", FAKE_CHILD, ",".join(self.groups[i]), str(log), "0.6", "0.4"])  # fmt: skip
     x = torch.randn(1, 3, 8, 8)
@@ -388,3 +389,21 @@ def test_home_says_whether_auto_has_measured_this_machine(monkeypatch):
     auto_policy.record_measurement("static", "resnet18", 1, 224, {"fx": 5.05, "pt2e": 2.32}, "test")
     lines = [c.value for c in open_linked().caption if c.value.startswith("auto")]
     assert lines == [f"auto: measured on this machine for resnet18 batch 1 (pt2e fastest), {time.strftime('%Y-%m-%d')}"]
+
+
+def test_the_probe_builds_side_by_side_only_as_many_as_cores_and_memory_hold(monkeypatch):
+    need = probe_measure.CHILD_BASE_BYTES + probe_measure.CHILD_MODEL_FACTOR * 100_000_000  # a 100 MB model
+    monkeypatch.setattr(probe_measure.os, "cpu_count", lambda: 4)
+    for free, blocks, want in [(10 * need, 2, 2), (10 * need, 6, 4), (3 * need + 1, 4, 3), (need - 1, 2, 1),
+                               (None, 2, 1)]:  # fmt: skip
+        monkeypatch.setattr(probe_measure, "memory_available", lambda free=free: free)
+        assert probe_measure.parallel_builds(blocks, 100_000_000) == want, (free, blocks)
+    monkeypatch.setattr(probe_measure.os, "cpu_count", lambda: None)
+    monkeypatch.setattr(probe_measure, "memory_available", lambda: 10 * need)
+    assert probe_measure.parallel_builds(2, 100_000_000) == 1
+
+
+def test_the_memory_available_is_what_psutil_reads():
+    psutil = pytest.importorskip("psutil")
+    mine, theirs = probe_measure.memory_available(), psutil.virtual_memory().available
+    assert mine is not None and abs(mine - theirs) <= 0.1 * theirs

@@ -5,9 +5,10 @@ process is recorded as failed instead of ending the sweep).
 
 The candidates are timed in blocks (:func:`blocks`): the backends on torch's threads together, interleaved, then
 each engine with its own thread pool alone. :func:`measure_apart` gives each block a process and builds the blocks
-at the same time (at most one per CPU core): a build is mostly one core's work (ExecuTorch's lowering passes are
-Python, AOTInductor's is one compiler run), so two builds side by side take the time of the longer one, and a
-first probe of mobilenet_v3_small at 224x224 on 2 cores takes about 50 s instead of 80. The timing is never side by
+at the same time (at most one per CPU core, and as many as the memory available holds: :func:`parallel_builds`):
+a build is mostly one core's work (ExecuTorch's lowering passes are Python, AOTInductor's is one compiler run), so
+two builds side by side take about the time of the longer one: a first probe of mobilenet_v3_small at 224x224 on 2
+cores took 51-55 s instead of 78-84 (docs/benchmarks.md). The timing is never side by
 side: each process, once built, waits (idle, on its standard input) until the parent tells it to time, one block
 after another.
 
@@ -42,11 +43,17 @@ from qcore.env.space import is_out_of_space
 from qcore.metrics.measure import time_interleaved
 from qcore.quant.spec import QuantSpec
 
-__all__ = ["PHASE", "TAG", "TIMEOUT_S", "backend_table", "blocks", "measure_here", "measure_apart", "main"]
+__all__ = ["PHASE", "TAG", "TIMEOUT_S", "backend_table", "blocks", "memory_available", "parallel_builds",
+           "measure_here", "measure_apart", "main"]  # fmt: skip
 
 PHASE = "measuring which INT8 backend is fastest here"
 TAG = "qcore-probe "
 TIMEOUT_S = 1800.0  # first C++ builds of a large model at 224 px take minutes; past half an hour something hangs
+# What one building child is assumed to need at its peak: torch and the compilers, plus the model's FP32 bytes many
+# times over (its copies, the exported and quantized graphs, the lowering's fake tensors). A resnet18 build peaked at
+# 1.4 GB here (47 MB of weights); the blocks build side by side only where the memory available holds them all.
+CHILD_BASE_BYTES = 1536 << 20
+CHILD_MODEL_FACTOR = 40
 
 
 def backend_table() -> dict:
@@ -127,18 +134,43 @@ def measure_apart(model, spec: QuantSpec, calib, example: torch.Tensor, device: 
         torch.save({"model": model, "spec": spec.to_dict(), "calib": list(calib), "example": example,
                     "device": device, "seconds": float(seconds), "threads": torch.get_num_threads()},
                    payload)  # fmt: skip
-        run = _Children(payload, groups, Path(tmp), say, cancel, len(names))
+        size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+        run = _Children(payload, groups, Path(tmp), say, cancel, len(names), size)
         try:
             return run.result()
         finally:
             run.stop()
 
 
+def memory_available() -> int | None:
+    """Bytes of memory the kernel says new work can use without swapping (``MemAvailable``), or None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def parallel_builds(blocks: int, model_bytes: int) -> int:
+    """How many of ``blocks`` build at once: at most one per CPU core, and only as many as the memory available
+    holds (:data:`CHILD_BASE_BYTES` + :data:`CHILD_MODEL_FACTOR` x the model's bytes each); one where either is
+    unknown."""
+    free, need = memory_available(), CHILD_BASE_BYTES + CHILD_MODEL_FACTOR * model_bytes
+    fit = 1 if free is None else free // need
+    return max(1, min(blocks, os.cpu_count() or 1, fit))
+
+
 class _Children:
     """The probe's child processes, one per block: started (at most one per CPU core building at a time), followed
     line by line, told to time one after another, killed on a cancel, a timeout or the end."""
 
-    def __init__(self, payload: Path, groups: list[list[str]], tmp: Path, say, cancel, total: int) -> None:
+    def __init__(self, payload: Path, groups: list[list[str]], tmp: Path, say, cancel, total: int,
+                 model_bytes: int) -> None:  # fmt: skip
         self.payload, self.groups, self.tmp, self.say, self.cancel = payload, groups, tmp, say, cancel
         self.total = total
         self.lines: queue.Queue = queue.Queue()
@@ -146,7 +178,7 @@ class _Children:
         self.state = dict.fromkeys(range(len(groups)), "waiting")  # building, built, timing, done
         self.results: dict[int, dict] = {}
         self.started, self.count = time.monotonic(), 0
-        self.parallel = max(1, min(len(groups), os.cpu_count() or 1))
+        self.parallel = parallel_builds(len(groups), model_bytes)
 
     def _command(self, i: int) -> list[str]:
         return [sys.executable, "-m", "qcore.runs.probe_measure", str(self.payload), ",".join(self.groups[i])]
