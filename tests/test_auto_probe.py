@@ -407,3 +407,14 @@ def test_the_memory_available_is_what_psutil_reads():
     psutil = pytest.importorskip("psutil")
     mine, theirs = probe_measure.memory_available(), psutil.virtual_memory().available
     assert mine is not None and abs(mine - theirs) <= 0.1 * theirs
+
+
+def test_the_estimate_of_a_probe_counts_its_blocks_built_side_by_side(monkeypatch):
+    """The oracle: the build figures ``estimate.build_seconds`` gives each compiled backend, combined by hand."""
+    pt2e, xnn = (estimate.build_seconds(estimate.COMPILED_BACKENDS[n])[0] for n in ("pt2e", "xnnpack"))
+    names, s = ["fx", "pt2e", "xnnpack"], auto_probe.PROBE_SECONDS
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # fx and pt2e in one block, xnnpack in its own: side by side
+    assert estimate.probe_seconds(names) == pytest.approx(3 * s + max(pt2e, xnn))
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert estimate.probe_seconds(names) == pytest.approx(3 * s + pt2e + xnn)
+    assert estimate.probe_seconds(["fx", "torchao"]) == pytest.approx(2 * s)  # nothing compiled, one block

@@ -285,11 +285,19 @@ def _probe_seconds(c: dict, todo: list, device: str, size: int) -> float:
 
 def probe_seconds(names: list[str], seconds: float | None = None) -> float:
     """About how long ``auto``'s probe of ``names`` takes (:mod:`qcore.runs.auto_probe`): ``seconds`` of timing each
-    (default :data:`~qcore.runs.auto_probe.PROBE_SECONDS`), plus a first build of each compiled one."""
+    (default :data:`~qcore.runs.auto_probe.PROBE_SECONDS`), plus the first builds of the compiled ones, its blocks
+    built side by side on as many cores as there are blocks (:mod:`qcore.runs.probe_measure`): the longest block's
+    builds, or their sum shared by the cores, whichever is longer."""
+    import os
+
     from qcore.runs.auto_probe import PROBE_SECONDS
+    from qcore.runs.probe_measure import backend_table, blocks
 
     seconds = PROBE_SECONDS if seconds is None else seconds
-    return sum(seconds + (build_seconds(COMPILED_BACKENDS[n])[0] if n in COMPILED_BACKENDS else 0.0) for n in names)
+    built = [sum(build_seconds(COMPILED_BACKENDS[n])[0] for n in b if n in COMPILED_BACKENDS)
+             for b in blocks(names, backend_table())]  # fmt: skip
+    cores = max(1, min(len(built), os.cpu_count() or 1))
+    return seconds * len(names) + max(max(built, default=0.0), sum(built) / cores)
 
 
 def _qat(s: QuantSpec, c: dict, t: _Tally, fwd: float, images: int, calib: int, budget: float, rec, factor: float,
