@@ -344,7 +344,8 @@ def test_the_probe_builds_its_blocks_side_by_side_and_times_them_one_after_anoth
     monkeypatch.setattr(probe_measure.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(probe_measure, "memory_available", lambda: 1 << 40)  # whatever this machine has free
     monkeypatch.setattr(probe_measure._Children, "_command", lambda self, i: [
-        sys.executable, "-c", FAKE_CHILD, ",".join(self.groups[i]), str(log), "0.6", "0.4"])  # fmt: skip
+        sys.executable, "-c", FAKE_CHILD, ",".join(self.groups[i]), str(log),
+        "1.5" if self.groups[i] == ["xnnpack"] else "0.6", "0.4"])  # fmt: skip  (xnnpack builds while pt2e starts)
     x = torch.randn(1, 3, 8, 8)
     said = []
     out = probe_measure.measure_apart(_tiny(), INT8, [x], x, "cpu", ["fx", "xnnpack", "pt2e"], 1.0, said.append,
@@ -363,6 +364,10 @@ def test_the_probe_builds_its_blocks_side_by_side_and_times_them_one_after_anoth
     assert events[("fx,pt2e", "timed")] <= events[("xnnpack", "time")]
     assert said[-2:] == [f"{auto_probe.PHASE}: timing fx, pt2e", f"{auto_probe.PHASE}: timing xnnpack"]
     assert sorted(m.rsplit(" ", 1)[1] for m in said if "timing" not in m) == ["1/3", "2/3", "3/3"]
+    # the two children build at once, and the progress names both (whichever started first)
+    assert f"{auto_probe.PHASE}: fx 1/3" in said or f"{auto_probe.PHASE}: xnnpack 1/3" in said
+    assert any(m.endswith("side by side, 2/3") and "fx" in m and "xnnpack" in m for m in said), said
+    assert any(m.endswith("side by side, 3/3") and "pt2e" in m and "xnnpack" in m for m in said), said
 
 
 def test_with_one_core_the_probe_builds_one_block_at_a_time(monkeypatch, tmp_path):

@@ -12,7 +12,8 @@ another). The p50s are stored with
 before a measured one), so :func:`qcore.backends.auto.choose` picks the fastest, this sweep and every later one on
 this machine and torch; the rows of the kind probed say what was measured and when.
 
-The sweep's progress names the phase (:data:`PHASE`: "measuring which INT8 backend is fastest here: pt2e 2/3");
+The sweep's progress names the phase (:data:`PHASE`: "measuring which INT8 backend is fastest here: pt2e and xnnpack
+side by side, 3/3", then "... timing fx, pt2e");
 a cancel stops the probe's process at once and records nothing; a probe that cannot run at all is named in the
 rows' notes and the sweep goes on with what ``auto`` knew. An unreadable
 ``auto-backends.json`` (or another machine's) is named in the rows' notes and measured again (the file is

@@ -178,6 +178,7 @@ class _Children:
         self.state = dict.fromkeys(range(len(groups)), "waiting")  # building, built, timing, done
         self.results: dict[int, dict] = {}
         self.started, self.count = time.monotonic(), 0
+        self.current: dict[int, str] = {}  # the backend each child is building
         self.parallel = parallel_builds(len(groups), model_bytes)
 
     def _command(self, i: int) -> list[str]:
@@ -251,8 +252,10 @@ class _Children:
                     self._ended(i, f"exited with status {code}")
                 self.state[i] = "done"
             elif line.startswith(TAG + "building "):
-                self.count += 1
-                self.say(f"{PHASE}: {line[len(TAG) + 9 :].strip()} {self.count}/{self.total}")
+                self.count, self.current[i] = self.count + 1, line[len(TAG) + 9 :].strip()
+                now = [self.current[j] for j in sorted(self.current) if self.state[j] == "building"]
+                what = f"{' and '.join(now)} side by side," if len(now) > 1 else self.current[i]
+                self.say(f"{PHASE}: {what} {self.count}/{self.total}")
             elif line.startswith(TAG + "built"):
                 self.state[i] = "built"
             elif line.startswith(TAG + "result "):
