@@ -8,9 +8,8 @@ each engine with its own thread pool alone. :func:`measure_apart` gives each blo
 at the same time (at most one per CPU core, and as many as the memory available holds: :func:`parallel_builds`):
 a build is mostly one core's work (ExecuTorch's lowering passes are Python, AOTInductor's is one compiler run), so
 two builds side by side take about the time of the longer one: a first probe of mobilenet_v3_small at 224x224 on 2
-cores took 51-55 s instead of 78-84 (docs/benchmarks.md). The timing is never side by
-side: each process, once built, waits (idle, on its standard input) until the parent tells it to time, one block
-after another.
+cores took 51-55 s instead of 78-84 (docs/benchmarks.md). The timing is never side by side: each process, once
+built, waits (idle, on its standard input) until the parent tells it to time, one block after another.
 
 ``python -m qcore.runs.probe_measure PAYLOAD NAMES`` builds the comma-separated ``NAMES`` from what
 :func:`measure_apart` saved (the FP32 model, the spec, the calibration batches, the input, the seconds each, torch's
