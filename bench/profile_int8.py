@@ -103,9 +103,8 @@ def main(argv=None) -> None:
     from _peers_engines import build
 
     from qcore import data
-    from qcore.nets import models, weights
-
     from qcore.env.malloc import keep_freed_memory
+    from qcore.nets import models, weights
 
     keep_freed_memory()  # as every qcore timing process (bench/peers.py's children too)
     if args.threads:
