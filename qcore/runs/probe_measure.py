@@ -75,6 +75,7 @@ def _build(table: dict, names: Sequence[str], model, spec, calib, example, devic
     """``(built, failed)``: each backend of ``names`` quantized and run once (a program made on first sight is made
     here, where a failure is named), or the reason it could not be; None when ``cancel()`` said so."""
     x = example.to(device)
+    calib = [b.to(device) for b in calib] if device != "cpu" else calib
     built, failed = {}, {}
     for name in names:
         if cancel():
@@ -106,7 +107,6 @@ def measure_here(model, spec: QuantSpec, calib, example: torch.Tensor, device: s
     """Build and time ``names`` in this process, one block (:func:`blocks`) after another: ``{"p50": {name: ms},
     "failed": {name: reason}}``, or None when ``cancel()`` said so between steps."""
     table = backend_table()
-    calib = [b.to(device) for b in calib] if device != "cpu" else calib
     p50, failed, count = {}, {}, iter(range(1, len(names) + 1))
     for block in blocks(names, table):
         out = _build(table, block, model, spec, calib, example, device,
@@ -275,9 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(payload["threads"])
     keep_freed_memory()  # as the sweep that timed FP32 and will time the pick (qcore.env.malloc)
     device, example = payload["device"], payload["example"]
-    calib = [b.to(device) for b in payload["calib"]] if device != "cpu" else payload["calib"]
     built, failed = _build(backend_table(), names.split(","), payload["model"], QuantSpec.from_dict(payload["spec"]),
-                           calib, example, device, lambda n: print(f"{TAG}building {n}", flush=True),
+                           payload["calib"], example, device, lambda n: print(f"{TAG}building {n}", flush=True),
                            lambda: False)  # fmt: skip
     p50 = {}
     if built:
