@@ -54,7 +54,7 @@ class Fake(Backend):
 @pytest.fixture
 def fakes(monkeypatch):
     """fx, pt2e and xnnpack replaced by fakes, measured in this process (they are not registered in a child's); the
-    timer reports :data:`MS`; ``timed`` holds each block timed."""
+    timer reports :data:`MS`; ``timed`` holds what each timing timed (a block, then what of it was not cut)."""
     monkeypatch.delenv(auto_probe.ENV, raising=False)
     monkeypatch.setattr(auto_probe, "measure_candidates", probe_measure.measure_here)
     list_backends()  # the built-in backends loaded, then replaced
@@ -63,7 +63,7 @@ def fakes(monkeypatch):
         monkeypatch.setitem(registered(), name, backend)
     timed = []
 
-    def timer(fns, *, device="cpu", budget_s=20.0):
+    def timer(fns, *, device="cpu", budget_s=20.0, protocol=None):
         timed.append(list(fns))
         return {n: Latency([MS[n]] * 7) for n in fns}
 
@@ -91,10 +91,13 @@ def test_the_probe_picks_the_fastest_records_it_and_says_so(fakes):
     notes, said = _probe()
     steps = ["pt2e 1/3", "xnnpack 2/3", "timing pt2e, xnnpack", "fx 3/3", "timing fx"]
     assert said == [f"{auto_probe.PHASE}: {step}" for step in steps]
-    assert fakes.timed == [["pt2e", "xnnpack"], ["fx"]]
+    # xnnpack (3 ms) is over 1.25x pt2e's 2 ms after the first second: not timed further; fx (8 ms), in a block of
+    # its own, is over 1.25x the 2 ms the earlier block measured: cut as well
+    assert fakes.timed == [["pt2e", "xnnpack"], ["pt2e"], ["fx"]]
     point = auto_policy.measured_point("static", "resnet18", 1, 32)
     assert point["p50_ms"] == MS and point["source"].startswith("auto probe, ") and "failed" not in point
-    assert "pt2e p50 2.00 ms, xnnpack p50 3.00 ms, fx p50 8.00 ms" in notes["static"]
+    cut = " (timed 1 s only: over 1.25x the fastest)"
+    assert f"pt2e p50 2.00 ms, xnnpack p50 3.00 ms{cut}, fx p50 8.00 ms{cut}" in notes["static"]
     assert "resnet18 batch 1 at 32x32" in notes["static"] and "stored in auto-backends.json" in notes["static"]
     choice = resolve(INT8, "cpu", model="resnet18", batch_size=1)
     assert choice.backend.name == "pt2e"
@@ -326,12 +329,15 @@ for n in names:
     time.sleep(build_s)
 note("built")
 print("qcore-probe built", flush=True)
-if sys.stdin.readline().strip() != "time":
+word = sys.stdin.readline().split()
+if word[:1] != ["time"]:
     sys.exit(0)
 note("time")
+note("best " + word[1])
 time.sleep(time_s)
 note("timed")
-print("qcore-probe result " + json.dumps({"p50": dict.fromkeys(names, 1.0), "failed": {}}), flush=True)
+print("qcore-probe result " + json.dumps({"p50": dict.fromkeys(names, 1.0), "failed": {}, "cut": names[1:]}),
+      flush=True)
 """
 
 
@@ -350,12 +356,13 @@ def test_the_probe_builds_its_blocks_side_by_side_and_times_them_one_after_anoth
     said = []
     out = probe_measure.measure_apart(_tiny(), INT8, [x], x, "cpu", ["fx", "xnnpack", "pt2e"], 1.0, said.append,
                                       lambda: False)  # fmt: skip
-    assert out == {"p50": {"fx": 1.0, "pt2e": 1.0, "xnnpack": 1.0}, "failed": {}}
+    assert out == {"p50": {"fx": 1.0, "pt2e": 1.0, "xnnpack": 1.0}, "failed": {}, "cut": ["pt2e"]}
     events = {}
     for line in log.read_text().splitlines():
         who, what, at = json.loads(line)
         events[(who, what)] = at
-    assert set(events) == {(w, e) for w in ("fx,pt2e", "xnnpack") for e in ("build", "built", "time", "timed")}
+    assert set(events) == {(w, e) for w in ("fx,pt2e", "xnnpack") for e in ("build", "built", "time", "timed")} | {
+        ("fx,pt2e", "best 0.0"), ("xnnpack", "best 1.0")}  # the fastest an earlier block measured (none: 0)
     # built side by side: each started before the other finished
     assert events[("fx,pt2e", "build")] < events[("xnnpack", "built")]
     assert events[("xnnpack", "build")] < events[("fx,pt2e", "built")]
@@ -423,3 +430,33 @@ def test_the_estimate_of_a_probe_counts_its_blocks_built_side_by_side(monkeypatc
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert estimate.probe_seconds(names) == pytest.approx(3 * s + pt2e + xnn)
     assert estimate.probe_seconds(["fx", "torchao"]) == pytest.approx(2 * s)  # nothing compiled, one block
+
+
+class _Sleeper:
+    """A built backend that sleeps ``ms`` per call and counts its calls."""
+
+    def __init__(self, ms: float):
+        self.ms, self.calls = ms, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        time.sleep(self.ms / 1000)
+
+
+def test_a_clearly_slower_backend_is_timed_no_further_after_its_first_second(monkeypatch):
+    """The oracle is how often each was called: a 10 ms backend beside a 1 ms one stops being called after
+    CUT_AFTER_S of timing each, the 1 ms one runs its whole budget; an earlier block's p50 cuts one timed alone;
+    two alike are both timed to the end."""
+    monkeypatch.setattr(probe_measure, "CUT_AFTER_S", 0.2)
+    x = torch.zeros(1)
+    fast, slow = _Sleeper(1), _Sleeper(10)
+    p50, cut = probe_measure._time({"fast": fast, "slow": slow}, x, "cpu", 1.0)
+    assert cut == ["slow"] and p50["slow"] >= 10.0 and p50["fast"] * probe_measure.CUT_RATIO < p50["slow"]
+    # the first 0.4 s (0.2 s each) and its warm-up hold at most ~45 of the slow one's calls; the fast one goes on
+    assert slow.calls < 60 and fast.calls > 2 * slow.calls
+    alone = _Sleeper(10)
+    p50, cut = probe_measure._time({"alone": alone}, x, "cpu", 1.0, best_ms=1.0)
+    assert cut == ["alone"] and alone.calls < 40  # about 0.2 s of its 1 s
+    a, b = _Sleeper(2), _Sleeper(2)
+    p50, cut = probe_measure._time({"a": a, "b": b}, x, "cpu", 0.6)
+    assert cut == [] and a.calls == b.calls and a.calls > 50  # both timed to the end: 1.2 s of 4 ms rounds

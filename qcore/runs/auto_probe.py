@@ -2,7 +2,8 @@
 ``backend="auto"`` for a (model, batch size, input size) this machine has not measured, each backend of
 :data:`qcore.backends.auto.ORDER` that can run the spec is built (quantized and calibrated on the sweep's own
 calibration batches, its compiled program made or loaded from :mod:`qcore.backends.buildcache`: the sweep's own
-row of that spec then loads it) and timed on the sweep's input for :data:`PROBE_SECONDS` seconds each, interleaved
+row of that spec then loads it) and timed on the sweep's input for :data:`PROBE_SECONDS` seconds each (one
+clearly slower than the fastest after a second is cut short: :func:`qcore.runs.probe_measure._time`), interleaved
 (an engine with its own thread pool in a block of its own, after torch's), with the sweep's own timing
 (:func:`qcore.metrics.measure.time_interleaved`), in processes of their own (:mod:`qcore.runs.probe_measure`: no
 other engine's thread pool is left in the sweep's process, a cancel stops a build halfway, a backend that crashes
@@ -30,7 +31,7 @@ from collections.abc import Callable, Sequence
 from qcore.backends import auto
 from qcore.env.space import is_out_of_space
 from qcore.quant.spec import QuantSpec
-from qcore.runs.probe_measure import PHASE, backend_table, measure_apart
+from qcore.runs.probe_measure import CUT_AFTER_S, CUT_RATIO, PHASE, backend_table, measure_apart
 
 __all__ = ["PROBE_SECONDS", "PHASE", "PROBED_KINDS", "ENV", "enabled", "candidates", "plan", "probe_auto",
            "measure_candidates"]
@@ -107,7 +108,7 @@ def _probe(p, kind: str, spec: QuantSpec, names: list[str], say, cancel, seconds
     measured = measure_candidates(p.loaded.model, spec, p.calib, p.example, p.device, names, seconds, say, cancel)
     if measured is None or cancel():
         return None
-    p50, failed = measured["p50"], measured["failed"]
+    p50, failed, cut = measured["p50"], measured["failed"], measured.get("cut", [])
     stamp = time.strftime("%Y-%m-%d %H:%M")
     source = f"auto probe, {stamp}, {seconds:g} s each"
     stored = f"stored in {auto.MEASURED_FILE}"
@@ -117,7 +118,9 @@ def _probe(p, kind: str, spec: QuantSpec, names: list[str], say, cancel, seconds
         if is_out_of_space(exc):
             raise
         stored = f"not stored ({type(exc).__name__}: {str(exc)[:120]})"
-    timed = ", ".join(f"{n} p50 {v:.2f} ms" for n, v in sorted(p50.items(), key=lambda kv: kv[1])) or "none built"
+    short = f" (timed {CUT_AFTER_S:g} s only: over {CUT_RATIO:g}x the fastest)"
+    timed = ", ".join(f"{n} p50 {v:.2f} ms" + (short if n in cut else "")
+                      for n, v in sorted(p50.items(), key=lambda kv: kv[1])) or "none built"  # fmt: skip
     note = (f"auto measured which {kind} INT8 backend is fastest here ({c.model} batch {c.batch_size} at "
             f"{size}x{size}, {spec.label()}, {seconds:g} s each, {stamp}, {time.perf_counter() - started:.0f} s "
             f"in all): {timed}")  # fmt: skip

@@ -14,9 +14,11 @@ built, waits (idle, on its standard input) until the parent tells it to time, on
 ``python -m qcore.runs.probe_measure PAYLOAD NAMES`` builds the comma-separated ``NAMES`` from what
 :func:`measure_apart` saved (the FP32 model, the spec, the calibration batches, the input, the seconds each, torch's
 thread count), prints lines that start with :data:`TAG` (``building NAME``, ``built``, ``result {json}``; anything
-else a library prints is passed over), and times after a ``time`` line on its standard input (an end of file
-instead: it exits). The parent says the progress and checks ``cancel()`` four times a second: a cancel kills every
-child and nothing is recorded. A child that dies, or a probe that runs past :data:`TIMEOUT_S`, fails every backend
+else a library prints is passed over), and times after a ``time BEST`` line on its standard input (``BEST``: the
+fastest p50 an earlier block measured, 0 for none, so a clearly slower candidate is cut short: :func:`_time`; an end
+of file instead: it exits), then exits at once, without tearing torch down, so the next block's timing does not
+wait for it. The parent says the progress and checks ``cancel()`` four times a second: a cancel kills every child
+and nothing is recorded. A child that dies, or a probe that runs past :data:`TIMEOUT_S`, fails every backend
 that child had not measured, with its exit status and the end of its error output as the reason.
 """
 
@@ -26,12 +28,14 @@ import gc
 import json
 import os
 import queue
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -39,11 +43,11 @@ import torch
 from qcore.backends import get_backend, list_backends
 from qcore.env.malloc import keep_freed_memory
 from qcore.env.space import is_out_of_space
-from qcore.metrics.measure import time_interleaved
+from qcore.metrics.measure import PROTOCOL, time_interleaved
 from qcore.quant.spec import QuantSpec
 
-__all__ = ["PHASE", "TAG", "TIMEOUT_S", "backend_table", "blocks", "memory_available", "parallel_builds",
-           "measure_here", "measure_apart", "main"]  # fmt: skip
+__all__ = ["PHASE", "TAG", "TIMEOUT_S", "CUT_AFTER_S", "CUT_RATIO", "backend_table", "blocks", "memory_available",
+           "parallel_builds", "measure_here", "measure_apart", "main"]  # fmt: skip
 
 PHASE = "measuring which INT8 backend is fastest here"
 TAG = "qcore-probe "
@@ -54,6 +58,13 @@ TIMEOUT_S = 1800.0  # first C++ builds of a large model at 224 px take minutes; 
 # GB is torch and qcore imported (about 15x the weights on top): these figures leave room above that. The blocks build
 # side by side only where the memory available holds them all.
 CHILD_BASE_BYTES = 1536 << 20
+# A candidate clearly slower than the fastest after a second of timing is timed no further (:func:`_time`): on 2 cores
+# this took mobilenet_v2's probe at batch 32 from 9 s of timing to about 5 (fx at 72-81 ms against pt2e's 52-55).
+# Process to process the same backend's p50 moves by up to 1.3x at batch 1 (docs/benchmarks.md): a cut at 1.25x
+# within one probe only stops what its own calls already rank last.
+CUT_AFTER_S = 1.0
+CUT_RATIO = 1.25
+_WARM = replace(PROTOCOL, warmup=1, warmup_s=0.0)  # the rest of a timing that has just run: warm already
 CHILD_MODEL_FACTOR = 40
 
 
@@ -94,20 +105,34 @@ def _build(table: dict, names: Sequence[str], model, spec, calib, example, devic
     return built, failed
 
 
-def _time(built: dict, example: torch.Tensor, device: str, seconds: float) -> dict[str, float]:
-    """The p50 (ms) of each of ``built``, timed interleaved for ``seconds`` each."""
+def _time(built: dict, example: torch.Tensor, device: str, seconds: float, best_ms: float | None = None
+          ) -> tuple[dict[str, float], list[str]]:  # fmt: skip
+    """The p50 (ms) of each of ``built``, timed interleaved for ``seconds`` each, and the names cut short: after
+    :data:`CUT_AFTER_S` seconds each, a backend whose p50 is over :data:`CUT_RATIO` times the fastest so far (in
+    ``built``, or ``best_ms``, an earlier block's) is timed no further: it cannot be the pick, and its p50 stands on
+    the calls it had."""
     x = example.to(device)
-    lat = time_interleaved({n: (lambda q=q: q(x)) for n, q in built.items()}, device=device,
-                           budget_s=seconds * len(built))  # fmt: skip
-    return {n: lat[n].p50 for n in built}
+    fns = {n: (lambda q=q: q(x)) for n, q in built.items()}
+    first = min(CUT_AFTER_S, seconds)
+    lat = time_interleaved(fns, device=device, budget_s=first * len(fns))
+    p50 = {n: lat[n].p50 for n in fns}
+    best = min([*p50.values(), *([best_ms] if best_ms else [])])
+    cut = [n for n in fns if p50[n] > CUT_RATIO * best]
+    rest = {n: f for n, f in fns.items() if n not in cut}
+    if rest and seconds > first:
+        more = time_interleaved(rest, device=device, budget_s=(seconds - first) * len(rest), protocol=_WARM)
+        for n in rest:
+            p50[n] = statistics.median(lat[n].samples_ms + more[n].samples_ms)
+    return p50, cut
 
 
 def measure_here(model, spec: QuantSpec, calib, example: torch.Tensor, device: str, names: Sequence[str],
                  seconds: float, say: Callable[[str], None], cancel: Callable[[], bool]) -> dict | None:  # fmt: skip
     """Build and time ``names`` in this process, one block (:func:`blocks`) after another: ``{"p50": {name: ms},
-    "failed": {name: reason}}``, or None when ``cancel()`` said so between steps."""
+    "failed": {name: reason}, "cut": [name, ...]}`` (``cut``: timed for :data:`CUT_AFTER_S` only, :func:`_time`),
+    or None when ``cancel()`` said so between steps."""
     table = backend_table()
-    p50, failed, count = {}, {}, iter(range(1, len(names) + 1))
+    p50, failed, cut, count = {}, {}, [], iter(range(1, len(names) + 1))
     for block in blocks(names, table):
         out = _build(table, block, model, spec, calib, example, device,
                      lambda n: say(f"{PHASE}: {n} {next(count)}/{len(names)}"), cancel)  # fmt: skip
@@ -119,10 +144,12 @@ def measure_here(model, spec: QuantSpec, calib, example: torch.Tensor, device: s
             if cancel():
                 return None
             say(f"{PHASE}: timing {', '.join(built)}")
-            p50.update(_time(built, example, device, seconds))
+            times, cuts = _time(built, example, device, seconds, min(p50.values(), default=None))
+            p50.update(times)
+            cut += cuts
         built.clear()
         gc.collect()
-    return {"p50": p50, "failed": failed}
+    return {"p50": p50, "failed": failed, "cut": cut}
 
 
 def measure_apart(model, spec: QuantSpec, calib, example: torch.Tensor, device: str, names: Sequence[str],
@@ -211,8 +238,9 @@ class _Children:
                 if self.state[i] == "built":
                     self.state[i] = "timing"
                     self.say(f"{PHASE}: timing {', '.join(self.groups[i])}")
+                    best = min((v for r in self.results.values() for v in r["p50"].values()), default=0.0)
                     try:
-                        self.procs[i].stdin.write("time\n")
+                        self.procs[i].stdin.write(f"time {best!r}\n")
                         self.procs[i].stdin.flush()
                     except OSError:  # it died after saying it was built: its end of file comes next
                         pass
@@ -222,18 +250,19 @@ class _Children:
         """Child ``i`` ended without a result: its backends fail with ``why`` and the end of its error output."""
         tail = (self.tmp / f"stderr{i}.txt").read_text(errors="replace").strip().splitlines()[-3:]
         reason = f"the probe's process {why}" + (f": {' / '.join(tail)[-300:]}" if tail else "")
-        self.results[i] = {"p50": {}, "failed": dict.fromkeys(self.groups[i], reason)}
+        self.results[i] = {"p50": {}, "failed": dict.fromkeys(self.groups[i], reason), "cut": []}
         self.state[i] = "done"
 
     def result(self) -> dict | None:
         while True:
             self._schedule()
             if all(s == "done" for s in self.state.values()):
-                p50, failed = {}, {}
+                p50, failed, cut = {}, {}, []
                 for i in sorted(self.results):
                     p50.update(self.results[i]["p50"])
                     failed.update(self.results[i]["failed"])
-                return {"p50": p50, "failed": failed}
+                    cut += self.results[i].get("cut", [])
+                return {"p50": p50, "failed": failed, "cut": cut}
             if self.cancel():
                 return None
             if time.monotonic() - self.started > TIMEOUT_S:
@@ -278,15 +307,19 @@ def main(argv: list[str] | None = None) -> int:
     built, failed = _build(backend_table(), names.split(","), payload["model"], QuantSpec.from_dict(payload["spec"]),
                            payload["calib"], example, device, lambda n: print(f"{TAG}building {n}", flush=True),
                            lambda: False)  # fmt: skip
-    p50 = {}
+    p50, cut = {}, []
     if built:
         print(f"{TAG}built", flush=True)
-        if sys.stdin.readline().strip() != "time":
+        word = sys.stdin.readline().split()
+        if word[:1] != ["time"]:
             return 0  # the parent ended the probe
-        p50 = _time(built, example, device, payload["seconds"])
-    print(f"{TAG}result {json.dumps({'p50': p50, 'failed': failed})}", flush=True)
+        p50, cut = _time(built, example, device, payload["seconds"], float(word[1]) if word[1:] else None)
+    print(f"{TAG}result {json.dumps({'p50': p50, 'failed': failed, 'cut': cut})}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # at once: tearing down torch and the built programs took 1.7 s of a core, which the next block's timing waits on
+    os._exit(code)
