@@ -231,6 +231,9 @@ def build(engine: str, model, calib, threads: int) -> Engine:
     if engine == "qcore-pt2e-int8":
         q = get_backend("pt2e").quantize(model, int8_spec("pt2e"), calib, example, "cpu")
         return Engine(q, q.artifact, notes=q.notes, builds=q.builds)
+    if engine == "qcore-pt2e-openvino-int8":
+        q = get_backend("pt2e-openvino").quantize(model, int8_spec("pt2e-openvino"), calib, example, "cpu")
+        return Engine(q, q.artifact, notes=q.notes)
     if engine == "ov-pt2e-int8":
         return ov_pt2e(model, calib, threads)
     if engine == "qcore-pt2e-int8+ovc":

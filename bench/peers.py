@@ -21,6 +21,7 @@ Engines (--engines, comma-separated; the default list is below):
   qcore-pt2e-int8+OPT[+OPT...]                   the same PT2E graph, compiled as the options say:
 {opts}
   xnnpack-int8, xnnpack-fp32                     qcore backend "xnnpack" (ExecuTorch, XNNPACK delegate)
+  qcore-pt2e-openvino-int8                       qcore backend "pt2e-openvino" (pt2e's graph, OpenVINO's kernels)
   ort-fp32, ort-int8-minmax, ort-int8-entropy, ort-int8-percentile  qcore backend "ort" (QDQ, per-channel)
   ov-fp32, ov-int8                               qcore backend "openvino" (NNCF)
   ov-pt2e-int8                                   PT2E with OpenVINOQuantizer (NNCF), run by OpenVINO
@@ -33,7 +34,7 @@ each engine, and, as the last two lines, ``ratio_to_best_peer_int8=<x>`` (the fa
 INT8 engine's p50 over the fastest ORT/OpenVINO INT8 engine's) and
 ``auto_ratio_to_best_peer_int8=<x>`` (the same for the engine of the backend ``auto`` picks for
 a static INT8 spec), each the worst (largest) over the batch sizes given.
---record-auto stores the fx / pt2e / xnnpack latencies as this machine's measurements, which
+--record-auto stores the fx / pt2e / xnnpack / pt2e-openvino latencies as this machine's measurements, which
 ``auto`` then ranks backends by (qcore/backends/auto.py).
 
 Run from a checkout with ``PYTHONPATH=.`` unless qcore is installed (``scripts/setup.sh`` installs it).
@@ -66,9 +67,11 @@ from qcore.metrics.measure import accuracy, size_bytes, stopwatch, time_interlea
 FP32_ENGINES = ("torch-fp32-eager", "torch-fp32-channels-last", "torch-fp32-compile", "torch-fp32-aoti",
                 "ort-fp32", "ov-fp32", "xnnpack-fp32")  # fmt: skip
 PEER_INT8 = ("ort-int8-minmax", "ort-int8-entropy", "ort-int8-percentile", "ov-int8")
-QCORE_INT8 = ("qcore-fx-int8", "qcore-pt2e-int8", "qcore-pt2e-int8+cpp+noguard+cl", "xnnpack-int8")
+QCORE_INT8 = ("qcore-fx-int8", "qcore-pt2e-int8", "qcore-pt2e-int8+cpp+noguard+cl", "xnnpack-int8",
+              "qcore-pt2e-openvino-int8")  # fmt: skip
 # The engine that runs what each backend ``auto`` may pick for static INT8 runs.
-BACKEND_ENGINE = {"fx": "qcore-fx-int8", "pt2e": "qcore-pt2e-int8", "xnnpack": "xnnpack-int8"}
+BACKEND_ENGINE = {"fx": "qcore-fx-int8", "pt2e": "qcore-pt2e-int8", "xnnpack": "xnnpack-int8",
+                  "pt2e-openvino": "qcore-pt2e-openvino-int8"}  # fmt: skip
 DEFAULT_ENGINES = FP32_ENGINES[:4] + QCORE_INT8 + ("ort-fp32",) + PEER_INT8[:3] + ("ov-fp32", "ov-int8", "xnnpack-fp32")
 
 

@@ -61,6 +61,7 @@ def fakes(monkeypatch):
     table = {name: Fake(name) for name in MS}
     for name, backend in table.items():
         monkeypatch.setitem(registered(), name, backend)
+    monkeypatch.delitem(registered(), "pt2e-openvino")  # a fourth candidate, real: these tests choose among three
     timed = []
 
     def timer(fns, *, device="cpu", budget_s=20.0, protocol=None):
@@ -460,3 +461,12 @@ def test_a_clearly_slower_backend_is_timed_no_further_after_its_first_second(mon
     a, b = _Sleeper(2), _Sleeper(2)
     p50, cut = probe_measure._time({"a": a, "b": b}, x, "cpu", 0.6)
     assert cut == [] and a.calls == b.calls and a.calls > 50  # both timed to the end: 1.2 s of 4 ms rounds
+
+
+def test_pt2e_openvino_is_a_candidate_of_static_int8_where_openvino_is_installed():
+    """It runs the pt2e backend's graph (the same ranges and codes), so auto may pick it for speed alone."""
+    pytest.importorskip("openvino")
+    assert auto_probe.candidates(INT8, "cpu")[-1] == "pt2e-openvino"
+    assert "pt2e-openvino" not in auto_probe.candidates(QuantSpec("int8", granularity="per-tensor"), "cpu")
+    assert probe_measure.blocks(["fx", "pt2e", "xnnpack", "pt2e-openvino"], probe_measure.backend_table()) == [
+        ["fx", "pt2e"], ["xnnpack"], ["pt2e-openvino"]]  # its own thread pool: a block of its own

@@ -66,3 +66,17 @@ def test_a_second_damage_in_the_same_second_keeps_the_first_copy(tmp_path, monke
     records = sorted(p.name for p in tmp_path.glob("m__d__r.json.damaged-*"))
     assert records == ["m__d__r.json.damaged-20261205-120000", "m__d__r.json.damaged-20261205-120000-2"]
     assert not path.exists() and not path.with_suffix(".json").exists()
+
+
+def test_a_baseline_and_its_record_are_moved_aside_under_one_name_when_the_clock_ticks_between(tmp_path, monkeypatch):
+    from qcore.env import paths
+    from qcore.nets.baseline_check import move_aside
+
+    stamps = iter(["20261205-115959", "20261205-120000"])  # a second boundary between two reads of the clock
+    monkeypatch.setattr(paths.time, "strftime", lambda fmt, *a: next(stamps))
+    path = tmp_path / "m__d__r.safetensors"
+    path.write_text("weights")
+    path.with_suffix(".json").write_text("record")
+    out = move_aside(path)
+    assert out.name == "m__d__r.safetensors.damaged-20261205-115959"
+    assert (tmp_path / "m__d__r.json.damaged-20261205-115959").read_text() == "record"

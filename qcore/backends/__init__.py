@@ -147,6 +147,7 @@ def _load_builtin() -> None:
         openvino_backend,
         ort,
         pt2e_int8,
+        pt2e_openvino,
         tensorrt,
         torchao_linear,
         weight_only,
@@ -156,7 +157,7 @@ def _load_builtin() -> None:
 
 # The built-in backends in the order _load_builtin imports them: the registry is listed in this order whichever
 # module was imported first (a test that imports qcore.backends.tensorrt directly registers it before the rest)
-_BUILTIN = ("float", "fx", "openvino", "ort", "pt2e", "tensorrt", "torchao", "weight-only", "xnnpack")
+_BUILTIN = ("float", "fx", "openvino", "ort", "pt2e", "pt2e-openvino", "tensorrt", "torchao", "weight-only", "xnnpack")
 
 
 def _table() -> dict[str, Backend]:

@@ -42,7 +42,8 @@ __all__ = ["ORDER", "MEASURED_FILE", "machine", "load_measured", "file_problem",
 # registry (qcore.backends) also lists these first wherever it names the backends of a kind.
 ORDER: dict[str, tuple[str, ...]] = {
     "float": ("float",),
-    "static": ("fx", "pt2e", "xnnpack", "tensorrt"),  # tensorrt: CUDA only, the others CPU only
+    # tensorrt: CUDA only, the others CPU only; pt2e-openvino runs pt2e's graph (same ranges and codes) on OpenVINO
+    "static": ("fx", "pt2e", "xnnpack", "pt2e-openvino", "tensorrt"),
     "dynamic": ("fx", "torchao"),
     "weight-only": ("weight-only", "torchao"),
 }

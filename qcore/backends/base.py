@@ -107,23 +107,24 @@ def count_layers(model: nn.Module) -> int:
 
 
 # The backends that leave named layers in FP32 (QuantSpec.keep_float) on their own kernels: fx through
-# QConfigMapping.set_module_name(name, None), pt2e through the quantizer's module-name config, weight-only by not
+# QConfigMapping.set_module_name(name, None), pt2e (and pt2e-openvino, its graph) through the quantizer's module-name
+# config, weight-only by not
 # packing those layers, ONNX Runtime through quantize_static's nodes_to_exclude, OpenVINO through NNCF's
 # ignored_scope (the module names mapped to the exported graph's nodes by qcore.backends.graph_names), TensorRT by
 # turning off ModelOpt's quantizers of those modules (they run in the engine's float type). The others
 # refuse such a spec rather than quietly quantize every layer.
-KEEP_FLOAT_BACKENDS = ("fx", "pt2e", "weight-only", "ort", "openvino", "tensorrt")
+KEEP_FLOAT_BACKENDS = ("fx", "pt2e", "pt2e-openvino", "weight-only", "ort", "openvino", "tensorrt")
 # The backends that store named layers of an INT4 weight-only spec in INT8 instead (QuantSpec.keep_int8).
 KEEP_INT8_BACKENDS = ("weight-only",)
 # The backends that keep an activation quantizer in FP32 (a keep_float name "act:...", qcore.backends.act_quantizers):
 # fx through its QConfigMapping, pt2e through the nodes it annotates. ONNX Runtime and OpenVINO place their own
 # quantizers on the exported graph, with no name shared with torch.ao's.
-KEEP_ACT_BACKENDS = ("fx", "pt2e")
+KEEP_ACT_BACKENDS = ("fx", "pt2e", "pt2e-openvino")
 
 
 # The backends whose weight rounding qcore reproduces (qcore.ptq.weights): bias correction and AdaRound's codes
 # (pinned through qcore.quant.pinned) reach their kernels as chosen. The others quantize the weights themselves.
-PTQ_BACKENDS = ("fx", "pt2e", "weight-only")
+PTQ_BACKENDS = ("fx", "pt2e", "pt2e-openvino", "weight-only")
 
 
 def ptq_backend_problem(spec: QuantSpec, backend: str) -> str | None:

@@ -110,12 +110,13 @@ def drop_export_guards(gm: torch.fx.GraphModule) -> None:
 
 
 def quantized_graph(
-    model: nn.Module, quantizer, calib, example: torch.Tensor
+    model: nn.Module, quantizer, calib, example: torch.Tensor, fold_quantize: bool = True
 ) -> tuple[torch.fx.GraphModule, float, float]:
     """``(converted graph, prepare + convert seconds, calibration seconds)``: the PT2E recipe up to the
     quantized graph (quantize/dequantize pairs around FP32 ops) that ``quantizer`` annotates, before any
-    compilation: export with a dynamic batch, prepare, calibrate on ``calib``, convert. ``model`` is
-    not modified (export copies it)."""
+    compilation: export with a dynamic batch, prepare, calibrate on ``calib``, convert (``fold_quantize``: the
+    weights stored quantized, int8, before their dequantize; else FP32 with a quantize/dequantize pair, the same
+    codes). ``model`` is not modified (export copies it)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     batch = torch.export.Dim("batch", min=1, max=65536)
@@ -130,7 +131,7 @@ def quantized_graph(
     # for its activations) the example runs once, else the weights would keep default qparams
     calib_s = calibrate(prepared, list(calib) or [example])
     with stopwatch() as t_conv, torch.no_grad():
-        converted = convert_pt2e(prepared)
+        converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
         drop_export_guards(converted)
     return converted, t_prep[0] + t_conv[0], calib_s
 

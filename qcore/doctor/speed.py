@@ -153,7 +153,7 @@ def profile_model(model: torch.nn.Module, spec: QuantSpec, calib, example: torch
         profiler, (ops, took) = "onnxruntime profiling", ort_ops(artifact, x, calls)
         notes.append("FP32 profiled first (torch), then ONNX Runtime in a session of its own: their thread pools "
                      "would slow each other")
-    elif backend.name == "openvino":
+    elif backend.name in ("openvino", "pt2e-openvino"):
         inner, config = getattr(q_model, "model", None), getattr(q_model, "config", None)
         if inner is not None and config is not None:
             profiler, (ops, took) = "openvino PERF_COUNT", openvino_ops(inner, config, x, calls)

@@ -157,7 +157,7 @@ def _backend(spec: QuantSpec) -> str:
     """Whose weight rounding the simulation copies (:func:`qcore.ptq.weights.grid_for`)."""
     if spec.mode == "weight-only":
         return "weight-only"
-    return "pt2e" if spec.backend == "pt2e" else "fx"
+    return "pt2e" if spec.backend in ("pt2e", "pt2e-openvino") else "fx"  # pt2e-openvino: pt2e's graph
 
 
 def _layers(named: list[tuple[str, nn.Module]], spec: QuantSpec, base: nn.Module | None, codes: dict) -> list:

@@ -70,8 +70,8 @@ KEY: tuple[Column, ...] = (
        "weights in weight-only", "text", ("precision", _INT)),
     _C("mode", "", "static (calibrated activation ranges), dynamic (ranges per batch at run time), weight-only or "
        "qat (quantization-aware training)", "text", ("precision", _INT)),
-    _C("backend", "", "the engine that quantized and ran it (float, fx, pt2e, torchao, weight-only, ort, openvino, "
-       "xnnpack)", "text"),
+    _C("backend", "", "the engine that quantized and ran it (float, fx, pt2e, pt2e-openvino, torchao, weight-only, "
+       "ort, openvino, xnnpack)", "text"),
     _C("device", "", "where it ran: cpu or cuda", "text"),
     _C("kernel", "", "native: real low-precision arithmetic; simulated: stored low-precision, computed in float",
        "text"),

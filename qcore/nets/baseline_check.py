@@ -44,7 +44,8 @@ def move_aside(path: Path) -> Path:
     """Rename the baseline at ``path`` (and its record) to ``<name>.damaged-<time>``; returns the new path."""
     record = path.with_suffix(".json")
     out = damaged_name(path)
-    twin = damaged_name(record)
+    twin = record.with_name(record.name + out.name[len(path.name) :])  # the same ".damaged-<time>": a pair
+    twin = damaged_name(record) if twin.exists() else twin
     for p, q in ((path, out), (record, twin)):
         if p.exists():
             os.replace(p, q)

@@ -79,6 +79,7 @@ def grid_for(weight: torch.Tensor, spec: QuantSpec, backend: str, bits: int | No
             w, bits, spec.granularity, spec.group_size, spec.calibration, spec.symmetric, spec.percentile)
         stored = (scale, zp) + (tuple(code_span) if code_span is not None else ())
         return Grid(flat, scale.float(), zp.to(torch.int64), qmin, qmax, tuple(w.shape), rows_shape, pad, stored)
+    backend = "pt2e" if backend == "pt2e-openvino" else backend  # the pt2e backend's graph and weight codes
     if backend not in ("fx", "pt2e"):
         raise ValueError(f"qcore does not know how the {backend} backend rounds its weights; allowed: "
                          f"{', '.join(PTQ_BACKENDS)}")

@@ -40,7 +40,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "calibration": ("minmax", "moving-average", "percentile", "entropy", "mse"),
     "scheme": ("symmetric", "asymmetric"),
     "mode": ("static", "dynamic", "weight-only", "qat"),
-    "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino", "xnnpack", "tensorrt"),
+    "backend": ("auto", "fx", "pt2e", "torchao", "float", "weight-only", "ort", "openvino", "xnnpack", "pt2e-openvino",
+                "tensorrt"),
     "device": ("auto", "cpu", "cuda"),
     "rounding": ROUNDINGS,
 }

@@ -53,6 +53,7 @@ _EXAMPLES = {
                 "weight-only": QuantSpec("int4", mode="weight-only", backend="weight-only"),
                 "ort": QuantSpec("int8", backend="ort"), "openvino": QuantSpec("int8", backend="openvino"),
                 "xnnpack": QuantSpec("int8", backend="xnnpack"),
+                "pt2e-openvino": QuantSpec("int8", backend="pt2e-openvino"),
                 "tensorrt": QuantSpec("int8", scheme="symmetric", backend="tensorrt")},
     "rounding": {r: QuantSpec("int8", rounding=r) for r in ("nearest", "adaround")},
 }  # fmt: skip
@@ -74,7 +75,7 @@ def test_every_choice_can_be_measured_on_this_cpu(field):
 @pytest.mark.parametrize(
     "spec, allowed",
     [
-        (QuantSpec(backend="float"), "allowed: auto, fx, pt2e, xnnpack, tensorrt, openvino, ort"),
+        (QuantSpec(backend="float"), "allowed: auto, fx, pt2e, xnnpack, pt2e-openvino, tensorrt, openvino, ort"),
         (QuantSpec("fp16", backend="fx"), "allowed: auto, float, openvino, ort, tensorrt, xnnpack"),
         (QuantSpec("int8", mode="weight-only", backend="pt2e"), "allowed: auto, weight-only, torchao"),
         (QuantSpec("int8", mode="dynamic", backend="weight-only"), "allowed: auto, fx, torchao, pt2e"),

@@ -92,6 +92,23 @@ def test_adaround_codes_reach_the_pt2e_graph_bit_for_bit():
         assert sum(t.shape == want.shape and torch.equal(t, want) for t in ints) == 1, name
 
 
+def test_adaround_codes_reach_openvinos_int8_weights_bit_for_bit_on_pt2e_openvino():
+    """pt2e-openvino runs pt2e's graph: the int8 constants OpenVINO stores are AdaRound's codes."""
+    ov = pytest.importorskip("openvino")
+    model = _net()
+    spec = QuantSpec("int8", granularity="per-channel", mode="static", backend="pt2e-openvino", rounding="adaround",
+                     adaround_iters=20, adaround_images=64)
+    calib = _calib()
+    prep = apply(model, spec, "pt2e-openvino", calib, calib[0])
+    q = quantize(get_backend("pt2e-openvino"), model, spec, calib, calib[0], "cpu")
+    ints = [torch.from_numpy(op.get_data().astype("int8")) for op in q.model.model.get_ops()
+            if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8
+            and len(op.get_output_partial_shape(0)) > 1]  # fmt: skip
+    for name in ("0", "3", "8"):
+        want = prep.codes[name].to(torch.int8).reshape(prep.model.get_submodule(name).weight.shape)
+        assert sum(t.shape == want.shape and torch.equal(t, want) for t in ints) == 1, name
+
+
 @pytest.mark.parametrize("granularity,group", [("per-tensor", 0), ("per-channel", 0), ("per-group", 16)])
 @pytest.mark.parametrize("scheme", ["symmetric", "asymmetric"])
 def test_adaround_codes_reach_the_int4_weight_only_layers_bit_for_bit(granularity, group, scheme):
@@ -188,7 +205,7 @@ def test_backends_that_round_their_own_weights_refuse_adaround_and_bias_correcti
     spec = QuantSpec("int8" if mode == "static" else "int4", mode=mode, rounding="adaround", backend=backend,
                      scheme="symmetric" if backend == "xnnpack" else "asymmetric")
     reason = b.problem(spec, "cpu")
-    assert reason and "AdaRound" in reason and "allowed: fx, pt2e, weight-only" in reason
+    assert reason and "AdaRound" in reason and "allowed: fx, pt2e, pt2e-openvino, weight-only" in reason
     assert "bias correction" in (b.problem(spec.replace(rounding="nearest", bias_correction=True), "cpu") or "")
     cle = b.problem(spec.replace(rounding="nearest", equalize=True), "cpu")
     assert cle is None or "equaliz" not in cle  # CLE only changes FP32 weights: never the reason
