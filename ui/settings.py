@@ -45,7 +45,9 @@ HELP = {
     "(or INT4 weight-only) whose ranges and weights are fine-tuned with fake quantization (quantization-aware "
     "training), measured against PTQ and an FP32 model fine-tuned the same way",
     "backend": "which implementation runs the spec; auto picks the fastest measured on this machine, else the "
-    "first in qcore's order that can, and the run's notes say which and why",
+    "first in qcore's order that can, and the run's notes say which and why. pt2e-openvino runs the pt2e backend's "
+    "quantized graph (qcore's ranges and weight codes) on OpenVINO's kernels; openvino lets NNCF choose its own "
+    "ranges",
 }
 
 
