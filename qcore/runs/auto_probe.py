@@ -36,7 +36,7 @@ from qcore.runs.probe_measure import CUT_AFTER_S, CUT_RATIO, PHASE, backend_tabl
 __all__ = ["PROBE_SECONDS", "PHASE", "PROBED_KINDS", "ENV", "enabled", "candidates", "plan", "probe_auto",
            "measure_candidates"]
 
-PROBE_SECONDS = 3.0  # of timing per backend; a first build of a compiled backend comes on top (then cached)
+PROBE_SECONDS = 2.0  # of timing per backend (3 s until session 14); a first build comes on top (then cached)
 PROBED_KINDS = ("static", "dynamic")
 ENV = "QCORE_AUTO_PROBE"  # "off": no probe on this machine, whatever a sweep's settings say
 # How the candidates are built and timed: in a process of their own (qcore.runs.probe_measure); the tests' fake
