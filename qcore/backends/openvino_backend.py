@@ -35,7 +35,7 @@ from qcore.backends.graph_names import layer_nodes, nodes_for, openvino_module
 from qcore.backends.weight_only import fold_batchnorm
 from qcore.metrics.measure import stopwatch
 
-__all__ = ["convert", "ignored_nodes", "OpenVinoBackend"]
+__all__ = ["convert", "ignored_nodes", "ov_quantized", "OpenVinoBackend"]
 
 # The ops NNCF quantizes in a Conv or Linear layer: what its ignored scope names.
 _LAYER_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
@@ -155,6 +155,25 @@ def _ov_version() -> str:
     return ov.get_version().split("-")[0]
 
 
+def ov_quantized(backend: str, ov_model, runner: _OvModel, total_layers: int, calib_seconds: float,
+                 quantize_seconds: float, notes: list[str]) -> Quantized:  # fmt: skip
+    """The :class:`Quantized` of an OpenVINO model run by ``runner``: its IR as the artifact, its int8 weights
+    counted as the quantized layers."""
+    return Quantized(
+        model=runner,
+        backend=backend,
+        kernel="native",
+        device="cpu",
+        artifact=_serialize(ov_model),
+        quantized_layers=_int8_weight_count(ov_model),
+        total_layers=total_layers,
+        calib_seconds=calib_seconds,
+        quantize_seconds=quantize_seconds,
+        engine=f"openvino {_ov_version()}",
+        notes=notes,
+    )
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
     kinds = ("float", "static")
@@ -195,11 +214,11 @@ class OpenVinoBackend(Backend):
                 model, folded = fold_batchnorm(model.eval())
                 notes += [folded] if folded else []
             ov_model = convert(model, example)
-        calib_s, nq = 0.0, 0
+        calib_s = 0.0
         if not spec.is_float:
             with stopwatch() as t_q:
                 ov_model = _nncf_quantize(ov_model, list(calib), spec)
-            calib_s, nq = t_q[0], _int8_weight_count(ov_model)
+            calib_s = t_q[0]
             notes.insert(0, f"NNCF post-training quantization, preset {'PERFORMANCE' if spec.symmetric else 'MIXED'}")
             if spec.keep_float:
                 notes.insert(1, f"{len(spec.keep_float)} layer(s) left in FP32 (NNCF ignored_scope): "
@@ -207,19 +226,7 @@ class OpenVinoBackend(Backend):
         with stopwatch() as t_compile:
             runner = _OvModel(ov_model)
             runner(example)
-        return Quantized(
-            model=runner,
-            backend=self.name,
-            kernel="native",
-            device="cpu",
-            artifact=_serialize(ov_model),
-            quantized_layers=nq,
-            total_layers=total,
-            calib_seconds=calib_s,
-            quantize_seconds=t_conv[0] + t_compile[0],
-            engine=f"openvino {_ov_version()}",
-            notes=notes,
-        )
+        return ov_quantized(self.name, ov_model, runner, total, calib_s, t_conv[0] + t_compile[0], notes)
 
 
 register_backend(OpenVinoBackend())

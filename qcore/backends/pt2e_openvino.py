@@ -24,8 +24,8 @@ import warnings
 
 import torch
 
-from qcore.backends.base import Backend, Quantized, count_layers, register_backend
-from qcore.backends.openvino_backend import _int8_weight_count, _ov_version, _OvModel, _serialize
+from qcore.backends.base import Backend, count_layers, register_backend
+from qcore.backends.openvino_backend import _OvModel, ov_quantized
 from qcore.backends.pt2e_int8 import PT2EInt8, _quantizer, quantized_graph
 from qcore.metrics.measure import stopwatch
 
@@ -108,21 +108,10 @@ class PT2EOpenVino(Backend):
         with stopwatch() as t_compile:
             runner = _OvModel(ov_model)
             runner(example)  # the latency shape's program compiled now, not in the first timed call
-        return Quantized(
-            model=runner,
-            backend=self.name,
-            kernel="native",
-            device="cpu",
-            artifact=_serialize(ov_model),
-            quantized_layers=_int8_weight_count(ov_model),
-            total_layers=total,
-            calib_seconds=calib_s,
-            quantize_seconds=build_s + t_convert[0] + t_compile[0],
-            engine=f"openvino {_ov_version()}",
-            notes=["qcore's PT2E graph (X86InductorQuantizer, qcore's calibration) run by OpenVINO's CPU plugin: "
-                   "the pt2e backend's ranges and weight codes, OpenVINO's int8 kernels; LATENCY hint, "
-                   "INFERENCE_NUM_THREADS = torch threads"],
-        )  # fmt: skip
+        notes = ["qcore's PT2E graph (X86InductorQuantizer, qcore's calibration) run by OpenVINO's CPU plugin: the "
+                 "pt2e backend's ranges and weight codes, OpenVINO's int8 kernels; LATENCY hint, "
+                 "INFERENCE_NUM_THREADS = torch threads"]  # fmt: skip
+        return ov_quantized(self.name, ov_model, runner, total, calib_s, build_s + t_convert[0] + t_compile[0], notes)
 
 
 register_backend(PT2EOpenVino())
