@@ -82,7 +82,7 @@ def test_the_controls_are_only_there_for_a_post_training_integer_spec():
 def test_explore_says_a_backend_that_cannot_take_bias_correction():
     at = open_page("pages/explore.py", precision="INT8", backend="ort", bias_correction="on")
     assert any("This spec is impossible: bias correction needs the backend's own weight rounding" in e and
-               "allowed: fx, pt2e, weight-only" in e for e in errors(at)), errors(at)
+               "allowed: fx, pt2e, pt2e-openvino, weight-only" in e for e in errors(at)), errors(at)
 
 
 def test_sweep_grid_compares_off_and_on_and_counts_adarounds_time():

@@ -30,7 +30,7 @@ def test_the_flags_are_comma_lists_expanded_in_the_grid():
     assert len(labels) == 6  # fx: {off, on} x {nearest, adaround 100, adaround 200}
     # ort quantizes its weights itself: every bias-corrected combination on it is skipped, naming why
     assert len(skipped) == 6 and all("the ort backend quantizes the weights itself" in why and
-                                     "allowed: fx, pt2e, weight-only" in why for _, why in skipped)
+                                     "allowed: fx, pt2e, pt2e-openvino, weight-only" in why for _, why in skipped)
 
 
 def test_a_float_cast_has_no_algorithm():

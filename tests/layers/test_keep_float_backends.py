@@ -35,8 +35,8 @@ def test_fx_static_and_weight_only_leave_the_named_layers_in_fp32(resnet, one_th
 
 def test_backends_that_cannot_exclude_layers_refuse_and_auto_picks_one_that_can():
     spec = QuantSpec("int8", backend="xnnpack", keep_float=("fc",))
-    assert "cannot keep layers in FP32 (keep_float); allowed: fx, pt2e, weight-only, ort, openvino" in get_backend(
-        "xnnpack").problem(spec, "cpu")
+    allowed = "allowed: fx, pt2e, pt2e-openvino, weight-only, ort, openvino"
+    assert f"cannot keep layers in FP32 (keep_float); {allowed}" in get_backend("xnnpack").problem(spec, "cpu")
     with pytest.raises(BackendUnavailable, match="keep_float"):
         resolve(spec, "cpu")
     assert resolve(QuantSpec("int8", keep_float=("fc",)), "cpu").backend.name in ("fx", "pt2e")
