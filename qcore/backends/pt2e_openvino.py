@@ -29,7 +29,7 @@ from qcore.backends.openvino_backend import _OvModel, ov_quantized
 from qcore.backends.pt2e_int8 import PT2EInt8, _quantizer, quantized_graph
 from qcore.metrics.measure import stopwatch
 
-__all__ = ["to_openvino", "PT2EOpenVino"]
+__all__ = ["snap_weights", "to_openvino", "PT2EOpenVino"]
 
 
 def snap_weights(converted: torch.fx.GraphModule) -> int:
