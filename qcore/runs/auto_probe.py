@@ -108,7 +108,7 @@ def _probe(p, kind: str, spec: QuantSpec, names: list[str], say, cancel, seconds
     measured = measure_candidates(p.loaded.model, spec, p.calib, p.example, p.device, names, seconds, say, cancel)
     if measured is None or cancel():
         return None
-    p50, failed, cut = measured["p50"], measured["failed"], measured.get("cut", [])
+    p50, failed, cut = measured["p50"], measured["failed"], measured["cut"]
     stamp = time.strftime("%Y-%m-%d %H:%M")
     source = f"auto probe, {stamp}, {seconds:g} s each"
     stored = f"stored in {auto.MEASURED_FILE}"

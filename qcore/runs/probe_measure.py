@@ -59,7 +59,8 @@ TIMEOUT_S = 1800.0  # first C++ builds of a large model at 224 px take minutes; 
 # side by side only where the memory available holds them all.
 CHILD_BASE_BYTES = 1536 << 20
 # A candidate clearly slower than the fastest after a second of timing is timed no further (:func:`_time`): on 2 cores
-# this took mobilenet_v2's probe at batch 32 from 9 s of timing to about 5 (fx at 72-81 ms against pt2e's 52-55).
+# this and the children's quick exit took mobilenet_v2's probe at batch 32 from 14.5 s of timing to 9.8 (fx at 72-81
+# ms against pt2e's 52-55).
 # Process to process the same backend's p50 moves by up to 1.3x at batch 1 (docs/benchmarks.md): a cut at 1.25x
 # within one probe only stops what its own calls already rank last.
 CUT_AFTER_S = 1.0
@@ -261,7 +262,7 @@ class _Children:
                 for i in sorted(self.results):
                     p50.update(self.results[i]["p50"])
                     failed.update(self.results[i]["failed"])
-                    cut += self.results[i].get("cut", [])
+                    cut += self.results[i]["cut"]
                 return {"p50": p50, "failed": failed, "cut": cut}
             if self.cancel():
                 return None
