@@ -26,7 +26,7 @@ import torch
 
 from qcore.backends.base import Backend, count_layers, register_backend
 from qcore.backends.openvino_backend import _OvModel, ov_quantized
-from qcore.backends.pt2e_int8 import PT2EInt8, _quantizer, quantized_graph
+from qcore.backends.pt2e_int8 import PT2EInt8, _graph_constants, _quantizer, quantized_graph
 from qcore.metrics.measure import stopwatch
 
 __all__ = ["snap_weights", "to_openvino", "PT2EOpenVino"]
@@ -38,6 +38,7 @@ def snap_weights(converted: torch.fx.GraphModule) -> int:
     codes from the pair's range by its own formula, finds each value on a code exactly: left as FP32, 1 weight in
     2,000 or so came out one code off torch's (its rounding at the halfway points)."""
     q = torch.ops.quantized_decomposed
+    attrs = _graph_constants(converted)  # each get_attr's tensor (the weights, scales, zero points)
     n = 0
     for node in converted.graph.nodes:
         if node.op != "call_function" or node.target not in (q.quantize_per_channel.default,
@@ -46,21 +47,14 @@ def snap_weights(converted: torch.fx.GraphModule) -> int:
         weight, *qparams = node.args
         if not isinstance(weight, torch.fx.Node) or weight.op != "get_attr":
             continue  # an activation's quantize
-        w = _attr(converted, weight.target)
-        args = [_attr(converted, a.target) if isinstance(a, torch.fx.Node) else a for a in qparams]
+        w = attrs[weight.target]
+        args = [attrs[a.target] if isinstance(a, torch.fx.Node) else a for a in qparams]
         per_channel = node.target == q.quantize_per_channel.default
         dequantize = q.dequantize_per_channel.default if per_channel else q.dequantize_per_tensor.default
         with torch.no_grad():
             w.copy_(dequantize(node.target(w, *args), *args))
         n += 1
     return n
-
-
-def _attr(gm: torch.fx.GraphModule, target: str) -> torch.Tensor:
-    obj = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def to_openvino(converted: torch.fx.GraphModule, example: torch.Tensor):
