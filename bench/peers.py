@@ -6,10 +6,15 @@ The parent prepares what every engine shares, once, in a temporary work folder: 
 weights, the calibration images (Fashion-MNIST, 32x32, --calib-size), the evaluation
 images with labels (--eval-limit) and the FP32 reference logits. Then it runs one child
 process per engine (``peers.py --child ENGINE --work DIR``): build, quantize on the same
-calibration images, top-1 and agreement with FP32 on the evaluation images (at 32x32),
-latency at each batch size at --input-size x --input-size (warm-up, --rounds rounds of at
-least --runs calls each, p50/p90 over all calls), then, for engines built through qcore's
-build cache, the whole build again (now loaded from the cache). Engines never share a
+calibration images, top-1 and agreement with FP32 on the evaluation images (at 32x32), a
+first call at each batch size at --input-size x --input-size; then the latency, in slices of
+--slice seconds (one warm-up call, then at least 2 timed) that the engines take in turn, one
+slice each per turn, the order rotated each turn, until each has --round-budget seconds per
+batch size and round for --rounds rounds (p50/p90 over all its calls): all the children are
+alive, only one computes at a time (bench/_peers_slices.py says why: on a shared machine the
+speed changes from one few seconds to the next, and turns put every engine in every phase);
+--no-interleave times one engine after another instead. Last, for engines built through
+qcore's build cache, the whole build again (now loaded from the cache). Engines never share a
 process: their thread pools would disturb each other. Every engine gets --threads threads.
 
 Engines (--engines, comma-separated; the default list is below):
@@ -45,11 +50,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
+import gc
 import io
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,8 +67,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its engines, beside it (also under runpy)
 
 from _peers_engines import PT2E_OPTS, build, environ_for, options_help, runner_of  # noqa: E402
+from _peers_slices import Child, run_children, serve  # noqa: E402
 
-from qcore.metrics.measure import accuracy, size_bytes, stopwatch, time_interleaved  # noqa: E402
+from qcore.metrics.measure import PROTOCOL, accuracy, size_bytes, stopwatch, time_interleaved  # noqa: E402
 
 FP32_ENGINES = ("torch-fp32-eager", "torch-fp32-channels-last", "torch-fp32-compile", "torch-fp32-aoti",
                 "ort-fp32", "ov-fp32", "xnnpack-fp32")  # fmt: skip
@@ -110,25 +117,33 @@ def run_child(args) -> None:
             logits = torch.cat([eng.fn(eng.prep(x)).float() for x in inp["eval_x"].split(250)])
         acc = accuracy(logits, inp["eval_y"], inp["ref_logits"])
         out.update(top1=acc.top1, agreement=acc.agreement, top1_delta=acc.top1_delta, eval_s=t_eval[0])
-        shapes = [inp["eval_x"][:250]]
+        shapes, inputs = [inp["eval_x"][:250]], {}
         for bs in args.batch_sizes:
             g = torch.Generator().manual_seed(bs)
             raw = torch.randn(bs, 3, args.input_size, args.input_size, generator=g)
-            x = eng.prep(raw)
+            inputs[bs] = eng.prep(raw)
             shapes.append(raw)
             with torch.inference_mode(), stopwatch() as t_first:
                 if runner_of(eng.fn) is not None:  # a program of its own (else it would run padded to a larger one)
-                    runner_of(eng.fn).prepare(x)
-                eng.fn(x)  # compiles, for the engines that compile per shape
-            samples, rounds = [], []
-            call = lambda x=x: eng.fn(x)
-            for _ in range(args.rounds):
-                lat = time_interleaved(
-                    {"v": call}, warmup=2, min_runs=args.runs, max_runs=100_000, budget_s=args.round_budget
-                )["v"]
-                samples += lat.samples_ms
-                rounds.append(lat.p50)
-            out["latency"][str(bs)] = {"samples_ms": samples, "round_p50": rounds, "first_call_s": t_first[0]}
+                    runner_of(eng.fn).prepare(inputs[bs])
+                eng.fn(inputs[bs])  # compiles, for the engines that compile per shape
+            out["latency"][str(bs)] = {"first_call_s": t_first[0]}
+
+        def time_slice(bs: int) -> list[float]:
+            call = lambda x=inputs[bs]: eng.fn(x)
+            lat = time_interleaved({"v": call}, warmup=1, min_runs=2, max_runs=100_000, budget_s=args.slice,
+                                   protocol=no_gc)  # fmt: skip
+            return lat["v"].samples_ms
+
+        no_gc = dataclasses.replace(PROTOCOL, gc_off=False)  # off for all the slices: no collection in each
+        gc.collect()
+        gc.disable()
+        timed = serve(time_slice, args.batch_sizes, args.rounds)  # the parent says when (bench/_peers_slices.py)
+        gc.enable()
+        for bs in args.batch_sizes:
+            out["latency"][str(bs)].update(samples_ms=sum(timed[bs], []),
+                                           round_p50=[_p(s, 0.5) for s in timed[bs] if s])  # fmt: skip
+        out["slices"] = timed[-1]
         first_calls = sum(v["first_call_s"] for v in out["latency"].values())
         if eng.builds:  # through the build cache: what building cost the first time, and cached
             now, first, note = summarize(eng.builds)
@@ -173,23 +188,14 @@ def prepare_inputs(args, work: Path) -> dict:
             "fp32_top1": accuracy(ref, eval_y).top1}
 
 
-def run_engine(engine: str, args, work: Path) -> dict:
+def start_child(engine: str, args, work: Path) -> Child:
     cmd = [sys.executable, __file__, "--child", engine, "--work", str(work), "--batch-size",
            ",".join(map(str, args.batch_sizes)), "--input-size", str(args.input_size), "--threads",
-           str(args.threads), "--rounds", str(args.rounds), "--runs", str(args.runs), "--round-budget",
-           str(args.round_budget)]  # fmt: skip
+           str(args.threads), "--rounds", str(args.rounds), "--slice", str(args.slice)]  # fmt: skip
     env = environ_for(engine)
     if args.fresh_builds:
         env["QCORE_BUILDS"] = str(work / "builds")
-    path = work / f"{engine}.json"
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.engine_timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"engine": engine, "error": f"timed out after {args.engine_timeout} s", "latency": {}}
-    if not path.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"engine": engine, "error": f"child exited {proc.returncode}: {tail[0][:300]}", "latency": {}}
-    return json.loads(path.read_text())
+    return Child(engine, cmd, env, work / f"{engine}.json", args.engine_timeout)
 
 
 def _p(samples: list[float], q: float) -> float:
@@ -280,8 +286,11 @@ def parse_args(argv=None):
     ap.add_argument("--input-size", type=int, default=224, help="latency input side (accuracy runs at 32x32)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--runs", type=int, default=10, help="at least this many timed calls per round")
-    ap.add_argument("--round-budget", type=float, default=3.0, help="seconds per round once --runs are done")
+    ap.add_argument("--round-budget", type=float, default=3.0, help="seconds of timing per engine, batch and round")
+    ap.add_argument("--slice", type=float, default=0.5,
+                    help="seconds per slice: engines take turns, one slice each (at least 2 calls)")  # fmt: skip
+    ap.add_argument("--no-interleave", dest="interleave", action="store_false",
+                    help="time each engine's slices together, one engine after another (the old schedule)")  # fmt: skip
     ap.add_argument("--calib-size", type=int, default=256)
     ap.add_argument("--eval-limit", type=int, default=2000)
     ap.add_argument("--engines", default=",".join(DEFAULT_ENGINES))
@@ -339,16 +348,12 @@ def main(argv=None) -> None:
         f"# latency at {args.input_size}x{args.input_size}, batch {args.batch_size}, {args.threads} threads, "
         f"{args.rounds} rounds; {hardware.detect().summary()}; load average {os.getloadavg()[0]:.2f}"
     )
-    results = []
-    for engine in engines:
-        r = run_engine(engine, args, work)
+    def event(engine: str, what: str) -> None:
+        print(f"#   {engine}: {what} ({time.time() - start:.0f} s, load {os.getloadavg()[0]:.2f})", flush=True)
+
+    results = run_children(engines, lambda e: start_child(e, args, work), args, event)
+    for r in results:
         r["model_name"] = args.model
-        results.append(r)
-        print(
-            f"#   {engine}: {'error ' + r['error'] if r.get('error') else 'done'} ({time.time() - start:.0f} s, "
-            f"load {os.getloadavg()[0]:.2f})",
-            flush=True,
-        )
     rows, _ = summarize(results, args.batch_sizes, auto)
     if args.record_auto:
         record_auto(args, rows)

@@ -357,7 +357,7 @@ def test_the_probe_builds_its_blocks_side_by_side_and_times_them_one_after_anoth
     said = []
     out = probe_measure.measure_apart(_tiny(), INT8, [x], x, "cpu", ["fx", "xnnpack", "pt2e"], 1.0, said.append,
                                       lambda: False)  # fmt: skip
-    assert out == {"p50": {"fx": 1.0, "pt2e": 1.0, "xnnpack": 1.0}, "failed": {}, "cut": ["pt2e"]}
+    assert out == {"p50": {"fx": 1.0, "pt2e": 1.0, "xnnpack": 1.0}, "failed": {}, "cut": ["pt2e"], "runoff": []}
     events = {}
     for line in log.read_text().splitlines():
         who, what, at = json.loads(line)
@@ -370,7 +370,10 @@ def test_the_probe_builds_its_blocks_side_by_side_and_times_them_one_after_anoth
     # timed one after another, torch's threads first, and only once both were built
     assert max(events[("fx,pt2e", "built")], events[("xnnpack", "built")]) <= events[("fx,pt2e", "time")]
     assert events[("fx,pt2e", "timed")] <= events[("xnnpack", "time")]
-    assert said[-2:] == [f"{auto_probe.PHASE}: timing fx, pt2e", f"{auto_probe.PHASE}: timing xnnpack"]
+    # then fx and xnnpack tie (different processes): a runoff, which this child (gone after its result) does not
+    # answer, so the blocks' p50s stand (above)
+    assert said[-3:] == [f"{auto_probe.PHASE}: timing fx, pt2e", f"{auto_probe.PHASE}: timing xnnpack",
+                         f"{auto_probe.PHASE}: timing fx and xnnpack again, in turns"]  # fmt: skip
     assert sorted(m.rsplit(" ", 1)[1] for m in said if "timing" not in m) == ["1/3", "2/3", "3/3"]
     # the two children build at once, and the progress names both (whichever started first)
     assert f"{auto_probe.PHASE}: fx 1/3" in said or f"{auto_probe.PHASE}: xnnpack 1/3" in said
@@ -470,3 +473,48 @@ def test_pt2e_openvino_is_a_candidate_of_static_int8_where_openvino_is_installed
     assert "pt2e-openvino" not in auto_probe.candidates(QuantSpec("int8", granularity="per-tensor"), "cpu")
     assert probe_measure.blocks(["fx", "pt2e", "xnnpack", "pt2e-openvino"], probe_measure.backend_table()) == [
         ["fx", "pt2e"], ["xnnpack"], ["pt2e-openvino"]]  # its own thread pool: a block of its own
+
+
+# A child that times NAMES at P50 ms in its block, then answers each runoff line with [AGAIN] ms, logging the turns
+RUNOFF_CHILD = """
+import json, sys, time
+names, p50, again, log = sys.argv[1].split(","), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+print("qcore-probe built", flush=True)
+if sys.stdin.readline().split()[:1] != ["time"]:
+    sys.exit(0)
+print("qcore-probe result " + json.dumps({"p50": dict.fromkeys(names, p50), "failed": {}, "cut": []}), flush=True)
+for line in sys.stdin:
+    word = line.split()
+    if word[:1] != ["again"]:
+        break
+    with open(log, "a") as f:
+        f.write(json.dumps([word[1], float(word[2]), time.monotonic()]) + "\\n")
+    time.sleep(0.01)
+    print("qcore-probe again " + json.dumps([again]), flush=True)
+"""
+
+
+@pytest.mark.parametrize("second_p50, runoff", [(1.1, True), (1.3, False)])
+def test_the_fastest_and_the_fastest_of_another_process_are_timed_again_in_turns(monkeypatch, tmp_path, second_p50,
+                                                                                runoff):
+    """Blocks timed one after another can swap places when the machine's speed changes between them: the fastest
+    (fx; pt2e ties it in the same process) and the fastest of another process (xnnpack), within the cut ratio, are
+    timed again, alternating, and ranked on those calls. The oracle is the children's own log of their turns."""
+    import sys
+
+    log = tmp_path / "turns.jsonl"
+    p50 = {"fx,pt2e": ("1.0", "2.0"), "xnnpack": (str(second_p50), "1.5")}  # block p50, then the runoff's
+    monkeypatch.setattr(probe_measure._Children, "_command", lambda self, i: [
+        sys.executable, "-c", RUNOFF_CHILD, ",".join(self.groups[i]), *p50[",".join(self.groups[i])], str(log)])
+    x = torch.randn(1, 3, 8, 8)
+    said = []
+    out = probe_measure.measure_apart(_tiny(), INT8, [x], x, "cpu", ["fx", "xnnpack", "pt2e"], 1.0, said.append,
+                                      lambda: False)  # fmt: skip
+    if not runoff:  # 1.3x the fastest: past the cut ratio, no runoff
+        assert out["p50"] == {"fx": 1.0, "pt2e": 1.0, "xnnpack": 1.3} and out["runoff"] == [] and not log.exists()
+        return
+    turns = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [t[0] for t in turns] == ["fx", "xnnpack", "xnnpack", "fx"] * (probe_measure.RUNOFF_TURNS // 2)
+    assert all(t[1] == probe_measure.RUNOFF_SLICE_S for t in turns)
+    assert out["p50"] == {"fx": 2.0, "pt2e": 1.0, "xnnpack": 1.5} and out["runoff"] == ["fx", "xnnpack"]
+    assert f"{auto_probe.PHASE}: timing fx and xnnpack again, in turns" in said

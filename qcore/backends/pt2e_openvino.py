@@ -1,20 +1,24 @@
 """Static INT8 on CPU: qcore's PT2E quantization, run by OpenVINO's CPU plugin.
 
 The graph is the pt2e backend's (:mod:`.pt2e_int8`): the same export, X86InductorQuantizer annotation, qcore's
-observers and calibration method, weight codes (AdaRound's pinned ones included) and layers kept in FP32. Only
-the last step differs: the weights keep their quantize/dequantize pairs (``fold_quantize=False``: OpenVINO's
-frontend reads the pairs, where a graph whose convolutions take int8 weights does not convert), the graph is
-exported again with a free batch (height and width are read from the input, as the pt2e graph does: OpenVINO
-reshapes the program for another image size), converted by ``openvino.convert_model``, its weights stored as int8
-(OpenVINO's ``compress_quantize_weights``) and compiled by the CPU plugin, which runs each quantize/dequantize pair
-around a convolution or linear layer as its own int8 kernel (all 52 convolutions of mobilenet_v2, measured).
+observers and calibration method, weight codes (AdaRound's pinned ones included) and layers kept in FP32, with one
+addition: each input of a quantized residual add is quantized (:func:`quantizer`). X86InductorQuantizer leaves the
+convolution that feeds an add unquantized because Inductor's oneDNN kernel fuses convolution, add and ReLU; OpenVINO
+fuses an add into the convolution only when both of its inputs are quantized (as NNCF's graph has them, and
+XNNPACK's), and otherwise runs that convolution with FP32 output and the add as a pass of its own: 5 of resnet18's
+20 convolutions, 4 to 8% of its time. The last step differs too: the weights keep their quantize/dequantize pairs
+(``fold_quantize=False``: OpenVINO's frontend reads the pairs, where a graph whose convolutions take int8 weights
+does not convert), the graph is exported again with a free batch (height and width are read from the input, as the
+pt2e graph does: OpenVINO reshapes the program for another image size), converted by ``openvino.convert_model``,
+its weights stored as int8 (OpenVINO's ``compress_quantize_weights``) and compiled by the CPU plugin, which runs
+each quantize/dequantize pair around a convolution or linear layer as its own int8 kernel.
 
-So this backend computes what the pt2e backend computes (the same ranges and codes, up to the rounding of
-requantization) with OpenVINO's kernels: unlike the ``openvino`` backend, whose NNCF picks its own activation
-ranges and corrects biases, its accuracy does not depend on which backend ran it, which is what makes it one of
-``auto``'s candidates (:data:`qcore.backends.auto.ORDER`). OpenVINO's own thread pool (``own_threads``) runs it
-with torch's thread count and the LATENCY hint, a static-shape program compiled per input shape (the
-``openvino`` backend's runner).
+So this backend computes what the pt2e backend computes (the same ranges, the same weight codes) up to the rounding
+of requantization and the one rounding more at each residual add's input: unlike the ``openvino`` backend, whose
+NNCF picks its own activation ranges and corrects biases, its accuracy does not depend on which backend ran it,
+which is what makes it one of ``auto``'s candidates (:data:`qcore.backends.auto.ORDER`). OpenVINO's own thread pool
+(``own_threads``) runs it with torch's thread count and the LATENCY hint, a static-shape program compiled per input
+shape (the ``openvino`` backend's runner).
 """
 
 from __future__ import annotations
@@ -29,7 +33,41 @@ from qcore.backends.openvino_backend import _OvModel, ov_quantized
 from qcore.backends.pt2e_int8 import PT2EInt8, _graph_constants, _quantizer, quantized_graph
 from qcore.metrics.measure import stopwatch
 
-__all__ = ["snap_weights", "to_openvino", "PT2EOpenVino"]
+__all__ = ["quantizer", "snap_weights", "to_openvino", "PT2EOpenVino"]
+
+
+_ADDS = (torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor)
+
+
+def quantizer(spec, model: torch.nn.Module | None = None, example: torch.Tensor | None = None):
+    """The pt2e backend's quantizer for ``spec`` (:func:`qcore.backends.pt2e_int8._quantizer`), then each input of
+    an add it quantized given the add's own activation spec: the convolution before a residual add gets a
+    quantize/dequantize pair on its output, which X86InductorQuantizer leaves out (see the module). An add the
+    quantizer left unannotated (inside a ``keep_float`` layer, or fed by one) stays FP32."""
+    from torchao.quantization.pt2e.quantizer import Quantizer
+
+    inner = _quantizer(spec, model, example)
+
+    class _AddInputsQuantized(Quantizer):
+        def transform_for_annotation(self, model):
+            return inner.transform_for_annotation(model)
+
+        def annotate(self, model):
+            model = inner.annotate(model) or model
+            for node in model.graph.nodes:
+                ann = node.meta.get("quantization_annotation")
+                if node.op != "call_function" or node.target not in _ADDS or ann is None:
+                    continue
+                specs = [s for s in ann.input_qspec_map.values() if s is not None]
+                for arg in node.args[:2] if specs else ():
+                    if isinstance(arg, torch.fx.Node) and arg not in ann.input_qspec_map:
+                        ann.input_qspec_map[arg] = specs[0]
+            return model
+
+        def validate(self, model):
+            return inner.validate(model)
+
+    return _AddInputsQuantized()
 
 
 def snap_weights(converted: torch.fx.GraphModule) -> int:
@@ -95,16 +133,16 @@ class PT2EOpenVino(Backend):
     def quantize(self, model, spec, calib, example, device):
         total = count_layers(model)
         model = copy.deepcopy(model).eval().cpu()
-        converted, build_s, calib_s = quantized_graph(model, _quantizer(spec, model, example), calib, example,
+        converted, build_s, calib_s = quantized_graph(model, quantizer(spec, model, example), calib, example,
                                                       fold_quantize=False)  # fmt: skip
         with stopwatch() as t_convert:
             ov_model = to_openvino(converted, example)
         with stopwatch() as t_compile:
             runner = _OvModel(ov_model)
             runner(example)  # the latency shape's program compiled now, not in the first timed call
-        notes = ["qcore's PT2E graph (X86InductorQuantizer, qcore's calibration) run by OpenVINO's CPU plugin: the "
-                 "pt2e backend's ranges and weight codes, OpenVINO's int8 kernels; LATENCY hint, "
-                 "INFERENCE_NUM_THREADS = torch threads"]  # fmt: skip
+        notes = ["qcore's PT2E graph (X86InductorQuantizer, qcore's calibration; residual adds' inputs quantized too) "
+                 "run by OpenVINO's CPU plugin: the pt2e backend's ranges and weight codes, OpenVINO's int8 kernels; "
+                 "LATENCY hint, INFERENCE_NUM_THREADS = torch threads"]  # fmt: skip
         return ov_quantized(self.name, ov_model, runner, total, calib_s, build_s + t_convert[0] + t_compile[0], notes)
 
 

@@ -8,7 +8,8 @@ clearly slower than the fastest after a second is cut short: :func:`qcore.runs.p
 (:func:`qcore.metrics.measure.time_interleaved`), in processes of their own (:mod:`qcore.runs.probe_measure`: no
 other engine's thread pool is left in the sweep's process, a cancel stops a build halfway, a backend that crashes
 is recorded as failed, and the blocks' builds run side by side, one per core, while their timings run one after
-another). The p50s are stored with
+another; then the fastest and the fastest of another process, if within the cut ratio, are timed again in turns:
+the runoff, :meth:`qcore.runs.probe_measure._Children.runoff`). The p50s are stored with
 :func:`qcore.backends.auto.record_measurement` (a backend that failed to build with its reason, never picked
 before a measured one), so :func:`qcore.backends.auto.choose` picks the fastest, this sweep and every later one on
 this machine and torch; the rows of the kind probed say what was measured and when.
@@ -31,7 +32,15 @@ from collections.abc import Callable, Sequence
 from qcore.backends import auto
 from qcore.env.space import is_out_of_space
 from qcore.quant.spec import QuantSpec
-from qcore.runs.probe_measure import CUT_AFTER_S, CUT_RATIO, PHASE, backend_table, measure_apart
+from qcore.runs.probe_measure import (
+    CUT_AFTER_S,
+    CUT_RATIO,
+    PHASE,
+    RUNOFF_SLICE_S,
+    RUNOFF_TURNS,
+    backend_table,
+    measure_apart,
+)
 
 __all__ = ["PROBE_SECONDS", "PHASE", "PROBED_KINDS", "ENV", "enabled", "candidates", "plan", "probe_auto",
            "measure_candidates"]
@@ -108,7 +117,7 @@ def _probe(p, kind: str, spec: QuantSpec, names: list[str], say, cancel, seconds
     measured = measure_candidates(p.loaded.model, spec, p.calib, p.example, p.device, names, seconds, say, cancel)
     if measured is None or cancel():
         return None
-    p50, failed, cut = measured["p50"], measured["failed"], measured["cut"]
+    p50, failed, cut, runoff = measured["p50"], measured["failed"], measured["cut"], measured["runoff"]
     stamp = time.strftime("%Y-%m-%d %H:%M")
     source = f"auto probe, {stamp}, {seconds:g} s each"
     stored = f"stored in {auto.MEASURED_FILE}"
@@ -121,6 +130,9 @@ def _probe(p, kind: str, spec: QuantSpec, names: list[str], say, cancel, seconds
     short = f" (timed {CUT_AFTER_S:g} s only: over {CUT_RATIO:g}x the fastest)"
     timed = ", ".join(f"{n} p50 {v:.2f} ms" + (short if n in cut else "")
                       for n, v in sorted(p50.items(), key=lambda kv: kv[1])) or "none built"  # fmt: skip
+    if runoff:
+        timed += (f" ({' and '.join(runoff)} from a runoff: {RUNOFF_TURNS} turns each of {RUNOFF_SLICE_S:g} s, "
+                  "alternating, as the machine's speed moves between blocks)")  # fmt: skip
     note = (f"auto measured which {kind} INT8 backend is fastest here ({c.model} batch {c.batch_size} at "
             f"{size}x{size}, {spec.label()}, {seconds:g} s each, {stamp}, {time.perf_counter() - started:.0f} s "
             f"in all): {timed}")  # fmt: skip

@@ -16,8 +16,10 @@ built, waits (idle, on its standard input) until the parent tells it to time, on
 thread count), prints lines that start with :data:`TAG` (``building NAME``, ``built``, ``result {json}``; anything
 else a library prints is passed over), and times after a ``time BEST`` line on its standard input (``BEST``: the
 fastest p50 an earlier block measured, 0 for none, so a clearly slower candidate is cut short: :func:`_time`; an end
-of file instead: it exits), then exits at once, without tearing torch down, so the next block's timing does not
-wait for it. The parent says the progress and checks ``cancel()`` four times a second: a cancel kills every child
+of file instead: it exits), prints its result, then waits, idle, for the runoff's ``again NAME SECONDS`` lines
+(:meth:`_Children.runoff`: one slice of timing each, ``again [samples]`` back) and exits at the end of its input or
+any other line, at once, without tearing torch down (1.7 s of a core). The parent says the progress and checks
+``cancel()`` four times a second: a cancel kills every child
 and nothing is recorded. A child that dies, or a probe that runs past :data:`TIMEOUT_S`, fails every backend
 that child had not measured, with its exit status and the end of its error output as the reason.
 """
@@ -46,8 +48,9 @@ from qcore.env.space import is_out_of_space
 from qcore.metrics.measure import PROTOCOL, time_interleaved
 from qcore.quant.spec import QuantSpec
 
-__all__ = ["PHASE", "TAG", "TIMEOUT_S", "CUT_AFTER_S", "CUT_RATIO", "backend_table", "blocks", "memory_available",
-           "parallel_builds", "measure_here", "measure_apart", "main"]  # fmt: skip
+__all__ = ["PHASE", "TAG", "TIMEOUT_S", "CUT_AFTER_S", "CUT_RATIO", "RUNOFF_TURNS", "RUNOFF_SLICE_S",
+           "backend_table", "blocks", "memory_available", "parallel_builds", "measure_here", "measure_apart",
+           "main"]  # fmt: skip
 
 PHASE = "measuring which INT8 backend is fastest here"
 TAG = "qcore-probe "
@@ -66,6 +69,13 @@ CHILD_BASE_BYTES = 1536 << 20
 CUT_AFTER_S = 1.0
 CUT_RATIO = 1.25
 _WARM = replace(PROTOCOL, warmup=1, warmup_s=0.0)  # the rest of a timing that has just run: warm already
+# The runoff (:meth:`_Children.runoff`): on a shared machine the speed changes from one few seconds to the next (1.3-
+# 1.7x, docs/benchmarks.md, session 15), so two blocks timed one after another can swap places. The fastest and the
+# fastest of another process, when within CUT_RATIO of it, are timed again in RUNOFF_TURNS turns of RUNOFF_SLICE_S
+# each, alternating, and ranked on those calls alone.
+RUNOFF_TURNS = 6
+RUNOFF_SLICE_S = 0.25
+_SLICE = replace(PROTOCOL, warmup=1, warmup_s=0.0, min_runs=2)
 CHILD_MODEL_FACTOR = 40
 
 
@@ -150,13 +160,14 @@ def measure_here(model, spec: QuantSpec, calib, example: torch.Tensor, device: s
             cut += cuts
         built.clear()
         gc.collect()
-    return {"p50": p50, "failed": failed, "cut": cut}
+    return {"p50": p50, "failed": failed, "cut": cut, "runoff": []}
 
 
 def measure_apart(model, spec: QuantSpec, calib, example: torch.Tensor, device: str, names: Sequence[str],
                   seconds: float, say: Callable[[str], None], cancel: Callable[[], bool]) -> dict | None:  # fmt: skip
-    """:func:`measure_here` with a child process per block, built side by side and timed one after another: the
-    same result, or None when cancelled."""
+    """:func:`measure_here` with a child process per block, built side by side and timed one after another, then
+    the runoff of the fastest and the fastest of another process (:meth:`_Children.runoff`; ``runoff`` in the
+    result names them): the same result, or None when cancelled."""
     groups = blocks(names, backend_table())
     with tempfile.TemporaryDirectory(prefix="qcore-probe-") as tmp:
         payload = Path(tmp) / "payload.pt"
@@ -263,7 +274,10 @@ class _Children:
                     p50.update(self.results[i]["p50"])
                     failed.update(self.results[i]["failed"])
                     cut += self.results[i]["cut"]
-                return {"p50": p50, "failed": failed, "cut": cut}
+                again = self.runoff(p50)
+                if again is None:
+                    return None
+                return {"p50": {**p50, **again}, "failed": failed, "cut": cut, "runoff": sorted(again)}
             if self.cancel():
                 return None
             if time.monotonic() - self.started > TIMEOUT_S:
@@ -289,8 +303,48 @@ class _Children:
                 self.say(f"{PHASE}: {what} {self.count}/{self.total}")
             elif line.startswith(TAG + "built"):
                 self.state[i] = "built"
-            elif line.startswith(TAG + "result "):
-                self.results[i] = json.loads(line[len(TAG) + 7 :])
+            elif line.startswith(TAG + "result "):  # it stays, idle, for the runoff
+                self.results[i], self.state[i] = json.loads(line[len(TAG) + 7 :]), "done"
+
+    def runoff(self, p50: dict[str, float]) -> dict[str, float] | None:
+        """The fastest and the fastest of another child, if within :data:`CUT_RATIO` of it: timed again in turns (see
+        :data:`RUNOFF_TURNS`), each child told ``again NAME SECONDS``; their p50s over those calls (``{}`` where
+        there is no runoff, or a child did not answer; None on a cancel)."""
+        owner = {n: i for i, r in self.results.items() for n in r["p50"]}
+        ranked = sorted(p50, key=p50.get)
+        top = ranked[:1] + [n for n in ranked if owner[n] != owner[ranked[0]]][:1]  # the fastest of another process
+        if len(top) < 2 or p50[top[1]] > CUT_RATIO * p50[top[0]]:
+            return {}
+        self.say(f"{PHASE}: timing {top[0]} and {top[1]} again, in turns")
+        samples: dict[str, list[float]] = {n: [] for n in top}
+        for turn in range(RUNOFF_TURNS):
+            for name in top if turn % 2 == 0 else top[::-1]:
+                got = self._again(owner[name], name)
+                if got is None or got is False:
+                    return None if got is None else {}
+                samples[name] += got
+        return {n: statistics.median(v) for n, v in samples.items()}
+
+    def _again(self, i: int, name: str) -> list[float] | bool | None:
+        """Child ``i``'s samples of ``name`` for one slice; False if it died or fell silent, None on a cancel."""
+        try:
+            self.procs[i].stdin.write(f"again {name} {RUNOFF_SLICE_S!r}\n")
+            self.procs[i].stdin.flush()
+        except OSError:
+            return False
+        deadline = time.monotonic() + 60 + 10 * RUNOFF_SLICE_S
+        while time.monotonic() < deadline:
+            if self.cancel():
+                return None
+            try:
+                j, line = self.lines.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            if j == i and line is None:
+                return False
+            if j == i and line.startswith(TAG + "again "):
+                return json.loads(line[len(TAG) + 6 :])
+        return False
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -316,6 +370,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0  # the parent ended the probe
         p50, cut = _time(built, example, device, payload["seconds"], float(word[1]) if word[1:] else None)
     print(f"{TAG}result {json.dumps({'p50': p50, 'failed': failed, 'cut': cut})}", flush=True)
+    x = example.to(device)
+    for line in sys.stdin if built else ():  # the runoff's turns (_Children.runoff), until the parent ends it
+        word = line.split()
+        if word[:1] != ["again"] or word[1] not in built:
+            break
+        fn = lambda q=built[word[1]]: q(x)  # noqa: E731
+        lat = time_interleaved({"v": fn}, device=device, budget_s=float(word[2]), protocol=_SLICE)["v"]
+        print(f"{TAG}again {json.dumps(lat.samples_ms)}", flush=True)
     return 0
 
 
