@@ -16,7 +16,9 @@ writes its JSON. A child that exits early has written its error there.
 from __future__ import annotations
 
 import json
+import math
 import queue
+import statistics
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ READY, DONE = "@@peers ready", "@@peers done"
 
 def serve(time_slice, batch_sizes: list[int], rounds: int, stdin=None, stdout=None) -> dict[int, list[list[float]]]:
     """The child's side: ``time_slice(batch) -> samples_ms`` per ``time`` line until ``end``; each batch size's
-    samples per round, and each slice's (batch, round, start, end) wall-clock times under key ``-1``."""
+    samples per round, and each slice's (batch, round, start, end wall-clock time, p50 ms) under key ``-1``."""
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     samples = {bs: [[] for _ in range(rounds)] for bs in batch_sizes}
     slices = []
@@ -39,8 +41,9 @@ def serve(time_slice, batch_sizes: list[int], rounds: int, stdin=None, stdout=No
             break
         bs, r = int(cmd[1]), int(cmd[2])
         start = time.time()
-        samples[bs][r] += time_slice(bs)
-        slices.append([bs, r, start, time.time()])
+        got = time_slice(bs)
+        samples[bs][r] += got
+        slices.append([bs, r, start, time.time(), statistics.median(got) if got else math.nan])
         print(DONE, file=stdout, flush=True)
     samples[-1] = slices
     return samples
@@ -102,6 +105,18 @@ class Child:
         return json.loads(self.path.read_text())
 
 
+def paired_ratio(a: dict, b: dict, batch: int) -> float | None:
+    """The median over turns of engine ``a``'s slice p50 over ``b``'s in the same turn, at ``batch`` (results as
+    the children write them): where the machine's speed moves between phases, each turn compares the two in one
+    phase, which the ratio of two overall p50s does not (with about half the calls in a slow phase, an overall
+    median may land in either). None where the two were not timed in the same turns (not interleaved, or one
+    stopped early)."""
+    sa, sb = ([s[4] for s in r.get("slices", []) if s[0] == batch] for r in (a, b))
+    if not sa or len(sa) != len(sb) or not (a.get("interleaved") and b.get("interleaved")):
+        return None
+    return statistics.median(x / y for x, y in zip(sa, sb))
+
+
 def schedule(engines: list[str], batch_sizes: list[int], rounds: int, slices_per_round: int, interleave: bool):
     """The (engine, batch, round) slices in the order they are timed: with ``interleave``, turns of one slice per
     engine (the order rotated each turn), else each engine's slices together, one engine after another."""
@@ -124,6 +139,7 @@ def run_children(engines: list[str], start, args, on_event) -> list[dict]:
 
     def finish(child: Child) -> None:
         results[child.engine] = child.finish()
+        results[child.engine]["interleaved"] = args.interleave and len(engines) > 1
         on_event(child.engine, results[child.engine].get("error") or "done")
 
     def time_all(kids: dict[str, Child], plan) -> None:

@@ -36,7 +36,9 @@ Output: one table (latency p50/p90, speed-up over FP32 eager and over the fastes
 the fastest peer INT8, size, top-1, agreement, build seconds first and cached), a CSV (--out),
 per batch size the fastest of each kind and what ``auto`` picks, the top-1 and build times of
 each engine, and, as the last two lines, ``ratio_to_best_peer_int8=<x>`` (the fastest qcore
-INT8 engine's p50 over the fastest ORT/OpenVINO INT8 engine's) and
+INT8 engine's time over the fastest ORT/OpenVINO INT8 engine's: the median over turns of their
+slices' p50s, one over the other, each turn timing both in the same few seconds; with
+--no-interleave the ratio of their p50s) and
 ``auto_ratio_to_best_peer_int8=<x>`` (the same for the engine of the backend ``auto`` picks for
 a static INT8 spec), each the worst (largest) over the batch sizes given.
 --record-auto stores the fx / pt2e / xnnpack / pt2e-openvino latencies as this machine's measurements, which
@@ -67,7 +69,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its engines, beside it (also under runpy)
 
 from _peers_engines import PT2E_OPTS, build, environ_for, options_help, runner_of  # noqa: E402
-from _peers_slices import Child, run_children, serve  # noqa: E402
+from _peers_slices import Child, paired_ratio, run_children, serve  # noqa: E402
 
 from qcore.metrics.measure import PROTOCOL, accuracy, size_bytes, stopwatch, time_interleaved  # noqa: E402
 
@@ -232,13 +234,19 @@ def summarize(results: list[dict], batch_sizes: list[int], auto: dict[int, tuple
         best_peer = min(peers, key=peers.get) if peers else None
         best_mine = min(mine, key=mine.get) if mine else None
         auto_engine = auto.get(bs, ("", ""))[0]
+        by_engine = {r["engine"]: r for r in results}
+        to_peer = {}  # each engine's time over the fastest peer's: paired by turns where interleaved, else p50s
+        for e in p50 if best_peer else ():
+            paired = paired_ratio(by_engine[e], by_engine[best_peer], bs)
+            to_peer[e] = paired if paired is not None else p50[e] / peers[best_peer]
+
         best[bs] = {
             "fp32": best_fp32,
             "peer": best_peer,
             "mine": best_mine,
             "auto": auto_engine,
-            "ratio": mine[best_mine] / peers[best_peer] if best_mine and best_peer else math.nan,
-            "auto_ratio": p50[auto_engine] / peers[best_peer] if auto_engine in p50 and best_peer else math.nan,
+            "ratio": to_peer[best_mine] if best_mine and best_peer else math.nan,
+            "auto_ratio": to_peer[auto_engine] if auto_engine in p50 and best_peer else math.nan,
         }
         for r in results:
             e, s = r["engine"], lat.get(r["engine"])
@@ -249,7 +257,7 @@ def summarize(results: list[dict], batch_sizes: list[int], auto: dict[int, tuple
                 "round_p50_ms": " ".join(f"{x:.2f}" for x in r["latency"].get(str(bs), {}).get("round_p50", [])),
                 "speedup_vs_eager": eager / v if s else math.nan,
                 "speedup_vs_best_fp32": fp32[best_fp32] / v if s and best_fp32 else math.nan,
-                "ratio_to_best_peer_int8": v / peers[best_peer] if s and best_peer else math.nan,
+                "ratio_to_best_peer_int8": to_peer[e] if s and best_peer else math.nan,
                 "size_mb": r.get("size_bytes", math.nan) / 1e6, "top1": r.get("top1", math.nan),
                 "agreement": r.get("agreement", math.nan), "build_s": r.get("build_s", math.nan),
                 "build_first_s": r.get("build_first_s", math.nan), "build_cached_s": r.get("build_cached_s", math.nan),

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from _peers_slices import DONE, READY, Child, run_children, schedule, serve  # noqa: E402
+from _peers_slices import DONE, READY, Child, paired_ratio, run_children, schedule, serve  # noqa: E402
 
 # A child: serves sleeping slices (or dies at its slice number DIE), then writes its slices as its JSON.
 CHILD = """
@@ -85,3 +85,26 @@ def test_a_child_that_dies_mid_way_is_an_error_row_and_the_other_goes_on(tmp_pat
     assert results[0]["engine"] == "a" and "child exited 3" in results[0]["error"]
     assert len(results[1]["slices"]) == 8 and ("a", results[0]["error"]) in events
     assert json.loads((tmp_path / "b.json").read_text())["engine"] == "b"
+
+
+def _result(engine, slice_p50s, interleaved=True):
+    """A child's result at batch 1: one call per slice at that slice's p50."""
+    return {"engine": engine, "interleaved": interleaved, "latency": {"1": {"samples_ms": list(slice_p50s)}},
+            "slices": [[1, 0, float(k), k + 0.5, p] for k, p in enumerate(slice_p50s)]}  # fmt: skip
+
+
+def test_the_ratio_to_the_fastest_peer_pairs_the_slices_of_each_turn():
+    """Two of ours' three turns fell in a slow phase, one of the peer's: the p50s' ratio says 2.0 / 1.1, each turn
+    says 1 / 1.1. The table's row and the summary line give the paired one."""
+    import peers
+
+    ours, peer = _result("qcore-pt2e-openvino-int8", [1.0, 2.0, 2.0]), _result("ov-int8", [1.1, 2.2, 1.1])
+    assert paired_ratio(ours, peer, 1) == pytest.approx(1 / 1.1)
+    assert paired_ratio({**ours, "interleaved": False}, peer, 1) is None  # timed one after another: no turns
+    assert paired_ratio(_result("x", [1.0, 2.0]), peer, 1) is None  # stopped early: turns no longer line up
+    rows, best = peers.summarize([ours, peer], [1], {1: ("qcore-pt2e-openvino-int8", "")})
+    row = next(r for r in rows if r["engine"] == "qcore-pt2e-openvino-int8")
+    assert row["ratio_to_best_peer_int8"] == best[1]["ratio"] == best[1]["auto_ratio"] == pytest.approx(1 / 1.1)
+    assert row["p50_ms"] == 2.0  # the overall p50 is still the row's latency
+    rows, best = peers.summarize([{**ours, "interleaved": False}, peer], [1], {})
+    assert best[1]["ratio"] == pytest.approx(2.0 / 1.1)
