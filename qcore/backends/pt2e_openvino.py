@@ -5,13 +5,15 @@ observers and calibration method, weight codes (AdaRound's pinned ones included)
 addition: each input of a quantized residual add is quantized (:func:`quantizer`). X86InductorQuantizer leaves the
 convolution that feeds an add unquantized because Inductor's oneDNN kernel fuses convolution, add and ReLU; OpenVINO
 fuses an add into the convolution only when both of its inputs are quantized (as NNCF's graph has them, and
-XNNPACK's), and otherwise runs that convolution with FP32 output and the add as a pass of its own: 5 of resnet18's
-20 convolutions, 4 to 8% of its time. The last step differs too: the weights keep their quantize/dequantize pairs
-(``fold_quantize=False``: OpenVINO's frontend reads the pairs, where a graph whose convolutions take int8 weights
-does not convert), the graph is exported again with a free batch (height and width are read from the input, as the
-pt2e graph does: OpenVINO reshapes the program for another image size), converted by ``openvino.convert_model``,
-its weights stored as int8 (OpenVINO's ``compress_quantize_weights``) and compiled by the CPU plugin, which runs
-each quantize/dequantize pair around a convolution or linear layer as its own int8 kernel.
+XNNPACK's), and otherwise runs that convolution with FP32 output and the add as a pass of its own (5 of resnet18's
+20 convolutions): resnet18 took 1.03-1.04x OpenVINO's own time, mobilenet_v2 at batch 32 1.08x; with the addition
+0.99-1.01x (timed in turns, docs/benchmarks.md, session 15). The last step differs too: the weights keep their
+quantize/dequantize pairs (``fold_quantize=False``: OpenVINO's frontend reads the pairs, where a graph whose
+convolutions take int8 weights does not convert), the graph is exported again with a free batch (height and width
+are read from the input, as the pt2e graph does: OpenVINO reshapes the program for another image size), converted by
+``openvino.convert_model``, its weights stored as int8 (OpenVINO's ``compress_quantize_weights``) and compiled by
+the CPU plugin, which runs each quantize/dequantize pair around a convolution or linear layer as its own int8
+kernel.
 
 So this backend computes what the pt2e backend computes (the same ranges, the same weight codes) up to the rounding
 of requantization and the one rounding more at each residual add's input: unlike the ``openvino`` backend, whose
