@@ -223,6 +223,7 @@ def auto_engines(model: str, batch_sizes: list[int]) -> dict[int, tuple[str, str
 
 def summarize(results: list[dict], batch_sizes: list[int], auto: dict[int, tuple[str, str]]):
     rows, best = [], {}
+    by_engine = {r["engine"]: r for r in results}
     for bs in batch_sizes:
         lat = {r["engine"]: r["latency"][str(bs)]["samples_ms"] for r in results if str(bs) in r["latency"]}
         p50 = {e: _p(s, 0.5) for e, s in lat.items()}
@@ -234,7 +235,6 @@ def summarize(results: list[dict], batch_sizes: list[int], auto: dict[int, tuple
         best_peer = min(peers, key=peers.get) if peers else None
         best_mine = min(mine, key=mine.get) if mine else None
         auto_engine = auto.get(bs, ("", ""))[0]
-        by_engine = {r["engine"]: r for r in results}
         to_peer = {}  # each engine's time over the fastest peer's: paired by turns where interleaved, else p50s
         for e in p50 if best_peer else ():
             paired = paired_ratio(by_engine[e], by_engine[best_peer], bs)
